@@ -1,0 +1,82 @@
+"""HTTP for replicas: request bodies -> keyword arguments, results and errors -> responses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pydantic_core
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fn import BadRequest, ClientError, PayloadTooLarge
+
+from .signature import Signature
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+_JSON_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/plain", "")
+
+
+async def read_arguments(request: Request, signature: Signature) -> dict[str, Any]:
+    """The call's keyword arguments from a JSON body, a raw body, a multipart form or the query string."""
+    if request.method == "GET":
+        return dict(request.query_params)
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body is {int(declared):,} bytes, over the limit of {MAX_BODY_BYTES:,}", status=413)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        form = await request.form()
+        arguments: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            arguments[key] = await value.read() if isinstance(value, UploadFile) else value
+        return arguments
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body is {len(body):,} bytes, over the limit of {MAX_BODY_BYTES:,}", status=413)
+    raw_target = signature.bytes_params[0] if len(signature.bytes_params) == 1 else None
+    if content_type not in _JSON_TYPES:
+        if raw_target is None:
+            raise BadRequest(f"a {content_type} body needs a function with exactly one bytes parameter; "
+                             f"send JSON (application/json) mapping parameter names to values", status=400)
+        return {raw_target: body}
+    if not body.strip():
+        return {}
+    try:
+        parsed = json.loads(body)
+    except ValueError as exc:
+        if raw_target is not None:
+            return {raw_target: body}
+        raise BadRequest(f"the body is not valid JSON ({exc}); send a JSON object such as {{\"a\": 1}}", status=400) from None
+    if not isinstance(parsed, dict):
+        raise BadRequest(f"the body must be a JSON object mapping parameter names to values, not {type(parsed).__name__}",
+                         status=400)
+    return parsed
+
+
+def result_response(result: Any, request_id: str) -> Response:
+    headers = {"x-request-id": request_id}
+    if isinstance(result, bytes | bytearray):
+        return Response(bytes(result), media_type="application/octet-stream", headers=headers)
+    if isinstance(result, Response):
+        return result
+    try:
+        body = pydantic_core.to_json(result)
+    except pydantic_core.PydanticSerializationError as exc:
+        return error_response(500, "ResultNotSerializable",
+                              f"the function returned a {type(result).__name__} that cannot be JSON-encoded: {exc}",
+                              request_id)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def error_response(status: int, error_type: str, message: str, request_id: str, detail: Any = None) -> Response:
+    error: dict[str, Any] = {"type": error_type, "message": message, "request_id": request_id}
+    if detail is not None:
+        error["detail"] = detail
+    return Response(json.dumps({"error": error}), status_code=status, media_type="application/json",
+                    headers={"x-request-id": request_id})
+
+
+def client_error_response(exc: ClientError, request_id: str) -> Response:
+    return error_response(exc.status, exc.error_type or type(exc).__name__, exc.message, request_id, exc.detail)

@@ -1,0 +1,233 @@
+"""The control plane's core: deploy jobs, listing and describing functions, keys, logs.
+
+Transport-free: ``api.py`` maps HTTP onto these methods. Blocking Ray and database calls happen
+here, so the HTTP layer runs them in threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from fn import Conflict, FunctionSpec, NotFound
+
+from .deployer import Deployer
+from .packaging import bundle_manifest_from_store, inspect_bundle
+from .registry import Registry, VersionRecord
+from .settings import PlatformSettings
+from .store import BundleStore, bundle_key, put_bundle
+
+
+@dataclass
+class DeployJob:
+    id: str
+    bundle_sha256: str
+    functions: list[str]
+    state: str = "running"  # running | succeeded | failed
+    events: list[dict[str, Any]] = field(default_factory=list)
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    def emit(self, function: str, stage: str, message: str = "") -> None:
+        with self._changed:
+            self.events.append({"seq": len(self.events) + 1, "time": time.time(), "function": function,
+                                "stage": stage, "message": message})
+            self._changed.notify_all()
+
+    def finish(self) -> None:
+        with self._changed:
+            failed = any(r["status"] == "failed" for r in self.results.values())
+            self.state = "failed" if failed else "succeeded"
+            self.finished_at = time.time()
+            self._changed.notify_all()
+
+    def wait(self, after: int, timeout: float) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: len(self.events) > after or self.state != "running", timeout=timeout)
+
+    def to_json(self, after: int = 0) -> dict[str, Any]:
+        with self._changed:
+            return {"id": self.id, "bundle_sha256": self.bundle_sha256, "functions": self.functions,
+                    "state": self.state, "events": [e for e in self.events if e["seq"] > after],
+                    "results": dict(self.results), "started_at": self.started_at, "finished_at": self.finished_at}
+
+
+class ControlPlane:
+    def __init__(self, settings: PlatformSettings, registry: Registry, store: BundleStore, deployer: Deployer,
+                 hub: Any) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.deployer = deployer
+        self.hub = hub
+        self.jobs: dict[str, DeployJob] = {}
+
+    # bundles -------------------------------------------------------------------------------
+    def has_bundle(self, sha256: str) -> bool:
+        return self.store.exists(bundle_key(sha256))
+
+    def upload_bundle(self, sha256: str, data: bytes) -> dict[str, Any]:
+        manifest = inspect_bundle(data, expected_sha256=sha256, max_bytes=self.settings.max_bundle_bytes)
+        uploaded = put_bundle(self.store, sha256, data)
+        return {"sha256": sha256, "uploaded": uploaded, "functions": [s.name for s in manifest.functions]}
+
+    # deploys -------------------------------------------------------------------------------
+    def start_deploy(self, sha256: str) -> DeployJob:
+        manifest = bundle_manifest_from_store(self.store, sha256, self.settings.max_bundle_bytes)
+        specs = [spec.model_copy(update={"requirements": tuple(sorted(set(spec.requirements) | set(manifest.requirements)))})
+                 for spec in manifest.functions]
+        busy = {name for job in self.jobs.values() if job.state == "running" for name in job.functions}
+        clash = sorted(busy & {s.name for s in specs})
+        if clash:
+            raise Conflict(f"a deploy of {', '.join(clash)} is already running; wait for it ('fnctl deploy' shows it)",
+                           status=409)
+        job = DeployJob(id=uuid.uuid4().hex[:12], bundle_sha256=sha256, functions=[s.name for s in specs])
+        self.jobs[job.id] = job
+        threading.Thread(target=self._run_deploy, args=(job, specs), name=f"deploy-{job.id}", daemon=True).start()
+        return job
+
+    def _run_deploy(self, job: DeployJob, specs: list[FunctionSpec]) -> None:
+        try:
+            self._deploy(job, specs)
+        except Exception as exc:  # noqa: BLE001 - a deploy job must always end, with its reason
+            for spec in specs:
+                if spec.name not in job.results:
+                    job.results[spec.name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                    job.emit(spec.name, "failed", str(exc))
+        finally:
+            job.finish()
+
+    def _fail(self, job: DeployJob, version: VersionRecord, error: str) -> None:
+        self.registry.finish_version(version.function, version.number, error=error)
+        job.results[version.function] = {"status": "failed", "version": version.number, "error": error}
+        job.emit(version.function, "failed", error)
+
+    def _deploy(self, job: DeployJob, specs: list[FunctionSpec]) -> None:
+        changed: list[VersionRecord] = []
+        for spec in specs:
+            active = self.registry.active(spec.name)
+            if active and active.spec == spec and active.bundle_sha256 == job.bundle_sha256:
+                job.results[spec.name] = {"status": "unchanged", "version": active.number}
+                job.emit(spec.name, "unchanged", f"version {active.number} is already this code and spec")
+                continue
+            version = self.registry.create_version(spec, job.bundle_sha256)
+            job.emit(spec.name, "recorded", f"version {version.number}")
+            problem = self.deployer.placement_problem(spec)
+            if problem:
+                self._fail(job, version, problem)
+            else:
+                changed.append(version)
+        if not changed:
+            return
+        for version in changed:
+            job.emit(version.function, "loading", "importing the code and running setup() once")
+        errors = self.deployer.validate(changed)
+        ready = []
+        for version in changed:
+            if errors.get(version.function):
+                self._fail(job, version, str(errors[version.function]))
+            else:
+                job.emit(version.function, "loaded")
+                ready.append(version)
+        if not ready:
+            return
+        for version in ready:
+            job.emit(version.function, "deploying", f"Serve application /{version.function}")
+        outcome = self.deployer.apply(ready)
+        for version in ready:
+            error = outcome.get(version.function)
+            if error:
+                self._fail(job, version, error)
+                previous = self.registry.active(version.function)
+                if previous is not None:  # put the last good version back in Serve
+                    self.deployer.apply([previous], wait=False)
+                else:
+                    self.deployer.remove(version.function)
+            else:
+                self.registry.finish_version(version.function, version.number)
+                job.results[version.function] = {"status": "deployed", "version": version.number}
+                job.emit(version.function, "deployed", f"version {version.number} at /{version.function}")
+
+    def job(self, job_id: str) -> DeployJob:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no deploy job {job_id!r}", status=404)
+        return job
+
+    # functions -----------------------------------------------------------------------------
+    def _details(self) -> dict[str, Any]:
+        import ray
+        from ray.serve.context import _get_global_client
+
+        details: dict[str, Any] = ray.get(_get_global_client()._controller.get_serve_instance_details.remote())
+        return details.get("applications", {})
+
+    def _replicas(self, apps: dict[str, Any], name: str) -> dict[str, Any]:
+        app = apps.get(name) or {}
+        deployment = (app.get("deployments") or {}).get(name) or {}
+        replicas = deployment.get("replicas") or []
+        return {
+            "app_status": app.get("status", "NOT_DEPLOYED"),
+            "running": sum(1 for r in replicas if r.get("state") == "RUNNING"),
+            "target": deployment.get("target_num_replicas", 0),
+            "replicas": [{"replica_id": r.get("replica_id"), "state": r.get("state"), "pid": r.get("pid"),
+                          "node_ip": r.get("node_ip"), "start_time_s": r.get("start_time_s")} for r in replicas],
+            "message": deployment.get("message") or app.get("message") or "",
+        }
+
+    def list_functions(self) -> list[dict[str, Any]]:
+        apps = self._details()
+        rows = []
+        for version in self.registry.actives():
+            state = self._replicas(apps, version.function)
+            rows.append({"name": version.function, "pool": version.spec.pool, "kind": version.spec.kind,
+                         "version": version.number, "status": state["app_status"], "running": state["running"],
+                         "target": state["target"], "endpoint": f"{self.settings.http_url}/{version.function}",
+                         "public": version.spec.public})
+        return rows
+
+    def describe(self, name: str) -> dict[str, Any]:
+        versions = self.registry.versions(name)
+        if not versions:
+            raise NotFound(f"no function named {name!r}; list functions with 'fnctl ls'", status=404)
+        active = self.registry.active(name)
+        return {"name": name, "endpoint": f"{self.settings.http_url}/{name}",
+                "active_version": active.number if active else None,
+                "spec": active.spec.model_dump(mode="json") if active else versions[-1].spec.model_dump(mode="json"),
+                "bundle_sha256": active.bundle_sha256 if active else None,
+                "versions": [v.to_json() for v in versions], **self._replicas(self._details(), name)}
+
+    def delete(self, name: str) -> None:
+        if not self.registry.delete_function(name):
+            raise NotFound(f"no function named {name!r}; list functions with 'fnctl ls'", status=404)
+        self.deployer.remove(name)
+        self.hub.forget.remote(name)
+
+    def logs(self, name: str, after: int, limit: int) -> dict[str, Any]:
+        import ray
+
+        if not self.registry.versions(name):
+            raise NotFound(f"no function named {name!r}; list functions with 'fnctl ls'", status=404)
+        last, lines = ray.get(self.hub.read_logs.remote(name, after, limit))
+        return {"function": name, "next": last, "lines": lines}
+
+    # keys ----------------------------------------------------------------------------------
+    def push_keys(self) -> None:
+        import ray
+
+        ray.get(self.hub.set_key_hashes.remote(self.registry.key_hashes()))
+
+    def create_key(self, name: str) -> dict[str, Any]:
+        record, plaintext = self.registry.create_key(name)
+        self.push_keys()
+        return {**record.to_json(), "key": plaintext}
+
+    def revoke_key(self, key_id: str) -> None:
+        if not self.registry.revoke_key(key_id):
+            raise NotFound(f"no active key with id {key_id!r}; list keys with 'fnctl keys ls'", status=404)
+        self.push_keys()

@@ -1,0 +1,241 @@
+"""The deployer: reconciles the registry's desired state into Ray Serve.
+
+One Serve application per function (route ``/<name>``), built by ``build_application`` from the
+spec alone. A new version is first loaded by a one-shot Ray task with the replica's exact
+resources and runtime environment (so an import error or a failing ``setup()`` is reported with
+the user's own message while the previous version keeps serving), then submitted to Serve
+without blocking and polled against a deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fn import FunctionSpec
+
+from .pools import REPLICA_POOL_SHARE, pool_resource
+from .registry import Registry, VersionRecord
+from .runtime import FunctionReplica, cpu_threads, validate_version
+from .store import StoreConfig
+
+log = logging.getLogger(__name__)
+
+GATEWAY_APP = "_fn_gateway"
+MIB = 1024 * 1024
+# Tuned for scale-from-zero (see shared/RESEARCH.md): in Ray 2.60 the deprecated metrics_interval_s
+# still sets how often replicas and handles push load, so it bounds how fast a burst is seen.
+AUTOSCALING_PROFILE: dict[str, float] = {
+    "metrics_interval_s": 0.5,
+    "look_back_period_s": 2.0,
+    "upscale_delay_s": 0.5,
+}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "FN_CPU_THREADS")
+
+Progress = Callable[[str, str, str], None]  # (function, stage, message)
+
+
+@dataclass(frozen=True)
+class DeployContext:
+    store: StoreConfig
+    cache_dir: str
+    strict_resources: bool = True  # local clusters cannot grow: refuse what no node could ever place
+    timeout_s: float = 300.0
+
+
+def version_tag(version: VersionRecord) -> str:
+    digest = hashlib.sha256((version.spec.model_dump_json() + version.bundle_sha256).encode()).hexdigest()
+    return digest[:16]
+
+
+def runtime_env(spec: FunctionSpec) -> dict[str, Any]:
+    threads = str(cpu_threads(spec))
+    env: dict[str, Any] = {"env_vars": {**dict.fromkeys(THREAD_VARIABLES, threads), **spec.env}}
+    if spec.requirements:
+        env["pip"] = {"packages": sorted(spec.requirements), "pip_check": False}
+    return env
+
+
+def actor_options(spec: FunctionSpec) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "num_cpus": spec.cpus,
+        "num_gpus": spec.gpus,
+        "resources": {pool_resource(spec.pool): REPLICA_POOL_SHARE},
+        "runtime_env": runtime_env(spec),
+    }
+    if spec.memory_mb:
+        options["memory"] = spec.memory_mb * MIB
+    return options
+
+
+def autoscaling_config(spec: FunctionSpec) -> dict[str, Any]:
+    return {
+        **AUTOSCALING_PROFILE,
+        "min_replicas": spec.min_replicas,
+        "max_replicas": spec.max_replicas,
+        "target_ongoing_requests": spec.target_concurrency,
+        "downscale_delay_s": max(1.0, min(spec.idle_timeout_s, 10.0)),
+        "downscale_to_zero_delay_s": max(spec.idle_timeout_s, 0.1),
+    }
+
+
+def build_application(version: VersionRecord, ctx: DeployContext) -> Any:
+    """The Serve application for one function version: the generic replica bound to its spec."""
+    from ray import serve
+
+    spec = version.spec
+    deployment = serve.deployment(FunctionReplica).options(
+        name=spec.name,
+        ray_actor_options=actor_options(spec),
+        autoscaling_config=autoscaling_config(spec),
+        max_ongoing_requests=spec.max_concurrency,
+        graceful_shutdown_timeout_s=5,
+        max_constructor_retry_count=3,
+    )
+    # Serve 2.60 removed the public `version` option and gives each Python-API deploy a random code
+    # version, so re-applying the registry (reconcile) would restart every replica. The private
+    # field still feeds the deploy call; with it, an unchanged function is a no-op.
+    deployment._version = version_tag(version)
+    return deployment.bind(spec.model_dump_json(), version.bundle_sha256, ctx.store.to_dict(), ctx.cache_dir)
+
+
+class Deployer:
+    def __init__(self, registry: Registry, ctx: DeployContext) -> None:
+        self.registry = registry
+        self.ctx = ctx
+        self._lock = threading.Lock()  # one Serve reconfiguration at a time
+
+    # checks -------------------------------------------------------------------------------
+    def placement_problem(self, spec: FunctionSpec) -> str | None:
+        """Why no node could ever run this spec, on a cluster that cannot grow; None if it could."""
+        if not self.ctx.strict_resources:
+            return None
+        import ray
+
+        total = ray.cluster_resources()
+        resource = pool_resource(spec.pool)
+        if resource not in total:
+            pools = sorted(k.removeprefix("pool_") for k in total if k.startswith("pool_"))
+            return f"no node is in pool {spec.pool!r} (Ray resource {resource}); pools here: {', '.join(pools) or 'none'}"
+        if spec.gpus > total.get("GPU", 0):
+            return (f"gpus={spec.gpus:g} but the cluster has {total.get('GPU', 0):g} GPUs; "
+                    f"start the local platform with 'fnctl up --gpus N' to declare GPUs")
+        if spec.cpus > total.get("CPU", 0):
+            return f"cpus={spec.cpus:g} but the cluster has {total.get('CPU', 0):g} CPUs"
+        return None
+
+    def validate(self, versions: list[VersionRecord]) -> dict[str, str | None]:
+        """Load every version once in a throwaway task with the replica's resources; errors by name."""
+        import ray
+
+        pending: dict[Any, str] = {}
+        errors: dict[str, str | None] = {}
+        for version in versions:
+            options = actor_options(version.spec)
+            task = ray.remote(max_retries=0, max_calls=1, **options)(validate_version)
+            ref = task.remote(version.spec.model_dump_json(), version.bundle_sha256, self.ctx.store.to_dict(),
+                              self.ctx.cache_dir)
+            pending[ref] = version.spec.name
+        deadline = time.monotonic() + self.ctx.timeout_s
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            ref = ready[0]
+            name = pending.pop(ref)
+            try:
+                errors[name] = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - e.g. RuntimeEnvSetupError with pip's own message
+                errors[name] = _ray_error_text(exc)
+        for ref, name in pending.items():
+            ray.cancel(ref, force=True)
+            errors[name] = (f"did not load within {self.ctx.timeout_s:g} s: no node of pool could start it "
+                            f"(not enough free CPU/GPU/memory), or installing requirements or setup() is too slow")
+        return errors
+
+    # Serve ---------------------------------------------------------------------------------
+    def apply(self, versions: list[VersionRecord], wait: bool = True) -> dict[str, str | None]:
+        """Submit the versions to Serve without blocking; with *wait*, poll until each runs or fails."""
+        from ray import serve
+        from ray.serve.api import RunTarget
+
+        if not versions:
+            return {}
+        targets = [
+            RunTarget(target=build_application(v, self.ctx), name=v.spec.name,
+                      route_prefix=f"/{v.spec.name}", logging_config={"enable_access_log": False})
+            for v in versions
+        ]
+        with self._lock:
+            serve.run_many(targets, wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
+        if not wait:
+            return {}
+        return self.wait_running([v.spec.name for v in versions])
+
+    def wait_running(self, names: list[str]) -> dict[str, str | None]:
+        from ray import serve
+
+        results: dict[str, str | None] = {}
+        deadline = time.monotonic() + self.ctx.timeout_s
+        while len(results) < len(names) and time.monotonic() < deadline:
+            apps = serve.status().applications
+            for name in names:
+                app = apps.get(name)
+                if name in results or app is None:
+                    continue
+                if app.status == "RUNNING":
+                    results[name] = None
+                elif app.status in {"DEPLOY_FAILED", "UNHEALTHY"}:
+                    messages = [d.message for d in app.deployments.values() if d.message]
+                    results[name] = "\n".join(messages) or app.message or str(app.status)
+            time.sleep(0.2)
+        for name in names:
+            results.setdefault(name, f"Serve did not report {name!r} running within {self.ctx.timeout_s:g} s")
+        return results
+
+    def remove(self, name: str) -> None:
+        from ray import serve
+
+        with self._lock:
+            serve.delete(name, _blocking=False)
+
+    def ensure_gateway(self) -> None:
+        from ray import serve
+
+        from .gateway import Gateway
+
+        app = serve.deployment(Gateway).options(
+            name="gateway", num_replicas=1, max_ongoing_requests=1000,
+            ray_actor_options={"num_cpus": 0},
+        ).bind()
+        with self._lock:
+            serve.run(app, name=GATEWAY_APP, route_prefix="/", logging_config={"enable_access_log": False})
+
+    def reconcile(self) -> dict[str, str | None]:
+        """Make Serve match the registry: apply every active version (a no-op for unchanged apps), drop the rest."""
+        from ray import serve
+
+        actives = self.registry.actives()
+        wanted = {v.spec.name for v in actives}
+        for name in serve.status().applications:
+            if name not in wanted and name != GATEWAY_APP:
+                self.remove(name)
+        return self.apply(actives, wait=False)
+
+    def status(self) -> dict[str, Any]:
+        from ray import serve
+
+        return dict(serve.status().applications)
+
+
+def _ray_error_text(exc: BaseException) -> str:
+    text = str(exc)
+    marker = "SetupFailed:"
+    if marker in text:
+        return text.split(marker, 1)[1].strip()
+    return text.strip()[-4000:]

@@ -1,0 +1,109 @@
+"""The local cluster: one Ray node that declares every pool, started and stopped by the control plane.
+
+Hazards handled (shared/RESEARCH.md): a unique, short temp dir per FN_HOME (so two platforms
+never share sockets), ``address="local"`` so we never attach to someone else's cluster, no
+dashboard, and never ``ray stop``: survivors are found by our temp dir in their command line.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+import psutil
+
+from .pools import DEFAULT_POOLS, NODE_POOL_CAPACITY, pool_resource
+from .settings import PlatformSettings
+
+
+def prepare_environment(settings: PlatformSettings) -> None:
+    """Environment for the Ray we start; must run before Ray is imported (it reads it at import)."""
+    temp_dir = settings.ray_temp_dir
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if settings.ray_address:
+        return
+    os.environ["RAY_TMPDIR"] = str(temp_dir)
+    # Token auth with a token of this platform's own, kept under FN_HOME (Ray would write ~/.ray).
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = _auth_token(settings.home / "ray-auth-token")
+
+
+def start_ray(settings: PlatformSettings) -> None:
+    import ray
+
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, namespace="fn", log_to_driver=False)
+        return
+    ray.init(
+        address="local",
+        namespace="fn",
+        include_dashboard=False,
+        _temp_dir=str(settings.ray_temp_dir),
+        num_cpus=settings.cpus if settings.cpus is not None else os.cpu_count(),
+        num_gpus=settings.gpus,
+        resources={pool_resource(pool): NODE_POOL_CAPACITY for pool in DEFAULT_POOLS},
+        log_to_driver=False,
+    )
+
+
+def _auth_token(path: Path) -> str:
+    if not path.is_file():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def start_serve(settings: PlatformSettings) -> None:
+    from ray import serve
+
+    serve.start(http_options={"host": settings.http_host, "port": settings.http_port},
+                logging_config={"enable_access_log": False})
+
+
+def ray_processes(temp_dir: Path) -> list[psutil.Process]:
+    """Processes of the Ray node that lives in *temp_dir* (its command line names the folder)."""
+    marker = str(temp_dir)
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if marker in cmdline and proc.pid != os.getpid():
+            found.append(proc)
+    return found
+
+
+def kill_survivors(temp_dir: Path, grace_s: float = 5.0) -> int:
+    procs = ray_processes(temp_dir)
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return len(procs)
+
+
+def stop_ray(settings: PlatformSettings) -> None:
+    import ray
+
+    try:
+        from ray import serve
+
+        serve.shutdown()
+    except Exception:  # noqa: BLE001 - shutting down; what is left is killed below
+        pass
+    ray.shutdown()
+    if not settings.ray_address:
+        time.sleep(0.5)
+        kill_survivors(settings.ray_temp_dir)

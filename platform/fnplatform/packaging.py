@@ -1,0 +1,253 @@
+"""Packaging: a project folder -> a deterministic, content-addressed zip bundle with a manifest.
+
+Same files -> same bytes -> same sha256: entries sorted, timestamps and permissions fixed. The
+manifest (``fn-manifest.json``) always sits at the zip's root, which also keeps Ray from stripping
+a lone top-level folder. Functions are discovered by importing the project in a subprocess
+(``fnplatform._discover``), so user code never runs inside the CLI or the control plane.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from fn import SpecError
+from fn import __version__ as sdk_version
+from fn._spec import FunctionSpec
+
+MANIFEST_NAME = "fn-manifest.json"
+IGNORE_FILE = ".fnignore"
+DEFAULT_MAX_BUNDLE_BYTES = 100 * 1024 * 1024
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+_ALWAYS_EXCLUDED = {
+    ".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox",
+    ".venv", "venv", "node_modules", ".DS_Store", ".ipynb_checkpoints", ".fn",
+}
+_EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+# Names a bundle's top-level modules must not take: they would shadow what the replica imports.
+RESERVED_MODULES = frozenset(sys.stdlib_module_names) | {"ray", "fn", "fnctl", "fnplatform", "pydantic", "starlette"}
+
+
+class BundleError(SpecError):
+    """A project or bundle that cannot be deployed; nothing has been uploaded."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    functions: tuple[FunctionSpec, ...]
+    requirements: tuple[str, ...] = ()
+    sdk_version: str = sdk_version
+
+    def to_json(self) -> bytes:
+        body = {
+            "format": 1,
+            "sdk_version": self.sdk_version,
+            "requirements": list(self.requirements),
+            "functions": [spec.model_dump(mode="json") for spec in sorted(self.functions, key=lambda s: s.name)],
+        }
+        return json.dumps(body, sort_keys=True, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Manifest:
+        try:
+            body = json.loads(data)
+            specs = tuple(FunctionSpec.model_validate(item) for item in body["functions"])
+            return cls(functions=specs, requirements=tuple(body.get("requirements", ())),
+                       sdk_version=str(body.get("sdk_version", "")))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BundleError(f"{MANIFEST_NAME} is invalid: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Bundle:
+    data: bytes
+    sha256: str
+    manifest: Manifest
+    files: tuple[str, ...] = field(default=())
+
+
+def _ignore_patterns(root: Path) -> list[str]:
+    path = root / IGNORE_FILE
+    if not path.is_file():
+        return []
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _ignored(rel: PurePosixPath, is_dir: bool, patterns: list[str]) -> bool:
+    if rel.name in _ALWAYS_EXCLUDED or (not is_dir and rel.name.endswith(_EXCLUDED_SUFFIXES)):
+        return True
+    for pattern in patterns:
+        dir_only = pattern.endswith("/")
+        pat = pattern.rstrip("/")
+        if dir_only and not is_dir:
+            continue
+        if "/" in pat:
+            if fnmatch.fnmatch(str(rel), pat.lstrip("/")):
+                return True
+        elif fnmatch.fnmatch(rel.name, pat):
+            return True
+    return False
+
+
+def collect_files(root: Path) -> list[tuple[str, Path]]:
+    """(archive name, real path) of every file that goes into the bundle, sorted."""
+    root = root.resolve()
+    patterns = _ignore_patterns(root)
+    found: list[tuple[str, Path]] = []
+    seen_dirs: set[Path] = set()
+
+    def walk(directory: Path, rel_dir: PurePosixPath) -> None:
+        real = directory.resolve()
+        if real in seen_dirs:
+            return
+        seen_dirs.add(real)
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            rel = rel_dir / entry.name
+            path = Path(entry.path)
+            if entry.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(root):
+                    raise BundleError(f"{rel} is a symlink to {target}, outside the project {root}; copy the file in instead")
+                if not target.exists():
+                    raise BundleError(f"{rel} is a broken symlink")
+            is_dir = entry.is_dir()
+            if is_dir and (path / "pyvenv.cfg").exists():
+                continue  # a virtualenv, whatever its name
+            if _ignored(rel, is_dir, patterns):
+                continue
+            if is_dir:
+                walk(path, rel)
+            elif entry.is_file():
+                found.append((str(rel), path))
+
+    walk(root, PurePosixPath())
+    return sorted(found)
+
+
+def top_level_modules(names: list[str]) -> set[str]:
+    """Top-level importable names in a list of archive names (``x.py`` -> x, ``x/...py`` -> x)."""
+    modules = set()
+    for name in names:
+        parts = PurePosixPath(name).parts
+        if len(parts) == 1 and parts[0].endswith(".py"):
+            modules.add(parts[0][:-3])
+        elif len(parts) > 1 and parts[-1].endswith(".py"):
+            modules.add(parts[0])
+    return modules
+
+
+def check_module_names(names: list[str]) -> None:
+    clashes = sorted(top_level_modules(names) & RESERVED_MODULES)
+    if clashes:
+        raise BundleError(
+            f"top-level module(s) {', '.join(repr(c) for c in clashes)} would shadow the standard library or "
+            f"the platform in the replica; rename them (e.g. {clashes[0]!r} -> 'my_{clashes[0]}') or move them into a package"
+        )
+
+
+def read_requirements(root: Path) -> tuple[str, ...]:
+    path = root / "requirements.txt"
+    if not path.is_file():
+        return ()
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return tuple(line for line in lines if line)
+
+
+def build_zip(files: list[tuple[str, Path]], manifest: Manifest, max_bytes: int) -> bytes:
+    total = sum(path.stat().st_size for _, path in files)
+    if total > max_bytes:
+        raise BundleError(f"the project's files total {total:,} bytes, over the bundle limit of {max_bytes:,}; "
+                          f"list large files in {IGNORE_FILE} or raise the limit (FN_MAX_BUNDLE_MB)")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        entries = [(MANIFEST_NAME, manifest.to_json(), False)]
+        entries += [(name, path.read_bytes(), os.access(path, os.X_OK)) for name, path in files if name != MANIFEST_NAME]
+        for name, data, executable in sorted(entries, key=lambda item: item[0]):
+            info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3
+            info.external_attr = ((0o755 if executable else 0o644) | 0o100000) << 16
+            archive.writestr(info, data, compresslevel=6)
+    data = buffer.getvalue()
+    if len(data) > max_bytes:
+        raise BundleError(f"the bundle is {len(data):,} bytes, over the limit of {max_bytes:,}")
+    return data
+
+
+def discover(root: Path, *, timeout_s: float = 120) -> Manifest:
+    """Import the project in a subprocess and return the manifest of its decorated functions."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "fnplatform._discover", str(root)],
+        capture_output=True, text=True, timeout=timeout_s, cwd=root, check=False,
+    )
+    try:
+        result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else {}
+    except ValueError:
+        result = {}
+    if "error" in result:
+        raise BundleError(str(result["error"]))
+    if proc.returncode != 0 or "functions" not in result:
+        raise BundleError(f"importing the project {root} failed:\n{proc.stderr.strip()[-4000:]}")
+    specs = tuple(FunctionSpec.model_validate(item) for item in result["functions"])
+    return Manifest(functions=specs, requirements=read_requirements(root))
+
+
+def build_bundle(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> Bundle:
+    """Check, discover and zip the project at *path*."""
+    root = Path(path).expanduser().resolve()
+    if not root.is_dir():
+        raise BundleError(f"project path {str(path)!r} is not a directory")
+    files = collect_files(root)
+    check_module_names([name for name, _ in files])
+    manifest = discover(root)
+    data = build_zip(files, manifest, max_bytes)
+    return Bundle(data=data, sha256=hashlib.sha256(data).hexdigest(), manifest=manifest,
+                  files=tuple(name for name, _ in files))
+
+
+def inspect_bundle(data: bytes, *, expected_sha256: str | None = None, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> Manifest:
+    """Server-side checks of an uploaded bundle; returns its manifest (never trusts the client's)."""
+    if len(data) > max_bytes:
+        raise BundleError(f"the bundle is {len(data):,} bytes, over the limit of {max_bytes:,}")
+    digest = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise BundleError(f"the bundle's sha256 is {digest}, not {expected_sha256} as named; upload it again")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+            for name in names:
+                if name.startswith("/") or ".." in PurePosixPath(name).parts:
+                    raise BundleError(f"the bundle has an unsafe entry {name!r}")
+            if MANIFEST_NAME not in names:
+                raise BundleError(f"the bundle has no {MANIFEST_NAME} at its root; build it with 'fnctl deploy'")
+            manifest = Manifest.from_json(archive.read(MANIFEST_NAME))
+    except zipfile.BadZipFile as exc:
+        raise BundleError(f"the bundle is not a zip file: {exc}") from None
+    check_module_names(names)
+    if not manifest.functions:
+        raise BundleError("the bundle's manifest lists no functions")
+    return manifest
+
+
+def bundle_manifest_from_store(store: Any, sha256: str, max_bytes: int) -> Manifest:
+    """The manifest of a bundle already in the store, checked again as it is read."""
+    from fn import NotFound
+
+    from .store import bundle_key
+
+    try:
+        data = store.read(bundle_key(sha256))
+    except FileNotFoundError:
+        raise NotFound(f"bundle {sha256} is not in the store; upload it first (PUT /v1/bundles/{sha256})",
+                       status=404) from None
+    return inspect_bundle(data, expected_sha256=sha256, max_bytes=max_bytes)

@@ -1,0 +1,222 @@
+"""The registry: functions, their versions, the active version of each, and API keys (hashed).
+
+It is the desired state of the platform: the deployer can always rebuild Serve from it. SQLite
+(a file under FN_HOME) by default, PostgreSQL by URL, through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, create_engine, event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from fn._spec import FunctionSpec
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class _Function(_Base):
+    __tablename__ = "functions"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    active_version: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class _Version(_Base):
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("function", "number"),)
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    function: Mapped[str] = mapped_column(ForeignKey("functions.name", ondelete="CASCADE"), index=True)
+    number: Mapped[int]
+    spec: Mapped[str] = mapped_column(Text)
+    bundle_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="deploying")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class _ApiKey(_Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="admin")
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    revoked_at: Mapped[datetime | None]
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    function: str
+    number: int
+    spec: FunctionSpec
+    bundle_sha256: str
+    status: str
+    error: str | None
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"function": self.function, "version": self.number, "bundle_sha256": self.bundle_sha256,
+                "status": self.status, "error": self.error, "created_at": self.created_at.isoformat() + "Z",
+                "spec": self.spec.model_dump(mode="json")}
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    id: str
+    name: str
+    role: str
+    created_at: datetime
+    revoked: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "role": self.role,
+                "created_at": self.created_at.isoformat() + "Z", "revoked": self.revoked}
+
+
+def hash_key(plaintext: str) -> str:
+    # Keys are 32 random bytes, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def _version(row: _Version) -> VersionRecord:
+    return VersionRecord(function=row.function, number=row.number, spec=FunctionSpec.model_validate_json(row.spec),
+                         bundle_sha256=row.bundle_sha256, status=row.status, error=row.error, created_at=row.created_at)
+
+
+def _key(row: _ApiKey) -> KeyRecord:
+    return KeyRecord(id=row.id, name=row.name, role=row.role, created_at=row.created_at, revoked=row.revoked_at is not None)
+
+
+class Registry:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        connect_args = {"check_same_thread": False} if url.startswith("sqlite") else {}
+        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        _Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    # versions -------------------------------------------------------------------------------
+    def create_version(self, spec: FunctionSpec, bundle_sha256: str) -> VersionRecord:
+        with self._session() as session:
+            if session.get(_Function, spec.name) is None:
+                session.add(_Function(name=spec.name, active_version=None))
+                session.flush()
+            last = session.scalar(select(func.max(_Version.number)).where(_Version.function == spec.name)) or 0
+            row = _Version(function=spec.name, number=last + 1, spec=spec.model_dump_json(),
+                           bundle_sha256=bundle_sha256, status="deploying")
+            session.add(row)
+            session.flush()
+            return _version(row)
+
+    def finish_version(self, name: str, number: int, *, error: str | None = None) -> None:
+        """Mark a version ready (and active) or failed; a failed one leaves the active version alone."""
+        with self._session() as session:
+            row = session.scalar(select(_Version).where(_Version.function == name, _Version.number == number))
+            if row is None:
+                return
+            row.status, row.error = ("failed", error) if error else ("ready", None)
+            function = session.get(_Function, name)
+            if function is not None and not error:
+                function.active_version = number
+
+    def active(self, name: str) -> VersionRecord | None:
+        with self._session() as session:
+            function = session.get(_Function, name)
+            if function is None or function.active_version is None:
+                return None
+            row = session.scalar(select(_Version).where(_Version.function == name,
+                                                        _Version.number == function.active_version))
+            return _version(row) if row else None
+
+    def actives(self) -> list[VersionRecord]:
+        with self._session() as session:
+            rows = session.scalars(
+                select(_Version).join(_Function, (_Function.name == _Version.function)
+                                      & (_Function.active_version == _Version.number)).order_by(_Version.function)
+            )
+            return [_version(row) for row in rows]
+
+    def function_names(self) -> list[str]:
+        with self._session() as session:
+            return list(session.scalars(select(_Function.name).order_by(_Function.name)))
+
+    def versions(self, name: str) -> list[VersionRecord]:
+        with self._session() as session:
+            rows = session.scalars(select(_Version).where(_Version.function == name).order_by(_Version.number))
+            return [_version(row) for row in rows]
+
+    def delete_function(self, name: str) -> bool:
+        with self._session() as session:
+            function = session.get(_Function, name)
+            if function is None:
+                return False
+            for row in session.scalars(select(_Version).where(_Version.function == name)):
+                session.delete(row)
+            session.delete(function)
+            return True
+
+    # API keys -------------------------------------------------------------------------------
+    def create_key(self, name: str, role: str = "admin") -> tuple[KeyRecord, str]:
+        key_id = secrets.token_hex(4)
+        plaintext = f"fn_{key_id}_{secrets.token_urlsafe(32)}"
+        with self._session() as session:
+            row = _ApiKey(id=key_id, name=name, hash=hash_key(plaintext), role=role)
+            session.add(row)
+            session.flush()
+            return _key(row), plaintext
+
+    def verify_key(self, plaintext: str) -> KeyRecord | None:
+        with self._session() as session:
+            row = session.scalar(select(_ApiKey).where(_ApiKey.hash == hash_key(plaintext)))
+            return _key(row) if row is not None and row.revoked_at is None else None
+
+    def key_hashes(self) -> list[str]:
+        with self._session() as session:
+            return list(session.scalars(select(_ApiKey.hash).where(_ApiKey.revoked_at.is_(None))))
+
+    def keys(self) -> list[KeyRecord]:
+        with self._session() as session:
+            return [_key(row) for row in session.scalars(select(_ApiKey).order_by(_ApiKey.created_at))]
+
+    def revoke_key(self, key_id: str) -> bool:
+        with self._session() as session:
+            row = session.get(_ApiKey, key_id)
+            if row is None or row.revoked_at is not None:
+                return False
+            row.revoked_at = _now()
+            return True
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)

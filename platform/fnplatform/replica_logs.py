@@ -1,0 +1,116 @@
+"""Replica-side log capture: every line a function prints or logs, tagged with its request id.
+
+Lines are buffered in the replica and shipped to the hub in batches from a background thread, so
+the request path only appends to a list.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import logging
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("fn_request_id", default="-")
+FLUSH_INTERVAL_S = 0.5
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class LogShipper:
+    def __init__(self, function: str, replica_id: str, hub: Any) -> None:
+        self.function = function
+        self.replica_id = replica_id
+        self._hub = hub
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fn-log-shipper", daemon=True)
+
+    def line(self, level: str, message: str, request_id: str | None = None) -> None:
+        rid = request_id or request_id_var.get()
+        text = f"{_stamp()} {level:<7} replica={self.replica_id} request={rid} {message}"
+        with self._lock:
+            self._lines.append(text)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._lines = self._lines, []
+        if lines and self._hub is not None:
+            try:
+                self._hub.push_logs.remote(self.function, lines)
+            except Exception:  # noqa: BLE001 - losing log lines must never break serving
+                pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(FLUSH_INTERVAL_S):
+            self.flush()
+
+
+class _Handler(logging.Handler):
+    def __init__(self, shipper: LogShipper) -> None:
+        super().__init__()
+        self._shipper = shipper
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(("ray", "fnplatform")):
+            return
+        try:
+            self._shipper.line(record.levelname, self.format(record))
+        except Exception:  # noqa: BLE001
+            self.handleError(record)
+
+
+class _TeeStream(io.TextIOBase):
+    """A stdout/stderr that still writes where it wrote, and also ships whole lines."""
+
+    def __init__(self, original: TextIO, shipper: LogShipper, level: str) -> None:
+        self._original = original
+        self._shipper = shipper
+        self._level = level
+        self._partial: dict[str, str] = {}
+
+    def write(self, text: str) -> int:
+        self._original.write(text)
+        rid = request_id_var.get()
+        pending = self._partial.get(rid, "") + text
+        *complete, rest = pending.split("\n")
+        for line in complete:
+            self._shipper.line(self._level, line, rid)
+        if rest:
+            self._partial[rid] = rest
+        else:
+            self._partial.pop(rid, None)
+        return len(text)
+
+    def flush(self) -> None:
+        self._original.flush()
+
+
+def install(shipper: LogShipper) -> None:
+    handler = _Handler(shipper)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    sys.stdout = _TeeStream(sys.stdout, shipper, "STDOUT")
+    sys.stderr = _TeeStream(sys.stderr, shipper, "STDERR")
+    shipper.start()
+
+
+def elapsed_ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000

@@ -1,0 +1,224 @@
+"""The generic replica: one class serves every function.
+
+A replica fetches its bundle (verifying its hash) into a node-local cache, imports the entry
+point, runs ``setup()`` for models, and then serves calls from HTTP (validated against the type
+hints, errors as JSON with a request id) and from handles (Python objects, no HTTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import importlib
+import inspect
+import os
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fn import ClientError, FunctionSpec, Timeout, Unauthorized
+
+from . import replica_logs
+from ._http import client_error_response, error_response, read_arguments, result_response
+from .registry import hash_key
+from .signature import Signature
+from .store import StoreConfig, fetch_bundle
+
+KEY_CACHE_TTL_S = 5.0
+KEY_MISS_REFRESH_S = 0.5
+
+
+class SetupFailed(Exception):
+    """Importing the entry point or running setup() failed; the message shows the user's frames."""
+
+
+@dataclass
+class Loaded:
+    target: Callable[..., Any]
+    signature: Signature
+    is_async: bool
+
+
+def _user_traceback(exc: BaseException, bundle_dir: Path) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(str(bundle_dir))]
+    lines = [f'  File "{Path(f.filename).relative_to(bundle_dir)}", line {f.lineno}, in {f.name}' for f in frames]
+    return "\n".join(lines)
+
+
+def cpu_threads(spec: FunctionSpec) -> int:
+    return max(1, int(spec.cpus))
+
+
+def _limit_threads(threads: int) -> None:
+    # Libraries take every core by default; several replicas on one node would then thrash.
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cache_dir: str) -> Loaded:
+    """Fetch, import and set up the function; raises SetupFailed with the user's error."""
+    bundle_dir = fetch_bundle(store, bundle_sha256, cache_dir)
+    if str(bundle_dir) not in sys.path:
+        sys.path.insert(0, str(bundle_dir))
+    module_name, _, qualname = spec.entrypoint.partition(":")
+    stage = f"importing {module_name}"
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        if spec.kind == "model":
+            stage = f"creating {qualname}()"
+            instance = obj()
+            setup = getattr(instance, "setup", None)
+            if setup is not None:
+                stage = "setup()"
+                result = setup()
+                if inspect.isawaitable(result):
+                    asyncio.run(_await(result))
+            target = instance.__call__
+        else:
+            target = obj
+    except BaseException as exc:  # noqa: BLE001 - any failure of user code becomes a readable deploy error
+        frames = _user_traceback(exc, bundle_dir)
+        raise SetupFailed(f"{stage} raised {type(exc).__name__}: {exc}" + (f"\n{frames}" if frames else "")) from None
+    _limit_threads(cpu_threads(spec))
+    return Loaded(target=target, signature=Signature(target, spec.name), is_async=inspect.iscoroutinefunction(target))
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def validate_version(spec_json: str, bundle_sha256: str, store: dict[str, Any], cache_dir: str) -> str | None:
+    """Body of the deploy-time check actor: None when the function loads, else the error."""
+    try:
+        load_target(FunctionSpec.model_validate_json(spec_json), bundle_sha256, StoreConfig(**store), cache_dir)
+    except SetupFailed as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+class _KeyCache:
+    def __init__(self, hub: Any) -> None:
+        self._hub = hub
+        self._hashes: frozenset[str] = frozenset()
+        self._fetched_at = 0.0
+
+    async def _refresh(self) -> None:
+        if self._hub is not None:
+            self._hashes = await self._hub.key_hashes.remote()
+        self._fetched_at = time.monotonic()
+
+    async def allows(self, key: str) -> bool:
+        age = time.monotonic() - self._fetched_at
+        if age > KEY_CACHE_TTL_S:
+            await self._refresh()
+        digest = hash_key(key)
+        if digest in self._hashes:
+            return True
+        if time.monotonic() - self._fetched_at > KEY_MISS_REFRESH_S:  # a key created since the last refresh
+            await self._refresh()
+            return digest in self._hashes
+        return False
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+class FunctionReplica:
+    """The Serve deployment class behind every function."""
+
+    def __init__(self, spec_json: str, bundle_sha256: str, store: dict[str, Any], cache_dir: str) -> None:
+        self.spec = FunctionSpec.model_validate_json(spec_json)
+        self.replica_id = uuid.uuid4().hex[:8]
+        hub = _connect_hub()
+        self._shipper = replica_logs.LogShipper(self.spec.name, self.replica_id, hub)
+        replica_logs.install(self._shipper)
+        self._keys = _KeyCache(hub)
+        self._pool = ThreadPoolExecutor(max_workers=min(self.spec.max_concurrency, 64), thread_name_prefix="fn-call")
+        started = time.perf_counter()
+        self.loaded = load_target(self.spec, bundle_sha256, StoreConfig(**store), cache_dir)
+        self._shipper.line("INFO", f"replica ready: {self.spec.name} bundle {bundle_sha256[:12]} "
+                                   f"loaded in {replica_logs.elapsed_ms(started):.0f} ms (pid {os.getpid()})")
+
+    async def _invoke(self, arguments: dict[str, Any]) -> Any:
+        values = self.loaded.signature.validate(arguments)
+        if self.loaded.is_async:
+            work = self.loaded.target(**values)
+        else:
+            context = contextvars.copy_context()
+            work = asyncio.get_running_loop().run_in_executor(self._pool, lambda: context.run(self.loaded.target, **values))
+        try:
+            return await asyncio.wait_for(work, timeout=self.spec.timeout_s)
+        except TimeoutError:
+            raise Timeout(f"{self.spec.name} ran past its timeout_s of {self.spec.timeout_s:g} s", status=504) from None
+
+    async def __call__(self, request: Request) -> Response:
+        request_id = _request_id(request)
+        replica_logs.request_id_var.set(request_id)
+        started = time.perf_counter()
+        try:
+            if not self.spec.public:
+                key = _bearer(request)
+                if not key or not await self._keys.allows(key):
+                    raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>' "
+                                       "(create one with 'fnctl keys create NAME')", status=401)
+            if request.method not in {"GET", "POST", "PUT"}:
+                raise ClientError(f"method {request.method} is not allowed; use POST", status=405)
+            response = result_response(await self._invoke(await read_arguments(request, self.loaded.signature)), request_id)
+        except ClientError as exc:
+            response = client_error_response(exc, request_id)
+        except Exception as exc:  # noqa: BLE001 - the user's exception becomes a 500, the replica keeps serving
+            self._shipper.line("ERROR", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", request_id)
+            response = error_response(500, type(exc).__name__, str(exc), request_id)
+        self._shipper.line("INFO", f"{request.method} /{self.spec.name} -> {response.status_code} "
+                                   f"in {replica_logs.elapsed_ms(started):.1f} ms", request_id)
+        return response
+
+    async def call(self, arguments: dict[str, Any], request_id: str | None = None) -> Any:
+        """The handle path: Python objects in and out, no HTTP."""
+        replica_logs.request_id_var.set(request_id or uuid.uuid4().hex[:16])
+        return await self._invoke(arguments)
+
+    def __del__(self) -> None:
+        shipper = getattr(self, "_shipper", None)
+        if shipper is not None:
+            shipper.stop()
+
+
+def _request_id(request: Request) -> str:
+    try:
+        from ray.serve.context import _get_serve_request_context
+
+        rid = _get_serve_request_context().request_id
+        if rid:
+            return str(rid)
+    except Exception:  # noqa: BLE001 - a Serve internal moved: fall back to our own id
+        pass
+    return request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+
+
+def _connect_hub() -> Any:
+    try:
+        from .hub import find_hub
+
+        return find_hub()
+    except Exception:  # noqa: BLE001 - without the hub, keys are refused and logs dropped
+        return None

@@ -1,0 +1,124 @@
+"""The platform process: ``python -m fnplatform.server`` (what ``fnctl up`` and ``fnctl server`` run).
+
+Start-up order: registry and first admin key, Ray (local, or the cluster at FN_RAY_ADDRESS), Serve,
+the hub, the catch-all gateway, reconcile the registry into Serve, and only then the HTTP API, so
+an answering ``/healthz`` means ready. SIGTERM stops the API, then Serve and the local Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from fn._config import CREDENTIALS_FILE
+
+from .settings import STATE_FILE, PlatformSettings
+
+log = logging.getLogger("fnplatform")
+
+
+def _write_private(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def ensure_admin_key(settings: PlatformSettings, registry: Any) -> None:
+    """Keep a working admin key in the credentials file; create the first one on a fresh registry."""
+    path = settings.home / CREDENTIALS_FILE
+    stored: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+        except ValueError:
+            stored = {}
+    key = stored.get("api_key")
+    if not key or registry.verify_key(key) is None:
+        record, key = registry.create_key("admin (fnctl up)")
+        log.info("created admin API key %s", record.id)
+    _write_private(path, {"api_url": settings.api_url, "http_url": settings.http_url, "api_key": key})
+
+
+def run(settings: PlatformSettings) -> None:
+    from .local import prepare_environment
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    prepare_environment(settings)
+
+    import uvicorn
+    from ray import serve
+
+    from .api import create_app
+    from .control import ControlPlane
+    from .deployer import DeployContext, Deployer
+    from .hub import get_or_create_hub
+    from .local import start_ray, start_serve, stop_ray
+    from .registry import Registry
+    from .store import S3Store, open_store
+
+    assert settings.store is not None
+    registry = Registry(settings.database_url)
+    ensure_admin_key(settings, registry)
+    store = open_store(settings.store)
+    if isinstance(store, S3Store):
+        try:
+            store.ensure_bucket()
+        except Exception as exc:  # noqa: BLE001 - deploys will say so; serving does not need the store
+            log.warning("bundle store not reachable at start: %s", exc)
+    state_path = settings.home / STATE_FILE
+    start_ray(settings)
+    try:
+        start_serve(settings)
+        hub = get_or_create_hub()
+        deployer = Deployer(registry, DeployContext(store=settings.store, cache_dir=settings.cache_dir,
+                                                    strict_resources=settings.ray_address is None,
+                                                    timeout_s=settings.deploy_timeout_s))
+        control = ControlPlane(settings, registry, store, deployer, hub)
+        control.push_keys()
+        deployer.ensure_gateway()
+        deployer.reconcile()
+        _write_private(state_path, {"pid": os.getpid(), "api_url": settings.api_url, "http_url": settings.http_url,
+                                    "ray_temp_dir": str(settings.ray_temp_dir), "home": str(settings.home)})
+        log.info("fn platform ready: API %s, functions %s", settings.api_url, settings.http_url)
+        uvicorn.run(create_app(control), host=settings.api_host, port=settings.api_port, log_level="warning",
+                    access_log=False)
+    finally:
+        log.info("stopping")
+        try:
+            if settings.ray_address is None:
+                stop_ray(settings)
+            else:
+                serve.context._set_global_client(None)  # leave the cluster's Serve running; just disconnect
+                import ray
+
+                ray.shutdown()
+        finally:
+            state_path.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="fnplatform.server", description=__doc__)
+    parser.add_argument("--api-host", default="127.0.0.1")
+    parser.add_argument("--api-port", type=int, default=8080)
+    parser.add_argument("--http-host", default="127.0.0.1")
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--cpus", type=float, default=None)
+    parser.add_argument("--gpus", type=float, default=0)
+    parser.add_argument("--ray-address", default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    settings = PlatformSettings.from_env(api_host=args.api_host, api_port=args.api_port, http_host=args.http_host,
+                                         http_port=args.http_port, cpus=args.cpus, gpus=args.gpus,
+                                         ray_address=args.ray_address)
+    run(settings)
+
+
+if __name__ == "__main__":
+    main()

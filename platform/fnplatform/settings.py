@@ -1,0 +1,88 @@
+"""Platform settings: everything the control plane reads from its environment, in one place.
+
+All local state lives under FN_HOME (default ``~/.fn``): the SQLite registry, the local bundle
+store, the bundle cache, the credentials file, logs and Ray's temporary files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fn import fn_home
+
+from .packaging import DEFAULT_MAX_BUNDLE_BYTES
+from .store import StoreConfig
+
+STATE_FILE = "platform.json"
+# Unix socket paths are limited to 107 bytes and Ray nests ~60 bytes of session path under its temp dir.
+_MAX_RAY_TEMP_LEN = 40
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
+@dataclass
+class PlatformSettings:
+    home: Path = field(default_factory=fn_home)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    ray_address: str | None = None  # None: start a local Ray
+    cpus: float | None = None
+    gpus: float = 0
+    database_url: str = ""
+    store: StoreConfig | None = None
+    cache_dir: str = ""
+    max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
+    deploy_timeout_s: float = 300.0
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> PlatformSettings:
+        settings = cls(**overrides)  # type: ignore[arg-type]
+        env = os.environ
+        settings.ray_address = settings.ray_address or env.get("FN_RAY_ADDRESS") or None
+        settings.database_url = settings.database_url or env.get("FN_DATABASE_URL") or (
+            f"sqlite:///{settings.home / 'registry.db'}")
+        if settings.store is None:
+            bucket = env.get("FN_S3_BUCKET")
+            settings.store = (
+                StoreConfig(kind="s3", bucket=bucket, prefix=env.get("FN_S3_PREFIX", ""),
+                            endpoint=env.get("FN_S3_ENDPOINT") or env.get("AWS_ENDPOINT_URL") or None,
+                            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None)
+                if bucket else StoreConfig(kind="local", root=str(settings.home / "store"))
+            )
+        settings.cache_dir = settings.cache_dir or env.get("FN_CACHE_DIR") or str(settings.home / "cache" / "bundles")
+        settings.max_bundle_bytes = int(_float("FN_MAX_BUNDLE_MB", settings.max_bundle_bytes / 2**20) * 2**20)
+        settings.deploy_timeout_s = _float("FN_DEPLOY_TIMEOUT_S", settings.deploy_timeout_s)
+        return settings
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{_connect_host(self.api_host)}:{self.api_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{_connect_host(self.http_host)}:{self.http_port}"
+
+    @property
+    def ray_temp_dir(self) -> Path:
+        preferred = self.home / "ray"
+        if len(str(preferred)) <= _MAX_RAY_TEMP_LEN:
+            return preferred
+        digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:10]
+        return Path("/tmp") / f"fn-ray-{digest}"
+
+
+def _connect_host(host: str) -> str:
+    return "127.0.0.1" if host in {"0.0.0.0", ""} else host

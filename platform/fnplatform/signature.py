@@ -1,0 +1,54 @@
+"""A function's signature as its input schema: keyword arguments validated by pydantic."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from fn import ValidationFailed
+
+
+class Signature:
+    """Validates keyword arguments against a callable's type hints; knows its ``bytes`` parameters."""
+
+    def __init__(self, target: Callable[..., Any], name: str) -> None:
+        signature = inspect.signature(target)
+        try:
+            hints = typing.get_type_hints(target)
+        except Exception:  # noqa: BLE001 - unresolvable annotations fall back to Any, not a crash
+            hints = {}
+        fields: dict[str, Any] = {}
+        self.accepts_extra = False
+        for param in signature.parameters.values():
+            if param.kind is inspect.Parameter.VAR_KEYWORD:
+                self.accepts_extra = True
+                continue
+            annotation = hints.get(param.name, Any)
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[param.name] = (annotation, default)
+        self.names = list(fields)
+        self.bytes_params = [n for n, (ann, _) in fields.items() if ann is bytes or ann == bytes | None]
+        config = ConfigDict(extra="allow" if self.accepts_extra else "forbid", arbitrary_types_allowed=True)
+        self._model: type[BaseModel] = create_model(f"{name}-arguments", __config__=config, **fields)
+
+    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        try:
+            model = self._model.model_validate(arguments)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                field = ".".join(str(part) for part in error["loc"]) or "(body)"
+                message = "unexpected argument" if error["type"] == "extra_forbidden" else error["msg"]
+                problems.append({"field": field, "message": message})
+            summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+            allowed = ", ".join(self.names) or "none"
+            raise ValidationFailed(f"invalid arguments: {summary} (parameters: {allowed})", status=422,
+                                   detail=problems) from None
+        values = {name: getattr(model, name) for name in self.names}
+        if self.accepts_extra and model.model_extra:
+            values.update(model.model_extra)
+        return values

@@ -1,0 +1,189 @@
+"""The bundle store: content-addressed bundles at ``bundles/<sha256>.zip``, in S3 or a local folder.
+
+S3 goes through boto3 against any endpoint (AWS, MinIO, moto's server); credentials come from the
+usual AWS variables. The local store keeps the same layout under a folder. Both refuse to keep
+bytes whose hash does not match their name, and an existing hash is never uploaded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from fn import Unavailable
+
+from .packaging import BundleError
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """What a replica needs to reach the store: passed to every deployment, so it must be plain data."""
+
+    kind: str  # "local" | "s3"
+    root: str = ""  # local: the folder
+    bucket: str = ""
+    prefix: str = ""
+    endpoint: str | None = None
+    region: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        if self.kind == "local":
+            return self.root
+        return f"s3://{self.bucket}/{self.prefix}" + (f" at {self.endpoint}" if self.endpoint else "")
+
+
+def bundle_key(sha256: str) -> str:
+    return f"bundles/{sha256}.zip"
+
+
+class BundleStore(Protocol):
+    config: StoreConfig
+
+    def exists(self, key: str) -> bool: ...
+    def read(self, key: str) -> bytes: ...
+    def write(self, key: str, data: bytes) -> None: ...
+
+
+class LocalStore:
+    def __init__(self, config: StoreConfig) -> None:
+        self.config = config
+        self.root = Path(config.root)
+
+    def exists(self, key: str) -> bool:
+        return (self.root / key).is_file()
+
+    def read(self, key: str) -> bytes:
+        path = self.root / key
+        if not path.is_file():
+            raise FileNotFoundError(f"{key} is not in the store {self.root}")
+        return path.read_bytes()
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+
+
+class S3Store:
+    def __init__(self, config: StoreConfig) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.config = config
+        self._client = boto3.client(
+            "s3", endpoint_url=config.endpoint, region_name=config.region,
+            config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 2}),
+        )
+
+    def _key(self, key: str) -> str:
+        return f"{self.config.prefix.strip('/')}/{key}" if self.config.prefix.strip("/") else key
+
+    def _unavailable(self, action: str, exc: Exception) -> Unavailable:
+        return Unavailable(f"the bundle store {self.config.describe()} is unreachable ({action}): {exc}", status=503)
+
+    def ensure_bucket(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.head_bucket(Bucket=self.config.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in {"404", "NoSuchBucket", "NotFound"}:
+                raise self._unavailable("head bucket", exc) from None
+            self._client.create_bucket(Bucket=self.config.bucket)
+        except BotoCoreError as exc:
+            raise self._unavailable("head bucket", exc) from None
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.head_object(Bucket=self.config.bucket, Key=self._key(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise self._unavailable("head", exc) from None
+        except BotoCoreError as exc:
+            raise self._unavailable("head", exc) from None
+
+    def read(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            body = self._client.get_object(Bucket=self.config.bucket, Key=self._key(key))["Body"]
+            return bytes(body.read())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
+                raise FileNotFoundError(f"{key} is not in {self.config.describe()}") from None
+            raise self._unavailable("get", exc) from None
+        except BotoCoreError as exc:
+            raise self._unavailable("get", exc) from None
+
+    def write(self, key: str, data: bytes) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.put_object(Bucket=self.config.bucket, Key=self._key(key), Body=data)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._unavailable("put", exc) from None
+
+
+def open_store(config: StoreConfig) -> LocalStore | S3Store:
+    if config.kind == "local":
+        return LocalStore(config)
+    if config.kind == "s3":
+        return S3Store(config)
+    raise ValueError(f"unknown store kind {config.kind!r}; expected 'local' or 's3'")
+
+
+def put_bundle(store: BundleStore, sha256: str, data: bytes) -> bool:
+    """Store a bundle once and verify it by reading it back; returns False when it was already there."""
+    key = bundle_key(sha256)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise BundleError(f"refusing to store bytes under {sha256}: their sha256 differs")
+    if store.exists(key) and hashlib.sha256(store.read(key)).hexdigest() == sha256:
+        return False
+    store.write(key, data)
+    stored = hashlib.sha256(store.read(key)).hexdigest()
+    if stored != sha256:
+        raise Unavailable(f"the bundle store kept different bytes for {sha256} (read back {stored}); try again", status=503)
+    return True
+
+
+def fetch_bundle(config: StoreConfig, sha256: str, cache_dir: str | Path) -> Path:
+    """The unpacked bundle folder in this node's cache, downloading and verifying it on first use."""
+    target = Path(cache_dir) / sha256
+    if (target / ".verified").is_file():
+        return target
+    data = open_store(config).read(bundle_key(sha256))
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise BundleError(f"bundle {sha256} from {config.describe()} has sha256 {digest}: refusing to load it")
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{sha256[:12]}-"))
+    try:
+        archive_path = staging / "bundle.zip"
+        archive_path.write_bytes(data)
+        with zipfile.ZipFile(archive_path) as archive:
+            archive.extractall(staging / "code")
+        (staging / "code" / ".verified").write_text(sha256)
+        try:
+            os.rename(staging / "code", target)
+        except OSError:
+            if not (target / ".verified").is_file():  # lost a race to a replica that did not finish
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,0 +1,53 @@
+"""fn: declare Python functions and models, deploy them as autoscaling endpoints, call them.
+
+Importing ``fn`` never imports Ray: the SDK only needs pydantic and httpx.
+"""
+
+from ._client import Ref, acall, call, map, ref
+from ._config import fn_home, load_settings
+from ._decorators import function, model
+from ._errors import (
+    BadRequest,
+    ClientError,
+    ConfigError,
+    Conflict,
+    FnError,
+    NotFound,
+    PayloadTooLarge,
+    RemoteError,
+    SpecError,
+    Timeout,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+)
+from ._spec import FunctionSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadRequest",
+    "ClientError",
+    "ConfigError",
+    "Conflict",
+    "FnError",
+    "FunctionSpec",
+    "NotFound",
+    "PayloadTooLarge",
+    "Ref",
+    "RemoteError",
+    "SpecError",
+    "Timeout",
+    "Unauthorized",
+    "Unavailable",
+    "ValidationFailed",
+    "__version__",
+    "acall",
+    "call",
+    "fn_home",
+    "function",
+    "load_settings",
+    "map",
+    "model",
+    "ref",
+]

@@ -1,0 +1,162 @@
+"""Calling deployed functions over HTTP: ``fn.call``, ``fn.acall``, ``fn.map``, ``fn.ref``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from ._config import Settings, load_settings
+from ._errors import ClientError, FnError, Timeout, Unavailable, status_error
+
+DEFAULT_TIMEOUT_S = 330.0  # a little over the default timeout_s, so the server's 504 arrives first
+
+_lock = threading.Lock()
+_sync_clients: dict[Settings, httpx.Client] = {}
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+_http_urls: dict[Settings, str] = {}
+
+
+def _function_url(settings: Settings, name: str) -> str:
+    if settings.http_url:
+        return f"{settings.http_url}/{name}"
+    with _lock:
+        base = _http_urls.get(settings)
+    if base is None:
+        info = _request_json(_sync_client(settings), "GET", f"{settings.api_url}/v1/info", settings)
+        base = str(info["http_url"]).rstrip("/")
+        with _lock:
+            _http_urls[settings] = base
+    return f"{base}/{name}"
+
+
+def _sync_client(settings: Settings) -> httpx.Client:
+    with _lock:
+        client = _sync_clients.get(settings)
+        if client is None:
+            client = httpx.Client(headers={"Authorization": f"Bearer {settings.api_key}"}, timeout=DEFAULT_TIMEOUT_S)
+            _sync_clients[settings] = client
+        return client
+
+
+def _async_client(settings: Settings) -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = httpx.AsyncClient(headers={"Authorization": f"Bearer {settings.api_key}"}, timeout=DEFAULT_TIMEOUT_S)
+        _async_clients[loop] = client
+    return client
+
+
+def raise_for_response(response: httpx.Response) -> None:
+    """Turn a platform error response into the matching ``fn`` error."""
+    if response.is_success:
+        return
+    request_id = response.headers.get("x-request-id")
+    message, error_type, detail = response.text.strip() or response.reason_phrase, None, None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        message = str(error.get("message", message))
+        error_type = error.get("type")
+        detail = error.get("detail")
+        request_id = error.get("request_id", request_id)
+    raise status_error(response.status_code, message, request_id=request_id, error_type=error_type, detail=detail)
+
+
+def _request_json(client: httpx.Client, method: str, url: str, settings: Settings, **kwargs: Any) -> Any:
+    try:
+        response = client.request(method, url, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise Timeout(f"{method} {url} timed out: {exc}", status=504) from None
+    except httpx.TransportError as exc:
+        raise Unavailable(f"cannot reach the platform at {url}: {exc}; is it running ('fnctl up')?", status=503) from None
+    raise_for_response(response)
+    return response.json() if response.content else None
+
+
+class Ref:
+    """A reusable reference to a deployed function: ``fn.ref("add").call(a=1, b=2)``."""
+
+    def __init__(self, name: str, *, timeout: float | None = None, settings: Settings | None = None) -> None:
+        self.name = name
+        self.timeout = timeout or DEFAULT_TIMEOUT_S
+        self._settings = settings
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    def call(self, **kwargs: Any) -> Any:
+        """Call the function with keyword arguments and return its result."""
+        settings = self.settings
+        return _request_json(
+            _sync_client(settings), "POST", _function_url(settings, self.name), settings, json=kwargs, timeout=self.timeout
+        )
+
+    async def acall(self, **kwargs: Any) -> Any:
+        """``await`` the function's result without blocking the event loop."""
+        settings = self.settings
+        url = _function_url(settings, self.name) if settings.http_url else await asyncio.to_thread(
+            _function_url, settings, self.name
+        )
+        try:
+            response = await _async_client(settings).post(url, json=kwargs, timeout=self.timeout)
+        except httpx.TimeoutException as exc:
+            raise Timeout(f"POST {url} timed out: {exc}", status=504) from None
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach {url}: {exc}", status=503) from None
+        raise_for_response(response)
+        return response.json()
+
+    def map(
+        self, items: Iterable[Mapping[str, Any]], *, concurrency: int = 16, return_exceptions: bool = False
+    ) -> list[Any]:
+        """Call the function once per mapping of keyword arguments, concurrently; results keep input order."""
+        if concurrency < 1:
+            raise ValueError(f"concurrency ({concurrency}) must be >= 1")
+        work = [dict(item) for item in items]
+
+        def one(kwargs: dict[str, Any]) -> Any:
+            try:
+                return self.call(**kwargs)
+            except FnError as exc:
+                if return_exceptions:
+                    return exc
+                raise
+
+        with ThreadPoolExecutor(max_workers=min(concurrency, max(len(work), 1))) as pool:
+            return list(pool.map(one, work))
+
+
+def ref(name: str, *, timeout: float | None = None) -> Ref:
+    """A reusable reference to the deployed function *name*."""
+    return Ref(name, timeout=timeout)
+
+
+def call(name: str, /, **kwargs: Any) -> Any:
+    """Call the deployed function *name* with keyword arguments: ``fn.call("add", a=2, b=3)``."""
+    return Ref(name).call(**kwargs)
+
+
+async def acall(name: str, /, **kwargs: Any) -> Any:
+    """Async ``fn.call``: ``await fn.acall("add", a=2, b=3)``."""
+    return await Ref(name).acall(**kwargs)
+
+
+def map(name: str, items: Iterable[Mapping[str, Any]], /, *, concurrency: int = 16) -> list[Any]:  # noqa: A001
+    """Call *name* once per mapping of keyword arguments, concurrently: ``fn.map("add", [{"a": 1, "b": 2}])``."""
+    return Ref(name).map(items, concurrency=concurrency)
+
+
+__all__ = ["ClientError", "Ref", "acall", "call", "map", "raise_for_response", "ref"]

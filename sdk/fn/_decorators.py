@@ -1,0 +1,149 @@
+"""``@fn.function`` and ``@fn.model``: declare deployable functions.
+
+The decorators validate their options at once and return the decorated object unchanged (it
+still runs locally as plain Python), with its spec attached as ``__fn_spec__`` and recorded in a
+per-process registry that packaging reads.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from ._errors import SpecError
+from ._spec import FunctionSpec, build_spec, default_name
+
+T = TypeVar("T")
+
+SPEC_ATTRIBUTE = "__fn_spec__"
+_registry: dict[str, tuple[FunctionSpec, object]] = {}
+
+
+def registered() -> dict[str, tuple[FunctionSpec, object]]:
+    """Every function decorated in this process so far, by name."""
+    return dict(_registry)
+
+
+def _check_parameters(where: str, target: Callable[..., Any]) -> None:
+    for param in inspect.signature(target).parameters.values():
+        if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+            raise SpecError(
+                f"{where}: parameter {param.name!r} is positional-only; calls pass arguments by name, "
+                f"so remove the '/' from the signature"
+            )
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            raise SpecError(
+                f"{where}: *{param.name} is not supported; calls pass arguments by name, "
+                f"so take a list parameter instead (e.g. items: list[str])"
+            )
+
+
+def _register(where: str, obj: Any, kind: str, options: dict[str, Any]) -> None:
+    qualname = getattr(obj, "__qualname__", "")
+    if "<locals>" in qualname or "<lambda>" in qualname:
+        raise SpecError(
+            f"{where}: {qualname!r} is defined inside a function or is a lambda; "
+            f"a deployed function must be defined at module level so its replica can import it"
+        )
+    options.setdefault("name", default_name(obj.__name__))
+    spec = build_spec(where, kind=kind, entrypoint=f"{obj.__module__}:{qualname}", **options)
+    previous = _registry.get(spec.name)
+    if previous is not None and previous[0].entrypoint != spec.entrypoint:
+        raise SpecError(
+            f"{where}: the name {spec.name!r} is already used by {previous[0].entrypoint}; "
+            f"give one of them another name, e.g. name='{spec.name}-2'"
+        )
+    _registry[spec.name] = (spec, obj)
+    setattr(obj, SPEC_ATTRIBUTE, spec)
+
+
+def _wrong_target(decorator: str, target: object) -> SpecError:
+    return SpecError(
+        f"@fn.{decorator} takes keyword-only options, got {target!r} as a positional argument. "
+        f"Suggestion: @fn.{decorator}() or @fn.{decorator}(name='...')"
+    )
+
+
+@overload
+def function(target: T, /) -> T: ...
+@overload
+def function(**options: Any) -> Callable[[T], T]: ...
+
+
+def function(target: Any = None, /, **options: Any) -> Any:
+    """Declare a plain Python function as a deployable, autoscaling function.
+
+    Options (all keyword-only; see ``fn.FunctionSpec`` for limits):
+    ``name`` (default: the function name with ``_`` -> ``-``), ``pool`` ("cpu" | "gpu" | "api" or a
+    configured pool, default "cpu"), ``cpus`` (cores, fractions allowed, default 0.25), ``gpus``
+    (0-8, default 0), ``memory_mb`` (MiB), ``min_replicas`` (default 0: scale to zero),
+    ``max_replicas`` (default 4), ``target_concurrency`` (default 2), ``max_concurrency``
+    (default 100), ``idle_timeout_s`` (seconds at zero load before scaling to zero, default 60),
+    ``timeout_s`` (per call, default 300), ``requirements`` (pip strings), ``env``, ``public``
+    (HTTP without an API key, default False).
+
+    Example::
+
+        @fn.function(pool="cpu", cpus=0.5, max_replicas=4)
+        def add(a: int, b: int) -> int:
+            return a + b
+    """
+    def decorate(obj: T) -> T:
+        where = f"@fn.function on {getattr(obj, '__qualname__', obj)!r}"
+        if inspect.isclass(obj):
+            raise SpecError(f"{where}: @fn.function decorates functions; for a class with setup() use @fn.model(...)")
+        if not inspect.isfunction(obj):
+            raise _wrong_target("function", obj)
+        _check_parameters(where, obj)
+        _register(where, obj, "function", dict(options))
+        return obj
+
+    if target is not None:
+        if options or not inspect.isfunction(target):
+            raise _wrong_target("function", target)
+        return decorate(target)
+    return decorate
+
+
+@overload
+def model(target: T, /) -> T: ...
+@overload
+def model(**options: Any) -> Callable[[T], T]: ...
+
+
+def model(target: Any = None, /, **options: Any) -> Any:
+    """Declare a class as a deployable model: ``setup()`` runs once per replica, ``__call__`` per request.
+
+    Takes the same keyword-only options as ``@fn.function``. The class must be constructible
+    without arguments.
+
+    Example::
+
+        @fn.model(pool="gpu", gpus=0.5, idle_timeout_s=30)
+        class Reverser:
+            def setup(self) -> None:
+                self.prefix = ">"
+            def __call__(self, text: str) -> str:
+                return self.prefix + text[::-1]
+    """
+    def decorate(obj: T) -> T:
+        where = f"@fn.model on {getattr(obj, '__qualname__', obj)!r}"
+        if not inspect.isclass(obj):
+            raise SpecError(f"{where}: @fn.model decorates classes; for a plain function use @fn.function(...)")
+        if not any("__call__" in vars(klass) for klass in obj.__mro__ if klass is not object):
+            raise SpecError(f"{where}: the class needs a __call__(self, ...) method that serves one request")
+        init = inspect.signature(obj)
+        required = [p.name for p in init.parameters.values() if p.default is inspect.Parameter.empty
+                    and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+        if required:
+            raise SpecError(f"{where}: __init__ takes required arguments {required}; load state in setup() instead")
+        _check_parameters(where, obj.__call__)
+        _register(where, obj, "model", dict(options))
+        return obj
+
+    if target is not None:
+        if options or not inspect.isclass(target):
+            raise _wrong_target("model", target)
+        return decorate(target)
+    return decorate

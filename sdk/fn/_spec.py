@@ -1,0 +1,124 @@
+"""FunctionSpec: every option of ``@fn.function`` / ``@fn.model``, validated once, here."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ._errors import SpecError
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+POOL_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+MAX_GPUS = 8
+
+# One line per option: what it means and an example, shown after any error on that option.
+_HINTS: dict[str, str] = {
+    "name": "lowercase letters, digits and '-', starting with a letter, at most 63 characters, e.g. name='resize-image'",
+    "pool": "a node pool: 'cpu', 'gpu', 'api' or another pool your cluster declares, e.g. pool='gpu'",
+    "cpus": "CPU cores per replica, > 0, fractions allowed, e.g. cpus=0.5",
+    "gpus": f"GPUs per replica, 0 to {MAX_GPUS}, a fraction below 1 or a whole number, e.g. gpus=0.5",
+    "memory_mb": "memory per replica in MiB, a whole number > 0, e.g. memory_mb=2048",
+    "min_replicas": "replicas kept running at zero load, a whole number >= 0 (0 scales to zero)",
+    "max_replicas": "the most replicas autoscaling may start, a whole number >= 1 and >= min_replicas",
+    "target_concurrency": "in-flight requests per replica that autoscaling aims for, > 0, e.g. target_concurrency=2",
+    "max_concurrency": "the most in-flight requests one replica accepts, a whole number >= target_concurrency",
+    "idle_timeout_s": "seconds at zero load before scaling to zero, >= 0, e.g. idle_timeout_s=60",
+    "timeout_s": "seconds one call may run before it fails with 504, > 0 and <= 86400",
+    "requirements": "pip requirement strings, e.g. requirements=['numpy>=2']",
+    "env": "environment variables for the replicas, a dict of str to str",
+    "public": "True to serve HTTP without an API key",
+}
+
+
+class FunctionSpec(BaseModel):
+    """The declared shape of one deployable function; the registry stores it as JSON."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    kind: Literal["function", "model"] = "function"
+    entrypoint: str = Field(default="", description="module:qualname inside the bundle")
+    pool: str = Field(default="cpu", pattern=POOL_PATTERN)
+    cpus: float = Field(default=0.25, gt=0, le=512)
+    gpus: float = Field(default=0, ge=0, le=MAX_GPUS)
+    memory_mb: int | None = Field(default=None, gt=0)
+    min_replicas: int = Field(default=0, ge=0, le=1000)
+    max_replicas: int = Field(default=4, ge=1, le=1000)
+    target_concurrency: float = Field(default=2, gt=0)
+    max_concurrency: int = Field(default=100, ge=1, le=10000)
+    idle_timeout_s: float = Field(default=60, ge=0, le=86400)
+    timeout_s: float = Field(default=300, gt=0, le=86400)
+    requirements: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    public: bool = False
+
+    @field_validator("gpus")
+    @classmethod
+    def _whole_gpus_above_one(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError("above 1 must be a whole number")
+        return value
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements_not_blank(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not item.strip() or item.strip().startswith("-"):
+                raise ValueError(f"{item!r} is not a requirement (pip options are not allowed)")
+        return tuple(item.strip() for item in value)
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> FunctionSpec:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) must be >= min_replicas ({self.min_replicas}); "
+                f"raise max_replicas or lower min_replicas"
+            )
+        if self.max_concurrency < self.target_concurrency:
+            raise ValueError(
+                f"max_concurrency ({self.max_concurrency}) must be >= target_concurrency "
+                f"({self.target_concurrency}); raise max_concurrency or lower target_concurrency"
+            )
+        return self
+
+
+def build_spec(where: str, **options: Any) -> FunctionSpec:
+    """Validate *options* into a spec, raising one SpecError that names every bad option."""
+    try:
+        return FunctionSpec(**options)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(where, exc, options)) from None
+
+
+def format_validation_error(where: str, exc: ValidationError, given: dict[str, Any]) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        field = loc[0] if loc else ""
+        msg = str(error["msg"]).removeprefix("Value error, ")
+        if not field:
+            lines.append(f"{where}: {msg}")
+        elif error["type"] == "extra_forbidden":
+            known = ", ".join(sorted(k for k in FunctionSpec.model_fields if k not in {"kind", "entrypoint"}))
+            lines.append(f"{where}: unknown option {field!r}. Allowed options: {known}")
+        else:
+            value = given.get(field, error.get("input"))
+            hint = _HINTS.get(field)
+            line = f"{where}: {field}={value!r} is invalid: {msg}"
+            lines.append(f"{line} ({hint})" if hint else line)
+    return "\n".join(lines)
+
+
+def default_name(python_name: str) -> str:
+    """``resize_image`` -> ``resize-image``: the default function name."""
+    return python_name.strip("_").replace("_", "-").lower()

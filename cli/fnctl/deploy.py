@@ -1,0 +1,98 @@
+"""``fnctl deploy PATH``: package, upload, record and deploy every decorated function."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+from rich.live import Live
+from rich.table import Table
+
+from ._api import Api
+from ._output import console, json_option, print_json
+
+_DONE = {"deployed", "unchanged", "failed"}
+_STYLE = {"deployed": "green", "unchanged": "green", "failed": "red"}
+
+
+def _render(stages: dict[str, tuple[str, str]]) -> Table:
+    table = Table(box=None, pad_edge=False, show_header=False)
+    for name, (stage, message) in sorted(stages.items()):
+        spinner = "" if stage in _DONE else "…"
+        style = _STYLE.get(stage, "yellow")
+        first_line = message.splitlines()[0] if message else ""
+        table.add_row(f"  {name}", f"[{style}]{stage}{spinner}[/]", first_line[:100])
+    return table
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait for the deploy to finish.")
+@json_option
+def deploy(path: str, timeout: float, as_json: bool) -> None:
+    """Package the project at PATH, upload it, and deploy every @fn.function / @fn.model in it.
+
+    Unchanged functions are left as they are; a function whose code fails to load keeps its
+    previous version serving, and the command exits 1 with the error.
+    """
+    from fnplatform.packaging import build_bundle
+
+    api = Api()
+    started = time.monotonic()
+    with console.status("packaging...", spinner="dots") if not as_json else _quiet():
+        bundle = build_bundle(path, max_bytes=_max_bundle_bytes(api))
+    if not as_json:
+        names = ", ".join(s.name for s in bundle.manifest.functions)
+        console.print(f"bundle {bundle.sha256[:12]} ({len(bundle.data):,} bytes, {len(bundle.files)} files): {names}")
+    if api.request("HEAD", f"/v1/bundles/{bundle.sha256}").status_code != 200:
+        with console.status("uploading...", spinner="dots") if not as_json else _quiet():
+            api.request("PUT", f"/v1/bundles/{bundle.sha256}", content=bundle.data,
+                        headers={"content-type": "application/zip"})
+    job = api.post("/v1/deployments", {"bundle_sha256": bundle.sha256})
+    job = _follow(api, job, timeout, as_json)
+    if as_json:
+        print_json(job)
+    failed = {name: r for name, r in job["results"].items() if r["status"] == "failed"}
+    if job["state"] == "running":
+        raise click.ClickException(f"the deploy did not finish within {timeout:g} s; it goes on: "
+                                   f"'fnctl ls' shows where it stands")
+    if failed:
+        details = "\n".join(f"{name}: {r['error']}" for name, r in sorted(failed.items()))
+        raise click.ClickException(f"{len(failed)} of {len(job['results'])} functions failed to deploy:\n{details}")
+    if not as_json:
+        console.print(f"deployed in {time.monotonic() - started:.1f} s; call with: fnctl invoke NAME --data '{{...}}'")
+
+
+def _follow(api: Api, job: dict[str, Any], timeout: float, as_json: bool) -> dict[str, Any]:
+    stages: dict[str, tuple[str, str]] = {name: ("queued", "") for name in job["functions"]}
+    after = 0
+    deadline = time.monotonic() + timeout
+    with Live(_render(stages), console=console, transient=False, refresh_per_second=8,
+              auto_refresh=not as_json) if not as_json else _quiet() as live:
+        while True:
+            for event in job["events"]:
+                stages[event["function"]] = (event["stage"], event["message"])
+                after = max(after, event["seq"])
+            if live is not None:
+                live.update(_render(stages))
+            if job["state"] != "running" or time.monotonic() > deadline:
+                break
+            job = api.get(f"/v1/deployments/{job['id']}", after=after, wait=5)
+    final: dict[str, Any] = api.get(f"/v1/deployments/{job['id']}")
+    return final
+
+
+def _max_bundle_bytes(api: Api) -> int:
+    from fnplatform.packaging import DEFAULT_MAX_BUNDLE_BYTES
+
+    info = api.get("/v1/info")
+    return int(info.get("max_bundle_bytes", DEFAULT_MAX_BUNDLE_BYTES))
+
+
+class _quiet:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None

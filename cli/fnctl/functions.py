@@ -1,0 +1,111 @@
+"""``fnctl ls``, ``describe``, ``invoke``, ``logs`` and ``rm``: deployed functions."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+import fn
+
+from ._api import Api
+from ._output import console, json_option, print_json, print_table
+
+
+@click.command("ls")
+@json_option
+def list_functions(as_json: bool) -> None:
+    """List deployed functions: pool, active version, replicas running/target, endpoint."""
+    rows = Api().get("/v1/functions")
+    if as_json:
+        print_json(rows)
+        return
+    print_table(["NAME", "POOL", "VERSION", "STATUS", "REPLICAS", "ENDPOINT"],
+                [[r["name"], r["pool"], r["version"], r["status"], f"{r['running']}/{r['target']}", r["endpoint"]]
+                 for r in rows], empty="no functions deployed; deploy some with 'fnctl deploy PATH'")
+
+
+@click.command()
+@click.argument("name")
+@json_option
+def describe(name: str, as_json: bool) -> None:
+    """Show NAME's full spec, bundle sha256, versions and replica states."""
+    info = Api().get(f"/v1/functions/{name}")
+    if as_json:
+        print_json(info)
+        return
+    console.print(f"[bold]{info['name']}[/]  {info['endpoint']}")
+    console.print(f"active version: {info['active_version']}   bundle sha256: {info['bundle_sha256']}")
+    console.print(f"status: {info['app_status']}   replicas running/target: {info['running']}/{info['target']}")
+    if info.get("message"):
+        console.print(f"message: {info['message']}")
+    console.print("spec:")
+    for key, value in info["spec"].items():
+        console.print(f"  {key}: {value}")
+    console.print("versions:")
+    print_table(["VERSION", "STATUS", "BUNDLE", "CREATED", "ERROR"],
+                [[v["version"], v["status"], v["bundle_sha256"][:12], v["created_at"],
+                  (v["error"] or "").splitlines()[0][:80] if v["error"] else ""] for v in info["versions"]])
+    if info["replicas"]:
+        console.print("replicas:")
+        print_table(["REPLICA", "STATE", "PID", "NODE"],
+                    [[r["replica_id"], r["state"], r["pid"], r["node_ip"]] for r in info["replicas"]])
+
+
+@click.command()
+@click.argument("name")
+@click.option("--data", "-d", default=None, help='Keyword arguments as a JSON object, e.g. \'{"a": 2, "b": 3}\'.')
+@click.option("--timeout", default=None, type=float, help="Seconds to wait for the result.")
+@json_option
+def invoke(name: str, data: str | None, timeout: float | None, as_json: bool) -> None:
+    """Call NAME with --data and print its result as JSON."""
+    arguments: Any = {}
+    if data:
+        source = Path(data[1:]).read_text() if data.startswith("@") else data
+        try:
+            arguments = json.loads(source)
+        except ValueError as exc:
+            raise click.BadParameter(f"not valid JSON ({exc}); e.g. --data '{{\"a\": 2}}'", param_hint="--data") from None
+        if not isinstance(arguments, dict):
+            raise click.BadParameter("must be a JSON object mapping parameter names to values", param_hint="--data")
+    result = fn.ref(name, timeout=timeout).call(**arguments)
+    click.echo(json.dumps(result, indent=2 if as_json else None))
+
+
+@click.command()
+@click.argument("name")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until interrupted.")
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 5000), help="Most recent lines to show.")
+@json_option
+def logs(name: str, follow: bool, limit: int, as_json: bool) -> None:
+    """Print NAME's replica logs; each line carries its replica and request id."""
+    api = Api()
+    page = api.get(f"/v1/functions/{name}/logs", limit=limit)
+    if as_json and not follow:
+        print_json(page)
+        return
+    for line in page["lines"]:
+        click.echo(line)
+    after = page["next"]
+    while follow:
+        time.sleep(1)
+        page = api.get(f"/v1/functions/{name}/logs", after=after, limit=5000)
+        for line in page["lines"]:
+            click.echo(line)
+        after = page["next"]
+
+
+@click.command("rm")
+@click.argument("name")
+def remove(name: str) -> None:
+    """Delete NAME: its Serve application, its versions and its endpoint."""
+    Api().delete(f"/v1/functions/{name}")
+    click.echo(f"removed {name}")
+
+
+
+
+COMMANDS = (list_functions, describe, invoke, logs, remove)

@@ -385,6 +385,18 @@ def test_control_plane_is_wired_to_ray_s3_and_the_database(tf: tf_hcl.Terraform)
     assert env["FN_DATABASE_URL_SECRET_ARN"] == "${var.database_url_secret_arn}"
     assert env["AWS_REGION"] == "${var.region}"
     assert "FN_DATABASE_URL_SECRET_ARN" in ray.locals["control_plane_launcher"]
+    # fnctl server: API on the Service's port, Serve's proxy on 0.0.0.0:8000 (the fn-serve Service).
+    settings = ray.variables["control_plane"]["default"]
+    args = settings["args"]
+    assert args[0] == "server"
+    options = dict(zip(args[1::2], args[2::2], strict=True))
+    assert options == {
+        "--api-host": "0.0.0.0",
+        "--api-port": str(settings["port"]),
+        "--http-host": "0.0.0.0",
+        "--http-port": str(SERVE_PORT),
+    }
+    assert container["args"] == "${var.control_plane.args}"
 
 
 def test_registry_database_is_private_encrypted_and_protected(tf: tf_hcl.Terraform) -> None:

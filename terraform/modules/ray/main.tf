@@ -13,6 +13,7 @@ locals {
   head_service       = "${var.name}-head-svc"
   ray_address        = "ray://${local.head_service}.${var.namespace}.svc.cluster.local:10001"
   serve_port         = 8000
+  fn_home            = "/tmp/fn"
 
   # Reads the database URL from Secrets Manager with the pod's identity, then becomes
   # fnctl with the given arguments (the URL never sits in Terraform-managed Kubernetes state).
@@ -382,9 +383,20 @@ resource "kubernetes_deployment_v1" "control_plane" {
             name  = "AWS_DEFAULT_REGION"
             value = var.region
           }
+          # FN_HOME (where fnctl server writes the bootstrap admin key, credentials.json) and
+          # the bundle cache live on the writable /tmp volume. The cache path is also handed
+          # to replicas, so it must be writable in the Ray pods too (it is: /tmp).
           env {
             name  = "HOME"
             value = "/tmp"
+          }
+          env {
+            name  = "FN_HOME"
+            value = local.fn_home
+          }
+          env {
+            name  = "FN_CACHE_DIR"
+            value = "${local.fn_home}/cache/bundles"
           }
 
           port {

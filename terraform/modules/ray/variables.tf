@@ -200,11 +200,11 @@ variable "control_plane" {
     cpu      = string
     memory   = string
   })
-  description = "The fn control plane Deployment in the api pool: fnctl <args>, listening on port. It runs one replica: it is the single writer of the Serve config."
+  description = "The fn control plane Deployment in the api pool: fnctl <args> (the API on port; --http-host/--http-port configure Serve's proxy on the Ray cluster, which must listen on 0.0.0.0:8000 for the fn-serve Service). One replica: it is the single writer of the Serve config."
   default = {
     replicas = 1
     port     = 8080
-    args     = ["server", "--host", "0.0.0.0", "--port", "8080"]
+    args     = ["server", "--api-host", "0.0.0.0", "--api-port", "8080", "--http-host", "0.0.0.0", "--http-port", "8000"]
     cpu      = "500m"
     memory   = "1Gi"
   }

@@ -7,19 +7,20 @@ from typing import Any
 import httpx
 
 from fn import Unavailable
-from fn._client import raise_for_response
+from fn._client import raise_for_response, shared_client
 from fn._config import Settings, load_settings
 
 
 class Api:
     def __init__(self, settings: Settings | None = None, timeout: float = 60.0) -> None:
         self.settings = settings or load_settings()
-        self._client = httpx.Client(base_url=self.settings.api_url, timeout=timeout,
-                                    headers={"Authorization": f"Bearer {self.settings.api_key}"})
+        self._client = shared_client(self.settings)  # pooled per process, like the SDK's calls
+        self._timeout = timeout
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self._client.request(method, path, **kwargs)
+            kwargs.setdefault("timeout", self._timeout)
+            response = self._client.request(method, self.settings.api_url + path, **kwargs)
         except httpx.TransportError as exc:
             raise Unavailable(f"cannot reach the control plane at {self.settings.api_url}: {exc}; "
                               f"is the platform running ('fnctl up')?", status=503) from None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import weakref
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,7 +17,6 @@ DEFAULT_TIMEOUT_S = 330.0  # a little over the default timeout_s, so the server'
 
 _lock = threading.Lock()
 _sync_clients: dict[Settings, httpx.Client] = {}
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 _http_urls: dict[Settings, str] = {}
 
 
@@ -28,29 +26,21 @@ def _function_url(settings: Settings, name: str) -> str:
     with _lock:
         base = _http_urls.get(settings)
     if base is None:
-        info = _request_json(_sync_client(settings), "GET", f"{settings.api_url}/v1/info", settings)
+        info = _request_json(shared_client(settings), "GET", f"{settings.api_url}/v1/info", settings)
         base = str(info["http_url"]).rstrip("/")
         with _lock:
             _http_urls[settings] = base
     return f"{base}/{name}"
 
 
-def _sync_client(settings: Settings) -> httpx.Client:
+def shared_client(settings: Settings) -> httpx.Client:
+    """The process-wide pooled client for *settings* (the CLI reuses it)."""
     with _lock:
         client = _sync_clients.get(settings)
         if client is None:
             client = httpx.Client(headers={"Authorization": f"Bearer {settings.api_key}"}, timeout=DEFAULT_TIMEOUT_S)
             _sync_clients[settings] = client
         return client
-
-
-def _async_client(settings: Settings) -> httpx.AsyncClient:
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
-        client = httpx.AsyncClient(headers={"Authorization": f"Bearer {settings.api_key}"}, timeout=DEFAULT_TIMEOUT_S)
-        _async_clients[loop] = client
-    return client
 
 
 def raise_for_response(response: httpx.Response) -> None:
@@ -101,7 +91,7 @@ class Ref:
         """Call the function with keyword arguments and return its result."""
         settings = self.settings
         return _request_json(
-            _sync_client(settings), "POST", _function_url(settings, self.name), settings, json=kwargs, timeout=self.timeout
+            shared_client(settings), "POST", _function_url(settings, self.name), settings, json=kwargs, timeout=self.timeout
         )
 
     async def acall(self, **kwargs: Any) -> Any:
@@ -110,8 +100,11 @@ class Ref:
         url = _function_url(settings, self.name) if settings.http_url else await asyncio.to_thread(
             _function_url, settings, self.name
         )
+        headers = {"Authorization": f"Bearer {settings.api_key}"}
         try:
-            response = await _async_client(settings).post(url, json=kwargs, timeout=self.timeout)
+            # A client per call: a pooled one would outlive the event loop that asyncio.run() closes.
+            async with httpx.AsyncClient(headers=headers, timeout=self.timeout) as client:
+                response = await client.post(url, json=kwargs)
         except httpx.TimeoutException as exc:
             raise Timeout(f"POST {url} timed out: {exc}", status=504) from None
         except httpx.TransportError as exc:

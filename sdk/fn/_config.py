@@ -31,6 +31,8 @@ def load_settings() -> Settings:
     if path.is_file():
         try:
             stored = json.loads(path.read_text())
+            if not isinstance(stored, dict):
+                raise ValueError(f"expected a JSON object, got {type(stored).__name__}")
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read {path}: {exc}; run 'fnctl up' again or set FN_API_URL and FN_API_KEY") from None
     api_url = os.environ.get("FN_API_URL") or stored.get("api_url")

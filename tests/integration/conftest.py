@@ -1,0 +1,128 @@
+"""One real platform per test session: a two-node Ray cluster (CPU pool + fake-GPU pool), Serve,
+moto's S3 server over HTTP, the registry on SQLite, and the control plane on a real port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fnplatform.pools import NODE_POOL_CAPACITY, pool_resource
+from harness import Platform, free_port
+
+PROJECTS = Path(__file__).parent / "projects"
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="fnt", dir="/tmp"))  # short: Ray's socket paths live under it
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        os.environ[name] = value  # before Ray starts: its processes inherit them
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(workdir: Path, s3_endpoint: str) -> Iterator[dict[str, Any]]:
+    import ray
+    from fnplatform.local import kill_survivors
+    from ray import serve
+    from ray.cluster_utils import Cluster
+
+    os.environ["RAY_TMPDIR"] = str(workdir)  # Ray writes its "current cluster" file there, not /tmp/ray
+    (workdir / "ray").mkdir(exist_ok=True)
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 4,
+        "resources": {pool_resource("cpu"): NODE_POOL_CAPACITY, pool_resource("api"): NODE_POOL_CAPACITY},
+        "temp_dir": str(workdir / "head"), "include_dashboard": False,
+    })
+    cluster.add_node(num_cpus=2, num_gpus=1, resources={pool_resource("gpu"): NODE_POOL_CAPACITY},
+                     temp_dir=str(workdir / "gpu"))
+    ray.init(address=cluster.address, namespace="fn", log_to_driver=False)
+    nodes = {n["NodeID"]: n for n in ray.nodes() if n["Alive"]}
+    head = next(i for i, n in nodes.items() if pool_resource("cpu") in n["Resources"])
+    gpu = next(i for i, n in nodes.items() if pool_resource("gpu") in n["Resources"])
+    http_port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": http_port}, proxy_location="HeadOnly",
+                logging_config={"enable_access_log": False})
+    try:
+        yield {"address": cluster.address, "head": head, "gpu": gpu, "http_port": http_port}
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        cluster.shutdown()
+        kill_survivors(workdir)
+
+
+@pytest.fixture(scope="session")
+def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> Iterator[Platform]:
+    import uvicorn
+    from fnplatform.api import create_app
+    from fnplatform.control import ControlPlane
+    from fnplatform.deployer import DeployContext, Deployer
+    from fnplatform.hub import get_or_create_hub
+    from fnplatform.registry import Registry
+    from fnplatform.settings import PlatformSettings
+    from fnplatform.store import StoreConfig, open_store
+
+    home = workdir / "home"
+    home.mkdir()
+    store_config = StoreConfig(kind="s3", bucket="fn-bundles", endpoint=s3_endpoint, region="us-east-1")
+    api_port = free_port()
+    settings = PlatformSettings.from_env(home=home, api_port=api_port, http_port=ray_cluster["http_port"],
+                                         ray_address=ray_cluster["address"], store=store_config)
+    registry = Registry(settings.database_url)
+    store = open_store(store_config)
+    store.ensure_bucket()  # type: ignore[union-attr]
+    deployer = Deployer(registry, DeployContext(store=store_config, cache_dir=settings.cache_dir, timeout_s=180))
+    control = ControlPlane(settings, registry, store, deployer, get_or_create_hub())
+    _, key = registry.create_key("tests")
+    control.push_keys()
+    deployer.ensure_gateway()
+    server = uvicorn.Server(uvicorn.Config(create_app(control), host="127.0.0.1", port=api_port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    env = {"FN_HOME": str(home), "FN_API_URL": settings.api_url, "FN_API_KEY": key, "FN_HTTP_URL": settings.http_url}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield Platform(api_url=settings.api_url, http_url=settings.http_url, key=key, head_node=ray_cluster["head"],
+                       gpu_node=ray_cluster["gpu"], control=control, home=home)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def basic(platform: Platform) -> Platform:
+    """The platform with tests/integration/projects/basic deployed."""
+    job = platform.deploy(PROJECTS / "basic")
+    assert job["exit_code"] == 0, job["output"]
+    assert job["state"] == "succeeded", job
+    return platform

@@ -61,7 +61,8 @@ def create_app(control: ControlPlane) -> FastAPI:
     @app.get("/v1/info", dependencies=auth)
     async def info() -> dict[str, Any]:
         return {"version": fn.__version__, "api_url": control.settings.api_url, "http_url": control.settings.http_url,
-                "store": control.store.config.describe(), "ray_address": control.settings.ray_address or "local"}
+                "store": control.store.config.describe(), "ray_address": control.settings.ray_address or "local",
+                "max_bundle_bytes": control.settings.max_bundle_bytes}
 
     @app.head("/v1/bundles/{sha256}", dependencies=auth)
     async def bundle_exists(sha256: str) -> Response:

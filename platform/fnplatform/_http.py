@@ -27,10 +27,10 @@ async def read_arguments(request: Request, signature: Signature) -> dict[str, An
         raise PayloadTooLarge(f"the body is {int(declared):,} bytes, over the limit of {MAX_BODY_BYTES:,}", status=413)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        form = await request.form()
         arguments: dict[str, Any] = {}
-        for key, value in form.multi_items():
-            arguments[key] = await value.read() if isinstance(value, UploadFile) else value
+        async with request.form() as form:  # closes the uploads' temporary files once read
+            for key, value in form.multi_items():
+                arguments[key] = await value.read() if isinstance(value, UploadFile) else value
         return arguments
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:

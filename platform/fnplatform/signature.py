@@ -7,7 +7,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from fn import ValidationFailed
 
@@ -22,16 +22,20 @@ class Signature:
         except Exception:  # noqa: BLE001 - unresolvable annotations fall back to Any, not a crash
             hints = {}
         fields: dict[str, Any] = {}
+        annotations: dict[str, Any] = {}
         self.accepts_extra = False
         for param in signature.parameters.values():
             if param.kind is inspect.Parameter.VAR_KEYWORD:
                 self.accepts_extra = True
                 continue
-            annotation = hints.get(param.name, Any)
+            annotations[param.name] = hints.get(param.name, Any)
             default = ... if param.default is inspect.Parameter.empty else param.default
-            fields[param.name] = (annotation, default)
-        self.names = list(fields)
-        self.bytes_params = [n for n, (ann, _) in fields.items() if ann is bytes or ann == bytes | None]
+            # Fields get neutral names and the parameter as alias: pydantic treats '_x' as private and warns
+            # about names such as 'json' or 'copy' that shadow BaseModel attributes.
+            fields[f"p{len(fields)}"] = (annotations[param.name], Field(default, alias=param.name))
+        self.names = list(annotations)
+        self._fields = dict(zip(fields, self.names, strict=True))
+        self.bytes_params = [n for n, ann in annotations.items() if ann is bytes or ann == bytes | None]
         config = ConfigDict(extra="allow" if self.accepts_extra else "forbid", arbitrary_types_allowed=True)
         self._model: type[BaseModel] = create_model(f"{name}-arguments", __config__=config, **fields)
 
@@ -48,7 +52,7 @@ class Signature:
             allowed = ", ".join(self.names) or "none"
             raise ValidationFailed(f"invalid arguments: {summary} (parameters: {allowed})", status=422,
                                    detail=problems) from None
-        values = {name: getattr(model, name) for name in self.names}
+        values = {name: getattr(model, field) for field, name in self._fields.items()}
         if self.accepts_extra and model.model_extra:
             values.update(model.model_extra)
         return values

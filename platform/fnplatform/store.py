@@ -101,9 +101,22 @@ class S3Store:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in {"404", "NoSuchBucket", "NotFound"}:
                 raise self._unavailable("head bucket", exc) from None
-            self._client.create_bucket(Bucket=self.config.bucket)
+            self._create_bucket()
         except BotoCoreError as exc:
             raise self._unavailable("head bucket", exc) from None
+
+    def _create_bucket(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        # Outside us-east-1, S3 refuses a CreateBucket without the region as its location constraint.
+        region = self._client.meta.region_name
+        extra: dict[str, Any] = (
+            {"CreateBucketConfiguration": {"LocationConstraint": region}} if region and region != "us-east-1" else {}
+        )
+        try:
+            self._client.create_bucket(Bucket=self.config.bucket, **extra)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._unavailable("create bucket", exc) from None
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -1,0 +1,152 @@
+"""Unit-test fixtures: no Ray, no network beyond loopback, every test in its own FN_HOME."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Never read the developer's ~/.fn or FN_* settings."""
+    home = tmp_path_factory.mktemp("fn-home")
+    monkeypatch.setenv("FN_HOME", str(home))
+    for name in ("FN_API_URL", "FN_API_KEY", "FN_HTTP_URL"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+ProjectFactory = Callable[[dict[str, str]], Path]
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> ProjectFactory:
+    """Write {relative path: source} into a fresh project folder and return it."""
+    counter = iter(range(1000))
+
+    def make(files: dict[str, str]) -> Path:
+        root = tmp_path / f"project{next(counter)}"
+        for rel, text in files.items():
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text).lstrip())
+        root.mkdir(exist_ok=True)
+        return root
+
+    return make
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class FakePlatform:
+    """A tiny real HTTP server standing in for the function endpoints and ``/v1/info``."""
+
+    url: str = ""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    def last(self) -> dict[str, Any]:
+        return self.requests[-1]
+
+
+def _error(status: int, error_type: str, message: str, request_id: str, detail: Any = None) -> JSONResponse:
+    error: dict[str, Any] = {"type": error_type, "message": message, "request_id": request_id}
+    if detail is not None:
+        error["detail"] = detail
+    return JSONResponse({"error": error}, status_code=status)
+
+
+def _fake_app(platform: FakePlatform) -> Starlette:
+    async def info(request: Request) -> JSONResponse:
+        platform.requests.append({"path": request.url.path, "headers": dict(request.headers), "body": None})
+        return JSONResponse({"http_url": f"{platform.url}/fns/"})
+
+    async def function(request: Request) -> JSONResponse:
+        body = json.loads(await request.body() or b"null")
+        name = request.path_params["name"]
+        platform.requests.append({"path": request.url.path, "headers": dict(request.headers), "body": body})
+        if name == "add":
+            return JSONResponse(body["a"] + body["b"])
+        if name == "echo":
+            return JSONResponse(body)
+        if name == "square":  # later items answer first, so order must come from the client
+            await asyncio.sleep((10 - body["x"]) * 0.01)
+            return JSONResponse(body["x"] ** 2)
+        if name == "keyerror":
+            return _error(500, "KeyError", "'x'", "r1")
+        if name == "invalid":
+            return _error(422, "ValidationFailed", "invalid arguments: b: Field required", "r2",
+                          detail=[{"field": "b", "message": "Field required"}])
+        if name == "unauthorized":
+            return _error(401, "Unauthorized", "missing or invalid API key", "r3")
+        if name == "timeout":
+            return _error(504, "Timeout", "the function ran past its timeout_s (1 s)", "r4")
+        if name == "hang":
+            await asyncio.sleep(1.0)
+            return JSONResponse("late")
+        return _error(404, "NotFound", f"no function named {name!r}", "r5")
+
+    return Starlette(routes=[
+        Route("/v1/info", info, methods=["GET"]),
+        Route("/fns/{name}", function, methods=["POST"]),
+        Route("/{name}", function, methods=["POST"]),
+    ])
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakePlatform]:
+    platform = FakePlatform()
+    config = uvicorn.Config(_fake_app(platform), host="127.0.0.1", port=0, log_level="warning",
+                            lifespan="off", ws="none", http="h11")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="fake-platform", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the fake platform server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    platform.url = f"http://127.0.0.1:{port}"
+    yield platform
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def fake_platform(fake_server: FakePlatform, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePlatform]:
+    """The fake server, with FN_API_URL / FN_API_KEY / FN_HTTP_URL pointing at it and fresh SDK clients."""
+    from fn import _client
+
+    monkeypatch.setenv("FN_API_URL", fake_server.url)
+    monkeypatch.setenv("FN_API_KEY", "test-key-123")
+    monkeypatch.setenv("FN_HTTP_URL", fake_server.url)
+    fake_server.requests.clear()
+    yield fake_server
+    with _client._lock:
+        for client in _client._sync_clients.values():
+            client.close()
+        _client._sync_clients.clear()
+        _client._http_urls.clear()

@@ -1,0 +1,119 @@
+"""fnctl without a platform: help for every command, clear one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import fn
+import pytest
+from click.testing import CliRunner
+from fnctl.main import cli
+
+from .conftest import FakePlatform, free_port
+
+
+def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, command in sorted(group.commands.items()):
+        yield (*prefix, name)
+        if isinstance(command, click.Group):
+            yield from command_paths(command, (*prefix, name))
+
+
+ALL_COMMANDS = list(command_paths(cli))
+
+
+def test_the_expected_commands_exist() -> None:
+    assert {" ".join(path) for path in ALL_COMMANDS} >= {
+        "up", "down", "server", "quickstart", "deploy", "ls", "describe", "invoke", "logs", "rm",
+        "keys", "keys create", "keys ls", "keys revoke"}
+
+
+def test_top_level_help() -> None:
+    result = CliRunner().invoke(cli, ["--help"], prog_name="fnctl")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Usage: fnctl [OPTIONS] COMMAND [ARGS]...")
+    for name in ("deploy", "invoke", "keys", "up"):
+        assert name in result.output
+
+
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=[" ".join(p) for p in ALL_COMMANDS])
+def test_help_works_for_every_command(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+    assert path[-1] in result.output.splitlines()[0]
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(cli, ["--version"], prog_name="fnctl")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"fnctl, version {fn.__version__}"
+
+
+@pytest.mark.parametrize(("data", "problem"), [("not json", "not valid JSON"),
+                                               ("[1, 2]", "must be a JSON object")])
+def test_invoke_with_bad_data_is_a_usage_error(data: str, problem: str) -> None:
+    result = CliRunner().invoke(cli, ["invoke", "x", "--data", data])
+    assert result.exit_code == 2
+    assert "--data" in result.output
+    assert problem in result.output
+    assert "Traceback" not in result.output
+
+
+def test_ls_without_a_platform_is_one_clear_line(isolated_env: Path) -> None:
+    result = CliRunner().invoke(cli, ["ls"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("Error: no platform configured")
+    assert "'fnctl up'" in lines[0]
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("args", [["describe", "add"], ["keys", "ls"], ["invoke", "add", "-d", "{}"]])
+def test_other_commands_without_a_platform(args: list[str]) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert "no platform configured" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unreachable_control_plane_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FN_API_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("FN_API_KEY", "k")
+    result = CliRunner().invoke(cli, ["ls"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot reach the control plane at http://127.0.0.1:")
+    assert "'fnctl up'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_deploy_path_must_exist(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["deploy", str(tmp_path / "missing")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+
+
+def test_invoke_prints_the_result(fake_platform: FakePlatform) -> None:
+    result = CliRunner().invoke(cli, ["invoke", "add", "--data", '{"a": 2, "b": 3}'])
+    assert result.exit_code == 0, result.output
+    assert result.output == "5\n"
+    assert fake_platform.last()["body"] == {"a": 2, "b": 3}
+    assert fake_platform.last()["headers"]["authorization"] == "Bearer test-key-123"
+
+
+def test_invoke_reads_data_from_a_file(fake_platform: FakePlatform, tmp_path: Path) -> None:
+    (tmp_path / "args.json").write_text(json.dumps({"value": {"k": [1, 2]}}))
+    result = CliRunner().invoke(cli, ["invoke", "echo", "-d", f"@{tmp_path / 'args.json'}", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"value": {"k": [1, 2]}}
+
+
+def test_invoke_remote_error_is_one_line_with_type_and_request_id(fake_platform: FakePlatform) -> None:
+    result = CliRunner().invoke(cli, ["invoke", "keyerror", "-d", "{}"])
+    assert result.exit_code == 1
+    assert result.output == "Error: KeyError: 'x' (request id r1)\n"

@@ -34,3 +34,7 @@ def cli() -> None:
 for command in (*local.COMMANDS, deploy.deploy, *functions.COMMANDS):
     cli.add_command(command)
 cli.add_command(keys.keys)
+
+
+if __name__ == "__main__":
+    cli()

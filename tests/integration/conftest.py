@@ -6,15 +6,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fnplatform.pools import NODE_POOL_CAPACITY, pool_resource
-from harness import Platform, free_port
+from harness import Platform, free_port, serve_in_thread
 
 PROJECTS = Path(__file__).parent / "projects"
 
@@ -74,7 +72,6 @@ def ray_cluster(workdir: Path, s3_endpoint: str) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> Iterator[Platform]:
-    import uvicorn
     from fnplatform.api import create_app
     from fnplatform.control import ControlPlane
     from fnplatform.deployer import DeployContext, Deployer
@@ -86,8 +83,7 @@ def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> It
     home = workdir / "home"
     home.mkdir()
     store_config = StoreConfig(kind="s3", bucket="fn-bundles", endpoint=s3_endpoint, region="us-east-1")
-    api_port = free_port()
-    settings = PlatformSettings.from_env(home=home, api_port=api_port, http_port=ray_cluster["http_port"],
+    settings = PlatformSettings.from_env(home=home, http_port=ray_cluster["http_port"],
                                          ray_address=ray_cluster["address"], store=store_config)
     registry = Registry(settings.database_url)
     store = open_store(store_config)
@@ -97,26 +93,13 @@ def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> It
     _, key = registry.create_key("tests")
     control.push_keys()
     deployer.ensure_gateway()
-    server = uvicorn.Server(uvicorn.Config(create_app(control), host="127.0.0.1", port=api_port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    env = {"FN_HOME": str(home), "FN_API_URL": settings.api_url, "FN_API_KEY": key, "FN_HTTP_URL": settings.http_url}
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
+    with serve_in_thread(create_app(control)) as api_url, pytest.MonkeyPatch.context() as patch:
+        settings.api_port = int(api_url.rsplit(":", 1)[1])
+        for name, value in {"FN_HOME": str(home), "FN_API_URL": settings.api_url, "FN_API_KEY": key,
+                            "FN_HTTP_URL": settings.http_url}.items():
+            patch.setenv(name, value)  # the SDK and fnctl find the platform the way a user's shell would
         yield Platform(api_url=settings.api_url, http_url=settings.http_url, key=key, head_node=ray_cluster["head"],
                        gpu_node=ray_cluster["gpu"], control=control, home=home)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,7 @@ class Platform:
     def deploy(self, path: Path | str) -> dict[str, Any]:
         result = self.fnctl("deploy", str(path), "--json")
         start = result.output.find("{")
-        job: dict[str, Any] = json.loads(result.output[start:]) if start >= 0 else {}
+        job: dict[str, Any] = json.JSONDecoder().raw_decode(result.output[start:])[0] if start >= 0 else {}
         job["exit_code"] = result.exit_code
         job["output"] = result.output
         return job
@@ -54,3 +57,20 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.25) -> Any:
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Run an ASGI app under uvicorn on a free loopback port; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=30, interval=0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

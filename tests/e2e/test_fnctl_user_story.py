@@ -1,0 +1,94 @@
+"""fnctl as a user runs it, as subprocesses, from `up` to `down`, on a fresh FN_HOME."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HELLO = REPO / "functions" / "examples" / "hello"
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _run(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fnctl.main", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def test_user_story_from_up_to_down() -> None:
+    from fnplatform.local import ray_processes
+    from fnplatform.settings import PlatformSettings
+
+    home = Path(tempfile.mkdtemp(prefix="fne", dir="/tmp"))
+    api_port, http_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FN_", "RAY_"))}
+    env["FN_HOME"] = str(home)
+    up = _run(env, "up", "--api-port", str(api_port), "--http-port", str(http_port), "--gpus", "1", "--cpus", "4")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"127.0.0.1:{api_port}" in up.stdout and f"127.0.0.1:{http_port}" in up.stdout
+        assert (home / "credentials.json").stat().st_mode & 0o077 == 0, "credentials must be private"
+
+        again = _run(env, "up", "--api-port", str(api_port), "--http-port", str(http_port))
+        assert again.returncode == 0 and "already running" in again.stdout
+
+        key = _run(env, "keys", "create", "ci")
+        assert key.returncode == 0
+        api_key = key.stdout.strip()
+        assert api_key.startswith("fn_") and "\n" not in api_key
+
+        deploy = _run(env, "deploy", str(HELLO))
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        assert "add" in deploy.stdout and "reverser" in deploy.stdout
+
+        listed = json.loads(_run(env, "ls", "--json").stdout)
+        assert {row["name"]: row["pool"] for row in listed} == {"add": "cpu", "reverser": "gpu"}
+
+        invoke = _run(env, "invoke", "add", "--data", '{"a": 2, "b": 3}')
+        assert invoke.returncode == 0 and invoke.stdout.strip() == "5"
+
+        curl = httpx.post(f"http://127.0.0.1:{http_port}/add", content=b'{"a":2,"b":3}', timeout=60,
+                          headers={"Authorization": f"Bearer {api_key}",
+                                   "content-type": "application/x-www-form-urlencoded"})
+        assert curl.status_code == 200 and curl.json() == 5
+
+        sdk = subprocess.run([sys.executable, "-c", "import fn; print(fn.call('add', a=2, b=3))"], env=env,
+                             capture_output=True, text=True, timeout=120, check=False)
+        assert sdk.stdout.strip() == "5", sdk.stderr
+
+        assert _run(env, "invoke", "reverser", "--data", '{"text": "abc"}').stdout.strip() == '">cba"'
+
+        described = json.loads(_run(env, "describe", "add", "--json").stdout)
+        assert len(described["bundle_sha256"]) == 64 and described["active_version"] == 1
+
+        logs = _run(env, "logs", "add")
+        assert logs.returncode == 0 and "request=" in logs.stdout and "POST /add -> 200" in logs.stdout
+
+        assert _run(env, "rm", "add").returncode == 0
+        missing = _run(env, "describe", "add")
+        assert missing.returncode == 1 and "no function named 'add'" in missing.stderr
+        assert "Traceback" not in missing.stderr
+    finally:
+        down = _run(env, "down", timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not (home / "platform.json").exists()
+    leftovers = ray_processes(PlatformSettings(home=home).ray_temp_dir)
+    assert leftovers == [], f"processes left running after down: {[p.pid for p in leftovers]}"
+    for port in (api_port, http_port):
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers after down"

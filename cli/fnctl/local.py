@@ -14,7 +14,6 @@ from typing import Any
 
 import click
 import httpx
-
 from fn import fn_home
 
 from ._output import console, json_option, print_json

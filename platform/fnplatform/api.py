@@ -6,12 +6,11 @@ import asyncio
 import uuid
 from typing import Annotated, Any
 
+import fn
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
-
-import fn
 from fn import ClientError, FnError, PayloadTooLarge, SpecError, Unauthorized
+from pydantic import BaseModel, ConfigDict, Field
 
 from .control import ControlPlane
 

@@ -94,7 +94,7 @@ class ControlPlane:
     def _run_deploy(self, job: DeployJob, specs: list[FunctionSpec]) -> None:
         try:
             self._deploy(job, specs)
-        except Exception as exc:  # noqa: BLE001 - a deploy job must always end, with its reason
+        except Exception as exc:
             for spec in specs:
                 if spec.name not in job.results:
                     job.results[spec.name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
@@ -164,8 +164,10 @@ class ControlPlane:
         import ray
         from ray.serve.context import _get_global_client
 
-        details: dict[str, Any] = ray.get(_get_global_client()._controller.get_serve_instance_details.remote())
-        return details.get("applications", {})
+        client: Any = _get_global_client()
+        details: dict[str, Any] = ray.get(client._controller.get_serve_instance_details.remote())
+        applications: dict[str, Any] = details.get("applications", {})
+        return applications
 
     def _replicas(self, apps: dict[str, Any], name: str) -> dict[str, Any]:
         app = apps.get(name) or {}

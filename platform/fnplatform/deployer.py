@@ -89,7 +89,8 @@ def build_application(version: VersionRecord, ctx: DeployContext) -> Any:
     from ray import serve
 
     spec = version.spec
-    deployment = serve.deployment(FunctionReplica).options(
+    deployment: Any = serve.deployment(FunctionReplica)
+    deployment = deployment.options(
         name=spec.name,
         ray_actor_options=actor_options(spec),
         autoscaling_config=autoscaling_config(spec),
@@ -117,7 +118,7 @@ class Deployer:
             return None
         import ray
 
-        total = ray.cluster_resources()
+        total: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         resource = pool_resource(spec.pool)
         if resource not in total:
             pools = sorted(k.removeprefix("pool_") for k in total if k.startswith("pool_"))
@@ -150,7 +151,7 @@ class Deployer:
             name = pending.pop(ref)
             try:
                 errors[name] = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - e.g. RuntimeEnvSetupError with pip's own message
+            except Exception as exc:
                 errors[name] = _ray_error_text(exc)
         for ref, name in pending.items():
             ray.cancel(ref, force=True)
@@ -209,7 +210,8 @@ class Deployer:
 
         from .gateway import Gateway
 
-        app = serve.deployment(Gateway).options(
+        gateway: Any = serve.deployment(Gateway)
+        app = gateway.options(
             name="gateway", num_replicas=1, max_ongoing_requests=1000,
             ray_actor_options={"num_cpus": 0},
         ).bind()

@@ -49,8 +49,9 @@ def get_or_create_hub() -> Any:
     """The hub actor handle (creating it if missing); needs a connected Ray driver."""
     import ray
 
-    actor_cls = ray.remote(num_cpus=0, max_restarts=-1, max_concurrency=64)(Hub)
-    return actor_cls.options(name=HUB_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True).remote()
+    actor_cls: Any = ray.remote(Hub)
+    return actor_cls.options(num_cpus=0, max_restarts=-1, max_concurrency=64, name=HUB_NAME, namespace=NAMESPACE,
+                             lifetime="detached", get_if_exists=True).remote()
 
 
 def find_hub() -> Any:

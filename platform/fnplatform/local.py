@@ -7,6 +7,7 @@ dashboard, and never ``ray stop``: survivors are found by our temp dir in their 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -42,8 +43,8 @@ def start_ray(settings: PlatformSettings) -> None:
         namespace="fn",
         include_dashboard=False,
         _temp_dir=str(settings.ray_temp_dir),
-        num_cpus=settings.cpus if settings.cpus is not None else os.cpu_count(),
-        num_gpus=settings.gpus,
+        num_cpus=settings.cpus if settings.cpus is not None else os.cpu_count(),  # type: ignore[arg-type]
+        num_gpus=settings.gpus,  # type: ignore[arg-type]  # Ray takes fractional fake GPUs despite its hint
         resources={pool_resource(pool): NODE_POOL_CAPACITY for pool in DEFAULT_POOLS},
         log_to_driver=False,
     )
@@ -81,16 +82,12 @@ def ray_processes(temp_dir: Path) -> list[psutil.Process]:
 def kill_survivors(temp_dir: Path, grace_s: float = 5.0) -> int:
     procs = ray_processes(temp_dir)
     for proc in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(procs, timeout=grace_s)
     for proc in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass
     return len(procs)
 
 
@@ -100,8 +97,8 @@ def stop_ray(settings: PlatformSettings) -> None:
     try:
         from ray import serve
 
-        serve.shutdown()
-    except Exception:  # noqa: BLE001 - shutting down; what is left is killed below
+        serve.shutdown()  # type: ignore[no-untyped-call]
+    except Exception:
         pass
     ray.shutdown()
     if not settings.ray_address:

@@ -6,6 +6,7 @@ the request path only appends to a list.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import io
 import logging
@@ -50,10 +51,8 @@ class LogShipper:
         with self._lock:
             lines, self._lines = self._lines, []
         if lines and self._hub is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._hub.push_logs.remote(self.function, lines)
-            except Exception:  # noqa: BLE001 - losing log lines must never break serving
-                pass
 
     def _run(self) -> None:
         while not self._stop.wait(FLUSH_INTERVAL_S):
@@ -70,7 +69,7 @@ class _Handler(logging.Handler):
             return
         try:
             self._shipper.line(record.levelname, self.format(record))
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.handleError(record)
 
 

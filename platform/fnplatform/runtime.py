@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fn import ClientError, FunctionSpec, Timeout, Unauthorized
 from starlette.requests import Request
 from starlette.responses import Response
-
-from fn import ClientError, FunctionSpec, Timeout, Unauthorized
 
 from . import replica_logs
 from ._http import client_error_response, error_response, read_arguments, result_response
@@ -89,7 +88,7 @@ def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cach
             target = instance.__call__
         else:
             target = obj
-    except BaseException as exc:  # noqa: BLE001 - any failure of user code becomes a readable deploy error
+    except BaseException as exc:
         frames = _user_traceback(exc, bundle_dir)
         raise SetupFailed(f"{stage} raised {type(exc).__name__}: {exc}" + (f"\n{frames}" if frames else "")) from None
     _limit_threads(cpu_threads(spec))
@@ -106,7 +105,7 @@ def validate_version(spec_json: str, bundle_sha256: str, store: dict[str, Any], 
         load_target(FunctionSpec.model_validate_json(spec_json), bundle_sha256, StoreConfig(**store), cache_dir)
     except SetupFailed as exc:
         return str(exc)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
 
@@ -185,7 +184,7 @@ class FunctionReplica:
             response = result_response(await self._invoke(await read_arguments(request, self.loaded.signature)), request_id)
         except ClientError as exc:
             response = client_error_response(exc, request_id)
-        except Exception as exc:  # noqa: BLE001 - the user's exception becomes a 500, the replica keeps serving
+        except Exception as exc:
             self._shipper.line("ERROR", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", request_id)
             response = error_response(500, type(exc).__name__, str(exc), request_id)
         self._shipper.line("INFO", f"{request.method} /{self.spec.name} -> {response.status_code} "
@@ -210,7 +209,7 @@ def _request_id(request: Request) -> str:
         rid = _get_serve_request_context().request_id
         if rid:
             return str(rid)
-    except Exception:  # noqa: BLE001 - a Serve internal moved: fall back to our own id
+    except Exception:
         pass
     return request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
 
@@ -220,5 +219,5 @@ def _connect_hub() -> Any:
         from .hub import find_hub
 
         return find_hub()
-    except Exception:  # noqa: BLE001 - without the hub, keys are refused and logs dropped
+    except Exception:
         return None

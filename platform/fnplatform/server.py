@@ -53,7 +53,6 @@ def run(settings: PlatformSettings) -> None:
     prepare_environment(settings)
 
     import uvicorn
-    from ray import serve
 
     from .api import create_app
     from .control import ControlPlane
@@ -70,7 +69,7 @@ def run(settings: PlatformSettings) -> None:
     if isinstance(store, S3Store):
         try:
             store.ensure_bucket()
-        except Exception as exc:  # noqa: BLE001 - deploys will say so; serving does not need the store
+        except Exception as exc:
             log.warning("bundle store not reachable at start: %s", exc)
     state_path = settings.home / STATE_FILE
     start_ray(settings)
@@ -95,10 +94,9 @@ def run(settings: PlatformSettings) -> None:
             if settings.ray_address is None:
                 stop_ray(settings)
             else:
-                serve.context._set_global_client(None)  # leave the cluster's Serve running; just disconnect
                 import ray
 
-                ray.shutdown()
+                ray.shutdown()  # a cluster's Serve and replicas keep running without the control plane
         finally:
             state_path.unlink(missing_ok=True)
 

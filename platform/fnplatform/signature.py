@@ -7,9 +7,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
-
 from fn import ValidationFailed
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 
 class Signature:
@@ -19,7 +18,7 @@ class Signature:
         signature = inspect.signature(target)
         try:
             hints = typing.get_type_hints(target)
-        except Exception:  # noqa: BLE001 - unresolvable annotations fall back to Any, not a crash
+        except Exception:
             hints = {}
         fields: dict[str, Any] = {}
         annotations: dict[str, Any] = {}

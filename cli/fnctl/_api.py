@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+
 from fn import Unavailable
 from fn._client import raise_for_response, shared_client
 from fn._config import Settings, load_settings

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 import fn
 
 from ._api import Api

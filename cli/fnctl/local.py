@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 import httpx
+
 from fn import fn_home
 
 from ._output import console, json_option, print_json

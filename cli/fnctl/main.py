@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+
 from fn import FnError
 
 from . import deploy, functions, keys, local

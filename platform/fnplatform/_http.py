@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 import pydantic_core
-from fn import BadRequest, ClientError, PayloadTooLarge
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
+
+from fn import BadRequest, ClientError, PayloadTooLarge
 
 from .signature import Signature
 

@@ -6,11 +6,13 @@ import asyncio
 import uuid
 from typing import Annotated, Any
 
-import fn
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fn import ClientError, FnError, PayloadTooLarge, SpecError, Unauthorized
 from pydantic import BaseModel, ConfigDict, Field
+
+import fn
+from fn import ClientError, FnError, PayloadTooLarge, SpecError, Unauthorized
 
 from .control import ControlPlane
 
@@ -44,6 +46,13 @@ def create_app(control: ControlPlane) -> FastAPI:
             return _error(exc.status or 500, exc.error_type or type(exc).__name__, exc.message, exc.detail)
         status = 400 if isinstance(exc, SpecError) else 500
         return _error(status, type(exc).__name__, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"field": ".".join(str(p) for p in e["loc"] if p != "body") or "(body)", "message": e["msg"]}
+                    for e in exc.errors()]
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        return _error(422, "ValidationFailed", f"invalid request: {summary}", problems)
 
     async def authorized(request: Request) -> None:
         header = request.headers.get("authorization", "")

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from fn._spec import FunctionSpec
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, create_engine, delete, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from fn._spec import FunctionSpec
 
 
 class _Base(DeclarativeBase):

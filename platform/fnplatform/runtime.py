@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import inspect
 import os
 import sys
@@ -22,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fn import ClientError, FunctionSpec, Timeout, Unauthorized
 from starlette.requests import Request
 from starlette.responses import Response
+
+from fn import ClientError, FunctionSpec, Timeout, Unauthorized
 
 from . import replica_logs
 from ._http import client_error_response, error_response, read_arguments, result_response
@@ -65,9 +69,65 @@ def _limit_threads(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
+def cap_onnxruntime_threads(threads: int) -> None:
+    """Make onnxruntime sessions default to *threads* intra-op threads (it ignores OMP_NUM_THREADS).
+
+    Installed before user code is imported: patches the module when it is first imported, so a
+    session created in ``setup()`` already has the cap; an explicit user setting wins.
+    """
+    if "onnxruntime" in sys.modules:
+        _patch_onnxruntime(sys.modules["onnxruntime"], threads)
+        return
+    sys.meta_path.insert(0, _PatchOnImport("onnxruntime", lambda module: _patch_onnxruntime(module, threads)))
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    def __init__(self, name: str, patch: Callable[[Any], None]) -> None:
+        self.name = name
+        self.patch = patch
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        original = loader.exec_module
+        patch = self.patch
+
+        def exec_module(module: Any) -> None:
+            original(module)
+            patch(module)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _patch_onnxruntime(module: Any, threads: int) -> None:
+    session_class = module.InferenceSession
+    if getattr(session_class, "_fn_threads_capped", False):
+        return
+    original_init = session_class.__init__
+
+    def __init__(self: Any, path_or_bytes: Any, sess_options: Any = None, *args: Any, **kwargs: Any) -> None:
+        if sess_options is None:
+            sess_options = module.SessionOptions()
+        if sess_options.intra_op_num_threads == 0:
+            sess_options.intra_op_num_threads = threads
+        if sess_options.inter_op_num_threads == 0:
+            sess_options.inter_op_num_threads = 1
+        original_init(self, path_or_bytes, sess_options, *args, **kwargs)
+
+    session_class.__init__ = __init__
+    session_class._fn_threads_capped = True
+
+
 def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cache_dir: str) -> Loaded:
     """Fetch, import and set up the function; raises SetupFailed with the user's error."""
     bundle_dir = fetch_bundle(store, bundle_sha256, cache_dir)
+    cap_onnxruntime_threads(cpu_threads(spec))
     if str(bundle_dir) not in sys.path:
         sys.path.insert(0, str(bundle_dir))
     module_name, _, qualname = spec.entrypoint.partition(":")

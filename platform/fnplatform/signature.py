@@ -7,8 +7,9 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from fn import ValidationFailed
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from fn import ValidationFailed
 
 
 class Signature:

@@ -79,6 +79,14 @@ def test_user_story_from_up_to_down() -> None:
         logs = _run(env, "logs", "add")
         assert logs.returncode == 0 and "request=" in logs.stdout and "POST /add -> 200" in logs.stdout
 
+        # The registry is the desired state: a restarted platform serves the same functions again.
+        assert _run(env, "down", timeout=120).returncode == 0
+        restarted = _run(env, "up", "--api-port", str(api_port), "--http-port", str(http_port), "--gpus", "1", "--cpus", "4")
+        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+        assert json.loads(_run(env, "ls", "--json").stdout) and {
+            row["name"]: row["version"] for row in json.loads(_run(env, "ls", "--json").stdout)} == {"add": 1, "reverser": 1}
+        assert _run(env, "invoke", "add", "--data", '{"a": 20, "b": 22}').stdout.strip() == "42"
+
         assert _run(env, "rm", "add").returncode == 0
         missing = _run(env, "describe", "add")
         assert missing.returncode == 1 and "no function named 'add'" in missing.stderr

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fnplatform.pools import NODE_POOL_CAPACITY, pool_resource
 from harness import Platform, free_port, serve_in_thread
+
+from fnplatform.pools import NODE_POOL_CAPACITY, pool_resource
 
 PROJECTS = Path(__file__).parent / "projects"
 
@@ -41,9 +42,10 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def ray_cluster(workdir: Path, s3_endpoint: str) -> Iterator[dict[str, Any]]:
     import ray
-    from fnplatform.local import kill_survivors
     from ray import serve
     from ray.cluster_utils import Cluster
+
+    from fnplatform.local import kill_survivors
 
     os.environ["RAY_TMPDIR"] = str(workdir)  # Ray writes its "current cluster" file there, not /tmp/ray
     (workdir / "ray").mkdir(exist_ok=True)

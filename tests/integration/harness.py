@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 from click.testing import CliRunner
+
 from fnctl.main import cli
 
 

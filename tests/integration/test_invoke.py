@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-import fn
 import httpx
 import pytest
 from harness import Platform, wait_for
+
+import fn
 
 
 def test_http_sdk_and_fnctl_agree(basic: Platform) -> None:
@@ -117,3 +118,20 @@ def test_unknown_function_in_cli_is_one_clear_line(basic: Platform) -> None:
     assert result.exit_code == 1
     assert "no function named 'nope'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_control_plane_needs_a_key_and_serves_openapi(platform: Platform) -> None:
+    schema = httpx.get(f"{platform.api_url}/openapi.json", timeout=30).json()
+    assert {"/v1/deployments", "/v1/functions", "/v1/keys"} <= set(schema["paths"])
+    assert httpx.get(f"{platform.api_url}/v1/functions", timeout=30).status_code == 401
+    headers = {"Authorization": f"Bearer {platform.key}"}
+    invalid = httpx.post(f"{platform.api_url}/v1/keys", json={}, headers=headers, timeout=30)
+    assert invalid.status_code == 422
+    assert invalid.json()["error"]["detail"][0]["field"] == "name"
+    created = httpx.post(f"{platform.api_url}/v1/keys", json={"name": "temp"}, headers=headers, timeout=30)
+    assert created.status_code == 201
+    basic_key = created.json()
+    revoked = httpx.delete(f"{platform.api_url}/v1/keys/{basic_key['id']}", headers=headers, timeout=30)
+    assert revoked.status_code == 204
+    assert httpx.get(f"{platform.api_url}/v1/functions", timeout=30,
+                     headers={"Authorization": f"Bearer {basic_key['key']}"}).status_code == 401

@@ -8,9 +8,10 @@ import textwrap
 import time
 from pathlib import Path
 
-import fn
 import httpx
 from harness import Platform, serve_in_thread, wait_for
+
+import fn
 
 
 def _describe(platform: Platform, name: str) -> dict:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import tf_hcl
 import yaml
+
 from fnplatform.pools import DEFAULT_POOLS, NODE_POOL_CAPACITY, pool_resource
 
 RAY_INTERNAL_PORTS = {6379, 8265, 10001}  # GCS, dashboard, Ray client: never exposed

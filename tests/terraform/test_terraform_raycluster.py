@@ -8,6 +8,7 @@ import json
 import pytest
 import tf_hcl
 import yaml
+
 from fnplatform.pools import DEFAULT_POOLS, NODE_POOL_CAPACITY, pool_resource
 
 

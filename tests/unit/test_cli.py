@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
-import fn
 import pytest
 from click.testing import CliRunner
+
+import fn
 from fnctl.main import cli
 
 from .conftest import FakePlatform, free_port

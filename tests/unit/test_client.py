@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import fn
 import pytest
+
+import fn
 
 from .conftest import FakePlatform, free_port
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-import fn
 import pytest
+
+import fn
 from fn import _decorators
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from fnplatform.packaging import BundleError, build_bundle
 
 from .conftest import ProjectFactory

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import fn
 import httpx
 import pytest
+
+import fn
 from fn._client import raise_for_response
 from fn._config import CREDENTIALS_FILE, Settings, load_settings
 from fn._errors import status_error

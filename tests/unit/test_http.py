@@ -262,6 +262,7 @@ def test_error_response_shape() -> None:
 
 def test_error_response_round_trips_through_the_sdk() -> None:
     import httpx
+
     from fn._client import raise_for_response
 
     original = fn.ValidationFailed("bad", status=422, detail=[{"field": "a", "message": "m"}])

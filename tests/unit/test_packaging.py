@@ -11,8 +11,9 @@ import textwrap
 import zipfile
 from pathlib import Path
 
-import fn
 import pytest
+
+import fn
 from fnplatform.packaging import (
     MANIFEST_NAME,
     Bundle,

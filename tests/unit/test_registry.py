@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import fn
 import pytest
+
+import fn
 from fnplatform.registry import Registry, hash_key
 
 SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import fn
 import pydantic
 import pytest
+
+import fn
 from fn._spec import FunctionSpec, build_spec, default_name
 
 

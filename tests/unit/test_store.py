@@ -10,8 +10,9 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import fn
 import pytest
+
+import fn
 from fnplatform.packaging import (
     MANIFEST_NAME,
     BundleError,

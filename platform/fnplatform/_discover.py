@@ -49,7 +49,7 @@ def discover(root: Path) -> dict[str, object]:
             return {"error": f"syntax error in {where}: {exc.msg}" + (f"\n    {text}" if text else "")}
         except SpecError as exc:
             return {"error": f"{path}: {exc}"}
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - any failure of user code is reported, not raised
             frames = _user_frames(exc, root)
             return {"error": f"importing {name} ({path}) failed: {type(exc).__name__}: {exc}" + (f"\n{frames}" if frames else "")}
     found = [spec for spec, obj in registered().values()

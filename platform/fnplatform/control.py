@@ -94,7 +94,7 @@ class ControlPlane:
     def _run_deploy(self, job: DeployJob, specs: list[FunctionSpec]) -> None:
         try:
             self._deploy(job, specs)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a deploy job must always end, with its reason
             for spec in specs:
                 if spec.name not in job.results:
                     job.results[spec.name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}

@@ -151,7 +151,7 @@ class Deployer:
             name = pending.pop(ref)
             try:
                 errors[name] = ray.get(ref)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - e.g. RuntimeEnvSetupError with pip's own message
                 errors[name] = _ray_error_text(exc)
         for ref, name in pending.items():
             ray.cancel(ref, force=True)

@@ -98,7 +98,7 @@ def stop_ray(settings: PlatformSettings) -> None:
         from ray import serve
 
         serve.shutdown()  # type: ignore[no-untyped-call]
-    except Exception:
+    except Exception:  # noqa: BLE001 - shutting down; what is left is killed below
         pass
     ray.shutdown()
     if not settings.ray_address:

@@ -131,6 +131,14 @@ class Registry:
             session.flush()
             return _version(row)
 
+    def fail_unfinished(self, reason: str) -> int:
+        """Mark versions left 'deploying' (their deploy job died with the control plane) as failed."""
+        with self._session() as session:
+            rows = list(session.scalars(select(_Version).where(_Version.status == "deploying")))
+            for row in rows:
+                row.status, row.error = "failed", reason
+            return len(rows)
+
     def finish_version(self, name: str, number: int, *, error: str | None = None) -> None:
         """Mark a version ready (and active) or failed; a failed one leaves the active version alone."""
         with self._session() as session:

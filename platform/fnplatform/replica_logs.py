@@ -69,7 +69,7 @@ class _Handler(logging.Handler):
             return
         try:
             self._shipper.line(record.levelname, self.format(record))
-        except Exception:
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
             self.handleError(record)
 
 

@@ -148,7 +148,7 @@ def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cach
             target = instance.__call__
         else:
             target = obj
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - any failure of user code becomes a readable deploy error
         frames = _user_traceback(exc, bundle_dir)
         raise SetupFailed(f"{stage} raised {type(exc).__name__}: {exc}" + (f"\n{frames}" if frames else "")) from None
     _limit_threads(cpu_threads(spec))
@@ -165,7 +165,7 @@ def validate_version(spec_json: str, bundle_sha256: str, store: dict[str, Any], 
         load_target(FunctionSpec.model_validate_json(spec_json), bundle_sha256, StoreConfig(**store), cache_dir)
     except SetupFailed as exc:
         return str(exc)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the deploy check reports every failure as text
         return f"{type(exc).__name__}: {exc}"
     return None
 
@@ -244,7 +244,7 @@ class FunctionReplica:
             response = result_response(await self._invoke(await read_arguments(request, self.loaded.signature)), request_id)
         except ClientError as exc:
             response = client_error_response(exc, request_id)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the user's exception becomes a 500, the replica keeps serving
             self._shipper.line("ERROR", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", request_id)
             response = error_response(500, type(exc).__name__, str(exc), request_id)
         self._shipper.line("INFO", f"{request.method} /{self.spec.name} -> {response.status_code} "
@@ -269,7 +269,7 @@ def _request_id(request: Request) -> str:
         rid = _get_serve_request_context().request_id
         if rid:
             return str(rid)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a Serve internal moved: fall back to our own id
         pass
     return request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
 
@@ -279,5 +279,5 @@ def _connect_hub() -> Any:
         from .hub import find_hub
 
         return find_hub()
-    except Exception:
+    except Exception:  # noqa: BLE001 - without the hub, keys are refused and logs dropped
         return None

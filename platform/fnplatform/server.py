@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,20 @@ def ensure_admin_key(settings: PlatformSettings, registry: Any) -> None:
     _write_private(path, {"api_url": settings.api_url, "http_url": settings.http_url, "api_key": key})
 
 
+def _start_key_refresher(control: Any, interval_s: float = 10.0) -> None:
+    """Re-publish key hashes now and then: a restarted hub actor comes back empty."""
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval_s)
+            try:
+                control.push_keys()
+            except Exception as exc:  # noqa: BLE001 - keep trying; replicas keep their cached keys meanwhile
+                log.warning("could not publish API keys to the hub: %s", exc)
+
+    threading.Thread(target=loop, name="fn-key-refresher", daemon=True).start()
+
+
 def run(settings: PlatformSettings) -> None:
     from .local import prepare_environment
 
@@ -69,7 +85,7 @@ def run(settings: PlatformSettings) -> None:
     if isinstance(store, S3Store):
         try:
             store.ensure_bucket()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - deploys will say so; serving does not need the store
             log.warning("bundle store not reachable at start: %s", exc)
     state_path = settings.home / STATE_FILE
     start_ray(settings)
@@ -81,6 +97,10 @@ def run(settings: PlatformSettings) -> None:
                                                     timeout_s=settings.deploy_timeout_s))
         control = ControlPlane(settings, registry, store, deployer, hub)
         control.push_keys()
+        interrupted = registry.fail_unfinished("the control plane restarted during this deploy; run 'fnctl deploy' again")
+        if interrupted:
+            log.warning("%d versions were mid-deploy when the control plane stopped; marked failed", interrupted)
+        _start_key_refresher(control)
         deployer.ensure_gateway()
         deployer.reconcile()
         _write_private(state_path, {"pid": os.getpid(), "api_url": settings.api_url, "http_url": settings.http_url,

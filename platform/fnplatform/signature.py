@@ -19,7 +19,7 @@ class Signature:
         signature = inspect.signature(target)
         try:
             hints = typing.get_type_hints(target)
-        except Exception:
+        except Exception:  # noqa: BLE001 - unresolvable annotations fall back to Any, not a crash
             hints = {}
         fields: dict[str, Any] = {}
         annotations: dict[str, Any] = {}

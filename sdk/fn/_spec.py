@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ._errors import SpecError
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+# Routes the platform serves itself on the function endpoint address.
+RESERVED_NAMES = frozenset({"flows", "search", "healthz", "v1"})
 POOL_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 MAX_GPUS = 8
 
@@ -53,6 +55,13 @@ class FunctionSpec(BaseModel):
     requirements: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
     public: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_NAMES:
+            raise ValueError(f"{value!r} is reserved for the platform's own routes ({', '.join(sorted(RESERVED_NAMES))})")
+        return value
 
     @field_validator("gpus")
     @classmethod

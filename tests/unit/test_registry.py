@@ -171,3 +171,13 @@ def test_state_persists_across_registry_objects(registry: Registry, db_path: Pat
         assert again.create_version(spec(), SHA_B).number == 2
     finally:
         again.engine.dispose()
+
+
+def test_versions_left_deploying_by_a_dead_control_plane_are_marked_failed(registry: Registry) -> None:
+    done = registry.create_version(spec("done"), SHA_A)
+    registry.finish_version("done", done.number)
+    registry.create_version(spec("stuck"), SHA_B)
+    assert registry.fail_unfinished("restarted") == 1
+    assert [v.status for v in registry.versions("stuck")] == ["failed"]
+    assert registry.versions("stuck")[0].error == "restarted"
+    assert [v.status for v in registry.versions("done")] == ["ready"]

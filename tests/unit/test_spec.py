@@ -146,3 +146,13 @@ def test_spec_error_is_a_value_error() -> None:
 )
 def test_default_name(python_name: str, expected: str) -> None:
     assert default_name(python_name) == expected
+
+
+@pytest.mark.parametrize("name", ["flows", "search", "v1", "healthz"])
+def test_platform_route_names_are_reserved(name: str) -> None:
+    with pytest.raises(fn.SpecError, match="reserved"):
+        fn.function(name=name)(lambda_free_function)
+
+
+def lambda_free_function() -> int:
+    return 1

@@ -28,10 +28,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fn import ClientError, FunctionSpec, Timeout, Unauthorized
+from fn import ClientError, FunctionSpec, RemoteError, Timeout, Unauthorized
+from fn import _transport as transport
 
 from . import replica_logs
 from ._http import client_error_response, error_response, read_arguments, result_response
+from .handles import HandleTransport
 from .registry import hash_key
 from .signature import Signature
 from .store import StoreConfig, fetch_bundle
@@ -208,6 +210,7 @@ class FunctionReplica:
         self.spec = FunctionSpec.model_validate_json(spec_json)
         self.replica_id = uuid.uuid4().hex[:8]
         hub = _connect_hub()
+        transport.install(HandleTransport())  # fn.call inside user code goes through Serve handles
         self._shipper = replica_logs.LogShipper(self.spec.name, self.replica_id, hub)
         replica_logs.install(self._shipper)
         self._keys = _KeyCache(hub)
@@ -251,10 +254,29 @@ class FunctionReplica:
                                    f"in {replica_logs.elapsed_ms(started):.1f} ms", request_id)
         return response
 
-    async def call(self, arguments: dict[str, Any], request_id: str | None = None) -> Any:
-        """The handle path: Python objects in and out, no HTTP."""
-        replica_logs.request_id_var.set(request_id or uuid.uuid4().hex[:16])
-        return await self._invoke(arguments)
+    async def call(self, request_id: str | None, /, **arguments: Any) -> Any:
+        """The handle path: Python objects in and out, no HTTP; errors as fn errors that pickle."""
+        rid = request_id if request_id and request_id != "-" else uuid.uuid4().hex[:16]
+        replica_logs.request_id_var.set(rid)
+        started = time.perf_counter()
+        for key, value in arguments.items():
+            if _is_object_ref(value):  # large values (flow uploads) travel by reference
+                arguments[key] = await value
+        try:
+            result = await self._invoke(arguments)
+        except ClientError as exc:
+            exc.request_id = exc.request_id or rid
+            self._shipper.line("INFO", f"call {self.spec.name} -> {exc.status} in {replica_logs.elapsed_ms(started):.1f} ms")
+            raise
+        except Exception as exc:  # noqa: BLE001 - user exceptions may not unpickle in the caller: send their gist
+            self._shipper.line("ERROR", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            raise RemoteError(str(exc), status=500, error_type=type(exc).__name__, request_id=rid) from None
+        self._shipper.line("INFO", f"call {self.spec.name} -> ok in {replica_logs.elapsed_ms(started):.1f} ms")
+        return result
+
+    async def warm(self) -> bool:
+        """A no-op request: makes Serve scale the function up from zero (flows prewarm later steps)."""
+        return True
 
     def __del__(self) -> None:
         shipper = getattr(self, "_shipper", None)
@@ -281,3 +303,7 @@ def _connect_hub() -> Any:
         return find_hub()
     except Exception:  # noqa: BLE001 - without the hub, keys are refused and logs dropped
         return None
+
+
+def _is_object_ref(value: Any) -> bool:
+    return type(value).__name__ == "ObjectRef" and type(value).__module__.startswith("ray")

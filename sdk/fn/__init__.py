@@ -3,7 +3,7 @@
 Importing ``fn`` never imports Ray: the SDK only needs pydantic and httpx.
 """
 
-from ._client import Ref, acall, call, map, ref
+from ._client import Pending, Ref, acall, call, map, ref
 from ._config import fn_home, load_settings
 from ._decorators import function, model
 from ._errors import (
@@ -34,6 +34,7 @@ __all__ = [
     "FunctionSpec",
     "NotFound",
     "PayloadTooLarge",
+    "Pending",
     "Ref",
     "RemoteError",
     "SpecError",

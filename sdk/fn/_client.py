@@ -6,12 +6,15 @@ import asyncio
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any
 
 import httpx
 
 from ._config import Settings, load_settings
 from ._errors import ClientError, FnError, Timeout, Unavailable, status_error
+from ._transport import Transport
+from ._transport import current as current_transport
 
 DEFAULT_TIMEOUT_S = 330.0  # a little over the default timeout_s, so the server's 504 arrives first
 
@@ -73,6 +76,38 @@ def _request_json(client: httpx.Client, method: str, url: str, settings: Setting
     return response.json() if response.content else None
 
 
+class Pending:
+    """A call in flight: ``.result()`` waits for it, ``await`` it, or pass it as an argument to another
+    call (inside the cluster Serve hands it on without the caller waiting)."""
+
+    def __init__(self, ref: Ref, inner: Any, transport: Transport | None) -> None:
+        self._ref = ref
+        self.inner = inner  # a Serve DeploymentResponse, or a concurrent.futures.Future over HTTP
+        self._transport = transport
+
+    def result(self, timeout: float | None = None) -> Any:
+        limit = timeout or self._ref.timeout
+        if self._transport is not None:
+            return self._transport.result(self.inner, limit)
+        try:
+            return self.inner.result(timeout=limit)
+        except FuturesTimeout:
+            raise Timeout(f"{self._ref.name} did not answer within {limit:g} s", status=504) from None
+
+    def __await__(self) -> Any:
+        if self._transport is not None:
+            return self._transport.aresult(self.inner, self._ref.timeout).__await__()
+        return asyncio.wrap_future(self.inner).__await__()
+
+
+_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="fn-remote")
+
+
+def _resolved(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Over HTTP, pending arguments must be waited for before they can be sent."""
+    return {key: value.result() if isinstance(value, Pending) else value for key, value in kwargs.items()}
+
+
 class Ref:
     """A reusable reference to a deployed function: ``fn.ref("add").call(a=1, b=2)``."""
 
@@ -87,24 +122,40 @@ class Ref:
             self._settings = load_settings()
         return self._settings
 
+    def remote(self, **kwargs: Any) -> Pending:
+        """Start a call and return at once; see ``Pending``."""
+        transport = current_transport()
+        if transport is not None:
+            return Pending(self, transport.submit(self.name, kwargs), transport)
+        return Pending(self, _pool.submit(self._http_call, kwargs), None)
+
     def call(self, **kwargs: Any) -> Any:
         """Call the function with keyword arguments and return its result."""
+        transport = current_transport()
+        if transport is not None:
+            return transport.result(transport.submit(self.name, kwargs), self.timeout)
+        return self._http_call(kwargs)
+
+    def _http_call(self, kwargs: dict[str, Any]) -> Any:
         settings = self.settings
-        return _request_json(
-            shared_client(settings), "POST", _function_url(settings, self.name), settings, json=kwargs, timeout=self.timeout
-        )
+        url = _function_url(settings, self.name)
+        return _request_json(shared_client(settings), "POST", url, settings, json=_resolved(kwargs), timeout=self.timeout)
 
     async def acall(self, **kwargs: Any) -> Any:
         """``await`` the function's result without blocking the event loop."""
+        transport = current_transport()
+        if transport is not None:
+            return await transport.aresult(transport.submit(self.name, kwargs), self.timeout)
         settings = self.settings
         url = _function_url(settings, self.name) if settings.http_url else await asyncio.to_thread(
             _function_url, settings, self.name
         )
         headers = {"Authorization": f"Bearer {settings.api_key}"}
+        arguments = {k: await v if isinstance(v, Pending) else v for k, v in kwargs.items()}
         try:
             # A client per call: a pooled one would outlive the event loop that asyncio.run() closes.
             async with httpx.AsyncClient(headers=headers, timeout=self.timeout) as client:
-                response = await client.post(url, json=kwargs)
+                response = await client.post(url, json=arguments)
         except httpx.TimeoutException as exc:
             raise Timeout(f"POST {url} timed out: {exc}", status=504) from None
         except httpx.TransportError as exc:
@@ -128,6 +179,17 @@ class Ref:
                     return exc
                 raise
 
+        if current_transport() is not None:  # Serve queues and spreads them; no threads needed to wait
+            results: list[Any] = []
+            pending = [self.remote(**kwargs) for kwargs in work]
+            for item in pending:
+                try:
+                    results.append(item.result())
+                except FnError as exc:
+                    if not return_exceptions:
+                        raise
+                    results.append(exc)
+            return results
         with ThreadPoolExecutor(max_workers=min(concurrency, max(len(work), 1))) as pool:
             return list(pool.map(one, work))
 
@@ -152,4 +214,4 @@ def map(name: str, items: Iterable[Mapping[str, Any]], /, *, concurrency: int = 
     return Ref(name).map(items, concurrency=concurrency)
 
 
-__all__ = ["ClientError", "Ref", "acall", "call", "map", "raise_for_response", "ref"]
+__all__ = ["ClientError", "Pending", "Ref", "acall", "call", "map", "raise_for_response", "ref"]

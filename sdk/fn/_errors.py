@@ -58,6 +58,10 @@ class ClientError(FnError):
         self.error_type = error_type
         self.detail = detail
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (Serve handles pickle them): keep every field.
+        return (_rebuild, (type(self), self.message, self.status, self.request_id, self.error_type, self.detail))
+
     def __str__(self) -> str:
         text = self.message
         if self.error_type:
@@ -65,6 +69,11 @@ class ClientError(FnError):
         if self.request_id:
             text = f"{text} (request id {self.request_id})"
         return text
+
+
+def _rebuild(cls: type[ClientError], message: str, status: int, request_id: str | None, error_type: str | None,
+             detail: Any) -> ClientError:
+    return cls(message, status=status, request_id=request_id, error_type=error_type, detail=detail)
 
 
 class BadRequest(ClientError):

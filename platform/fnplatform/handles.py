@@ -1,0 +1,77 @@
+"""Function-to-function calls inside the cluster: Serve deployment handles, no HTTP hop.
+
+Handles are resolved by name at run time and cached. The caller's request id rides along as the
+first argument of the callee's ``call`` method, so one id follows a request through every hop.
+Errors come back as the ``fn`` error the callee raised (type, message and request id kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from fn import NotFound, Pending, RemoteError, Timeout
+
+from .replica_logs import request_id_var
+
+
+def _unwrap(value: Any) -> Any:
+    # A pending result is handed on as Serve's own response object: Serve resolves it in the
+    # callee, so the caller never waits for (or copies) the intermediate value.
+    return value.inner if isinstance(value, Pending) else value
+
+
+def translate_error(exc: BaseException, name: str) -> BaseException:
+    cause = getattr(exc, "cause", None) or exc
+    if isinstance(cause, RemoteError | NotFound | Timeout) or type(cause).__module__.startswith("fn."):
+        return cause
+    if type(exc).__name__ in {"TimeoutError", "GetTimeoutError"}:
+        return Timeout(f"{name} did not answer in time", status=504, request_id=request_id_var.get())
+    return RemoteError(f"calling {name} failed: {cause}", status=500, error_type=type(cause).__name__,
+                       request_id=request_id_var.get())
+
+
+class HandleTransport:
+    def __init__(self) -> None:
+        self._handles: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _handle(self, name: str) -> Any:
+        with self._lock:
+            handle = self._handles.get(name)
+        if handle is not None:
+            return handle
+        from ray import serve
+
+        if name not in serve.status().applications:
+            raise NotFound(f"no function named {name!r} is deployed; list functions with 'fnctl ls'", status=404,
+                           request_id=request_id_var.get())
+        handle = serve.get_deployment_handle(name, app_name=name).options(method_name="call")
+        with self._lock:
+            self._handles[name] = handle
+        return handle
+
+    def submit(self, name: str, kwargs: dict[str, Any]) -> Any:
+        arguments = {key: _unwrap(value) for key, value in kwargs.items()}
+        return self._handle(name).remote(request_id_var.get(), **arguments)
+
+    def result(self, pending: Any, timeout: float) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("fn.call() blocks; inside an async function use 'await fn.acall(...)'")
+        try:
+            return pending.result(timeout_s=timeout)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the fn error it stands for
+            raise translate_error(exc, str(getattr(pending, "deployment_name", "function"))) from None
+
+    async def aresult(self, pending: Any, timeout: float) -> Any:
+        try:
+            return await asyncio.wait_for(pending, timeout=timeout)
+        except TimeoutError:
+            raise Timeout(f"no answer within {timeout:g} s", status=504, request_id=request_id_var.get()) from None
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the fn error it stands for
+            raise translate_error(exc, "function") from None

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from fn import SpecError
 from fn._decorators import registered
+from fn._flow import declared_flows
 
 from .packaging import collect_files
 
-_MARKERS = re.compile(r"(@\s*fn\s*\.\s*(function|model)\b|from\s+fn\s+import\b)")
+_MARKERS = re.compile(r"(@\s*fn\s*\.\s*(function|model)\b|fn\s*\.\s*Flow\s*\(|from\s+fn\s+import\b)")
 
 
 def _module_name(rel: str) -> str:
@@ -54,10 +55,12 @@ def discover(root: Path) -> dict[str, object]:
             return {"error": f"importing {name} ({path}) failed: {type(exc).__name__}: {exc}" + (f"\n{frames}" if frames else "")}
     found = [spec for spec, obj in registered().values()
              if str(getattr(sys.modules.get(spec.entrypoint.split(":")[0]), "__file__", "")).startswith(str(root))]
-    if not found:
+    flows = [flow.spec() for flow in declared_flows().values()]  # only the project's modules ran here
+    if not found and not flows:
         return {"error": f"no decorated functions found in {root}: decorate a module-level function with "
                          f"@fn.function() or a class with @fn.model()"}
-    return {"functions": [spec.model_dump(mode="json") for spec in sorted(found, key=lambda s: s.name)]}
+    return {"functions": [spec.model_dump(mode="json") for spec in sorted(found, key=lambda s: s.name)],
+            "flows": [flow.model_dump(mode="json") for flow in sorted(flows, key=lambda f: f.name)]}
 
 
 def main() -> None:

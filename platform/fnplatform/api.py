@@ -117,6 +117,10 @@ def create_app(control: ControlPlane) -> FastAPI:
                    limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> dict[str, Any]:
         return await asyncio.to_thread(control.logs, name, after, limit)
 
+    @app.get("/v1/flows", dependencies=auth)
+    async def list_flows() -> list[dict[str, Any]]:
+        return await asyncio.to_thread(control.list_flows)
+
     @app.get("/v1/keys", dependencies=auth)
     async def list_keys() -> list[dict[str, Any]]:
         return [k.to_json() for k in await asyncio.to_thread(control.registry.keys)]

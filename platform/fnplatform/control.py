@@ -12,9 +12,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from fn import Conflict, FunctionSpec, NotFound
+from fn import Conflict, FlowSpec, FunctionSpec, NotFound
 
+from . import flow_run
 from .deployer import Deployer
+from .flow_state import FlowState
 from .packaging import bundle_manifest_from_store, inspect_bundle
 from .registry import Registry, VersionRecord
 from .settings import PlatformSettings
@@ -59,8 +61,9 @@ class DeployJob:
 
 class ControlPlane:
     def __init__(self, settings: PlatformSettings, registry: Registry, store: BundleStore, deployer: Deployer,
-                 hub: Any) -> None:
+                 hub: Any, flows: FlowState) -> None:
         self.settings = settings
+        self.flows = flows
         self.registry = registry
         self.store = store
         self.deployer = deployer
@@ -86,14 +89,17 @@ class ControlPlane:
         if clash:
             raise Conflict(f"a deploy of {', '.join(clash)} is already running; wait for it ('fnctl deploy' shows it)",
                            status=409)
-        job = DeployJob(id=uuid.uuid4().hex[:12], bundle_sha256=sha256, functions=[s.name for s in specs])
+        job = DeployJob(id=uuid.uuid4().hex[:12], bundle_sha256=sha256,
+                        functions=[s.name for s in specs] + [f"flow:{f.name}" for f in manifest.flows])
         self.jobs[job.id] = job
-        threading.Thread(target=self._run_deploy, args=(job, specs), name=f"deploy-{job.id}", daemon=True).start()
+        threading.Thread(target=self._run_deploy, args=(job, specs, manifest.flows), name=f"deploy-{job.id}",
+                         daemon=True).start()
         return job
 
-    def _run_deploy(self, job: DeployJob, specs: list[FunctionSpec]) -> None:
+    def _run_deploy(self, job: DeployJob, specs: list[FunctionSpec], flows: tuple[FlowSpec, ...]) -> None:
         try:
             self._deploy(job, specs)
+            self._record_flows(job, flows)
         except Exception as exc:  # noqa: BLE001 - a deploy job must always end, with its reason
             for spec in specs:
                 if spec.name not in job.results:
@@ -152,6 +158,33 @@ class ControlPlane:
                 self.registry.finish_version(version.function, version.number)
                 job.results[version.function] = {"status": "deployed", "version": version.number}
                 job.emit(version.function, "deployed", f"version {version.number} at /{version.function}")
+
+    def _record_flows(self, job: DeployJob, flows: tuple[FlowSpec, ...]) -> None:
+        """A flow is recorded once every function its steps call is serving."""
+        for flow in flows:
+            key = f"flow:{flow.name}"
+            missing = sorted({s.function for s in flow.steps if self.registry.active(s.function) is None})
+            if missing:
+                error = (f"flow {flow.name!r} calls {', '.join(repr(m) for m in missing)}, which "
+                         f"{'is' if len(missing) == 1 else 'are'} not deployed (or failed to deploy in this bundle)")
+                job.results[key] = {"status": "failed", "error": error}
+                job.emit(key, "failed", error)
+                continue
+            self.flows.put_flow(flow, job.bundle_sha256)
+            job.results[key] = {"status": "deployed"}
+            job.emit(key, "deployed", f"POST /flows/{flow.name}/runs")
+
+    def resume_runs(self) -> int:
+        """Make sure every unfinished run has a live actor (they resume from their checkpoints)."""
+        ids = self.flows.unfinished_runs()
+        for run_id in ids:
+            actor = flow_run.get_or_create(run_id, self.settings.database_url, self.store.config.to_dict())
+            actor.state.remote()
+        return len(ids)
+
+    def list_flows(self) -> list[dict[str, Any]]:
+        return [{"name": f.name, "inputs": list(f.inputs), "steps": {s.name: s.function for s in f.steps},
+                 "output": f.output, "runs": self.flows.runs(f.name, limit=5)} for f in self.flows.flows()]
 
     def job(self, job_id: str) -> DeployJob:
         job = self.jobs.get(job_id)

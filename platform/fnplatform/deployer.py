@@ -27,6 +27,7 @@ from .store import StoreConfig
 log = logging.getLogger(__name__)
 
 GATEWAY_APP = "_fn_gateway"
+FLOWS_APP = "_fn_flows"
 MIB = 1024 * 1024
 # Tuned for scale-from-zero (see shared/RESEARCH.md): in Ray 2.60 the deprecated metrics_interval_s
 # still sets how often replicas and handles push load, so it bounds how fast a burst is seen.
@@ -45,6 +46,7 @@ class DeployContext:
     store: StoreConfig
     cache_dir: str
     strict_resources: bool = True  # local clusters cannot grow: refuse what no node could ever place
+    database_url: str = ""  # the flows gateway and run actors checkpoint there
     timeout_s: float = 300.0
 
 
@@ -206,17 +208,26 @@ class Deployer:
             serve.delete(name, _blocking=False)
 
     def ensure_gateway(self) -> None:
+        """The platform's own Serve applications: the JSON 404 at ``/`` and the flows API at ``/flows``."""
         from ray import serve
+        from ray.serve.api import RunTarget
 
+        from .flow_gateway import FlowGateway
         from .gateway import Gateway
 
-        gateway: Any = serve.deployment(Gateway)
-        app = gateway.options(
-            name="gateway", num_replicas=1, max_ongoing_requests=1000,
-            ray_actor_options={"num_cpus": 0},
-        ).bind()
+        options = {"num_replicas": 1, "max_ongoing_requests": 1000,
+                   "ray_actor_options": {"num_cpus": 0, "resources": {pool_resource("api"): REPLICA_POOL_SHARE}}}
+        deployment: Any = serve.deployment
+        catch_all = deployment(Gateway).options(name="gateway", **options)
+        flows = deployment(FlowGateway).options(name="flows", **options)
+        targets = [
+            RunTarget(target=catch_all.bind(), name=GATEWAY_APP, route_prefix="/",
+                      logging_config={"enable_access_log": False}),
+            RunTarget(target=flows.bind(self.ctx.database_url, self.ctx.store.to_dict()), name=FLOWS_APP,
+                      route_prefix="/flows", logging_config={"enable_access_log": False}),
+        ]
         with self._lock:
-            serve.run(app, name=GATEWAY_APP, route_prefix="/", logging_config={"enable_access_log": False})
+            serve.run_many(targets)
 
     def reconcile(self) -> dict[str, str | None]:
         """Make Serve match the registry: apply every active version (a no-op for unchanged apps), drop the rest."""
@@ -225,7 +236,7 @@ class Deployer:
         actives = self.registry.actives()
         wanted = {v.spec.name for v in actives}
         for name in serve.status().applications:
-            if name not in wanted and name != GATEWAY_APP:
+            if name not in wanted and name not in {GATEWAY_APP, FLOWS_APP}:
                 self.remove(name)
         return self.apply(actives, wait=False)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from fn import SpecError
 from fn import __version__ as sdk_version
+from fn._flow import FlowSpec
 from fn._spec import FunctionSpec
 
 MANIFEST_NAME = "fn-manifest.json"
@@ -46,6 +47,7 @@ class Manifest:
     functions: tuple[FunctionSpec, ...]
     requirements: tuple[str, ...] = ()
     sdk_version: str = sdk_version
+    flows: tuple[FlowSpec, ...] = ()
 
     def to_json(self) -> bytes:
         body = {
@@ -54,6 +56,8 @@ class Manifest:
             "requirements": list(self.requirements),
             "functions": [spec.model_dump(mode="json") for spec in sorted(self.functions, key=lambda s: s.name)],
         }
+        if self.flows:
+            body["flows"] = [flow.model_dump(mode="json") for flow in sorted(self.flows, key=lambda f: f.name)]
         return json.dumps(body, sort_keys=True, indent=1).encode()
 
     @classmethod
@@ -61,8 +65,9 @@ class Manifest:
         try:
             body = json.loads(data)
             specs = tuple(FunctionSpec.model_validate(item) for item in body["functions"])
+            flows = tuple(FlowSpec.model_validate(item) for item in body.get("flows", ()))
             return cls(functions=specs, requirements=tuple(body.get("requirements", ())),
-                       sdk_version=str(body.get("sdk_version", "")))
+                       sdk_version=str(body.get("sdk_version", "")), flows=flows)
         except (ValueError, KeyError, TypeError) as exc:
             raise BundleError(f"{MANIFEST_NAME} is invalid: {exc}") from None
 
@@ -199,7 +204,8 @@ def discover(root: Path, *, timeout_s: float = 120) -> Manifest:
     if proc.returncode != 0 or "functions" not in result:
         raise BundleError(f"importing the project {root} failed:\n{proc.stderr.strip()[-4000:]}")
     specs = tuple(FunctionSpec.model_validate(item) for item in result["functions"])
-    return Manifest(functions=specs, requirements=read_requirements(root))
+    flows = tuple(FlowSpec.model_validate(item) for item in result.get("flows", ()))
+    return Manifest(functions=specs, requirements=read_requirements(root), flows=flows)
 
 
 def build_bundle(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> Bundle:
@@ -234,8 +240,8 @@ def inspect_bundle(data: bytes, *, expected_sha256: str | None = None, max_bytes
     except zipfile.BadZipFile as exc:
         raise BundleError(f"the bundle is not a zip file: {exc}") from None
     check_module_names(names)
-    if not manifest.functions:
-        raise BundleError("the bundle's manifest lists no functions")
+    if not manifest.functions and not manifest.flows:
+        raise BundleError("the bundle's manifest lists no functions and no flows")
     return manifest
 
 

@@ -33,13 +33,10 @@ from fn import _transport as transport
 
 from . import replica_logs
 from ._http import client_error_response, error_response, read_arguments, result_response
+from .auth import KeyCache, bearer
 from .handles import HandleTransport
-from .registry import hash_key
 from .signature import Signature
 from .store import StoreConfig, fetch_bundle
-
-KEY_CACHE_TTL_S = 5.0
-KEY_MISS_REFRESH_S = 0.5
 
 
 class SetupFailed(Exception):
@@ -172,37 +169,6 @@ def validate_version(spec_json: str, bundle_sha256: str, store: dict[str, Any], 
     return None
 
 
-class _KeyCache:
-    def __init__(self, hub: Any) -> None:
-        self._hub = hub
-        self._hashes: frozenset[str] = frozenset()
-        self._fetched_at = 0.0
-
-    async def _refresh(self) -> None:
-        if self._hub is not None:
-            self._hashes = await self._hub.key_hashes.remote()
-        self._fetched_at = time.monotonic()
-
-    async def allows(self, key: str) -> bool:
-        age = time.monotonic() - self._fetched_at
-        if age > KEY_CACHE_TTL_S:
-            await self._refresh()
-        digest = hash_key(key)
-        if digest in self._hashes:
-            return True
-        if time.monotonic() - self._fetched_at > KEY_MISS_REFRESH_S:  # a key created since the last refresh
-            await self._refresh()
-            return digest in self._hashes
-        return False
-
-
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.headers.get("x-api-key")
-
-
 class FunctionReplica:
     """The Serve deployment class behind every function."""
 
@@ -213,7 +179,7 @@ class FunctionReplica:
         transport.install(HandleTransport())  # fn.call inside user code goes through Serve handles
         self._shipper = replica_logs.LogShipper(self.spec.name, self.replica_id, hub)
         replica_logs.install(self._shipper)
-        self._keys = _KeyCache(hub)
+        self._keys = KeyCache(hub)
         self._pool = ThreadPoolExecutor(max_workers=min(self.spec.max_concurrency, 64), thread_name_prefix="fn-call")
         started = time.perf_counter()
         self.loaded = load_target(self.spec, bundle_sha256, StoreConfig(**store), cache_dir)
@@ -238,7 +204,7 @@ class FunctionReplica:
         started = time.perf_counter()
         try:
             if not self.spec.public:
-                key = _bearer(request)
+                key = bearer(request)
                 if not key or not await self._keys.allows(key):
                     raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>' "
                                        "(create one with 'fnctl keys create NAME')", status=401)

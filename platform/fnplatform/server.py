@@ -48,14 +48,16 @@ def ensure_admin_key(settings: PlatformSettings, registry: Any) -> None:
     _write_private(path, {"api_url": settings.api_url, "http_url": settings.http_url, "api_key": key})
 
 
-def _start_key_refresher(control: Any, interval_s: float = 10.0) -> None:
-    """Re-publish key hashes now and then: a restarted hub actor comes back empty."""
+def _start_housekeeping(control: Any, interval_s: float = 10.0) -> None:
+    """Now and then: re-publish key hashes (a restarted hub comes back empty) and resume flow runs whose
+    actor is gone, so a run finishes even if nobody asks about it."""
 
     def loop() -> None:
         while True:
             time.sleep(interval_s)
             try:
                 control.push_keys()
+                control.resume_runs()
             except Exception as exc:  # noqa: BLE001 - keep trying; replicas keep their cached keys meanwhile
                 log.warning("could not publish API keys to the hub: %s", exc)
 
@@ -73,6 +75,7 @@ def run(settings: PlatformSettings) -> None:
     from .api import create_app
     from .control import ControlPlane
     from .deployer import DeployContext, Deployer
+    from .flow_state import FlowState
     from .hub import get_or_create_hub
     from .local import start_ray, start_serve, stop_ray
     from .registry import Registry
@@ -94,15 +97,19 @@ def run(settings: PlatformSettings) -> None:
         hub = get_or_create_hub()
         deployer = Deployer(registry, DeployContext(store=settings.store, cache_dir=settings.cache_dir,
                                                     strict_resources=settings.ray_address is None,
-                                                    timeout_s=settings.deploy_timeout_s))
-        control = ControlPlane(settings, registry, store, deployer, hub)
+                                                    timeout_s=settings.deploy_timeout_s,
+                                                    database_url=settings.database_url))
+        control = ControlPlane(settings, registry, store, deployer, hub, FlowState(settings.database_url))
         control.push_keys()
         interrupted = registry.fail_unfinished("the control plane restarted during this deploy; run 'fnctl deploy' again")
         if interrupted:
             log.warning("%d versions were mid-deploy when the control plane stopped; marked failed", interrupted)
-        _start_key_refresher(control)
+        _start_housekeeping(control)
         deployer.ensure_gateway()
         deployer.reconcile()
+        resumed = control.resume_runs()
+        if resumed:
+            log.info("resumed %d unfinished flow runs from their checkpoints", resumed)
         _write_private(state_path, {"pid": os.getpid(), "api_url": settings.api_url, "http_url": settings.http_url,
                                     "ray_temp_dir": str(settings.ray_temp_dir), "home": str(settings.home)})
         log.info("fn platform ready: API %s, functions %s", settings.api_url, settings.http_url)

@@ -3,6 +3,7 @@
 Importing ``fn`` never imports Ray: the SDK only needs pydantic and httpx.
 """
 
+from . import flows
 from ._client import Pending, Ref, acall, call, map, ref
 from ._config import fn_home, load_settings
 from ._decorators import function, model
@@ -21,6 +22,7 @@ from ._errors import (
     Unavailable,
     ValidationFailed,
 )
+from ._flow import Flow, FlowSpec, StepRef
 from ._spec import FunctionSpec
 
 __version__ = "0.1.0"
@@ -30,6 +32,8 @@ __all__ = [
     "ClientError",
     "ConfigError",
     "Conflict",
+    "Flow",
+    "FlowSpec",
     "FnError",
     "FunctionSpec",
     "NotFound",
@@ -38,6 +42,7 @@ __all__ = [
     "Ref",
     "RemoteError",
     "SpecError",
+    "StepRef",
     "Timeout",
     "Unauthorized",
     "Unavailable",
@@ -45,6 +50,7 @@ __all__ = [
     "__version__",
     "acall",
     "call",
+    "flows",
     "fn_home",
     "function",
     "load_settings",

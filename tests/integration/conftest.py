@@ -77,6 +77,7 @@ def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> It
     from fnplatform.api import create_app
     from fnplatform.control import ControlPlane
     from fnplatform.deployer import DeployContext, Deployer
+    from fnplatform.flow_state import FlowState
     from fnplatform.hub import get_or_create_hub
     from fnplatform.registry import Registry
     from fnplatform.settings import PlatformSettings
@@ -90,8 +91,9 @@ def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> It
     registry = Registry(settings.database_url)
     store = open_store(store_config)
     store.ensure_bucket()  # type: ignore[union-attr]
-    deployer = Deployer(registry, DeployContext(store=store_config, cache_dir=settings.cache_dir, timeout_s=180))
-    control = ControlPlane(settings, registry, store, deployer, get_or_create_hub())
+    deployer = Deployer(registry, DeployContext(store=store_config, cache_dir=settings.cache_dir, timeout_s=180,
+                                                database_url=settings.database_url))
+    control = ControlPlane(settings, registry, store, deployer, get_or_create_hub(), FlowState(settings.database_url))
     _, key = registry.create_key("tests")
     control.push_keys()
     deployer.ensure_gateway()

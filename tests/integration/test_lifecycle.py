@@ -108,7 +108,8 @@ def test_s3_unreachable_during_deploy_keeps_serving(basic: Platform) -> None:
 
     dead = StoreConfig(kind="s3", bucket="fn-bundles", endpoint="http://127.0.0.1:9", region="us-east-1")
     control = basic.control
-    outage = ControlPlane(control.settings, control.registry, open_store(dead), control.deployer, control.hub)
+    outage = ControlPlane(control.settings, control.registry, open_store(dead), control.deployer, control.hub,
+                          control.flows)
     bundle = build_bundle(Path(__file__).parent / "projects" / "basic")
     with serve_in_thread(create_app(outage)) as api_url:
         response = httpx.put(f"{api_url}/v1/bundles/{bundle.sha256}", content=bundle.data, timeout=60,

@@ -1,0 +1,170 @@
+"""The flows HTTP API, a Serve application at ``/flows`` on the function endpoint address.
+
+::
+
+    POST /flows/<flow>/runs                      -> 201 {"id": ...}
+    PUT  /flows/<flow>/runs/<id>/inputs/<name>   JSON, a raw body or a multipart upload -> 202 run state
+    GET  /flows/<flow>/runs/<id>[?wait=S]        run state; with wait, long-polls until the run ends
+    GET  /flows                                  declared flows
+
+Every accepted input is written to the store (bytes) or the registry (JSON) before it is
+acknowledged; only then is the run's actor told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fn import BadRequest, ClientError, Conflict, NotFound, PayloadTooLarge, Unauthorized
+
+from . import flow_run
+from ._http import client_error_response, error_response
+from .auth import KeyCache, bearer
+from .flow_state import FlowState
+from .store import StoreConfig, open_store
+
+MAX_WAIT_S = 60.0
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body), status_code=status, media_type="application/json")
+
+
+class FlowGateway:
+    def __init__(self, database_url: str, store: dict[str, Any]) -> None:
+        from .hub import find_hub
+
+        self._database_url = database_url
+        self._store_config = store
+        self._db = FlowState(database_url)
+        self._store = open_store(StoreConfig(**store))
+        try:
+            hub = find_hub()
+        except Exception:  # noqa: BLE001 - without the hub every key is refused, which is safe
+            hub = None
+        self._keys = KeyCache(hub)
+
+    async def __call__(self, request: Request) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        try:
+            key = bearer(request)
+            if not key or not await self._keys.allows(key):
+                raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'", status=401)
+            return await self._route(request)
+        except ClientError as exc:
+            return client_error_response(exc, request_id)
+        except Exception as exc:  # noqa: BLE001 - never a traceback to the client; the type and message instead
+            return error_response(500, type(exc).__name__, str(exc), request_id)
+
+    async def _route(self, request: Request) -> Response:
+        parts = [p for p in request.url.path.split("/") if p]
+        if parts and parts[0] == "flows":
+            parts = parts[1:]
+        method = request.method
+        if not parts and method == "GET":
+            flows = await asyncio.to_thread(self._db.flows)
+            return _json([{"name": f.name, "inputs": list(f.inputs), "steps": [s.name for s in f.steps],
+                           "output": f.output} for f in flows])
+        if len(parts) == 2 and parts[1] == "runs" and method == "POST":
+            return await self._start(parts[0])
+        if len(parts) == 3 and parts[1] == "runs" and method == "GET":
+            wait = min(float(request.query_params.get("wait", 0) or 0), MAX_WAIT_S)
+            return _json(await self._state(parts[0], parts[2], wait))
+        if len(parts) == 5 and parts[1] == "runs" and parts[3] == "inputs" and method in {"PUT", "POST"}:
+            return await self._put(parts[0], parts[2], parts[4], request)
+        raise NotFound(f"no flows route {method} {request.url.path}; see 'fnctl flow --help'", status=404)
+
+    async def _flow(self, name: str) -> Any:
+        spec = await asyncio.to_thread(self._db.flow, name)
+        if spec is None:
+            raise NotFound(f"no flow named {name!r} is deployed; list flows with 'fnctl flow ls'", status=404)
+        return spec
+
+    async def _start(self, flow: str) -> Response:
+        spec = await self._flow(flow)
+        run_id = await asyncio.to_thread(self._db.create_run, spec)
+        actor = self._actor(run_id)
+        await actor.state.remote()  # starts the run: prewarms every step's deployment
+        return _json({"id": run_id, "flow": flow, "status": "pending"}, status=201)
+
+    def _actor(self, run_id: str) -> Any:
+        return flow_run.get_or_create(run_id, self._database_url, self._store_config)
+
+    async def _record(self, flow: str, run_id: str) -> Any:
+        record = await asyncio.to_thread(self._db.run, run_id)
+        if record is None or record.flow != flow:
+            raise NotFound(f"no run {run_id!r} of flow {flow!r}", status=404)
+        return record
+
+    async def _ask(self, run_id: str, method: str, *args: Any) -> dict[str, Any]:
+        """Call the run's actor; if it died, once more on a new one resumed from the checkpoint."""
+        for attempt in range(2):
+            try:
+                result: dict[str, Any] = await getattr(self._actor(run_id), method).remote(*args)
+                return result
+            except Exception:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _state(self, flow: str, run_id: str, wait: float) -> dict[str, Any]:
+        record = await self._record(flow, run_id)
+        if record.status in {"succeeded", "failed"}:
+            return flow_run.snapshot_from_record(self._db, run_id) or {}
+        return await self._ask(run_id, "wait" if wait else "state", *([wait] if wait else []))
+
+    async def _put(self, flow: str, run_id: str, name: str, request: Request) -> Response:
+        record = await self._record(flow, run_id)
+        spec = record.spec
+        if name not in spec.inputs:
+            raise NotFound(f"flow {flow!r} has no input {name!r}; its inputs are {list(spec.inputs)}", status=404)
+        if name in record.values:
+            raise Conflict(f"input {name!r} of run {run_id} was already given; the first one is kept", status=409)
+        if record.status in {"succeeded", "failed"}:
+            raise Conflict(f"run {run_id} has already {record.status}", status=409)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > spec.max_input_bytes:
+            raise PayloadTooLarge(f"input {name!r} is {int(declared):,} bytes, over the flow's limit of "
+                                  f"{spec.max_input_bytes:,}", status=413)
+        data, value = await self._read_body(request)
+        size = len(data) if data is not None else len(value or "")
+        if size > spec.max_input_bytes:
+            raise PayloadTooLarge(f"input {name!r} is {size:,} bytes, over the flow's limit of {spec.max_input_bytes:,}",
+                                  status=413)
+        key = None
+        if data is not None:
+            key = flow_run.blob_key(run_id, "inputs", name)
+            await asyncio.to_thread(self._store.write, key, data)
+        if not await asyncio.to_thread(self._db.add_input, run_id, name, blob_key=key, value_json=value):
+            raise Conflict(f"input {name!r} of run {run_id} was already given; the first one is kept", status=409)
+        return _json(await self._ask(run_id, "put", name), status=202)
+
+    async def _read_body(self, request: Request) -> tuple[bytes | None, str | None]:
+        """(bytes, None) for a file or raw body, (None, JSON text) for a JSON value."""
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "multipart/form-data":
+            async with request.form() as form:
+                for _, item in form.multi_items():
+                    if isinstance(item, UploadFile):
+                        data = await item.read()
+                        break
+                else:
+                    raise BadRequest("the multipart upload has no file part", status=400)
+        else:
+            data = await request.body()
+        if not data:
+            raise BadRequest("the upload is empty", status=400)
+        if content_type == "application/json":
+            try:
+                json.loads(data)
+            except ValueError as exc:
+                raise BadRequest(f"the body is declared JSON but is not valid JSON: {exc}", status=400) from None
+            return None, data.decode()
+        return data, None

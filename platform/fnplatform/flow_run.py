@@ -1,0 +1,269 @@
+"""One named, detached Ray actor per flow run: holds the run's state and events, runs steps as soon
+as their inputs exist, checkpoints every result before moving on, and resumes from the checkpoint
+when it is restarted or recreated. A step that was running when the actor died runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+import pydantic_core
+
+from fn import FlowSpec
+from fn._flow import StepSpec
+
+from .flow_state import FlowState, StoredValue
+from .handles import translate_error
+from .pools import REPLICA_POOL_SHARE, pool_resource
+from .store import StoreConfig, open_store
+
+ACTOR_PREFIX = "fn-run-"
+NAMESPACE = "fn"
+FINISHED_GRACE_S = 30.0
+WATCHDOG_INTERVAL_S = 5.0
+
+
+def actor_name(run_id: str) -> str:
+    return ACTOR_PREFIX + run_id
+
+
+def blob_key(run_id: str, kind: str, name: str) -> str:
+    return f"blobs/runs/{run_id}/{kind}/{name}"
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    return {"type": getattr(exc, "error_type", None) or type(exc).__name__,
+            "message": getattr(exc, "message", None) or str(exc)}
+
+
+class FlowRun:
+    def __init__(self, run_id: str, database_url: str, store: dict[str, Any]) -> None:
+        self.run_id = run_id
+        self._db = FlowState(database_url)
+        self._store = open_store(StoreConfig(**store))
+        self._started = False
+        self._inputs: dict[str, StoredValue] = {}
+        self._objects: dict[str, Any] = {}  # blob inputs, put in Ray's object store once
+        self._results: dict[str, Any] = {}
+        self._steps: dict[str, dict[str, Any]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._status = "pending"
+        self._output: Any = None
+        self._error: dict[str, Any] | None = None
+        self._last_activity = time.time()
+
+    # lifecycle ----------------------------------------------------------------------------
+    async def _ensure(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._done = asyncio.Event()
+        record = await asyncio.to_thread(self._db.run, self.run_id)
+        if record is None:
+            raise KeyError(f"run {self.run_id} is not in the registry")
+        self.spec: FlowSpec = record.spec
+        self._steps = {s.name: {"status": "waiting", "attempts": 0} for s in self.spec.steps}
+        for value in record.values.values():
+            if value.kind == "input":
+                self._inputs[value.name] = value
+            elif value.status == "done" and value.name in self._steps:
+                self._results[value.name] = await self._load(value)
+                self._steps[value.name].update(status="succeeded", attempts=value.attempts)
+        self._status = record.status
+        if record.status in {"succeeded", "failed"}:
+            self._output, self._error = record.output, record.error
+            self._finish_locally()
+            return
+        self._prewarm()
+        asyncio.get_running_loop().create_task(self._watchdog())
+        self._schedule()
+
+    def _prewarm(self) -> None:
+        """Ask every step's deployment to scale up now, so cold starts overlap the early steps."""
+        from ray import serve
+
+        for function in {s.function for s in self.spec.steps}:
+            # Prewarming is an optimisation; a missing function is reported by its step.
+            with contextlib.suppress(Exception):
+                serve.get_deployment_handle(function, app_name=function).options(method_name="warm").remote()
+
+    async def _watchdog(self) -> None:
+        while self._status in {"pending", "running"}:
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            idle = time.time() - self._last_activity
+            if self._status in {"pending", "running"} and not self._tasks and idle > self.spec.ttl_s:
+                await self._fail({"type": "Abandoned", "message": f"no progress for {idle:.0f} s (ttl_s {self.spec.ttl_s:g})"})
+
+    def _finish_locally(self) -> None:
+        self._done.set()
+        asyncio.get_running_loop().create_task(self._exit_later())
+
+    async def _exit_later(self) -> None:
+        await asyncio.sleep(FINISHED_GRACE_S)
+        import ray
+
+        ray.actor.exit_actor()  # type: ignore[no-untyped-call]
+
+    # values -------------------------------------------------------------------------------
+    async def _load(self, value: StoredValue) -> Any:
+        if value.blob_key is None:
+            return value.value
+        import ray
+
+        data = await asyncio.to_thread(self._store.read, value.blob_key)
+        return ray.put(data)
+
+    async def _input(self, name: str) -> Any:
+        if name not in self._objects:
+            self._objects[name] = await self._load(self._inputs[name])
+        return self._objects[name]
+
+    def _ready(self, step: StepSpec) -> bool:
+        for source in step.inputs.values():
+            kind, _, ref = source.partition(":")
+            if (kind == "input" and ref not in self._inputs) or (kind == "step" and ref not in self._results):
+                return False
+        return True
+
+    def _schedule(self) -> None:
+        if self._status not in {"pending", "running"}:
+            return
+        for step in self.spec.steps:
+            if self._steps[step.name]["status"] == "waiting" and self._ready(step):
+                self._steps[step.name]["status"] = "running"
+                self._tasks[step.name] = asyncio.get_running_loop().create_task(self._run_step(step))
+
+    # steps --------------------------------------------------------------------------------
+    async def _run_step(self, step: StepSpec) -> None:
+        from ray import serve
+
+        state = self._steps[step.name]
+        handle = serve.get_deployment_handle(step.function, app_name=step.function).options(method_name="call")
+        while True:
+            state["attempts"] += 1
+            state["started_at"] = time.time()
+            try:
+                kwargs = {param: await self._input(src[6:]) if src.startswith("input:") else self._results[src[5:]]
+                          for param, src in step.inputs.items()}
+                result = await handle.remote(f"{self.run_id}:{step.name}", **kwargs)
+                break
+            except Exception as exc:  # noqa: BLE001 - a failed attempt is retried, then fails the run with its error
+                error = _error(translate_error(exc, step.function))
+                state["error"] = error
+                if state["attempts"] > step.retries:
+                    state["status"] = "failed"
+                    await asyncio.to_thread(self._db.record_step, self.run_id, step.name,
+                                            attempts=state["attempts"], error=error)
+                    self._tasks.pop(step.name, None)
+                    await self._fail({**error, "step": step.name, "attempts": state["attempts"]})
+                    return
+                await asyncio.sleep(min(0.5 * 2 ** (state["attempts"] - 1), 5.0))
+        state["duration_ms"] = round((time.time() - state["started_at"]) * 1000, 1)
+        await self._checkpoint(step, result, state["attempts"])
+        state.update(status="succeeded", error=None)
+        self._tasks.pop(step.name, None)
+        self._last_activity = time.time()
+        if step.name == self.spec.output:
+            self._status, self._output = "succeeded", self._results[step.name]
+            await asyncio.to_thread(self._db.finish_run, self.run_id, output_json=json.dumps(self._output))
+            self._finish_locally()
+        else:
+            self._schedule()
+
+    async def _checkpoint(self, step: StepSpec, result: Any, attempts: int) -> None:
+        if isinstance(result, bytes | bytearray):
+            key = blob_key(self.run_id, "steps", step.name)
+            await asyncio.to_thread(self._store.write, key, bytes(result))
+            await asyncio.to_thread(self._db.record_step, self.run_id, step.name, attempts=attempts, blob_key=key)
+            import ray
+
+            self._results[step.name] = ray.put(bytes(result))
+            return
+        text = pydantic_core.to_json(result).decode()
+        await asyncio.to_thread(self._db.record_step, self.run_id, step.name, attempts=attempts, value_json=text)
+        self._results[step.name] = json.loads(text)  # what a resumed run would load
+
+    async def _fail(self, error: dict[str, Any]) -> None:
+        if self._status in {"succeeded", "failed"}:
+            return
+        self._status, self._error = "failed", error
+        for name, task in list(self._tasks.items()):
+            task.cancel()
+            self._steps[name]["status"] = "cancelled"
+        await asyncio.to_thread(self._db.finish_run, self.run_id, error=error)
+        self._finish_locally()
+
+    # API for the gateway ------------------------------------------------------------------
+    async def put(self, name: str) -> dict[str, Any]:
+        """An input was checkpointed by the gateway: pick it up and start what it unblocks."""
+        await self._ensure()
+        record = await asyncio.to_thread(self._db.run, self.run_id)
+        if record is not None and name in record.values:
+            self._inputs[name] = record.values[name]
+        if self._status == "pending":
+            self._status = "running"
+        self._last_activity = time.time()
+        self._schedule()
+        return self.snapshot()
+
+    async def state(self) -> dict[str, Any]:
+        await self._ensure()
+        return self.snapshot()
+
+    async def wait(self, timeout: float) -> dict[str, Any]:
+        await self._ensure()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._done.wait(), timeout=timeout)
+        return self.snapshot()
+
+    def snapshot(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": self.run_id, "flow": self.spec.name, "status": self._status,
+                                "inputs": {name: name in self._inputs for name in self.spec.inputs},
+                                "steps": {name: {k: v for k, v in s.items() if k != "started_at"}
+                                          for name, s in self._steps.items()}}
+        if self._status == "succeeded":
+            body["output"] = self._output
+        if self._status == "failed":
+            body["error"] = self._error
+        return body
+
+
+def actor_options() -> dict[str, Any]:
+    return {"num_cpus": 0, "max_restarts": -1, "max_concurrency": 1000, "namespace": NAMESPACE,
+            "lifetime": "detached", "resources": {pool_resource("api"): REPLICA_POOL_SHARE}}
+
+
+def get_or_create(run_id: str, database_url: str, store: dict[str, Any]) -> Any:
+    """The run's actor: the live one, or a new one that resumes from the checkpoint."""
+    import ray
+
+    try:
+        return ray.get_actor(actor_name(run_id), namespace=NAMESPACE)
+    except ValueError:
+        pass
+    actor_cls: Any = ray.remote(FlowRun)
+    return actor_cls.options(name=actor_name(run_id), get_if_exists=True, **actor_options()).remote(
+        run_id, database_url, store)
+
+
+def snapshot_from_record(db: FlowState, run_id: str) -> dict[str, Any] | None:
+    """The state of a run whose actor is gone (finished, or not resumed yet)."""
+    record = db.run(run_id)
+    if record is None:
+        return None
+    steps = {s.name: {"status": "waiting", "attempts": 0} for s in record.spec.steps}
+    for value in record.values.values():
+        if value.kind == "step" and value.name in steps:
+            steps[value.name] = {"status": "succeeded" if value.status == "done" else "failed",
+                                 "attempts": value.attempts, **({"error": value.error} if value.error else {})}
+    body: dict[str, Any] = {"id": record.id, "flow": record.flow, "status": record.status,
+                            "inputs": {name: name in record.values for name in record.spec.inputs}, "steps": steps}
+    if record.status == "succeeded":
+        body["output"] = record.output
+    if record.status == "failed":
+        body["error"] = record.error
+    return body

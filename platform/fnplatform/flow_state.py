@@ -1,0 +1,185 @@
+"""Flow checkpoints: declared flows, runs, and every accepted input and step result.
+
+A run's actor can die at any time; everything it needs to resume is here (values) or in the
+store (blobs), written before the input or result is acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, Text, create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from fn import FlowSpec
+
+from .registry import _Base, _now, _sqlite_pragmas
+
+
+class _Flow(_Base):
+    __tablename__ = "flows"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    spec: Mapped[str] = mapped_column(Text)
+    bundle_sha256: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class _Run(_Base):
+    __tablename__ = "flow_runs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    flow: Mapped[str] = mapped_column(String(63), index=True)
+    spec: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    output: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class _Value(_Base):
+    __tablename__ = "flow_values"
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # input | step
+    status: Mapped[str] = mapped_column(String(16), default="done")  # done | failed
+    blob_key: Mapped[str | None] = mapped_column(String(300))
+    value: Mapped[str | None] = mapped_column(Text)  # JSON
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+@dataclass(frozen=True)
+class StoredValue:
+    name: str
+    kind: str
+    status: str
+    blob_key: str | None
+    value: Any
+    attempts: int
+    error: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    flow: str
+    spec: FlowSpec
+    status: str
+    output: Any
+    error: dict[str, Any] | None
+    values: dict[str, StoredValue] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text is not None else None
+
+
+class FlowState:
+    def __init__(self, url: str) -> None:
+        connect_args = {"check_same_thread": False} if url.startswith("sqlite") else {}
+        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        _Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    # flows ---------------------------------------------------------------------------------
+    def put_flow(self, spec: FlowSpec, bundle_sha256: str) -> None:
+        with self._session() as session:
+            row = session.get(_Flow, spec.name)
+            if row is None:
+                session.add(_Flow(name=spec.name, spec=spec.model_dump_json(), bundle_sha256=bundle_sha256))
+            else:
+                row.spec, row.bundle_sha256, row.updated_at = spec.model_dump_json(), bundle_sha256, _now()
+
+    def flow(self, name: str) -> FlowSpec | None:
+        with self._session() as session:
+            row = session.get(_Flow, name)
+            return FlowSpec.model_validate_json(row.spec) if row else None
+
+    def flows(self) -> list[FlowSpec]:
+        with self._session() as session:
+            return [FlowSpec.model_validate_json(r.spec) for r in session.scalars(select(_Flow).order_by(_Flow.name))]
+
+    def delete_flow(self, name: str) -> bool:
+        with self._session() as session:
+            row = session.get(_Flow, name)
+            if row is None:
+                return False
+            session.delete(row)
+            return True
+
+    # runs ----------------------------------------------------------------------------------
+    def create_run(self, spec: FlowSpec) -> str:
+        run_id = uuid.uuid4().hex[:16]
+        with self._session() as session:
+            session.add(_Run(id=run_id, flow=spec.name, spec=spec.model_dump_json()))
+        return run_id
+
+    def run(self, run_id: str) -> RunRecord | None:
+        with self._session() as session:
+            row = session.get(_Run, run_id)
+            if row is None:
+                return None
+            values = {
+                v.name: StoredValue(name=v.name, kind=v.kind, status=v.status, blob_key=v.blob_key, value=_loads(v.value),
+                                    attempts=v.attempts, error=_loads(v.error))
+                for v in session.scalars(select(_Value).where(_Value.run_id == run_id))
+            }
+            return RunRecord(id=row.id, flow=row.flow, spec=FlowSpec.model_validate_json(row.spec), status=row.status,
+                             output=_loads(row.output), error=_loads(row.error), values=values, created_at=row.created_at)
+
+    def add_input(self, run_id: str, name: str, *, blob_key: str | None = None, value_json: str | None = None) -> bool:
+        """Record an accepted input; False if that input was already given (the first is kept)."""
+        try:
+            with self._session() as session:
+                session.add(_Value(run_id=run_id, name=name, kind="input", blob_key=blob_key, value=value_json))
+                row = session.get(_Run, run_id)
+                if row is not None and row.status == "pending":
+                    row.status, row.updated_at = "running", _now()
+        except IntegrityError:
+            return False
+        return True
+
+    def record_step(self, run_id: str, name: str, *, attempts: int, value_json: str | None = None,
+                    blob_key: str | None = None, error: dict[str, Any] | None = None) -> None:
+        with self._session() as session:
+            row = session.get(_Value, (run_id, name))
+            if row is None:
+                row = _Value(run_id=run_id, name=name, kind="step")
+                session.add(row)
+            row.status = "failed" if error else "done"
+            row.value, row.blob_key, row.attempts = value_json, blob_key, attempts
+            row.error = json.dumps(error) if error else None
+
+    def finish_run(self, run_id: str, *, output_json: str | None = None, error: dict[str, Any] | None = None) -> None:
+        with self._session() as session:
+            row = session.get(_Run, run_id)
+            if row is None:
+                return
+            row.status = "failed" if error else "succeeded"
+            row.output, row.error, row.updated_at = output_json, json.dumps(error) if error else None, _now()
+
+    def unfinished_runs(self) -> list[str]:
+        with self._session() as session:
+            return list(session.scalars(select(_Run.id).where(_Run.status.in_(("pending", "running")))))
+
+    def runs(self, flow: str, limit: int = 20) -> list[dict[str, Any]]:
+        with self._session() as session:
+            rows = session.scalars(select(_Run).where(_Run.flow == flow).order_by(_Run.created_at.desc()).limit(limit))
+            return [{"id": r.id, "status": r.status, "created_at": r.created_at.isoformat() + "Z"} for r in rows]

@@ -1,0 +1,80 @@
+"""Runs of deployed flows over HTTP: ``run = fn.flows.start("kyc"); run.put("front", jpeg); run.result()``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ._client import _function_url, raise_for_response, shared_client
+from ._config import Settings, load_settings
+from ._errors import RemoteError, Timeout
+
+_LONG_POLL_S = 25.0
+
+
+class Run:
+    """One run of a flow; inputs may be given from different processes, in any order."""
+
+    def __init__(self, flow: str, run_id: str, settings: Settings | None = None) -> None:
+        self.flow = flow
+        self.id = run_id
+        self._settings = settings or load_settings()
+
+    @property
+    def url(self) -> str:
+        return _function_url(self._settings, f"flows/{self.flow}/runs/{self.id}")
+
+    def put(self, name: str, data: bytes | str | Path | Any) -> dict[str, Any]:
+        """Give input *name*: bytes (or a file path) go as a raw body, anything else as JSON."""
+        if isinstance(data, Path):
+            data = data.read_bytes()
+        if isinstance(data, bytes | bytearray):
+            body, content_type = bytes(data), "application/octet-stream"
+        else:
+            body, content_type = json.dumps(data).encode(), "application/json"
+        response = shared_client(self._settings).put(f"{self.url}/inputs/{name}", content=body,
+                                                     headers={"content-type": content_type})
+        raise_for_response(response)
+        state: dict[str, Any] = response.json()
+        return state
+
+    def status(self, wait: float = 0) -> dict[str, Any]:
+        """The run's state: ``{"id", "status", "steps", "output" | "error"}``; *wait* long-polls until it ends."""
+        response = shared_client(self._settings).get(self.url, params={"wait": wait} if wait else None,
+                                                     timeout=wait + 30)
+        raise_for_response(response)
+        state: dict[str, Any] = response.json()
+        return state
+
+    def result(self, timeout: float = 600) -> Any:
+        """Wait for the output; raises RemoteError if the run failed, Timeout if it is still going."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            state = self.status(wait=max(0.0, min(_LONG_POLL_S, remaining)))
+            if state["status"] == "succeeded":
+                return state["output"]
+            if state["status"] == "failed":
+                error = state.get("error") or {}
+                raise RemoteError(str(error.get("message", "the run failed")), status=500,
+                                  error_type=error.get("type"), request_id=self.id, detail=state)
+            if time.monotonic() >= deadline:
+                raise Timeout(f"run {self.id} of {self.flow} is still {state['status']} after {timeout:g} s", status=504)
+
+
+def start(flow: str) -> Run:
+    """Start a run of the deployed flow *flow*."""
+    settings = load_settings()
+    response = shared_client(settings).post(_function_url(settings, f"flows/{flow}/runs"))
+    raise_for_response(response)
+    return Run(flow, str(response.json()["id"]), settings)
+
+
+def run(flow: str, run_id: str) -> Run:
+    """An existing run, e.g. to give it an input from another process."""
+    return Run(flow, run_id)
+
+
+__all__ = ["Run", "run", "start"]

@@ -1,0 +1,147 @@
+"""Flows through the real platform: three inputs in separate requests, crashes, retries, bad input."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from harness import Platform, wait_for
+
+import fn
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "functions" / "examples"
+PROJECTS = Path(__file__).parent / "projects"
+
+
+@pytest.fixture(scope="module")
+def flows(platform: Platform) -> Platform:
+    for project in (EXAMPLES / "flow", PROJECTS / "flows"):
+        job = platform.deploy(project)
+        assert job["exit_code"] == 0, job["output"]
+    return platform
+
+
+def _kill_actor(run_id: str) -> None:
+    import ray
+
+    from fnplatform.flow_run import NAMESPACE, actor_name
+
+    ray.kill(ray.get_actor(actor_name(run_id), namespace=NAMESPACE), no_restart=True)
+
+
+def test_three_inputs_in_separate_requests(flows: Platform) -> None:
+    with flows.client() as client:
+        created = client.post("/flows/documents/runs")
+        assert created.status_code == 201, created.text
+        run_id = created.json()["id"]
+        url = f"/flows/documents/runs/{run_id}"
+        assert client.get(url).json()["status"] == "pending"
+        back = client.put(f"{url}/inputs/back", content=b"back of the card", headers={"content-type": "image/jpeg"})
+        assert back.status_code == 202
+        assert back.json()["steps"]["measure-front"]["status"] == "waiting"
+        assert back.json()["steps"]["measure-back"]["status"] in {"running", "succeeded"}
+        front = client.put(f"{url}/inputs/front", files={"file": ("front.jpg", b"front of the card", "image/jpeg")})
+        assert front.status_code == 202
+        assert client.put(f"{url}/inputs/selfie", content=b"a face").status_code == 202
+        final = client.get(url, params={"wait": 60}).json()
+        assert final["status"] == "succeeded", final
+        assert final["output"] == {"decision": "approve", "reasons": []}
+        assert {s["status"] for s in final["steps"].values()} == {"succeeded"}
+
+        again = client.put(f"{url}/inputs/front", content=b"something else")
+        assert again.status_code == 409 and "first one is kept" in again.json()["error"]["message"]
+        assert client.put(f"{url}/inputs/passport", content=b"x").status_code == 404
+        assert client.get("/flows/documents/runs/no-such-run").status_code == 404
+        assert client.post("/flows/no-such-flow/runs").status_code == 404
+        assert client.put(f"/flows/documents/runs/{run_id}/inputs/back", content=b"").status_code in {400, 409}
+
+
+def test_sdk_and_fnctl(flows: Platform, tmp_path: Path) -> None:
+    run = fn.flows.start("documents")
+    run.put("front", b"same picture")
+    run.put("back", b"the back")
+    run.put("selfie", b"same picture")
+    assert run.result(timeout=60) == {"decision": "review", "reasons": ["selfie is a copy of the front"]}
+
+    for name, data in {"front": b"f", "back": b"b", "selfie": b"s"}.items():
+        (tmp_path / name).write_bytes(data)
+    result = flows.fnctl("flow", "run", "documents", "--json", *[arg for name in ("front", "back", "selfie")
+                                                                for arg in ("-i", f"{name}=@{tmp_path / name}")])
+    assert result.exit_code == 0, result.output
+    ran = json.loads(result.output)
+    assert ran["output"]["decision"] == "approve"
+    status = json.loads(flows.fnctl("flow", "status", "documents", ran["id"], "--json").output)
+    assert status["status"] == "succeeded" and status["steps"]["compare"]["attempts"] == 1
+    listed = json.loads(flows.fnctl("flow", "ls", "--json").output)
+    assert {"documents", "retrying", "doomed"} <= {f["name"] for f in listed}
+
+
+def test_run_finishes_after_its_actor_is_killed_mid_step(flows: Platform) -> None:
+    run = fn.flows.start("documents")
+    for name in ("front", "back", "selfie"):
+        run.put(name, f"{name} bytes".encode())
+    wait_for(lambda: run.status()["steps"]["compare"]["status"] == "running", timeout=30, interval=0.1)
+    _kill_actor(run.id)
+    assert run.result(timeout=90) == {"decision": "approve", "reasons": []}
+    steps = run.status()["steps"]
+    assert steps["measure-front"]["attempts"] == 1, "a checkpointed step must not run again"
+
+
+def test_run_resumes_after_a_control_plane_restart(flows: Platform) -> None:
+    from fnplatform.control import ControlPlane
+    from fnplatform.flow_state import FlowState
+
+    run = fn.flows.start("documents")
+    run.put("front", b"front bytes")
+    run.put("back", b"back bytes")
+    wait_for(lambda: run.status()["steps"]["measure-back"]["status"] == "succeeded", timeout=30, interval=0.1)
+    _kill_actor(run.id)
+    control = flows.control
+    restarted = ControlPlane(control.settings, control.registry, control.store, control.deployer, control.hub,
+                             FlowState(control.settings.database_url))
+    assert restarted.resume_runs() >= 1
+    run.put("selfie", b"selfie bytes")
+    assert run.result(timeout=90)["decision"] == "approve"
+    assert run.status()["steps"]["measure-front"]["attempts"] == 1
+
+
+def test_failed_steps_are_retried_then_fail_the_run(flows: Platform, tmp_path: Path) -> None:
+    retrying = fn.flows.start("retrying")
+    retrying.put("counter", str(tmp_path / "attempts"))
+    assert retrying.result(timeout=60) == 2
+    assert retrying.status()["steps"]["flaky"]["attempts"] == 2
+
+    doomed = fn.flows.start("doomed")
+    doomed.put("x", 3)
+    with pytest.raises(fn.RemoteError) as raised:
+        doomed.result(timeout=60)
+    state = raised.value.detail
+    assert state["status"] == "failed"
+    assert state["error"]["type"] == "ValueError" and state["error"]["message"] == "cannot handle 3"
+    assert state["error"]["step"] == "hopeless" and state["error"]["attempts"] == 2
+
+
+def test_input_over_the_flows_limit_is_413(flows: Platform) -> None:
+    with flows.client() as client:
+        run_id = client.post("/flows/limited/runs").json()["id"]
+        response = client.put(f"/flows/limited/runs/{run_id}/inputs/blob", content=b"x" * 600_000)
+    assert response.status_code == 413
+
+
+def test_flow_with_a_missing_step_function_fails_at_deploy(platform: Platform, tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text(textwrap.dedent("""
+        import fn
+
+        @fn.function(cpus=0.25)
+        def first(x: int) -> int:
+            return x
+
+        broken = fn.Flow("broken", inputs=["x"])
+        one = broken.step("first", inputs=["x"])
+        broken.output("not-deployed-anywhere", inputs=[one])
+    """))
+    job = platform.deploy(tmp_path)
+    assert job["exit_code"] == 1
+    assert "not-deployed-anywhere" in job["results"]["flow:broken"]["error"]

@@ -78,7 +78,8 @@ class FlowRun:
             self._output, self._error = record.output, record.error
             self._finish_locally()
             return
-        self._prewarm()
+        if self.spec.prewarm:
+            self._prewarm()
         asyncio.get_running_loop().create_task(self._watchdog())
         self._schedule()
 
@@ -93,7 +94,7 @@ class FlowRun:
 
     async def _watchdog(self) -> None:
         while self._status in {"pending", "running"}:
-            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            await asyncio.sleep(min(WATCHDOG_INTERVAL_S, self.spec.ttl_s / 2))
             idle = time.time() - self._last_activity
             if self._status in {"pending", "running"} and not self._tasks and idle > self.spec.ttl_s:
                 await self._fail({"type": "Abandoned", "message": f"no progress for {idle:.0f} s (ttl_s {self.spec.ttl_s:g})"})
@@ -103,10 +104,12 @@ class FlowRun:
         asyncio.get_running_loop().create_task(self._exit_later())
 
     async def _exit_later(self) -> None:
-        await asyncio.sleep(FINISHED_GRACE_S)
+        # Linger a little so waiters and status calls still reach us; the registry has the final state.
+        await asyncio.sleep(min(FINISHED_GRACE_S, self.spec.ttl_s))
         import ray
 
-        ray.actor.exit_actor()  # type: ignore[no-untyped-call]
+        # exit_actor() only works inside a method call; from this task, end ourselves for good instead.
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     # values -------------------------------------------------------------------------------
     async def _load(self, value: StoredValue) -> Any:

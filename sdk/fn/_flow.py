@@ -44,6 +44,7 @@ class FlowSpec(BaseModel):
     output: str
     ttl_s: float = Field(gt=0, le=7 * 86400)
     max_input_bytes: int = Field(gt=0)
+    prewarm: bool = True
 
     @model_validator(mode="after")
     def _graph(self) -> FlowSpec:
@@ -92,10 +93,11 @@ class StepRef:
 class Flow:
     """Declare a flow; see the module docstring. Options: ``retries`` per step (default 2),
     ``ttl_s`` (a run with no progress for this long is abandoned, default 3600) and
-    ``max_input_mb`` (largest accepted input, default 20)."""
+    ``max_input_mb`` (largest accepted input, default 20) and ``prewarm`` (scale every step's function
+    up from zero when a run starts, so cold starts overlap; default True)."""
 
     def __init__(self, name: str, *, inputs: list[str], retries: int = 2, ttl_s: float = 3600,
-                 max_input_mb: float = 20) -> None:
+                 max_input_mb: float = 20, prewarm: bool = True) -> None:
         if not re.fullmatch(NAME_PATTERN, name):
             raise SpecError(f"fn.Flow: name={name!r} is invalid: lowercase letters, digits and '-', starting with a letter")
         if not inputs or len(set(inputs)) != len(inputs):
@@ -110,6 +112,7 @@ class Flow:
         self.retries = retries
         self.ttl_s = ttl_s
         self.max_input_bytes = int(max_input_mb * 1024 * 1024)
+        self.prewarm = prewarm
         self._steps: list[StepSpec] = []
         self._output: str | None = None
         previous = _flows.get(name)
@@ -161,7 +164,7 @@ class Flow:
             raise SpecError(f"flow {self.name!r} has no output step: end it with flow.output('function', inputs=[...])")
         try:
             return FlowSpec(name=self.name, inputs=self.inputs, steps=tuple(self._steps), output=self._output,
-                            ttl_s=self.ttl_s, max_input_bytes=self.max_input_bytes)
+                            ttl_s=self.ttl_s, max_input_bytes=self.max_input_bytes, prewarm=self.prewarm)
         except ValueError as exc:
             raise SpecError(str(exc)) from None
 

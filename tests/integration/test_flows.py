@@ -145,3 +145,24 @@ def test_flow_with_a_missing_step_function_fails_at_deploy(platform: Platform, t
     job = platform.deploy(tmp_path)
     assert job["exit_code"] == 1
     assert "not-deployed-anywhere" in job["results"]["flow:broken"]["error"]
+
+
+def test_abandoned_run_fails_after_its_ttl_and_its_actor_ends(flows: Platform, tmp_path: Path) -> None:
+    import ray
+
+    from fnplatform.flow_run import NAMESPACE, actor_name
+
+    run = fn.flows.start("forgotten")
+    run.put("counter", str(tmp_path / "never-used"))
+    state = run.status(wait=30)
+    assert state["status"] == "failed" and state["error"]["type"] == "Abandoned"
+
+    def actor_gone() -> bool:
+        try:
+            ray.get_actor(actor_name(run.id), namespace=NAMESPACE)
+        except ValueError:
+            return True
+        return False
+
+    wait_for(actor_gone, timeout=30, interval=0.5)
+    assert run.status()["status"] == "failed", "the final state outlives the actor"

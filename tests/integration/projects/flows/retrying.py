@@ -28,3 +28,6 @@ doomed.output("hopeless", inputs=["x"])
 
 limited = fn.Flow("limited", inputs=["blob"], max_input_mb=0.5)
 limited.output("flaky", inputs={"counter": "blob"})
+
+forgotten = fn.Flow("forgotten", inputs=["counter", "never"], ttl_s=2)
+forgotten.output("flaky", inputs=["counter", "never"])

@@ -90,8 +90,9 @@ class FlowGateway:
     async def _start(self, flow: str) -> Response:
         spec = await self._flow(flow)
         run_id = await asyncio.to_thread(self._db.create_run, spec)
-        actor = self._actor(run_id)
-        await actor.state.remote()  # starts the run: prewarms every step's deployment
+        # Starting the actor (a new worker process, about a second) overlaps the client's first upload:
+        # its first call loads the run and prewarms every step's deployment.
+        self._actor(run_id).state.remote()
         return _json({"id": run_id, "flow": flow, "status": "pending"}, status=201)
 
     def _actor(self, run_id: str) -> Any:

@@ -45,7 +45,7 @@ class FlowRun:
         self.run_id = run_id
         self._db = FlowState(database_url)
         self._store = open_store(StoreConfig(**store))
-        self._started = False
+        self._loading: asyncio.Task[None] | None = None
         self._inputs: dict[str, StoredValue] = {}
         self._objects: dict[str, Any] = {}  # blob inputs, put in Ray's object store once
         self._results: dict[str, Any] = {}
@@ -58,9 +58,12 @@ class FlowRun:
 
     # lifecycle ----------------------------------------------------------------------------
     async def _ensure(self) -> None:
-        if self._started:
-            return
-        self._started = True
+        # Concurrent first calls (the gateway, the control plane resuming runs) share one load.
+        if self._loading is None:
+            self._loading = asyncio.get_running_loop().create_task(self._load_checkpoint())
+        await asyncio.shield(self._loading)
+
+    async def _load_checkpoint(self) -> None:
         self._done = asyncio.Event()
         record = await asyncio.to_thread(self._db.run, self.run_id)
         if record is None:

@@ -179,3 +179,14 @@ def test_credentials_file_that_is_not_an_object_is_a_config_error(isolated_env: 
     (isolated_env / CREDENTIALS_FILE).write_text(content)
     with pytest.raises(fn.ConfigError, match="expected a JSON object"):
         load_settings()
+
+
+def test_client_errors_survive_pickling_with_every_field() -> None:
+    import pickle
+
+    error = fn.RemoteError("'x'", status=500, request_id="r1", error_type="KeyError", detail={"a": 1})
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is fn.RemoteError
+    assert (copy.message, copy.status, copy.request_id, copy.error_type, copy.detail) == ("'x'", 500, "r1", "KeyError",
+                                                                                          {"a": 1})
+    assert str(copy) == str(error)

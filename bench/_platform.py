@@ -1,0 +1,71 @@
+"""A throwaway local platform for a benchmark run: fresh FN_HOME, free ports, stopped at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@dataclass
+class LocalPlatform:
+    env: dict[str, str]
+    api: httpx.Client
+    http_url: str
+    key: str
+
+    def fnctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "fnctl.main", *args], env=self.env, capture_output=True,
+                              text=True, check=False, timeout=600)
+        if proc.returncode != 0:
+            raise SystemExit(f"fnctl {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def running(self, name: str) -> int:
+        rows = self.api.get("/v1/functions").json()
+        return next(int(r["running"]) for r in rows if r["name"] == name)
+
+    def wait_for_zero(self, names: list[str], timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while any(self.running(n) for n in names):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{names} did not scale to zero within {timeout} s")
+            time.sleep(0.5)
+        time.sleep(1)
+
+
+@contextmanager
+def local_platform(*up_args: str) -> Iterator[LocalPlatform]:
+    home = Path(tempfile.mkdtemp(prefix="fnb", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FN_", "RAY_"))} | {"FN_HOME": str(home)}
+    api_port, http_port = free_port(), free_port()
+    probe = LocalPlatform(env=env, api=httpx.Client(), http_url="", key="")
+    probe.fnctl("up", "--api-port", str(api_port), "--http-port", str(http_port), *up_args)
+    creds = json.loads((home / "credentials.json").read_text())
+    api = httpx.Client(base_url=creds["api_url"], headers={"Authorization": f"Bearer {creds['api_key']}"}, timeout=60)
+    try:
+        yield LocalPlatform(env=env, api=api, http_url=creds["http_url"], key=creds["api_key"])
+    finally:
+        api.close()
+        probe.fnctl("down")

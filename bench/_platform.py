@@ -1,4 +1,5 @@
-"""A throwaway local platform for a benchmark run: fresh FN_HOME, free ports, stopped at the end."""
+"""Shared by the benchmarks: a throwaway local platform (fresh FN_HOME, free ports, stopped at the
+end), percentiles, and the printed table."""
 
 from __future__ import annotations
 
@@ -69,3 +70,17 @@ def local_platform(*up_args: str) -> Iterator[LocalPlatform]:
     finally:
         api.close()
         probe.fnctl("down")
+
+
+def print_table(rows: list[tuple[str, str, str]]) -> None:
+    width = max(len(r[0]) for r in rows)
+    value_width = max(len(r[1]) for r in rows)
+    print(f"{'measure'.ljust(width)}  {'value'.ljust(value_width)}  note")
+    for name, value, note in rows:
+        print(f"{name.ljust(width)}  {value.ljust(value_width)}  {note}")
+
+
+def save(name: str, results: dict[str, object]) -> None:
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2))

@@ -7,13 +7,12 @@ table and writes bench/results/composition.json.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
 
 import httpx
-from _platform import LocalPlatform, local_platform, percentile
+from _platform import LocalPlatform, local_platform, percentile, print_table, save
 
 HERE = Path(__file__).resolve().parent
 CALLS = 100
@@ -84,9 +83,7 @@ def main() -> None:
             results["cold_run_prewarm_s"] = statistics.median(cold_prewarm)
             results["cold_run_plain_s"] = statistics.median(cold_plain)
             results["cold_runs"] = {"prewarm": cold_prewarm, "plain": cold_plain}
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / "composition.json").write_text(json.dumps(results, indent=2))
+    save("composition", results)
     rows = [
         ("direct call p50 (HTTP, warm)", f"{results['direct_p50_ms']:.2f} ms", "baseline, same run"),
         ("call that makes one handle hop p50", f"{results['chained_p50_ms']:.2f} ms",
@@ -100,11 +97,7 @@ def main() -> None:
         ("cold 3-step run, without prewarm", f"{results['cold_run_plain_s']:.2f} s",
          ", ".join(f"{v:.2f}" for v in cold_plain)),
     ]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure'.ljust(width)}  {'value':<12}  note")
-    for name, value, note in rows:
-        print(f"{name.ljust(width)}  {value:<12}  {note}")
-
+    print_table(rows)
 
 if __name__ == "__main__":
     main()

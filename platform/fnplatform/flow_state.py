@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text, create_engine, event, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import String, Text, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
 
 from fn import FlowSpec
 
-from .registry import _Base, _now, _sqlite_pragmas
+from .registry import Database, _Base, _now
 
 
 class _Flow(_Base):
@@ -84,20 +81,7 @@ def _loads(text: str | None) -> Any:
     return json.loads(text) if text is not None else None
 
 
-class FlowState:
-    def __init__(self, url: str) -> None:
-        connect_args = {"check_same_thread": False} if url.startswith("sqlite") else {}
-        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        _Base.metadata.create_all(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
-
+class FlowState(Database):
     # flows ---------------------------------------------------------------------------------
     def put_flow(self, spec: FlowSpec, bundle_sha256: str) -> None:
         with self._session() as session:

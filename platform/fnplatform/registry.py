@@ -103,7 +103,9 @@ def _key(row: _ApiKey) -> KeyRecord:
     return KeyRecord(id=row.id, name=row.name, role=row.role, created_at=row.created_at, revoked=row.revoked_at is not None)
 
 
-class Registry:
+class Database:
+    """A connection to the registry database (SQLite file or PostgreSQL URL); creates missing tables."""
+
     def __init__(self, url: str) -> None:
         self.url = url
         connect_args = {"check_same_thread": False} if url.startswith("sqlite") else {}
@@ -117,6 +119,9 @@ class Registry:
     def _session(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
+
+
+class Registry(Database):
 
     # versions -------------------------------------------------------------------------------
     def create_version(self, spec: FunctionSpec, bundle_sha256: str) -> VersionRecord:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import click
@@ -40,13 +41,13 @@ def deploy(path: str, timeout: float, as_json: bool) -> None:
 
     api = Api()
     started = time.monotonic()
-    with console.status("packaging...", spinner="dots") if not as_json else _quiet():
+    with console.status("packaging...", spinner="dots") if not as_json else nullcontext():
         bundle = build_bundle(path, max_bytes=_max_bundle_bytes(api))
     if not as_json:
         names = ", ".join(s.name for s in bundle.manifest.functions)
         console.print(f"bundle {bundle.sha256[:12]} ({len(bundle.data):,} bytes, {len(bundle.files)} files): {names}")
     if api.request("HEAD", f"/v1/bundles/{bundle.sha256}").status_code != 200:
-        with console.status("uploading...", spinner="dots") if not as_json else _quiet():
+        with console.status("uploading...", spinner="dots") if not as_json else nullcontext():
             api.request("PUT", f"/v1/bundles/{bundle.sha256}", content=bundle.data,
                         headers={"content-type": "application/zip"})
     job = api.post("/v1/deployments", {"bundle_sha256": bundle.sha256})
@@ -69,7 +70,7 @@ def _follow(api: Api, job: dict[str, Any], timeout: float, as_json: bool) -> dic
     after = 0
     deadline = time.monotonic() + timeout
     with Live(_render(stages), console=console, transient=False, refresh_per_second=8,
-              auto_refresh=not as_json) if not as_json else _quiet() as live:
+              auto_refresh=not as_json) if not as_json else nullcontext() as live:
         while True:
             for event in job["events"]:
                 stages[event["function"]] = (event["stage"], event["message"])
@@ -88,11 +89,3 @@ def _max_bundle_bytes(api: Api) -> int:
 
     info = api.get("/v1/info")
     return int(info.get("max_bundle_bytes", DEFAULT_MAX_BUNDLE_BYTES))
-
-
-class _quiet:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def up(api_port: int, http_port: int, host: str, gpus: float, cpus: float | None
         proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env={**os.environ, "FN_HOME": str(home)})
     deadline = time.monotonic() + timeout
-    with console.status("starting Ray, Serve and the control plane...", spinner="dots") if not as_json else _null():
+    with console.status("starting Ray, Serve and the control plane...", spinner="dots") if not as_json else nullcontext():
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise click.ClickException(f"the platform exited with code {proc.returncode}; "
@@ -111,14 +112,6 @@ def up(api_port: int, http_port: int, host: str, gpus: float, cpus: float | None
     proc.terminate()
     raise click.ClickException(f"the platform was not ready within {timeout:g} s (stopped it); "
                                f"last lines of {log_path}:\n{_tail(log_path)}")
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
 
 
 def _report_up(state: dict[str, Any], as_json: bool, already: bool) -> None:

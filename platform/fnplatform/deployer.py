@@ -10,10 +10,8 @@ without blocking and polled against a deadline.
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +21,6 @@ from .pools import REPLICA_POOL_SHARE, pool_resource
 from .registry import Registry, VersionRecord
 from .runtime import FunctionReplica, cpu_threads, validate_version
 from .store import StoreConfig
-
-log = logging.getLogger(__name__)
 
 GATEWAY_APP = "_fn_gateway"
 FLOWS_APP = "_fn_flows"
@@ -37,8 +33,6 @@ AUTOSCALING_PROFILE: dict[str, float] = {
     "upscale_delay_s": 0.5,
 }
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "FN_CPU_THREADS")
-
-Progress = Callable[[str, str, str], None]  # (function, stage, message)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,82 @@
+"""The registry and flow checkpoints against a real PostgreSQL server (started here, thrown away after)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import fn
+from fnplatform.flow_state import FlowState
+from fnplatform.registry import Registry
+
+INITDB = shutil.which("initdb")
+PG_CTL = shutil.which("pg_ctl")
+pytestmark = pytest.mark.skipif(not (INITDB and PG_CTL and os.geteuid() == 0),
+                                reason="needs PostgreSQL's initdb/pg_ctl and root (to run the server as 'postgres')")
+
+
+def _as_postgres(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["runuser", "-u", "postgres", "--", *args], capture_output=True, text=True, check=True,
+                          timeout=120)
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    root = Path(tempfile.mkdtemp(prefix="fnpg"))
+    shutil.chown(root, user="postgres")
+    data = root / "data"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _as_postgres(str(INITDB), "-D", str(data), "-U", "fn", "--auth=trust", "-E", "UTF8")
+    _as_postgres(str(PG_CTL), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+                 f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")
+    try:
+        yield f"postgresql+psycopg://fn@127.0.0.1:{port}/postgres"
+    finally:
+        _as_postgres(str(PG_CTL), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_registry_on_postgresql(postgres_url: str) -> None:
+    registry = Registry(postgres_url)
+    try:
+        spec = fn.FunctionSpec(name="add", entrypoint="app:add")
+        first = registry.create_version(spec, "a" * 64)
+        registry.finish_version("add", first.number)
+        second = registry.create_version(spec, "b" * 64)
+        registry.finish_version("add", second.number, error="setup() raised KeyError: 'x'")
+        active = registry.active("add")
+        assert active is not None and active.number == 1
+        assert [v.status for v in registry.versions("add")] == ["ready", "failed"]
+        record, key = registry.create_key("ci")
+        assert registry.verify_key(key) is not None
+        assert registry.revoke_key(record.id) and registry.verify_key(key) is None
+        assert registry.delete_function("add") and registry.versions("add") == []
+    finally:
+        registry.engine.dispose()
+
+
+def test_flow_checkpoints_on_postgresql(postgres_url: str) -> None:
+    flow = fn.Flow("pg-flow", inputs=["a"])
+    flow.output("echo", inputs=["a"])
+    state = FlowState(postgres_url)
+    try:
+        state.put_flow(flow.spec(), "c" * 64)
+        run_id = state.create_run(flow.spec())
+        assert state.add_input(run_id, "a", value_json="1")
+        assert not state.add_input(run_id, "a", value_json="2"), "an input given twice keeps the first"
+        state.record_step(run_id, "echo", attempts=1, value_json="1")
+        state.finish_run(run_id, output_json="1")
+        record = state.run(run_id)
+        assert record is not None and record.status == "succeeded" and record.output == 1
+        assert record.values["a"].value == 1 and state.unfinished_runs() == []
+    finally:
+        state.engine.dispose()

@@ -1,0 +1,187 @@
+"""Reading a TD1 machine-readable zone from OCR lines: clean-up, position-aware fixes, check digits.
+
+OCR confuses glyphs that look alike (O/0, I/1, S/5, B/8, Z/2, G/6) and renders the filler ``<``
+as ``K``, ``«`` or drops one in a long run. The TD1 layout (ICAO 9303 part 5) says, for every
+position, whether a letter, a digit or either may stand there, so most confusions are fixed by
+position: a digit field maps O->0, a letter field maps 0->O. The document number may mix letters
+and digits; there, ambiguous characters are resolved only when exactly one reading satisfies the
+field's check digit. Validation then uses ``mrz``'s ``TD1CodeChecker`` (every check digit:
+document number, birth date, expiry, composite), and a hand check for each field says which one
+failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import re
+from dataclasses import dataclass, field
+
+from .ocr import TextLine
+
+LINE_LENGTH = 30
+TO_DIGIT = {"O": "0", "Q": "0", "D": "0", "U": "0", "I": "1", "L": "1", "Z": "2", "S": "5", "B": "8", "G": "6",
+            "T": "7", "A": "4"}
+TO_LETTER = {"0": "O", "1": "I", "2": "Z", "5": "S", "8": "B", "6": "G", "4": "A", "3": "E", "7": "T"}
+AMBIGUOUS = {"0": "O", "O": "0", "1": "I", "I": "1", "5": "S", "S": "5", "8": "B", "B": "8", "2": "Z", "Z": "2",
+             "6": "G", "G": "6"}
+_FILLER_LOOKALIKES = str.maketrans({"\u00ab": "<<", "\u2039": "<", "\u3008": "<", "\u304f": "<", "(": "<", "[": "<", "{": "<"})
+
+# Character classes per position of each TD1 line: A letter/filler, N digit, X either, F sex.
+_LINE1 = "AA" + "AAA" + "XXXXXXXXX" + "N" + "XXXXXXXXXXXXXXX"
+_LINE2 = "NNNNNN" + "N" + "F" + "NNNNNN" + "N" + "AAA" + "XXXXXXXXXXX" + "N"
+_LINE3 = "A" * 30
+LAYOUT = (_LINE1, _LINE2, _LINE3)
+_WEIGHTS = (7, 3, 1)
+
+
+def check_digit(text: str) -> str:
+    """ICAO 9303 check digit of *text* (digits, A-Z = 10-35, '<' = 0; weights 7, 3, 1)."""
+    total = 0
+    for i, char in enumerate(text):
+        value = int(char) if char.isdigit() else (ord(char) - 55 if "A" <= char <= "Z" else 0)
+        total += value * _WEIGHTS[i % 3]
+    return str(total % 10)
+
+
+def clean(text: str) -> str:
+    """Upper-case, filler look-alikes to '<', spaces and anything outside [A-Z0-9<] removed."""
+    text = text.upper().translate(_FILLER_LOOKALIKES)
+    return re.sub(r"[^A-Z0-9<]", "", text)
+
+
+def _fit_length(line: str, pattern: str) -> str:
+    """Make *line* 30 characters: trim or pad the trailing filler, or the filler run before a final check digit."""
+    if len(line) == LINE_LENGTH:
+        return line
+    if pattern.endswith("N") and len(line) > 20 and re.search(r"<{2,}[0-9A-Z]$", line):  # line 2: keep the last char
+        head, last = line[:-1], line[-1]
+        head = head.rstrip("<")
+        return head + "<" * (LINE_LENGTH - 1 - len(head)) + last if len(head) < LINE_LENGTH - 1 else head[:29] + last
+    if len(line) > LINE_LENGTH:
+        return line[:LINE_LENGTH]
+    return line + "<" * (LINE_LENGTH - len(line))
+
+
+def fix_positions(line: str, pattern: str) -> tuple[str, list[str]]:
+    """Apply letter/digit fixes by position; returns the fixed line and a note per change."""
+    chars, notes = list(line), []
+    for i, (char, kind) in enumerate(zip(line, pattern, strict=True)):
+        new = char
+        if kind == "N" and not char.isdigit():
+            new = TO_DIGIT.get(char, "<" if char in "K<" else char)
+        elif kind in "AF" and char.isdigit():
+            new = TO_LETTER.get(char, char)
+        if kind == "A" and char == "K" and _between_fillers(line, i):
+            new = "<"
+        if new != char:
+            chars[i] = new
+            notes.append(f"{i + 1}:{char}->{new}")
+    return "".join(chars), notes
+
+
+def _between_fillers(line: str, i: int) -> bool:
+    before = line[i - 1] if i > 0 else "<"
+    after = line[i + 1] if i + 1 < len(line) else "<"
+    return before == "<" and after == "<"
+
+
+def _resolve_document_number(line1: str) -> tuple[str, list[str]]:
+    """If the document number fails its check digit, try swapping ambiguous characters (at most 2)."""
+    number, check = line1[5:14], line1[14]
+    if check_digit(number) == check:
+        return line1, []
+    spots = [i for i, c in enumerate(number) if c in AMBIGUOUS]
+    solutions = []
+    for count in (1, 2):
+        for combo in itertools.combinations(spots, count):
+            trial = list(number)
+            for i in combo:
+                trial[i] = AMBIGUOUS[trial[i]]
+            if check_digit("".join(trial)) == check:
+                solutions.append(("".join(trial), combo))
+        if solutions:
+            break
+    if len(solutions) != 1:
+        return line1, []
+    fixed, combo = solutions[0]
+    return line1[:5] + fixed + line1[14:], [f"{5 + i + 1}:{number[i]}->{fixed[i]}" for i in combo]
+
+
+@dataclass
+class MrzResult:
+    """A read MRZ: its lines, the fields, which check digits failed and what was corrected."""
+
+    lines: list[str]
+    valid: bool
+    failed_checks: list[str]
+    fields: dict[str, str]
+    corrections: list[str] = field(default_factory=list)
+
+
+def find_mrz_lines(lines: list[TextLine]) -> list[str] | None:
+    """The three MRZ lines among OCR lines: the last three long lines rich in '<', merged per row."""
+    rows: list[list[TextLine]] = []
+    for line in sorted(lines, key=lambda t: t.cy):
+        text = clean(line.text)
+        if len(text) < 4:
+            continue
+        if rows and abs(rows[-1][0].cy - line.cy) < 0.5 * max(line.height, rows[-1][0].height):
+            rows[-1].append(line)
+        else:
+            rows.append([line])
+    texts = ["".join(clean(t.text) for t in sorted(row, key=lambda t: t.box[0])) for row in rows]
+    candidates = [t for t in texts if len(t) >= 24 and (t.count("<") >= 2 or len(t) >= 28)]
+    if len(candidates) < 3:
+        return None
+    return candidates[-3:]
+
+
+def parse(raw_lines: list[str]) -> MrzResult:
+    """Fix and validate three raw TD1 lines."""
+    from mrz.checker.td1 import TD1CodeChecker
+
+    corrections: list[str] = []
+    fixed = []
+    for n, (raw, pattern) in enumerate(zip(raw_lines, LAYOUT, strict=True)):
+        line, notes = fix_positions(_fit_length(raw, pattern), pattern)
+        fixed.append(line)
+        corrections += [f"line {n + 1} {note}" for note in notes]
+    fixed[0], notes = _resolve_document_number(fixed[0])
+    corrections += [f"line 1 {note} (check digit)" for note in notes]
+    l1, l2 = fixed[0], fixed[1]
+    failed = []
+    if check_digit(l1[5:14]) != l1[14]:
+        failed.append("document_number")
+    if check_digit(l2[0:6]) != l2[6]:
+        failed.append("birth_date")
+    if check_digit(l2[8:14]) != l2[14]:
+        failed.append("expiry_date")
+    if check_digit(l1[5:30] + l2[0:7] + l2[8:15] + l2[18:29]) != l2[29]:
+        failed.append("composite")
+    checker = TD1CodeChecker("\n".join(fixed), check_expiry=False, compute_warnings=False)
+    valid = bool(checker) and not failed
+    if not valid and not failed:
+        failed.append("format")
+    surname, _, given = fixed[2].partition("<<")
+    fields = {
+        "document_type": l1[0:2].rstrip("<"), "issuing_state": l1[2:5].rstrip("<"),
+        "document_number": l1[5:14].rstrip("<"), "birth_date": _date(l2[0:6], past=True),
+        "sex": l2[7].replace("<", "X"), "expiry_date": _date(l2[8:14], past=False),
+        "nationality": l2[15:18].rstrip("<"), "surname": surname.replace("<", " ").strip(),
+        "given_names": " ".join(given.replace("<", " ").split()),
+    }
+    return MrzResult(lines=fixed, valid=valid, failed_checks=failed, fields=fields, corrections=corrections)
+
+
+def _date(yymmdd: str, *, past: bool, today: dt.date | None = None) -> str:
+    """ISO date of an MRZ YYMMDD; birth dates lie in the past, expiry dates within the next 50 years."""
+    today = today or dt.date.today()
+    try:
+        yy, mm, dd = int(yymmdd[0:2]), int(yymmdd[2:4]), int(yymmdd[4:6])
+        year = 2000 + yy
+        if year > (today.year if past else today.year + 50):
+            year -= 100
+        return dt.date(year, mm, dd).isoformat()
+    except ValueError:
+        return ""

@@ -4,8 +4,10 @@ OCR confuses glyphs that look alike (O/0, I/1, S/5, B/8, Z/2, G/6) and renders t
 as ``K``, ``«`` or drops one in a long run. The TD1 layout (ICAO 9303 part 5) says, for every
 position, whether a letter, a digit or either may stand there, so most confusions are fixed by
 position: a digit field maps O->0, a letter field maps 0->O. The document number may mix letters
-and digits; there, ambiguous characters are resolved only when exactly one reading satisfies the
-field's check digit. Validation then uses ``mrz``'s ``TD1CodeChecker`` (every check digit:
+and digits; there, a letter standing after the first digit (issuers put letters first) may be
+turned into its look-alike digit, but only when exactly one such reading satisfies both the
+field's check digit and the composite one. Digits are never turned into letters: that would let
+a tampered digit "repair" itself. Validation then uses ``mrz``'s ``TD1CodeChecker`` (every check digit:
 document number, birth date, expiry, composite), and a hand check for each field says which one
 failed.
 """
@@ -23,8 +25,7 @@ LINE_LENGTH = 30
 TO_DIGIT = {"O": "0", "Q": "0", "D": "0", "U": "0", "I": "1", "L": "1", "Z": "2", "S": "5", "B": "8", "G": "6",
             "T": "7", "A": "4"}
 TO_LETTER = {"0": "O", "1": "I", "2": "Z", "5": "S", "8": "B", "6": "G", "4": "A", "3": "E", "7": "T"}
-AMBIGUOUS = {"0": "O", "O": "0", "1": "I", "I": "1", "5": "S", "S": "5", "8": "B", "B": "8", "2": "Z", "Z": "2",
-             "6": "G", "G": "6"}
+LETTER_FOR_DIGIT = {"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "S": "5", "B": "8", "Z": "2", "G": "6"}
 _FILLER_LOOKALIKES = str.maketrans({"\u00ab": "<<", "\u2039": "<", "\u3008": "<", "\u304f": "<", "(": "<", "[": "<", "{": "<"})
 
 # Character classes per position of each TD1 line: A letter/filler, N digit, X either, F sex.
@@ -86,26 +87,32 @@ def _between_fillers(line: str, i: int) -> bool:
     return before == "<" and after == "<"
 
 
-def _resolve_document_number(line1: str) -> tuple[str, list[str]]:
-    """If the document number fails its check digit, try swapping ambiguous characters (at most 2)."""
+def _composite(l1: str, l2: str) -> str:
+    return check_digit(l1[5:30] + l2[0:7] + l2[8:15] + l2[18:29])
+
+
+def _resolve_document_number(line1: str, line2: str) -> tuple[str, list[str]]:
+    """If the document number fails its check digit, try look-alike digits for letters after its first digit."""
     number, check = line1[5:14], line1[14]
     if check_digit(number) == check:
         return line1, []
-    spots = [i for i, c in enumerate(number) if c in AMBIGUOUS]
+    first_digit = next((i for i, c in enumerate(number) if c.isdigit()), len(number))
+    spots = [i for i, c in enumerate(number) if c in LETTER_FOR_DIGIT and i > first_digit]
     solutions = []
     for count in (1, 2):
         for combo in itertools.combinations(spots, count):
             trial = list(number)
             for i in combo:
-                trial[i] = AMBIGUOUS[trial[i]]
-            if check_digit("".join(trial)) == check:
-                solutions.append(("".join(trial), combo))
+                trial[i] = LETTER_FOR_DIGIT[trial[i]]
+            candidate = line1[:5] + "".join(trial) + line1[14:]
+            if check_digit("".join(trial)) == check and _composite(candidate, line2) == line2[29]:
+                solutions.append((candidate, combo))
         if solutions:
             break
     if len(solutions) != 1:
         return line1, []
     fixed, combo = solutions[0]
-    return line1[:5] + fixed + line1[14:], [f"{5 + i + 1}:{number[i]}->{fixed[i]}" for i in combo]
+    return fixed, [f"{5 + i + 1}:{number[i]}->{fixed[5 + i]}" for i in combo]
 
 
 @dataclass
@@ -147,7 +154,7 @@ def parse(raw_lines: list[str]) -> MrzResult:
         line, notes = fix_positions(_fit_length(raw, pattern), pattern)
         fixed.append(line)
         corrections += [f"line {n + 1} {note}" for note in notes]
-    fixed[0], notes = _resolve_document_number(fixed[0])
+    fixed[0], notes = _resolve_document_number(fixed[0], fixed[1])
     corrections += [f"line 1 {note} (check digit)" for note in notes]
     l1, l2 = fixed[0], fixed[1]
     failed = []
@@ -157,7 +164,7 @@ def parse(raw_lines: list[str]) -> MrzResult:
         failed.append("birth_date")
     if check_digit(l2[8:14]) != l2[14]:
         failed.append("expiry_date")
-    if check_digit(l1[5:30] + l2[0:7] + l2[8:15] + l2[18:29]) != l2[29]:
+    if _composite(l1, l2) != l2[29]:
         failed.append("composite")
     checker = TD1CodeChecker("\n".join(fixed), check_expiry=False, compute_warnings=False)
     valid = bool(checker) and not failed

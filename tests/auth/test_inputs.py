@@ -1,0 +1,72 @@
+"""Safe decoding of untrusted uploads and the label-based reading of the card front."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from kyc import cases, front, imaging
+from kyc.ocr import TextLine
+
+
+@pytest.mark.parametrize(("data", "code"), [
+    (b"", "empty"),
+    (None, "empty"),
+    (b"hello, not an image", "not_an_image"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "not_an_image"),  # a truncated PNG
+    (cases.png_header_only(40_000, 30_000), "too_large"),   # a 1.2 gigapixel header in a tiny file
+    (cases.png_header_only(20, 20), "too_small"),
+])
+def test_bad_uploads_are_refused_with_a_reason(data: bytes | None, code: str) -> None:
+    with pytest.raises(imaging.BadImage) as info:
+        imaging.decode(data, what="selfie")
+    assert info.value.code == code
+    assert "selfie" in info.value.message
+
+
+def test_gif_is_refused() -> None:
+    import io
+
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.new("RGB", (100, 100)).save(buffer, format="GIF")
+    with pytest.raises(imaging.BadImage, match="GIF"):
+        imaging.decode(buffer.getvalue(), what="front")
+
+
+def test_large_images_are_downscaled_for_work() -> None:
+    _, data = cv2.imencode(".png", np.zeros((2400, 3200, 3), np.uint8))
+    image = imaging.decode(data.tobytes(), what="front")
+    assert max(image.shape[:2]) == 1600
+
+
+def _line(text: str, x: float, y: float, h: float = 20) -> TextLine:
+    return TextLine(text=text, score=0.99, box=(x, y, x + 12 * len(text), y + h))
+
+
+def test_front_fields_are_read_below_their_labels() -> None:
+    lines = [_line("Surname", 380, 130, 18), _line("ERIKSSON", 380, 160), _line("Given names", 380, 210, 18),
+             _line("ANNA MARIA", 380, 240), _line("Date of birth", 380, 290, 18), _line("Sex", 720, 290, 18),
+             _line("12.O8.1974", 380, 320), _line("F", 720, 320), _line("Document No.", 380, 370, 18),
+             _line("Date of expiry", 690, 370, 18), _line("D23145890", 380, 400), _line("15.04.2031", 690, 400)]
+    fields = front.read_fields(lines)
+    assert fields["surname"] == "ERIKSSON"
+    assert fields["given_names"] == "ANNA MARIA"
+    assert fields["birth_date"] == "1974-08-12"  # 'O' read for '0' in a date is fixed
+    assert fields["sex"] == "F"
+    assert fields["document_number"] == "D23145890"
+    assert fields["expiry_date"] == "2031-04-15"
+    assert fields["nationality"] == ""  # no label: not guessed
+
+
+def test_front_value_merged_with_its_label() -> None:
+    fields = front.read_fields([_line("Surname ERIKSSON", 380, 130)])
+    assert fields["surname"] == "ERIKSSON"
+
+
+def test_dates_and_names_normalise() -> None:
+    assert front.parse_date("31.02.1990") == ""
+    assert front.parse_date("O1.I2.2O30") == "2030-12-01"
+    assert front.normalise("surname", "er1ksson") == "ERIKSSON"
+    assert front.canonical_number("D2314589O") == front.canonical_number("023145890")
+    assert front.edit_distance("ERIKSSON", "ERIKSON") == 1

@@ -27,6 +27,10 @@ TO_DIGIT = {"O": "0", "Q": "0", "D": "0", "U": "0", "I": "1", "L": "1", "Z": "2"
 TO_LETTER = {"0": "O", "1": "I", "2": "Z", "5": "S", "8": "B", "6": "G", "4": "A", "3": "E", "7": "T"}
 LETTER_FOR_DIGIT = {"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "S": "5", "B": "8", "Z": "2", "G": "6"}
 _FILLER_LOOKALIKES = str.maketrans({"\u00ab": "<<", "\u2039": "<", "\u3008": "<", "\u304f": "<", "(": "<", "[": "<", "{": "<"})
+# Greek and Cyrillic capitals the recogniser sometimes returns for their Latin twins.
+_SCRIPT_LOOKALIKES = str.maketrans("\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7"
+                                   "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425",
+                                   "ABEZHIKMNOPTYXABEKMHOPCTX")
 
 # Character classes per position of each TD1 line: A letter/filler, N digit, X either, F sex.
 _LINE1 = "AA" + "AAA" + "XXXXXXXXX" + "N" + "XXXXXXXXXXXXXXX"
@@ -47,7 +51,7 @@ def check_digit(text: str) -> str:
 
 def clean(text: str) -> str:
     """Upper-case, filler look-alikes to '<', spaces and anything outside [A-Z0-9<] removed."""
-    text = text.upper().translate(_FILLER_LOOKALIKES)
+    text = text.upper().translate(_FILLER_LOOKALIKES).translate(_SCRIPT_LOOKALIKES)
     return re.sub(r"[^A-Z0-9<]", "", text)
 
 
@@ -128,6 +132,12 @@ class MrzResult:
 
 def find_mrz_lines(lines: list[TextLine]) -> list[str] | None:
     """The three MRZ lines among OCR lines: the last three long lines rich in '<', merged per row."""
+    rows = find_mrz_rows(lines)
+    return [text for text, _ in rows] if rows else None
+
+
+def find_mrz_rows(lines: list[TextLine]) -> list[tuple[str, tuple[float, float, float, float]]] | None:
+    """Like :func:`find_mrz_lines`, with each row's box (x0, y0, x1, y1) for a second, line-by-line reading."""
     rows: list[list[TextLine]] = []
     for line in sorted(lines, key=lambda t: t.cy):
         text = clean(line.text)
@@ -137,8 +147,12 @@ def find_mrz_lines(lines: list[TextLine]) -> list[str] | None:
             rows[-1].append(line)
         else:
             rows.append([line])
-    texts = ["".join(clean(t.text) for t in sorted(row, key=lambda t: t.box[0])) for row in rows]
-    candidates = [t for t in texts if len(t) >= 24 and (t.count("<") >= 2 or len(t) >= 28)]
+    merged = []
+    for row in rows:
+        text = "".join(clean(t.text) for t in sorted(row, key=lambda t: t.box[0]))
+        box = (min(t.box[0] for t in row), min(t.box[1] for t in row), max(t.box[2] for t in row), max(t.box[3] for t in row))
+        merged.append((text, box))
+    candidates = [(t, b) for t, b in merged if len(t) >= 24 and (t.count("<") >= 2 or len(t) >= 28)]
     if len(candidates) < 3:
         return None
     return candidates[-3:]

@@ -56,7 +56,8 @@ def engine(threads: int | None = None) -> Any:
 
 def read(image: np.ndarray, *, min_score: float = 0.5) -> list[TextLine]:
     """Every text line in *image* (BGR) scored at least *min_score*, top to bottom, left to right."""
-    result = engine()(image)
+    # Pass the stage switches on every call: RapidOCR keeps per-call overrides for later calls.
+    result = engine()(image, use_det=True, use_cls=False, use_rec=True)
     if result is None or result.txts is None or result.boxes is None:
         return []
     lines = []
@@ -67,3 +68,12 @@ def read(image: np.ndarray, *, min_score: float = 0.5) -> list[TextLine]:
         box = (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max()))
         lines.append(TextLine(text=str(text).strip(), score=float(score), box=box))
     return sorted(lines, key=lambda t: (round(t.cy / 8), t.box[0]))
+
+
+def read_line(image: np.ndarray) -> tuple[str, float]:
+    """Recognise *image* as one line of text (no detection): (text, score), ('', 0) when nothing is read."""
+    result = engine()(image, use_det=False, use_cls=False, use_rec=True)
+    texts = getattr(result, "txts", None)
+    if not texts:
+        return "", 0.0
+    return str(texts[0]).strip(), float(result.scores[0])

@@ -99,3 +99,17 @@ def test_a_step_that_breaks_reports_instead_of_raising(steps: dict[str, Any], ge
     assert "simulated bug" in result["problems"][0]["message"]
     decision = steps["decide"](result, {"problems": []}, {"problems": []}, {"problems": []})
     assert decision["decision"] == "review"
+
+
+def test_an_upside_down_card_is_read(steps: dict[str, Any], genuine: Case) -> None:
+    import cv2
+    import numpy as np
+
+    def turned(data: bytes) -> bytes:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        return cv2.imencode(".jpg", cv2.rotate(image, cv2.ROTATE_180), [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
+
+    back = steps["back"](turned(genuine.back))
+    assert back["mrz"]["lines"] == list(genuine.mrz)
+    front = steps["front"](turned(genuine.front))
+    assert front["fields"]["document_number"] == genuine.identity.document_number

@@ -41,10 +41,12 @@ def read_front(data: bytes | None, config: Config = CONFIG) -> dict[str, Any]:
         return {"card_found": False, "fields": {}, "portrait_jpeg_b64": None, "problems": problems}
     lines = ocr.read(found.image, min_score=config.ocr_min_score)
     fields = front.read_fields(lines)
-    if fields["surname"] == "" and fields["document_number"] == "" and _upside_down_hint(lines):
-        found = _rotated(found)
-        lines = ocr.read(found.image, min_score=config.ocr_min_score)
-        fields = front.read_fields(lines)
+    if sum(not fields.get(name) for name in FIELDS) >= 3:  # most labels unread: maybe the card is upside down
+        turned = _rotated(found)
+        turned_lines = ocr.read(turned.image, min_score=config.ocr_min_score)
+        turned_fields = front.read_fields(turned_lines)
+        if sum(bool(turned_fields.get(n)) for n in FIELDS) > sum(bool(fields.get(n)) for n in FIELDS):
+            found, lines, fields = turned, turned_lines, turned_fields
     missing = [name for name in FIELDS if not fields.get(name)]
     if missing:
         problems.append(problem("front_fields_unreadable", f"could not read {', '.join(missing)} on the card front"))
@@ -62,10 +64,6 @@ def _portrait(card_image: np.ndarray) -> np.ndarray:
     """The portrait box with a 1.5 mm margin (straightening is never exact)."""
     x, y, w, h = PORTRAIT_BOX_MM
     return card.crop_mm(card_image, (max(0.0, x - 1.5), max(0.0, y - 1.5), w + 3, h + 3))
-
-
-def _upside_down_hint(lines: list[ocr.TextLine]) -> bool:
-    return len(lines) < 4
 
 
 def _rotated(found: card.FoundCard) -> card.FoundCard:

@@ -16,9 +16,10 @@ from typing import Any
 import fn
 
 # onnxruntime, OpenCV and dlib would each take every core; the platform caps threads per replica
-# to its cpus, so give the OCR steps a whole core.
+# to its cpus, so give the OCR steps a whole core. A replica works on one image at a time (the
+# models are serialised inside), so autoscaling aims at one request in flight per replica.
 OCR_OPTIONS: dict[str, Any] = {"pool": "cpu", "cpus": 1, "memory_mb": 1024, "min_replicas": 0, "max_replicas": 4,
-                               "timeout_s": 120, "idle_timeout_s": 300}
+                               "target_concurrency": 1, "max_concurrency": 8, "timeout_s": 120, "idle_timeout_s": 300}
 
 
 @fn.model(name="kyc-front", **OCR_OPTIONS)
@@ -48,7 +49,7 @@ class KycBack:
 
 
 @fn.model(name="kyc-face", pool="gpu", gpus=0.25, cpus=1, memory_mb=1024, min_replicas=0, max_replicas=2,
-          timeout_s=120, idle_timeout_s=300)
+          target_concurrency=1, max_concurrency=8, timeout_s=120, idle_timeout_s=300)
 class KycFace:
     """Selfie vs card portrait: face detection (yuface, dlib HOG fallback) and dlib ResNet embeddings.
 
@@ -65,8 +66,8 @@ class KycFace:
         return compare_faces(self.models, selfie, kyc_front)
 
 
-@fn.model(name="kyc-quality", pool="cpu", cpus=0.5, memory_mb=512, min_replicas=0, max_replicas=4, timeout_s=60,
-          idle_timeout_s=300)
+@fn.model(name="kyc-quality", pool="cpu", cpus=0.5, memory_mb=512, min_replicas=0, max_replicas=4,
+          target_concurrency=1, max_concurrency=8, timeout_s=60, idle_timeout_s=300)
 class KycQuality:
     """Selfie quality and liveness-lite: blur, brightness, face count, replay of the card portrait."""
 

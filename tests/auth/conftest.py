@@ -19,6 +19,16 @@ if str(PROJECT) not in sys.path:
     sys.path.insert(0, str(PROJECT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+_INSTALL = ("apt-get install -y fonts-ocr-b && pip install -r functions/auth/requirements.txt "
+            "-r functions/auth/requirements-test.txt")
+for _module in ("cv2", "rapidocr", "onnxruntime", "mrz", "yuface", "dlib", "skimage", "matplotlib"):
+    try:
+        __import__(_module)
+    except ImportError as exc:
+        raise ImportError(f"tests/auth need {_module!r}: {_INSTALL}") from exc
+if not any(Path(p).is_file() for p in ("/usr/share/fonts/opentype/ocr-b/OCRB.otf", os.environ.get("KYC_OCRB_FONT", ""))):
+    raise FileNotFoundError(f"tests/auth need the OCR-B font: {_INSTALL}")
+
 Run = Callable[..., dict[str, Any]]
 
 

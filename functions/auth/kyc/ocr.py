@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-_lock = threading.Lock()
+_lock = threading.Lock()       # creating the engine
+_run_lock = threading.Lock()   # running it: RapidOCR keeps per-call switches as state, so calls must not interleave
 _engine: Any = None
 
 
@@ -57,7 +58,9 @@ def engine(threads: int | None = None) -> Any:
 def read(image: np.ndarray, *, min_score: float = 0.5) -> list[TextLine]:
     """Every text line in *image* (BGR) scored at least *min_score*, top to bottom, left to right."""
     # Pass the stage switches on every call: RapidOCR keeps per-call overrides for later calls.
-    result = engine()(image, use_det=True, use_cls=False, use_rec=True)
+    ocr_engine = engine()
+    with _run_lock:
+        result = ocr_engine(image, use_det=True, use_cls=False, use_rec=True)
     if result is None or result.txts is None or result.boxes is None:
         return []
     lines = []
@@ -72,7 +75,9 @@ def read(image: np.ndarray, *, min_score: float = 0.5) -> list[TextLine]:
 
 def read_line(image: np.ndarray) -> tuple[str, float]:
     """Recognise *image* as one line of text (no detection): (text, score), ('', 0) when nothing is read."""
-    result = engine()(image, use_det=False, use_cls=False, use_rec=True)
+    ocr_engine = engine()
+    with _run_lock:
+        result = ocr_engine(image, use_det=False, use_cls=False, use_rec=True)
     texts = getattr(result, "txts", None)
     if not texts:
         return "", 0.0

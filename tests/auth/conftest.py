@@ -6,6 +6,7 @@ Threads are capped at one (OpenCV, onnxruntime), so the suite stays gentle on a 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -21,11 +22,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 _INSTALL = ("apt-get install -y fonts-ocr-b && pip install -r functions/auth/requirements.txt "
             "-r functions/auth/requirements-test.txt")
-for _module in ("cv2", "rapidocr", "onnxruntime", "mrz", "yuface", "dlib", "skimage", "matplotlib"):
-    try:
-        __import__(_module)
-    except ImportError as exc:
-        raise ImportError(f"tests/auth need {_module!r}: {_INSTALL}") from exc
+for _module in ("cv2", "rapidocr", "onnxruntime", "mrz", "yuface", "dlib", "face_recognition_models", "skimage", "matplotlib"):
+    if importlib.util.find_spec(_module) is None:
+        raise ImportError(f"tests/auth need {_module!r}: {_INSTALL}")
 if not any(Path(p).is_file() for p in ("/usr/share/fonts/opentype/ocr-b/OCRB.otf", os.environ.get("KYC_OCRB_FONT", ""))):
     raise FileNotFoundError(f"tests/auth need the OCR-B font: {_INSTALL}")
 

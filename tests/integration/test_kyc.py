@@ -1,0 +1,65 @@
+"""The identity-verification flow deployed with fnctl and run through the platform on generated cases."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Platform
+
+import fn
+
+AUTH = Path(__file__).resolve().parents[2] / "functions" / "auth"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def kyc(platform: Platform) -> Platform:
+    job = platform.deploy(AUTH)
+    assert job["exit_code"] == 0, job["output"]
+    assert job["results"]["flow:kyc"]["status"] == "deployed"
+    return platform
+
+
+def _case(seed: int, kind: str) -> Any:
+    sys.path.insert(0, str(AUTH))
+    try:
+        from kyc.cases import make_case
+    finally:
+        sys.path.remove(str(AUTH))
+    return make_case(seed, "easy", kind)
+
+
+def _run(front: bytes, back: bytes, selfie: bytes) -> dict[str, Any]:
+    run = fn.flows.start("kyc")
+    run.put("selfie", selfie)  # any order: each step starts when its own inputs are in
+    run.put("back", back)
+    run.put("front", front)
+    output: dict[str, Any] = run.result(timeout=600)
+    return output
+
+
+def test_genuine_case_is_approved_with_the_document_read(kyc: Platform) -> None:
+    case = _case(1, "genuine")
+    output = _run(case.front, case.back, case.selfie)
+    assert output["decision"] == "approve", output
+    assert output["document"] == case.identity.document()
+    assert output["face_distance"] < 0.6
+
+
+@pytest.mark.parametrize("kind", ["mrz_digit", "other_person"])
+def test_tampered_cases_are_rejected_with_their_reason(kyc: Platform, kind: str) -> None:
+    case = _case(2, kind)
+    output = _run(case.front, case.back, case.selfie)
+    assert output["decision"] == case.expected_decision
+    codes = {reason["code"] for reason in output["reasons"]}
+    assert set(case.expected_reasons) <= codes, output
+
+
+def test_not_an_image_gives_a_reason_not_a_crash(kyc: Platform) -> None:
+    case = _case(3, "genuine")
+    output = _run(b"this is not an image", case.back, case.selfie)
+    assert output["decision"] in {"review", "reject"}
+    assert output["reasons"], output

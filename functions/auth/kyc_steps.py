@@ -19,7 +19,7 @@ import fn
 # to its cpus, so give the OCR steps a whole core. A replica works on one image at a time (the
 # models are serialised inside), so autoscaling aims at one request in flight per replica.
 OCR_OPTIONS: dict[str, Any] = {"pool": "cpu", "cpus": 1, "memory_mb": 1024, "min_replicas": 0, "max_replicas": 4,
-                               "target_concurrency": 1, "max_concurrency": 8, "timeout_s": 120, "idle_timeout_s": 300}
+                               "target_concurrency": 1, "max_concurrency": 8, "timeout_s": 120, "idle_timeout_s": 60}
 
 
 @fn.model(name="kyc-front", **OCR_OPTIONS)
@@ -49,7 +49,7 @@ class KycBack:
 
 
 @fn.model(name="kyc-face", pool="gpu", gpus=0.25, cpus=1, memory_mb=1024, min_replicas=0, max_replicas=2,
-          target_concurrency=1, max_concurrency=8, timeout_s=120, idle_timeout_s=300)
+          target_concurrency=1, max_concurrency=8, timeout_s=120, idle_timeout_s=60)
 class KycFace:
     """Selfie vs card portrait: face detection (yuface, dlib HOG fallback) and dlib ResNet embeddings.
 
@@ -67,7 +67,7 @@ class KycFace:
 
 
 @fn.model(name="kyc-quality", pool="cpu", cpus=0.5, memory_mb=512, min_replicas=0, max_replicas=4,
-          target_concurrency=1, max_concurrency=8, timeout_s=60, idle_timeout_s=300)
+          target_concurrency=1, max_concurrency=8, timeout_s=60, idle_timeout_s=60)
 class KycQuality:
     """Selfie quality and liveness-lite: blur, brightness, face count, replay of the card portrait."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -70,6 +71,7 @@ def local_platform(*up_args: str) -> Iterator[LocalPlatform]:
     finally:
         api.close()
         probe.fnctl("down")
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def print_table(rows: list[tuple[str, str, str]]) -> None:

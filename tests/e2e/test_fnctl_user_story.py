@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -100,3 +101,4 @@ def test_user_story_from_up_to_down() -> None:
     for port in (api_port, http_port):
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers after down"
+    shutil.rmtree(home, ignore_errors=True)

@@ -28,6 +28,7 @@ from . import flow_run
 from ._http import client_error_response, error_response
 from .auth import KeyCache, bearer
 from .flow_state import FlowState
+from .hub import find_hub_or_none
 from .store import StoreConfig, open_store
 
 MAX_WAIT_S = 60.0
@@ -39,17 +40,11 @@ def _json(body: Any, status: int = 200) -> Response:
 
 class FlowGateway:
     def __init__(self, database_url: str, store: dict[str, Any]) -> None:
-        from .hub import find_hub
-
         self._database_url = database_url
         self._store_config = store
         self._db = FlowState(database_url)
         self._store = open_store(StoreConfig(**store))
-        try:
-            hub = find_hub()
-        except Exception:  # noqa: BLE001 - without the hub every key is refused, which is safe
-            hub = None
-        self._keys = KeyCache(hub)
+        self._keys = KeyCache(find_hub_or_none())
 
     async def __call__(self, request: Request) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
@@ -118,7 +113,7 @@ class FlowGateway:
     async def _state(self, flow: str, run_id: str, wait: float) -> dict[str, Any]:
         record = await self._record(flow, run_id)
         if record.status in {"succeeded", "failed"}:
-            return flow_run.snapshot_from_record(self._db, run_id) or {}
+            return flow_run.snapshot_from_record(record)
         return await self._ask(run_id, "wait" if wait else "state", *([wait] if wait else []))
 
     async def _put(self, flow: str, run_id: str, name: str, request: Request) -> Response:

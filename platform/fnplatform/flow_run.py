@@ -16,7 +16,7 @@ import pydantic_core
 from fn import FlowSpec
 from fn._flow import StepSpec
 
-from .flow_state import FlowState, StoredValue
+from .flow_state import FlowState, RunRecord, StoredValue
 from .handles import translate_error
 from .pools import REPLICA_POOL_SHARE, pool_resource
 from .store import StoreConfig, open_store
@@ -227,15 +227,8 @@ class FlowRun:
         return self.snapshot()
 
     def snapshot(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"id": self.run_id, "flow": self.spec.name, "status": self._status,
-                                "inputs": {name: name in self._inputs for name in self.spec.inputs},
-                                "steps": {name: {k: v for k, v in s.items() if k != "started_at"}
-                                          for name, s in self._steps.items()}}
-        if self._status == "succeeded":
-            body["output"] = self._output
-        if self._status == "failed":
-            body["error"] = self._error
-        return body
+        steps = {name: {k: v for k, v in s.items() if k != "started_at"} for name, s in self._steps.items()}
+        return run_state(self.run_id, self.spec, self._status, set(self._inputs), steps, self._output, self._error)
 
 
 def actor_options() -> dict[str, Any]:
@@ -256,20 +249,24 @@ def get_or_create(run_id: str, database_url: str, store: dict[str, Any]) -> Any:
         run_id, database_url, store)
 
 
-def snapshot_from_record(db: FlowState, run_id: str) -> dict[str, Any] | None:
+def run_state(run_id: str, spec: FlowSpec, status: str, given: set[str], steps: dict[str, Any], output: Any,
+              error: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's state as the API shows it, from the live actor or from the checkpoint."""
+    body: dict[str, Any] = {"id": run_id, "flow": spec.name, "status": status,
+                            "inputs": {name: name in given for name in spec.inputs}, "steps": steps}
+    if status == "succeeded":
+        body["output"] = output
+    if status == "failed":
+        body["error"] = error
+    return body
+
+
+def snapshot_from_record(record: RunRecord) -> dict[str, Any]:
     """The state of a run whose actor is gone (finished, or not resumed yet)."""
-    record = db.run(run_id)
-    if record is None:
-        return None
     steps = {s.name: {"status": "waiting", "attempts": 0} for s in record.spec.steps}
     for value in record.values.values():
         if value.kind == "step" and value.name in steps:
             steps[value.name] = {"status": "succeeded" if value.status == "done" else "failed",
                                  "attempts": value.attempts, **({"error": value.error} if value.error else {})}
-    body: dict[str, Any] = {"id": record.id, "flow": record.flow, "status": record.status,
-                            "inputs": {name: name in record.values for name in record.spec.inputs}, "steps": steps}
-    if record.status == "succeeded":
-        body["output"] = record.output
-    if record.status == "failed":
-        body["error"] = record.error
-    return body
+    given = {v.name for v in record.values.values() if v.kind == "input"}
+    return run_state(record.id, record.spec, record.status, given, steps, record.output, record.error)

@@ -35,6 +35,7 @@ from . import replica_logs
 from ._http import client_error_response, error_response, read_arguments, result_response
 from .auth import KeyCache, bearer
 from .handles import HandleTransport
+from .hub import find_hub_or_none
 from .signature import Signature
 from .store import StoreConfig, fetch_bundle
 
@@ -175,7 +176,7 @@ class FunctionReplica:
     def __init__(self, spec_json: str, bundle_sha256: str, store: dict[str, Any], cache_dir: str) -> None:
         self.spec = FunctionSpec.model_validate_json(spec_json)
         self.replica_id = uuid.uuid4().hex[:8]
-        hub = _connect_hub()
+        hub = find_hub_or_none()
         transport.install(HandleTransport())  # fn.call inside user code goes through Serve handles
         self._shipper = replica_logs.LogShipper(self.spec.name, self.replica_id, hub)
         replica_logs.install(self._shipper)
@@ -260,15 +261,6 @@ def _request_id(request: Request) -> str:
     except Exception:  # noqa: BLE001 - a Serve internal moved: fall back to our own id
         pass
     return request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-
-
-def _connect_hub() -> Any:
-    try:
-        from .hub import find_hub
-
-        return find_hub()
-    except Exception:  # noqa: BLE001 - without the hub, keys are refused and logs dropped
-        return None
 
 
 def _is_object_ref(value: Any) -> bool:

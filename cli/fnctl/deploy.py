@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 from rich.live import Live
@@ -50,6 +51,13 @@ def deploy(path: str, timeout: float, as_json: bool) -> None:
         with console.status("uploading...", spinner="dots") if not as_json else nullcontext():
             api.request("PUT", f"/v1/bundles/{bundle.sha256}", content=bundle.data,
                         headers={"content-type": "application/zip"})
+    for sha256, file in sorted(bundle.artifact_files.items()):
+        if api.request("HEAD", f"/v1/artifacts/{sha256}").status_code != 200:
+            size = file.stat().st_size
+            with console.status(f"uploading {file.name} ({size / 1e6:.1f} MB)...", spinner="dots") if not as_json \
+                    else nullcontext(), file.open("rb") as handle:
+                api.request("PUT", f"/v1/artifacts/{sha256}", content=_chunks(handle),
+                            headers={"content-type": "application/octet-stream", "content-length": str(size)})
     job = api.post("/v1/deployments", {"bundle_sha256": bundle.sha256})
     job = _follow(api, job, timeout, as_json)
     if as_json:
@@ -82,6 +90,11 @@ def _follow(api: Api, job: dict[str, Any], timeout: float, as_json: bool) -> dic
             job = api.get(f"/v1/deployments/{job['id']}", after=after, wait=5)
     final: dict[str, Any] = api.get(f"/v1/deployments/{job['id']}")
     return final
+
+
+def _chunks(handle: BinaryIO) -> Iterator[bytes]:
+    while block := handle.read(1 << 20):
+        yield block
 
 
 def _max_bundle_bytes(api: Api) -> int:

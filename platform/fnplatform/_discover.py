@@ -13,7 +13,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from fn import SpecError
+from fn import FunctionSpec, SpecError
+from fn._artifacts import declared_path
 from fn._decorators import registered
 from fn._flow import declared_flows
 
@@ -33,6 +34,20 @@ def _user_frames(exc: BaseException, root: Path) -> str:
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(str(root))]
     lines = [f'  File "{f.filename}", line {f.lineno}, in {f.name}\n    {(f.line or "").strip()}' for f in frames]
     return "\n".join(lines)
+
+
+def _project_relative_artifacts(spec: FunctionSpec, root: Path) -> FunctionSpec:
+    """Artifact paths are declared relative to their module; the bundle names them from the project root."""
+    if not spec.artifacts:
+        return spec
+    resolved = {}
+    for name, relative in spec.artifacts.items():
+        path = declared_path(spec.entrypoint.split(":")[0], relative)
+        if not path.is_relative_to(root):
+            raise SpecError(f"function {spec.name!r}: artifact {name!r} ({path}) is outside the project {root}; "
+                            f"move the file into the project")
+        resolved[name] = path.relative_to(root).as_posix()
+    return spec.model_copy(update={"artifacts": resolved})
 
 
 def discover(root: Path) -> dict[str, object]:
@@ -55,6 +70,10 @@ def discover(root: Path) -> dict[str, object]:
             return {"error": f"importing {name} ({path}) failed: {type(exc).__name__}: {exc}" + (f"\n{frames}" if frames else "")}
     found = [spec for spec, obj in registered().values()
              if str(getattr(sys.modules.get(spec.entrypoint.split(":")[0]), "__file__", "")).startswith(str(root))]
+    try:
+        found = [_project_relative_artifacts(spec, root) for spec in found]
+    except SpecError as exc:
+        return {"error": str(exc)}
     flows = [flow.spec() for flow in declared_flows().values()]  # only the project's modules ran here
     if not found and not flows:
         return {"error": f"no decorated functions found in {root}: decorate a module-level function with "

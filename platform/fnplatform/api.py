@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
+import tempfile
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -12,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 import fn
-from fn import ClientError, FnError, PayloadTooLarge, SpecError, Unauthorized
+from fn import BadRequest, ClientError, FnError, PayloadTooLarge, SpecError, Unauthorized
 
 from .control import ControlPlane
 
@@ -85,6 +89,27 @@ def create_app(control: ControlPlane) -> FastAPI:
             raise PayloadTooLarge(f"the bundle is {int(declared):,} bytes, over the limit of {limit:,}", status=413)
         data = await request.body()
         return await asyncio.to_thread(control.upload_bundle, sha256, data)
+
+    @app.head("/v1/artifacts/{sha256}", dependencies=auth)
+    async def artifact_exists(sha256: str) -> Response:
+        found = await asyncio.to_thread(control.has_artifact, sha256)
+        return Response(status_code=200 if found else 404)
+
+    @app.put("/v1/artifacts/{sha256}", dependencies=auth, status_code=201)
+    async def upload_artifact(sha256: str, request: Request) -> dict[str, Any]:
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise BadRequest(f"{sha256!r} is not a sha256 (64 lowercase hex digits)", status=400)
+        # Model files can be gigabytes: streamed to a temporary file and hashed on the way, never held in memory.
+        digest = hashlib.sha256()
+        with tempfile.NamedTemporaryFile(prefix="fn-artifact-") as spool:
+            async for chunk in request.stream():
+                digest.update(chunk)
+                await asyncio.to_thread(spool.write, chunk)
+            spool.flush()
+            if digest.hexdigest() != sha256:
+                raise BadRequest(f"the uploaded file's sha256 is {digest.hexdigest()}, not {sha256}; upload it again",
+                                 status=400)
+            return await asyncio.to_thread(control.upload_artifact, sha256, Path(spool.name))
 
     @app.post("/v1/deployments", dependencies=auth, status_code=202)
     async def deploy(body: DeployRequest) -> dict[str, Any]:

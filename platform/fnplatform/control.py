@@ -6,10 +6,12 @@ here, so the HTTP layer runs them in threads.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fn import Conflict, FlowSpec, FunctionSpec, NotFound
@@ -20,7 +22,7 @@ from .flow_state import FlowState
 from .packaging import bundle_manifest_from_store, inspect_bundle
 from .registry import Registry, VersionRecord
 from .settings import PlatformSettings
-from .store import BundleStore, bundle_key, put_bundle
+from .store import BundleStore, artifact_key, bundle_key, put_artifact, put_bundle
 
 
 @dataclass
@@ -79,11 +81,41 @@ class ControlPlane:
         uploaded = put_bundle(self.store, sha256, data)
         return {"sha256": sha256, "uploaded": uploaded, "functions": [s.name for s in manifest.functions]}
 
+    def has_artifact(self, sha256: str) -> bool:
+        return self.store.exists(artifact_key(sha256))
+
+    def upload_artifact(self, sha256: str, path: Path) -> dict[str, Any]:
+        return {"sha256": sha256, "uploaded": put_artifact(self.store, sha256, path)}
+
     # deploys -------------------------------------------------------------------------------
+    def _check_routes(self, specs: list[FunctionSpec]) -> None:
+        """A route must not start with a function's name (Serve would send it to that function) nor repeat one."""
+        deploying = {s.name for s in specs}
+        others = [v.spec for v in self.registry.actives() if v.spec.name not in deploying]
+        everyone = others + specs
+        names = {s.name for s in everyone}
+        seen: dict[str, str] = {}
+        for spec in everyone:
+            if spec.route is None:
+                continue
+            root = spec.route_root or ""
+            if root in names:
+                raise Conflict(f"{spec.name}: route {spec.route} starts with /{root}, the endpoint of function {root!r}; "
+                               f"choose another route or rename that function", status=409)
+            shape = re.sub(r"\{[^}]+\}", "{}", spec.route)
+            if shape in seen and seen[shape] != spec.name:
+                raise Conflict(f"{spec.name}: route {spec.route} is already served by {seen[shape]!r}", status=409)
+            seen[shape] = spec.name
+
     def start_deploy(self, sha256: str) -> DeployJob:
         manifest = bundle_manifest_from_store(self.store, sha256, self.settings.max_bundle_bytes)
+        missing = sorted(path for path, ref in manifest.artifacts.items() if not self.has_artifact(ref.sha256))
+        if missing:
+            raise NotFound(f"artifact(s) {', '.join(missing)} of bundle {sha256[:12]} are not in the store; "
+                           f"'fnctl deploy' uploads them (PUT /v1/artifacts/<sha256>)", status=404)
         specs = [spec.model_copy(update={"requirements": tuple(sorted(set(spec.requirements) | set(manifest.requirements)))})
                  for spec in manifest.functions]
+        self._check_routes(specs)
         busy = {name for job in self.jobs.values() if job.state == "running" for name in job.functions}
         clash = sorted(busy & {s.name for s in specs})
         if clash:

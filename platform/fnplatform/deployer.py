@@ -215,7 +215,7 @@ class Deployer:
         catch_all = deployment(Gateway).options(name="gateway", **options)
         flows = deployment(FlowGateway).options(name="flows", **options)
         targets = [
-            RunTarget(target=catch_all.bind(), name=GATEWAY_APP, route_prefix="/",
+            RunTarget(target=catch_all.bind(self.ctx.database_url), name=GATEWAY_APP, route_prefix="/",
                       logging_config={"enable_access_log": False}),
             RunTarget(target=flows.bind(self.ctx.database_url, self.ctx.store.to_dict()), name=FLOWS_APP,
                       route_prefix="/flows", logging_config={"enable_access_log": False}),

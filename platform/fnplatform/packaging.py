@@ -13,10 +13,11 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -43,11 +44,24 @@ class BundleError(SpecError):
 
 
 @dataclass(frozen=True)
+class ArtifactRef:
+    """A model file kept in the store beside the bundle, at ``artifacts/<sha256>``."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Manifest:
     functions: tuple[FunctionSpec, ...]
     requirements: tuple[str, ...] = ()
     sdk_version: str = sdk_version
     flows: tuple[FlowSpec, ...] = ()
+    artifacts: dict[str, ArtifactRef] = field(default_factory=dict)  # by project-relative path
+
+    def artifacts_of(self, spec: FunctionSpec) -> dict[str, ArtifactRef]:
+        """The artifacts *spec* declares, by the name it reads them with."""
+        return {name: self.artifacts[path] for name, path in spec.artifacts.items()}
 
     def to_json(self) -> bytes:
         body = {
@@ -56,6 +70,9 @@ class Manifest:
             "requirements": list(self.requirements),
             "functions": [spec.model_dump(mode="json") for spec in sorted(self.functions, key=lambda s: s.name)],
         }
+        if self.artifacts:
+            body["artifacts"] = {path: {"sha256": ref.sha256, "size": ref.size}
+                                 for path, ref in sorted(self.artifacts.items())}
         if self.flows:
             body["flows"] = [flow.model_dump(mode="json") for flow in sorted(self.flows, key=lambda f: f.name)]
         return json.dumps(body, sort_keys=True, indent=1).encode()
@@ -66,10 +83,20 @@ class Manifest:
             body = json.loads(data)
             specs = tuple(FunctionSpec.model_validate(item) for item in body["functions"])
             flows = tuple(FlowSpec.model_validate(item) for item in body.get("flows", ()))
-            return cls(functions=specs, requirements=tuple(body.get("requirements", ())),
-                       sdk_version=str(body.get("sdk_version", "")), flows=flows)
+            artifacts = {str(path): ArtifactRef(sha256=str(ref["sha256"]), size=int(ref["size"]))
+                         for path, ref in body.get("artifacts", {}).items()}
+            manifest = cls(functions=specs, requirements=tuple(body.get("requirements", ())),
+                           sdk_version=str(body.get("sdk_version", "")), flows=flows, artifacts=artifacts)
         except (ValueError, KeyError, TypeError) as exc:
             raise BundleError(f"{MANIFEST_NAME} is invalid: {exc}") from None
+        for spec in specs:
+            for name, path in spec.artifacts.items():
+                if path not in artifacts:
+                    raise BundleError(f"{MANIFEST_NAME} is invalid: artifact {name!r} of {spec.name!r} ({path}) has no hash")
+        for path, ref in artifacts.items():
+            if not re.fullmatch(r"[0-9a-f]{64}", ref.sha256):
+                raise BundleError(f"{MANIFEST_NAME} is invalid: artifact {path} has a malformed sha256")
+        return manifest
 
 
 @dataclass(frozen=True)
@@ -78,6 +105,29 @@ class Bundle:
     sha256: str
     manifest: Manifest
     files: tuple[str, ...] = field(default=())
+    artifact_files: dict[str, Path] = field(default_factory=dict)  # sha256 -> the local file to upload
+
+
+def hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _artifacts(root: Path, specs: tuple[FunctionSpec, ...]) -> dict[str, tuple[ArtifactRef, Path]]:
+    found: dict[str, tuple[ArtifactRef, Path]] = {}
+    for spec in specs:
+        for name, rel in spec.artifacts.items():
+            path = root / rel
+            if rel in found:
+                continue
+            if not path.is_file():
+                raise BundleError(f"function {spec.name!r}: artifact {name!r} is {path}, which does not exist; "
+                                  f"create the file before deploying (see the project's README)")
+            found[rel] = (ArtifactRef(sha256=hash_file(path), size=path.stat().st_size), path)
+    return found
 
 
 def _ignore_patterns(root: Path) -> list[str]:
@@ -216,9 +266,14 @@ def build_bundle(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_B
     files = collect_files(root)
     check_module_names([name for name, _ in files])
     manifest = discover(root)
+    artifacts = _artifacts(root, manifest.functions)
+    if artifacts:
+        manifest = replace(manifest, artifacts={rel: ref for rel, (ref, _) in artifacts.items()})
+        files = [(name, path) for name, path in files if name not in artifacts]  # stored beside the bundle
     data = build_zip(files, manifest, max_bytes)
     return Bundle(data=data, sha256=hashlib.sha256(data).hexdigest(), manifest=manifest,
-                  files=tuple(name for name, _ in files))
+                  files=tuple(name for name, _ in files),
+                  artifact_files={ref.sha256: path for ref, path in artifacts.values()})
 
 
 def inspect_bundle(data: bytes, *, expected_sha256: str | None = None, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> Manifest:

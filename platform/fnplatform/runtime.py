@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fn import ClientError, FunctionSpec, RemoteError, Timeout, Unauthorized
+from fn import _artifacts as artifacts
 from fn import _transport as transport
 
 from . import replica_logs
@@ -36,8 +37,9 @@ from ._http import client_error_response, error_response, read_arguments, result
 from .auth import KeyCache, bearer
 from .handles import HandleTransport
 from .hub import find_hub_or_none
+from .packaging import MANIFEST_NAME, Manifest
 from .signature import Signature
-from .store import StoreConfig, fetch_bundle
+from .store import StoreConfig, fetch_artifact, fetch_bundle
 
 
 class SetupFailed(Exception):
@@ -127,6 +129,10 @@ def _patch_onnxruntime(module: Any, threads: int) -> None:
 def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cache_dir: str) -> Loaded:
     """Fetch, import and set up the function; raises SetupFailed with the user's error."""
     bundle_dir = fetch_bundle(store, bundle_sha256, cache_dir)
+    if spec.artifacts:
+        manifest = Manifest.from_json((bundle_dir / MANIFEST_NAME).read_bytes())
+        artifacts.install({name: fetch_artifact(store, ref.sha256, cache_dir)
+                           for name, ref in manifest.artifacts_of(spec).items()})
     cap_onnxruntime_threads(cpu_threads(spec))
     if str(bundle_dir) not in sys.path:
         sys.path.insert(0, str(bundle_dir))
@@ -152,7 +158,8 @@ def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cach
         frames = _user_traceback(exc, bundle_dir)
         raise SetupFailed(f"{stage} raised {type(exc).__name__}: {exc}" + (f"\n{frames}" if frames else "")) from None
     _limit_threads(cpu_threads(spec))
-    return Loaded(target=target, signature=Signature(target, spec.name), is_async=inspect.iscoroutinefunction(target))
+    signature = Signature(target, spec.name, batched=spec.max_batch_size > 1)
+    return Loaded(target=target, signature=signature, is_async=inspect.iscoroutinefunction(target))
 
 
 async def _await(awaitable: Any) -> Any:
@@ -184,12 +191,37 @@ class FunctionReplica:
         self._pool = ThreadPoolExecutor(max_workers=min(self.spec.max_concurrency, 64), thread_name_prefix="fn-call")
         started = time.perf_counter()
         self.loaded = load_target(self.spec, bundle_sha256, StoreConfig(**store), cache_dir)
+        self._batched: Callable[[dict[str, Any]], Any] | None = None
+        if self.spec.max_batch_size > 1:
+            from ray import serve
+
+            self._batched = serve.batch(max_batch_size=self.spec.max_batch_size,
+                                        batch_wait_timeout_s=self.spec.max_wait_ms / 1000)(self._run_batch)
         self._shipper.line("INFO", f"replica ready: {self.spec.name} bundle {bundle_sha256[:12]} "
                                    f"loaded in {replica_logs.elapsed_ms(started):.0f} ms (pid {os.getpid()})")
 
+    async def _run_batch(self, calls: list[dict[str, Any]]) -> list[Any]:
+        """Serve's batcher hands over the queued calls: one call of the function with a list per parameter."""
+        columns = {name: [call[name] for call in calls] for name in calls[0]}
+        started = time.perf_counter()
+        if self.loaded.is_async:
+            results = await self.loaded.target(**columns)
+        else:
+            context = contextvars.copy_context()
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._pool, lambda: context.run(self.loaded.target, **columns))
+        if not isinstance(results, list | tuple) or len(results) != len(calls):
+            got = f"{len(results)} results" if isinstance(results, list | tuple) else f"a {type(results).__name__}"
+            raise TypeError(f"{self.spec.name} is batched (max_batch_size={self.spec.max_batch_size}): it must return "
+                            f"a list with one result per input; it got {len(calls)} inputs and returned {got}")
+        self._shipper.line("INFO", f"batch of {len(calls)} in {replica_logs.elapsed_ms(started):.1f} ms")
+        return list(results)
+
     async def _invoke(self, arguments: dict[str, Any]) -> Any:
         values = self.loaded.signature.validate(arguments)
-        if self.loaded.is_async:
+        if self._batched is not None:
+            work = self._batched(values)
+        elif self.loaded.is_async:
             work = self.loaded.target(**values)
         else:
             context = contextvars.copy_context()

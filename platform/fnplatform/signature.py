@@ -15,7 +15,8 @@ from fn import ValidationFailed
 class Signature:
     """Validates keyword arguments against a callable's type hints; knows its ``bytes`` parameters."""
 
-    def __init__(self, target: Callable[..., Any], name: str) -> None:
+    def __init__(self, target: Callable[..., Any], name: str, *, batched: bool = False) -> None:
+        """With *batched*, each ``list[X]`` parameter is validated as one ``X``: the shape of a single call."""
         signature = inspect.signature(target)
         try:
             hints = typing.get_type_hints(target)
@@ -28,7 +29,10 @@ class Signature:
             if param.kind is inspect.Parameter.VAR_KEYWORD:
                 self.accepts_extra = True
                 continue
-            annotations[param.name] = hints.get(param.name, Any)
+            hint = hints.get(param.name, Any)
+            if batched and typing.get_origin(hint) is list:
+                hint = (typing.get_args(hint) or (Any,))[0]
+            annotations[param.name] = hint
             default = ... if param.default is inspect.Parameter.empty else param.default
             # Fields get neutral names and the parameter as alias: pydantic treats '_x' as private and warns
             # about names such as 'json' or 'copy' that shadow BaseModel attributes.

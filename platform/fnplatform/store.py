@@ -45,12 +45,18 @@ def bundle_key(sha256: str) -> str:
     return f"bundles/{sha256}.zip"
 
 
+def artifact_key(sha256: str) -> str:
+    return f"artifacts/{sha256}"
+
+
 class BundleStore(Protocol):
     config: StoreConfig
 
     def exists(self, key: str) -> bool: ...
     def read(self, key: str) -> bytes: ...
     def write(self, key: str, data: bytes) -> None: ...
+    def write_file(self, key: str, path: Path) -> None: ...
+    def download(self, key: str, dest: Path) -> None: ...
 
 
 class LocalStore:
@@ -74,6 +80,20 @@ class LocalStore:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
+
+    def write_file(self, key: str, source: Path) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        os.close(fd)
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, path)
+
+    def download(self, key: str, dest: Path) -> None:
+        path = self.root / key
+        if not path.is_file():
+            raise FileNotFoundError(f"{key} is not in the store {self.root}")
+        shutil.copyfile(path, dest)
 
 
 class S3Store:
@@ -153,6 +173,27 @@ class S3Store:
             raise self._unavailable("put", exc) from None
 
 
+    def write_file(self, key: str, path: Path) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.upload_file(str(path), self.config.bucket, self._key(key))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._unavailable("put", exc) from None
+
+    def download(self, key: str, dest: Path) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.download_file(self.config.bucket, self._key(key), str(dest))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                raise FileNotFoundError(f"{key} is not in {self.config.describe()}") from None
+            raise self._unavailable("get", exc) from None
+        except BotoCoreError as exc:
+            raise self._unavailable("get", exc) from None
+
+
 def open_store(config: StoreConfig) -> LocalStore | S3Store:
     if config.kind == "local":
         return LocalStore(config)
@@ -199,4 +240,45 @@ def fetch_bundle(config: StoreConfig, sha256: str, cache_dir: str | Path) -> Pat
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def put_artifact(store: BundleStore, sha256: str, path: Path) -> bool:
+    """Store a model file under its hash (already verified by the caller); False when it was there."""
+    from .packaging import hash_file
+
+    key = artifact_key(sha256)
+    if store.exists(key):
+        return False
+    if hash_file(path) != sha256:
+        raise BundleError(f"refusing to store an artifact under {sha256}: its sha256 differs")
+    store.write_file(key, path)
+    return True
+
+
+def fetch_artifact(config: StoreConfig, sha256: str, cache_dir: str | Path) -> Path:
+    """The artifact's file in this node's cache, downloaded and verified on first use (then shared)."""
+    from .packaging import hash_file
+
+    folder = Path(cache_dir) / "artifacts"
+    target = folder / sha256
+    if target.is_file():
+        return target  # only ever renamed into place after its hash was checked
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{sha256[:12]}-")
+    os.close(fd)
+    try:
+        try:
+            open_store(config).download(artifact_key(sha256), Path(tmp))
+        except FileNotFoundError:
+            raise BundleError(f"artifact {sha256} is not in the store {config.describe()}; deploy the project "
+                              f"again with 'fnctl deploy' to upload it") from None
+        digest = hash_file(Path(tmp))
+        if digest != sha256:
+            raise BundleError(f"artifact {sha256} from {config.describe()} has sha256 {digest}: refusing to load it")
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return target

@@ -4,6 +4,7 @@ Importing ``fn`` never imports Ray: the SDK only needs pydantic and httpx.
 """
 
 from . import flows
+from ._artifacts import artifact
 from ._client import Pending, Ref, acall, call, map, ref
 from ._config import fn_home, load_settings
 from ._decorators import function, model
@@ -49,6 +50,7 @@ __all__ = [
     "ValidationFailed",
     "__version__",
     "acall",
+    "artifact",
     "call",
     "flows",
     "fn_home",

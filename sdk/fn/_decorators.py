@@ -8,6 +8,7 @@ per-process registry that packaging reads.
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -39,6 +40,24 @@ def _check_parameters(where: str, target: Callable[..., Any]) -> None:
             )
 
 
+def _check_batched(where: str, target: Callable[..., Any]) -> None:
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - unresolvable hints are checked again when the replica loads
+        hints = {}
+    names = [p.name for p in inspect.signature(target).parameters.values() if p.name != "self"]
+    if not names:
+        raise SpecError(f"{where}: max_batch_size > 1 needs at least one parameter, a list of one input per call")
+    for name in names:
+        hint = hints.get(name)
+        if hint is not None and typing.get_origin(hint) is not list:
+            raise SpecError(
+                f"{where}: with max_batch_size > 1 the function receives a batch, so parameter {name!r} must be "
+                f"annotated as a list (e.g. {name}: list[str]) and the function must return a list of one result "
+                f"per input; callers still pass one value"
+            )
+
+
 def _register(where: str, obj: Any, kind: str, options: dict[str, Any]) -> None:
     qualname = getattr(obj, "__qualname__", "")
     if "<locals>" in qualname or "<lambda>" in qualname:
@@ -54,6 +73,8 @@ def _register(where: str, obj: Any, kind: str, options: dict[str, Any]) -> None:
             f"{where}: the name {spec.name!r} is already used by {previous[0].entrypoint}; "
             f"give one of them another name, e.g. name='{spec.name}-2'"
         )
+    if spec.max_batch_size > 1:
+        _check_batched(where, obj.__call__ if kind == "model" else obj)
     _registry[spec.name] = (spec, obj)
     setattr(obj, SPEC_ATTRIBUTE, spec)
 

@@ -14,6 +14,10 @@ NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 RESERVED_NAMES = frozenset({"flows", "search", "healthz", "v1"})
 POOL_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 MAX_GPUS = 8
+ARTIFACT_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+# A route is static segments, then optional {parameters} filled from the rest of the path.
+ROUTE_PATTERN = r"^(/[a-z][a-z0-9-]{0,62})+(/\{[a-z_][a-z0-9_]{0,62}\})*$"
+PLATFORM_ROUTES = frozenset({"flows", "healthz", "v1"})
 
 # One line per option: what it means and an example, shown after any error on that option.
 _HINTS: dict[str, str] = {
@@ -31,6 +35,13 @@ _HINTS: dict[str, str] = {
     "requirements": "pip requirement strings, e.g. requirements=['numpy>=2']",
     "env": "environment variables for the replicas, a dict of str to str",
     "public": "True to serve HTTP without an API key",
+    "artifacts": "model files stored beside the bundle: a dict of name to a file path relative to the declaring "
+                 "module, e.g. artifacts={'model': 'models/encoder.onnx'}; read with fn.artifact('model')",
+    "max_batch_size": "calls merged into one call of the function, 1 to 4096 (1: no batching); every parameter "
+                      "must then be a list, e.g. def embed(texts: list[str]) -> list[list[float]]",
+    "max_wait_ms": "milliseconds a batch waits to fill up before it runs, 0 to 10000, e.g. max_wait_ms=10",
+    "route": "an extra HTTP path prefix with optional {parameters} from the rest of the path, "
+             "e.g. route='/search/{collection}'",
 }
 
 
@@ -55,6 +66,10 @@ class FunctionSpec(BaseModel):
     requirements: tuple[str, ...] = ()
     env: dict[str, str] = Field(default_factory=dict)
     public: bool = False
+    artifacts: dict[str, str] = Field(default_factory=dict)
+    max_batch_size: int = Field(default=1, ge=1, le=4096)
+    max_wait_ms: float = Field(default=10, ge=0, le=10000)
+    route: str | None = Field(default=None, pattern=ROUTE_PATTERN)
 
     @field_validator("name")
     @classmethod
@@ -85,6 +100,35 @@ class FunctionSpec(BaseModel):
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
         return value
+
+    @field_validator("artifacts")
+    @classmethod
+    def _artifact_paths(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, path in value.items():
+            if not re.fullmatch(ARTIFACT_NAME_PATTERN, name):
+                raise ValueError(f"artifact name {name!r} must be lowercase letters, digits, '_' or '-'")
+            parts = path.replace("\\", "/").split("/")
+            if not path or path.startswith("/") or ".." in parts:
+                raise ValueError(f"artifact {name!r}: {path!r} must be a relative path inside the project (no '..')")
+        return value
+
+    @field_validator("route")
+    @classmethod
+    def _route_not_platform(cls, value: str | None) -> str | None:
+        if value is not None and value.split("/")[1] in PLATFORM_ROUTES:
+            raise ValueError(f"/{value.split('/')[1]} is the platform's own route")
+        return value
+
+    @property
+    def route_root(self) -> str | None:
+        """The route's first segment: no function may be named after it."""
+        return self.route.split("/")[1] if self.route else None
+
+    @property
+    def route_params(self) -> tuple[str, ...]:
+        if self.route is None:
+            return ()
+        return tuple(part[1:-1] for part in self.route.split("/") if part.startswith("{"))
 
     @model_validator(mode="after")
     def _cross_field(self) -> FunctionSpec:

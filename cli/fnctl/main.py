@@ -8,7 +8,7 @@ import click
 
 from fn import FnError
 
-from . import deploy, flows, functions, keys, local
+from . import deploy, flows, functions, keys, local, vectorize
 
 
 class _Group(click.Group):
@@ -35,6 +35,7 @@ for command in (*local.COMMANDS, deploy.deploy, *functions.COMMANDS):
     cli.add_command(command)
 cli.add_command(keys.keys)
 cli.add_command(flows.flow)
+cli.add_command(vectorize.vectorize)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ def ray_cluster(workdir: Path, s3_endpoint: str) -> Iterator[dict[str, Any]]:
     from fnplatform.local import kill_survivors
 
     os.environ["RAY_TMPDIR"] = str(workdir)  # Ray writes its "current cluster" file there, not /tmp/ray
+    os.environ["FN_HOME"] = str(workdir / "home")  # replicas inherit it (vectorize keeps Milvus Lite there)
     (workdir / "ray").mkdir(exist_ok=True)
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 4,
@@ -84,7 +85,7 @@ def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> It
     from fnplatform.store import StoreConfig, open_store
 
     home = workdir / "home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     store_config = StoreConfig(kind="s3", bucket="fn-bundles", endpoint=s3_endpoint, region="us-east-1")
     settings = PlatformSettings.from_env(home=home, http_port=ray_cluster["http_port"],
                                          ray_address=ray_cluster["address"], store=store_config)

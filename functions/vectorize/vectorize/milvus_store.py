@@ -1,0 +1,185 @@
+"""The Milvus side: collections declared by pipelines, content-hash ids, upsert, search.
+
+Milvus Lite (a local file, one process may open it at a time) is the default, under the
+platform's home; set ``FN_MILVUS_URI`` to a Milvus server (``http://host:19530``) in production.
+Every row's primary key is ``<item key>#<position>``: ingesting the same item again overwrites its
+rows instead of adding new ones, and each row keeps the sha256 of its item's content, so an
+unchanged item is recognised and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import fn
+
+METRICS = ("COSINE", "IP", "L2")
+INDEXES = ("FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX")
+RESERVED_FIELDS = {"pk", "vector", "item_key", "content_sha"}
+
+
+class StoreError(fn.ClientError):
+    """The vector store refused or could not do something; the message says what."""
+
+
+@dataclass(frozen=True)
+class Collection:
+    """What a pipeline's sink declares; the collection is created from it on first use."""
+
+    name: str
+    dim: int
+    metric: str = "COSINE"
+    index: str = "HNSW"
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.index not in INDEXES:
+            raise ValueError(f"index must be one of {', '.join(INDEXES)}, got {self.index!r}")
+        if not 1 <= self.dim <= 32768:
+            raise ValueError(f"dim must be 1 to 32768, got {self.dim}")
+
+
+def milvus(name: str, *, dim: int, metric: str = "COSINE", index: str = "HNSW") -> Collection:
+    """A sink: the Milvus collection *name* with vectors of *dim* floats."""
+    return Collection(name, dim, metric, index)
+
+
+def default_uri() -> str:
+    uri = os.environ.get("FN_MILVUS_URI", "")
+    if uri:
+        return uri
+    folder = fn.fn_home() / "vectors"
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / "milvus.db")
+
+
+def quote(value: str) -> str:
+    return json.dumps(value)  # a Milvus string literal: double quotes, backslash escapes
+
+
+def filter_expression(value: str | dict[str, Any] | None) -> str:
+    """A Milvus boolean expression as given, or ``{"field": value, ...}`` as equalities joined by ``and``."""
+    if value is None or value == "" or value == {}:
+        return ""
+    if isinstance(value, str):
+        return value
+    parts = []
+    for key, wanted in sorted(value.items()):
+        if not key.replace("_", "").isalnum():
+            raise StoreError(f"filter field {key!r} must be letters, digits and '_'", status=400)
+        if isinstance(wanted, bool) or not isinstance(wanted, str | int | float):
+            raise StoreError(f"filter value of {key!r} must be a string or a number, got {type(wanted).__name__}",
+                             status=400)
+        parts.append(f"{key} == {quote(wanted) if isinstance(wanted, str) else wanted}")
+    return " and ".join(parts)
+
+
+class VectorStore:
+    def __init__(self, uri: str | None = None) -> None:
+        self.uri = uri or default_uri()
+        self._client: Any = None
+        self._ready: dict[str, Collection] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from pymilvus import MilvusClient
+
+            try:
+                self._client = MilvusClient(self.uri, timeout=10)
+            except Exception as exc:  # noqa: BLE001 - pymilvus raises several types for the same outage
+                raise StoreError(f"the vector store {self.uri} is unavailable: {exc}", status=503) from None
+        return self._client
+
+    def _call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            return getattr(self.client, method)(*args, **kwargs)
+        except MilvusException as exc:
+            status = 400 if what.startswith("search") else 503
+            raise StoreError(f"{what} failed: {exc.message}", status=status) from None
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            raise StoreError(f"the vector store {self.uri} is unavailable ({what}): {exc}", status=503) from None
+
+    def ensure(self, collection: Collection) -> None:
+        """Creates the collection, or checks that an existing one has the declared dimension."""
+        with self._lock:
+            if self._ready.get(collection.name) == collection:
+                return
+            from pymilvus import DataType, MilvusClient
+
+            if self._call("has_collection", "has_collection", collection.name):
+                fields = self._call("describe", "describe_collection", collection.name)["fields"]
+                dim = next((int(f["params"]["dim"]) for f in fields if f["name"] == "vector"), None)
+                if dim != collection.dim:
+                    raise StoreError(f"collection {collection.name!r} holds {dim}-d vectors but the pipeline makes "
+                                     f"{collection.dim}-d ones; ingest into another collection or drop it "
+                                     f"('fnctl vectorize drop {collection.name}')", status=409)
+            else:
+                schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=True)
+                schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=600)
+                schema.add_field("item_key", DataType.VARCHAR, max_length=512)
+                schema.add_field("content_sha", DataType.VARCHAR, max_length=64)
+                schema.add_field("vector", DataType.FLOAT_VECTOR, dim=collection.dim)
+                index = self.client.prepare_index_params()
+                params = {"M": 16, "efConstruction": 200} if collection.index == "HNSW" else {}
+                index.add_index("vector", index_type=collection.index, metric_type=collection.metric, params=params)
+                self._call("create collection", "create_collection", collection.name, schema=schema, index_params=index)
+            self._ready[collection.name] = collection
+
+    def known(self, collection: str, keys: list[str]) -> dict[str, str]:
+        """item key -> content sha of the items already stored."""
+        if not keys or not self._call("has_collection", "has_collection", collection):
+            return {}
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), 500):
+            expression = f"item_key in [{', '.join(quote(k) for k in keys[start:start + 500])}]"
+            rows = self._call("query", "query", collection, filter=expression, output_fields=["item_key", "content_sha"])
+            found.update({row["item_key"]: row["content_sha"] for row in rows})
+        return found
+
+    def replace_items(self, collection: str, rows: list[dict[str, Any]]) -> int:
+        """Upserts *rows* and deletes rows left over from an earlier, longer version of the same items."""
+        if not rows:
+            return 0
+        self._call("upsert", "upsert", collection, rows)
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row["item_key"]] = max(counts.get(row["item_key"], 0), int(row["position"]) + 1)
+        for key, count in counts.items():
+            self._call("delete", "delete", collection, filter=f"item_key == {quote(key)} and position >= {count}")
+        return len(rows)
+
+    def search(self, collection: str, vector: list[float], top_k: int, expression: str) -> list[dict[str, Any]]:
+        if not self._call("has_collection", "has_collection", collection):
+            names = ", ".join(self._call("list collections", "list_collections")) or "none"
+            raise StoreError(f"no collection named {collection!r}; collections: {names}", status=404)
+        hits = self._call(f"search in {collection!r}", "search", collection, data=[vector], limit=top_k,
+                          filter=expression, output_fields=["*"])[0]
+        results = []
+        for hit in hits:
+            entity = dict(hit["entity"])
+            entity.pop("vector", None)
+            entity.pop("content_sha", None)
+            entity.pop("item_key", None)
+            results.append({"id": entity.pop("pk"), "score": float(hit["distance"]), "metadata": entity})
+        return results
+
+    def stats(self, collection: str) -> dict[str, Any]:
+        if not self._call("has_collection", "has_collection", collection):
+            raise StoreError(f"no collection named {collection!r}", status=404)
+        return {"collection": collection, **self._call("stats", "get_collection_stats", collection)}
+
+    def drop(self, collection: str) -> bool:
+        existed = bool(self._call("has_collection", "has_collection", collection))
+        if existed:
+            self._call("drop", "drop_collection", collection)
+        self._ready.pop(collection, None)
+        return existed

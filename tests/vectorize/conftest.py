@@ -1,0 +1,38 @@
+"""Fixtures for the vectorize project's own tests: its package on the path, the built model, samples."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+VECTORIZE = Path(__file__).resolve().parents[2] / "functions" / "vectorize"
+DATA = Path(__file__).resolve().parent / "data"
+sys.path.insert(0, str(VECTORIZE))
+
+
+@pytest.fixture(scope="session")
+def models() -> Path:
+    """The MiniLM artifacts, built by the project's own script (about 2 s; kept between runs)."""
+    target = VECTORIZE / "vectorize" / "models"
+    if not (target / "minilm-l6-v2.onnx").is_file():
+        subprocess.run([sys.executable, str(VECTORIZE / "build_models.py")], check=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def minilm(models: Path) -> object:
+    from vectorize.minilm_onnx import MiniLM
+
+    return MiniLM(models / "minilm-l6-v2.onnx", models / "minilm-l6-v2.tokenizer.json", threads=1)
+
+
+@pytest.fixture(scope="session")
+def sample_images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    out = tmp_path_factory.mktemp("images")
+    subprocess.run([sys.executable, str(VECTORIZE / "samples" / "make_images.py"), str(out)], check=True,
+                   capture_output=True)
+    yield out

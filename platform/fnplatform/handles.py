@@ -11,7 +11,7 @@ import asyncio
 import threading
 from typing import Any
 
-from fn import NotFound, Pending, RemoteError, Timeout
+from fn import FnError, NotFound, Pending, RemoteError, Timeout
 
 from .replica_logs import request_id_var
 
@@ -24,7 +24,7 @@ def _unwrap(value: Any) -> Any:
 
 def translate_error(exc: BaseException, name: str) -> BaseException:
     cause = getattr(exc, "cause", None) or exc
-    if isinstance(cause, RemoteError | NotFound | Timeout) or type(cause).__module__.startswith("fn."):
+    if isinstance(cause, FnError):  # the callee's own error (user subclasses too), kept as raised
         return cause
     if type(exc).__name__ in {"TimeoutError", "GetTimeoutError"}:
         return Timeout(f"{name} did not answer in time", status=504, request_id=request_id_var.get())

@@ -31,6 +31,7 @@ from starlette.responses import Response
 from fn import ClientError, FunctionSpec, RemoteError, Timeout, Unauthorized
 from fn import _artifacts as artifacts
 from fn import _transport as transport
+from fn._errors import status_error
 
 from . import replica_logs
 from ._http import client_error_response, error_response, read_arguments, result_response
@@ -264,8 +265,13 @@ class FunctionReplica:
         try:
             result = await self._invoke(arguments)
         except ClientError as exc:
-            exc.request_id = exc.request_id or rid
             self._shipper.line("INFO", f"call {self.spec.name} -> {exc.status} in {replica_logs.elapsed_ms(started):.1f} ms")
+            if type(exc).__module__.split(".")[0] != "fn":
+                # A user's subclass would not unpickle where the bundle is not importable (the route gateway):
+                # it travels as the fn error for its status, keeping its type name, message and detail.
+                raise status_error(exc.status or 400, exc.message, request_id=exc.request_id or rid,
+                                   error_type=exc.error_type or type(exc).__name__, detail=exc.detail) from None
+            exc.request_id = exc.request_id or rid
             raise
         except Exception as exc:  # noqa: BLE001 - user exceptions may not unpickle in the caller: send their gist
             self._shipper.line("ERROR", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")

@@ -19,7 +19,7 @@ class Signature:
         """With *batched*, each ``list[X]`` parameter is validated as one ``X``: the shape of a single call."""
         signature = inspect.signature(target)
         try:
-            hints = typing.get_type_hints(target)
+            hints = typing.get_type_hints(target, include_extras=True)  # keeps Annotated[..., Field(...)] limits
         except Exception:  # noqa: BLE001 - unresolvable annotations fall back to Any, not a crash
             hints = {}
         fields: dict[str, Any] = {}

@@ -6,8 +6,10 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import Annotated
 
 import pytest
+from pydantic import Field
 
 import fn
 from fn import _artifacts, _decorators
@@ -76,7 +78,7 @@ def test_artifact_resolves_next_to_the_declaring_module_when_run_locally(make_pr
     import embed  # noqa: F401 - registers the model
 
     assert fn.artifact("weights") == (root / "models" / "weights.bin").resolve()
-    with pytest.raises(fn.NotFound, match="no artifact named 'other'.*declared: weights"):
+    with pytest.raises(fn.NotFound, match=r"no artifact named 'other'.*declared: weights"):
         fn.artifact("other")
 
 
@@ -101,7 +103,7 @@ def test_missing_artifact_fails_packaging_with_the_path(make_project: ProjectFac
 
 def test_manifest_without_an_artifact_hash_is_refused() -> None:
     body = {"format": 1, "functions": [{"name": "e", "entrypoint": "e:E", "artifacts": {"w": "w.bin"}}]}
-    with pytest.raises(BundleError, match="artifact 'w' of 'e' .* has no hash"):
+    with pytest.raises(BundleError, match=r"artifact 'w' of 'e' .* has no hash"):
         Manifest.from_json(json.dumps(body).encode())
 
 
@@ -134,3 +136,13 @@ def test_route_matching_fills_path_parameters() -> None:
     assert route.match(["search", "docs", "extra"]) is None
     assert route.match(["other", "docs"]) is None
     assert spec.route_root == "search"
+
+
+def test_annotated_field_limits_are_enforced() -> None:
+    def search(top_k: Annotated[int, Field(ge=1, le=100)] = 5) -> int:
+        return top_k
+
+    signature = Signature(search, "search")
+    assert signature.validate({}) == {"top_k": 5}
+    with pytest.raises(fn.ValidationFailed, match="top_k: Input should be greater than or equal to 1"):
+        signature.validate({"top_k": 0})

@@ -36,7 +36,8 @@ def test_chunks_are_token_windows_that_overlap(minilm: Any) -> None:
         assert second["start"] < first["end"]  # the overlap
     assert chunks[-1][1]["end"] == len(text.rstrip())  # nothing at the end is lost
     short = list(chunker(minilm.count_tokens, minilm.token_spans)("A short note.", {}))
-    assert short == [("A short note.", {"position": 0, "start": 0, "end": 13})]
+    assert short == [("A short note.", {"text": "A short note.", "position": 0, "start": 0, "end": 13})]
+    assert all(meta["text"] == chunk for chunk, meta in chunks)
 
 
 @pytest.mark.parametrize(("value", "message"), [

@@ -155,6 +155,9 @@ class VectorStore:
             counts[row["item_key"]] = max(counts.get(row["item_key"], 0), int(row["position"]) + 1)
         for key, count in counts.items():
             self._call("delete", "delete", collection, filter=f"item_key == {quote(key)} and position >= {count}")
+        # Milvus Lite searches unflushed rows by brute force and re-checks every upserted key on each search:
+        # 10k upserted rows left unflushed made a search take 250-350 ms instead of 11-35 ms.
+        self._call("flush", "flush", collection)
         return len(rows)
 
     def search(self, collection: str, vector: list[float], top_k: int, expression: str) -> list[dict[str, Any]]:

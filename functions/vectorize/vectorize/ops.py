@@ -41,7 +41,8 @@ def chunker(count_tokens: Callable[[str], int], token_spans: Callable[[str], lis
             max_tokens: int = 128, overlap: int = 32) -> Callable[[str, dict[str, Any]], Iterator[tuple[str, dict[str, Any]]]]:
     """Splits text into windows of *max_tokens* tokens overlapping by *overlap*, on token boundaries.
 
-    Yields ``(chunk_text, {"position": i, "start": char, "end": char})``; short texts give one chunk.
+    Yields ``(chunk_text, {"text": chunk_text, "position": i, "start": char, "end": char})``; short texts
+    give one chunk. The chunk's text rides in the metadata, so it is stored beside its vector.
     """
     if not 0 <= overlap < max_tokens:
         raise ValueError(f"overlap must be >= 0 and < max_tokens ({max_tokens}), got {overlap}")
@@ -50,13 +51,13 @@ def chunker(count_tokens: Callable[[str], int], token_spans: Callable[[str], lis
         text = check_text(text)
         spans = token_spans(text)
         if len(spans) <= max_tokens:
-            yield text.strip(), {"position": 0, "start": 0, "end": len(text)}
+            yield text.strip(), {"text": text.strip(), "position": 0, "start": 0, "end": len(text)}
             return
         step = max_tokens - overlap
         for position, first in enumerate(range(0, max(1, len(spans) - overlap), step)):
             window = spans[first:first + max_tokens]
             start, end = window[0][0], window[-1][1]
-            yield text[start:end], {"position": position, "start": start, "end": end}
+            yield text[start:end], {"text": text[start:end], "position": position, "start": start, "end": end}
 
     return chunk
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
+from _procs import reap, tree, wait_for_no_ray
 
 
 def free_port() -> int:
@@ -36,6 +38,31 @@ class LocalPlatform:
     api: httpx.Client
     http_url: str
     key: str
+    home: Path | None = None
+
+    @property
+    def state(self) -> dict[str, object]:
+        assert self.home is not None
+        state: dict[str, object] = json.loads((self.home / "platform.json").read_text())
+        return state
+
+    def processes(self) -> list[psutil.Process]:
+        """The platform's processes: its server and everything under it (GCS, raylet, workers, agents)."""
+        return tree(int(self.state["pid"]))  # type: ignore[call-overload]
+
+    def deploy(self, project: str | Path) -> float:
+        """fnctl deploy PROJECT; its wall time in seconds."""
+        start = time.perf_counter()
+        self.fnctl("deploy", str(project))
+        return time.perf_counter() - start
+
+    def replicas(self, name: str) -> list[dict[str, object]]:
+        found: list[dict[str, object]] = self.api.get(f"/v1/functions/{name}").json()["replicas"]
+        return found
+
+    def log_lines(self, name: str) -> list[str]:
+        found: list[str] = self.api.get(f"/v1/functions/{name}/logs", params={"limit": 5000}).json()["lines"]
+        return found
 
     def fnctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([sys.executable, "-m", "fnctl.main", *args], env=self.env, capture_output=True,
@@ -58,19 +85,26 @@ class LocalPlatform:
 
 
 @contextmanager
-def local_platform(*up_args: str) -> Iterator[LocalPlatform]:
+def local_platform(*up_args: str, extra_env: dict[str, str] | None = None) -> Iterator[LocalPlatform]:
+    """A throwaway platform; waits first while any Ray cluster runs here, and checks its own is gone after."""
+    wait_for_no_ray()
     home = Path(tempfile.mkdtemp(prefix="fnb", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FN_", "RAY_"))} | {"FN_HOME": str(home)}
+    env |= extra_env or {}
     api_port, http_port = free_port(), free_port()
     probe = LocalPlatform(env=env, api=httpx.Client(), http_url="", key="")
     probe.fnctl("up", "--api-port", str(api_port), "--http-port", str(http_port), *up_args)
     creds = json.loads((home / "credentials.json").read_text())
     api = httpx.Client(base_url=creds["api_url"], headers={"Authorization": f"Bearer {creds['api_key']}"}, timeout=60)
+    platform = LocalPlatform(env=env, api=api, http_url=creds["http_url"], key=creds["api_key"], home=home)
+    procs = platform.processes()
     try:
-        yield LocalPlatform(env=env, api=api, http_url=creds["http_url"], key=creds["api_key"])
+        yield platform
     finally:
         api.close()
+        procs += [p for p in platform.processes() if p not in procs]
         probe.fnctl("down")
+        reap(f"platform {home}", procs, f"{home}/")
         shutil.rmtree(home, ignore_errors=True)
 
 

@@ -19,7 +19,7 @@ from fn import FunctionSpec
 
 from .pools import REPLICA_POOL_SHARE, pool_resource
 from .registry import Registry, VersionRecord
-from .runtime import FunctionReplica, cpu_threads, validate_version
+from .runtime import FunctionReplica, validate_version
 from .store import StoreConfig
 
 GATEWAY_APP = "_fn_gateway"
@@ -30,9 +30,8 @@ MIB = 1024 * 1024
 AUTOSCALING_PROFILE: dict[str, float] = {
     "metrics_interval_s": 0.5,
     "look_back_period_s": 2.0,
-    "upscale_delay_s": 0.5,
+    "upscale_delay_s": 0.0,
 }
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "FN_CPU_THREADS")
 
 
 @dataclass(frozen=True)
@@ -50,8 +49,11 @@ def version_tag(version: VersionRecord) -> str:
 
 
 def runtime_env(spec: FunctionSpec) -> dict[str, Any]:
-    threads = str(cpu_threads(spec))
-    env: dict[str, Any] = {"env_vars": {**dict.fromkeys(THREAD_VARIABLES, threads), **spec.env}}
+    """Only what a function asks for. An empty runtime env lets Ray start the replica on an idle, already
+    started worker process instead of a new one; thread caps are applied inside the replica instead."""
+    env: dict[str, Any] = {}
+    if spec.env:
+        env["env_vars"] = dict(spec.env)
     if spec.requirements:
         env["pip"] = {"packages": sorted(spec.requirements), "pip_check": False}
     return env

@@ -18,6 +18,8 @@ import psutil
 from .pools import DEFAULT_POOLS, NODE_POOL_CAPACITY, pool_resource
 from .settings import PlatformSettings
 
+PRELOAD_MODULES = "ray.serve,ray.serve._private.replica,fnplatform.runtime"
+
 
 def prepare_environment(settings: PlatformSettings) -> None:
     """Environment for the Ray we start; must run before Ray is imported (it reads it at import)."""
@@ -27,6 +29,12 @@ def prepare_environment(settings: PlatformSettings) -> None:
     if settings.ray_address:
         return
     os.environ["RAY_TMPDIR"] = str(temp_dir)
+    # Every worker process imports Serve's replica and our runtime before it takes work, so a replica
+    # started on an idle worker (replicas carry no runtime env, see deployer.runtime_env) skips that.
+    os.environ.setdefault("RAY_preload_python_modules", PRELOAD_MODULES)
+    # Ray kills idle workers above this many processes; the default (the CPU count) is below what the
+    # platform's own actors use, so no idle worker would survive for warm_pool to hand out.
+    os.environ.setdefault("RAY_num_workers_soft_limit", "64")
     # Token auth with a token of this platform's own, kept under FN_HOME (Ray would write ~/.ray).
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN"] = _auth_token(settings.home / "ray-auth-token")

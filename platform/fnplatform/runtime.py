@@ -64,8 +64,17 @@ def cpu_threads(spec: FunctionSpec) -> int:
     return max(1, int(spec.cpus))
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "FN_CPU_THREADS")
+
+
 def _limit_threads(threads: int) -> None:
-    # Libraries take every core by default; several replicas on one node would then thrash.
+    # Libraries take every core by default; several replicas on one node would then thrash. The variables
+    # reach libraries loaded from now on; threadpoolctl resizes the BLAS/OpenMP pools already loaded.
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
     if "cv2" in sys.modules:
         sys.modules["cv2"].setNumThreads(threads)
     if "torch" in sys.modules:
@@ -129,6 +138,7 @@ def _patch_onnxruntime(module: Any, threads: int) -> None:
 
 def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cache_dir: str) -> Loaded:
     """Fetch, import and set up the function; raises SetupFailed with the user's error."""
+    _limit_threads(cpu_threads(spec))
     bundle_dir = fetch_bundle(store, bundle_sha256, cache_dir)
     if spec.artifacts:
         manifest = Manifest.from_json((bundle_dir / MANIFEST_NAME).read_bytes())

@@ -105,6 +105,10 @@ def run(settings: PlatformSettings) -> None:
         if interrupted:
             log.warning("%d versions were mid-deploy when the control plane stopped; marked failed", interrupted)
         _start_housekeeping(control)
+        if settings.ray_address is None and settings.warm_workers:
+            from .warm_pool import keep_workers_warm
+
+            keep_workers_warm(settings.warm_workers)
         deployer.ensure_gateway()
         deployer.reconcile()
         resumed = control.resume_runs()

@@ -46,6 +46,7 @@ class PlatformSettings:
     cache_dir: str = ""
     max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
     deploy_timeout_s: float = 300.0
+    warm_workers: int = 2  # idle worker processes kept ready for replicas starting from zero (FN_WARM_WORKERS)
 
     @classmethod
     def from_env(cls, **overrides: object) -> PlatformSettings:
@@ -65,6 +66,7 @@ class PlatformSettings:
         settings.cache_dir = settings.cache_dir or env.get("FN_CACHE_DIR") or str(settings.home / "cache" / "bundles")
         settings.max_bundle_bytes = int(_float("FN_MAX_BUNDLE_MB", settings.max_bundle_bytes / 2**20) * 2**20)
         settings.deploy_timeout_s = _float("FN_DEPLOY_TIMEOUT_S", settings.deploy_timeout_s)
+        settings.warm_workers = max(0, int(_float("FN_WARM_WORKERS", settings.warm_workers)))
         return settings
 
     @property

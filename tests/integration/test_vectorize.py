@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from harness import Platform, wait_for
 
@@ -122,3 +123,20 @@ def test_images_are_searchable_by_a_near_duplicate_and_broken_files_are_reported
         assert sum(name.startswith("hopper") for name in top) >= 3, top
         garbage = client.post("/search/images", json={"image_b64": base64.b64encode(b"nope").decode()})
         assert garbage.status_code == 400 and "cannot decode" in garbage.text
+
+
+def test_ocr_operator_reads_the_text_of_an_image(vectorize: Platform) -> None:
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (900, 200), "white")
+    ImageDraw.Draw(image).text((40, 60), "INVOICE 4711 PAID", fill="black", font=ImageFont.load_default(size=64))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    with vectorize.client() as client:  # may wait for other functions on the gpu node to scale down
+        client.timeout = httpx.Timeout(300)
+        response = client.post("/ocr-text", files={"image": ("scan.png", buffer.getvalue(), "image/png")})
+    assert response.status_code == 200, response.text
+    text = response.json()
+    assert "4711" in text and "INVOICE" in text.upper(), text

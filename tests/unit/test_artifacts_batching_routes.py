@@ -146,3 +146,13 @@ def test_annotated_field_limits_are_enforced() -> None:
     assert signature.validate({}) == {"top_k": 5}
     with pytest.raises(fn.ValidationFailed, match="top_k: Input should be greater than or equal to 1"):
         signature.validate({"top_k": 0})
+
+
+def test_replicas_get_a_runtime_env_only_for_what_the_function_asks() -> None:
+    from fnplatform.deployer import actor_options
+
+    plain = actor_options(fn.FunctionSpec(name="plain", cpus=2))
+    assert plain["runtime_env"] == {}  # so Ray may start it on an idle worker process
+    assert plain["num_cpus"] == 2
+    custom = actor_options(fn.FunctionSpec(name="custom", env={"A": "1"}, requirements=("numpy",)))
+    assert custom["runtime_env"] == {"env_vars": {"A": "1"}, "pip": {"packages": ["numpy"], "pip_check": False}}

@@ -51,7 +51,7 @@ def embed_image(image: list[bytes]) -> list[list[float]]:
     return [embed_image_bytes(data) for data in image]
 
 
-@fn.model(name="ocr-text", pool="gpu", cpus=1, memory_mb=1024, max_replicas=2, idle_timeout_s=120,
+@fn.model(name="ocr-text", pool="gpu", cpus=0.5, memory_mb=1024, max_replicas=2, idle_timeout_s=120,
           requirements=["rapidocr==3.10.0", "opencv-python-headless==4.13.0.92"])
 class OcrText:
     """The text lines of an image, top to bottom, joined by newlines."""

@@ -8,10 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-VECTORIZE = Path(__file__).resolve().parents[2] / "functions" / "vectorize"
-DATA = Path(__file__).resolve().parent / "data"
-sys.path.insert(0, str(VECTORIZE))
+from vectorize_paths import VECTORIZE
 
 
 @pytest.fixture(scope="session")

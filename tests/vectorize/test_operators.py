@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import DATA, VECTORIZE
 from vectorize.milvus_store import Collection, StoreError, VectorStore, filter_expression, milvus
 from vectorize.ops import ItemError, check_text, chunker, decode_image, image_descriptor, l2_normalize
 from vectorize.pipeline import Item, Pipeline, Report
+from vectorize_paths import DATA, VECTORIZE
 
 
 def test_onnx_minilm_matches_sentence_transformers_golden_vectors(minilm: Any) -> None:

@@ -35,6 +35,21 @@ def prepare_environment(settings: PlatformSettings) -> None:
     # Ray kills idle workers above this many processes; the default (the CPU count) is below what the
     # platform's own actors use, so no idle worker would survive for warm_pool to hand out.
     os.environ.setdefault("RAY_num_workers_soft_limit", "64")
+    if settings.ingress == "haproxy":
+        # HAProxy in front of the replicas' own HTTP ports (Serve's direct ingress) instead of the Python
+        # proxy: measured 10x the requests per second on 2 cores. Its files and side ports are this
+        # platform's own, so two platforms on a host do not collide.
+        base = temp_dir / "haproxy"
+        base.mkdir(parents=True, exist_ok=True)
+        os.environ.update({
+            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "haproxy.cfg"),
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "admin.sock"),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+        })
     # Token auth with a token of this platform's own, kept under FN_HOME (Ray would write ~/.ray).
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN"] = _auth_token(settings.home / "ray-auth-token")
@@ -56,6 +71,14 @@ def start_ray(settings: PlatformSettings) -> None:
         resources={pool_resource(pool): NODE_POOL_CAPACITY for pool in DEFAULT_POOLS},
         log_to_driver=False,
     )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _auth_token(path: Path) -> str:

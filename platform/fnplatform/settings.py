@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fn import fn_home
+from fn import ConfigError, fn_home
 
 from .packaging import DEFAULT_MAX_BUNDLE_BYTES
 from .store import StoreConfig
@@ -46,6 +46,7 @@ class PlatformSettings:
     cache_dir: str = ""
     max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
     deploy_timeout_s: float = 300.0
+    ingress: str = "haproxy"  # FN_INGRESS: "haproxy" (in front of the replicas' own ports) or "proxy" (Serve's)
     warm_workers: int = 2  # idle worker processes kept ready for replicas starting from zero (FN_WARM_WORKERS)
 
     @classmethod
@@ -66,6 +67,9 @@ class PlatformSettings:
         settings.cache_dir = settings.cache_dir or env.get("FN_CACHE_DIR") or str(settings.home / "cache" / "bundles")
         settings.max_bundle_bytes = int(_float("FN_MAX_BUNDLE_MB", settings.max_bundle_bytes / 2**20) * 2**20)
         settings.deploy_timeout_s = _float("FN_DEPLOY_TIMEOUT_S", settings.deploy_timeout_s)
+        settings.ingress = env.get("FN_INGRESS", settings.ingress)
+        if settings.ingress not in {"proxy", "haproxy"}:
+            raise ConfigError(f"FN_INGRESS={settings.ingress!r} is invalid: use 'haproxy' (the default) or 'proxy'")
         settings.warm_workers = max(0, int(_float("FN_WARM_WORKERS", settings.warm_workers)))
         return settings
 

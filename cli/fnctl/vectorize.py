@@ -19,7 +19,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import fn
-from fn._client import shared_client
+from fn._client import _function_url, raise_for_response, shared_client
 from fn._config import load_settings
 
 from ._output import console, json_option, print_json, print_table
@@ -166,7 +166,7 @@ def search(collection: str, query: str | None, image: str | None, top_k: int, fi
     if (query is None) == (image is None):
         raise click.UsageError("give a QUERY or --image, exactly one")
     settings = load_settings()
-    url = _http_url(settings) + f"/search/{collection}"
+    url = _function_url(settings, f"search/{collection}")  # the function endpoint address, as fn.call finds it
     body: dict[str, Any] = {"top_k": top_k}
     if query is not None:
         body["query"] = query
@@ -178,8 +178,6 @@ def search(collection: str, query: str | None, image: str | None, top_k: int, fi
         except ValueError:
             parsed = filter_
         body["filter"] = parsed if isinstance(parsed, dict) else filter_
-    from fn._client import raise_for_response
-
     response = shared_client(settings).post(url, json=body)
     raise_for_response(response)
     results = response.json()["results"]
@@ -189,14 +187,6 @@ def search(collection: str, query: str | None, image: str | None, top_k: int, fi
     print_table(["SCORE", "ID", "SOURCE", "TEXT"],
                 [[f"{r['score']:.3f}", r["id"], str(r["metadata"].get("source", "")),
                   str(r["metadata"].get("text", ""))[:70].replace("\n", " ")] for r in results], empty="no results")
-
-
-def _http_url(settings: Any) -> str:
-    if settings.http_url:
-        return str(settings.http_url).rstrip("/")
-    from ._api import Api
-
-    return str(Api(settings).get("/v1/info")["http_url"]).rstrip("/")
 
 
 @vectorize.command()

@@ -12,14 +12,14 @@ from starlette.responses import Response
 
 from fn import BadRequest, ClientError, PayloadTooLarge
 
-from .signature import Signature
-
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _JSON_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/plain", "")
 
 
-async def read_arguments(request: Request, signature: Signature) -> dict[str, Any]:
-    """The call's keyword arguments from a JSON body, a raw body, a multipart form or the query string."""
+async def read_arguments(request: Request, bytes_params: list[str]) -> dict[str, Any]:
+    """The call's keyword arguments from a JSON body, a raw body, a multipart form or the query string.
+
+    A non-JSON body goes to the function's one ``bytes`` parameter when *bytes_params* names exactly one."""
     if request.method == "GET":
         return dict(request.query_params)
     declared = request.headers.get("content-length")
@@ -35,7 +35,7 @@ async def read_arguments(request: Request, signature: Signature) -> dict[str, An
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body is {len(body):,} bytes, over the limit of {MAX_BODY_BYTES:,}", status=413)
-    raw_target = signature.bytes_params[0] if len(signature.bytes_params) == 1 else None
+    raw_target = bytes_params[0] if len(bytes_params) == 1 else None
     if content_type not in _JSON_TYPES:
         if raw_target is None:
             raise BadRequest(f"a {content_type} body needs a function with exactly one bytes parameter; "

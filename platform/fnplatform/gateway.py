@@ -18,12 +18,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fn import BadRequest, ClientError, FunctionSpec, NotFound, Unauthorized
+from fn import BadRequest, ClientError, FunctionSpec, Unauthorized
 
 from ._http import client_error_response, error_response, read_arguments, result_response
 from .auth import KeyCache, bearer
-from .handles import translate_error
+from .handles import HandleTransport
 from .hub import find_hub_or_none
+from .replica_logs import request_id_var
 
 ROUTES_TTL_S = 3.0
 
@@ -45,10 +46,6 @@ class Route:
         return dict(zip(self.params, parts[len(self.static):], strict=True))
 
 
-class _AnyArguments:
-    bytes_params: list[str] = []  # a route call is JSON or multipart: the function validates the rest
-
-
 class Gateway:
     def __init__(self, database_url: str = "") -> None:
         self._database_url = database_url
@@ -56,7 +53,7 @@ class Gateway:
         self._routes: list[Route] = []
         self._loaded_at = 0.0
         self._keys = KeyCache(find_hub_or_none()) if database_url else None
-        self._handles: dict[str, Any] = {}
+        self._transport = HandleTransport()
 
     async def _route_table(self) -> list[Route]:
         if self._database_url and time.monotonic() - self._loaded_at > ROUTES_TTL_S:
@@ -97,26 +94,11 @@ class Gateway:
                 raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'", status=401)
         if request.method not in {"GET", "POST", "PUT"}:
             raise ClientError(f"method {request.method} is not allowed; use POST", status=405)
-        arguments = await read_arguments(request, _AnyArguments())  # type: ignore[arg-type]
+        arguments = await read_arguments(request, [])  # JSON or multipart; the function validates the rest
         clash = sorted(set(arguments) & set(params))
         if clash:
             raise BadRequest(f"{', '.join(clash)} comes from the path {spec.route}; leave it out of the body", status=400)
-        handle = self._handles.get(spec.name)
-        if handle is None:
-            from ray import serve
-
-            try:
-                handle = serve.get_deployment_handle(spec.name, app_name=spec.name).options(method_name="call")
-            except Exception:  # noqa: BLE001 - the app is gone or not yet up
-                raise NotFound(f"{spec.name} (route {spec.route}) is not running; 'fnctl ls' shows it", status=404) from None
-            self._handles[spec.name] = handle
-        try:
-            result = await handle.remote(request_id, **arguments, **params)
-        except ClientError:
-            raise
-        except Exception as exc:
-            translated = translate_error(exc, spec.name)
-            if isinstance(translated, ClientError):
-                raise translated from None
-            raise
+        request_id_var.set(request_id)  # the transport sends it on, so the function's log lines carry it
+        pending = self._transport.submit(spec.name, {**arguments, **params})
+        result = await self._transport.aresult(pending, spec.timeout_s + 30)  # the function's own 504 comes first
         return result_response(result, request_id)

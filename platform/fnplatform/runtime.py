@@ -254,7 +254,8 @@ class FunctionReplica:
                                        "(create one with 'fnctl keys create NAME')", status=401)
             if request.method not in {"GET", "POST", "PUT"}:
                 raise ClientError(f"method {request.method} is not allowed; use POST", status=405)
-            response = result_response(await self._invoke(await read_arguments(request, self.loaded.signature)), request_id)
+            arguments = await read_arguments(request, self.loaded.signature.bytes_params)
+            response = result_response(await self._invoke(arguments), request_id)
         except ClientError as exc:
             response = client_error_response(exc, request_id)
         except Exception as exc:  # noqa: BLE001 - the user's exception becomes a 500, the replica keeps serving

@@ -34,7 +34,7 @@ def client_for() -> Iterator[ClientFactory]:
 
         async def endpoint(request: Request) -> Response:
             try:
-                values = signature.validate(await read_arguments(request, signature))
+                values = signature.validate(await read_arguments(request, signature.bytes_params))
             except fn.ClientError as exc:
                 return client_error_response(exc, "req-1")
             return result_response(target(**values), "req-1")

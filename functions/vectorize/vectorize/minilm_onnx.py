@@ -173,7 +173,26 @@ def build_onnx(model_dir: Path, out_path: Path) -> None:
     out_path.write_bytes(model.SerializeToString(deterministic=True))
 
 
-class MiniLM:
+class WordPieces:
+    """The model's tokenizer alone (no ONNX session): counts tokens and cuts text on token boundaries."""
+
+    def __init__(self, tokenizer_path: Path | str) -> None:
+        from tokenizers import Tokenizer
+
+        self._raw = Tokenizer.from_file(str(tokenizer_path))
+        self._raw.no_truncation()
+        self._raw.no_padding()
+
+    def count_tokens(self, text: str) -> int:
+        """Word-piece tokens in *text*, without the special tokens and without truncation."""
+        return len(self._raw.encode(text, add_special_tokens=False).ids)
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) character offsets of each token, to cut *text* into chunks of at most N tokens."""
+        return [(int(a), int(b)) for a, b in self._raw.encode(text, add_special_tokens=False).offsets]
+
+
+class MiniLM(WordPieces):
     """Sentence embeddings from the built ONNX file, tokenized as sentence-transformers does."""
 
     def __init__(self, onnx_path: Path | str, tokenizer_path: Path | str, *, threads: int = 0, batch_size: int = 64) -> None:
@@ -186,10 +205,8 @@ class MiniLM:
         self.max_tokens = int(self.session.get_modelmeta().custom_metadata_map.get("max_seq_length", "256"))
         self.batch_size = batch_size
         # two tokenizers because truncation and padding are state on the object: one shaped for the model,
-        # one raw for counting and chunking
-        self._raw = Tokenizer.from_file(str(tokenizer_path))
-        self._raw.no_truncation()
-        self._raw.no_padding()
+        # one raw (WordPieces) for counting and chunking
+        super().__init__(tokenizer_path)
         self._model_tok = Tokenizer.from_file(str(tokenizer_path))
         self._model_tok.enable_truncation(max_length=self.max_tokens)
         self._model_tok.enable_padding(pad_id=0, pad_token="[PAD]")  # no length: pad to the longest in the batch
@@ -217,15 +234,6 @@ class MiniLM:
             }
             out[idx] = self.session.run(["embeddings"], feed)[0]
         return out
-
-    def count_tokens(self, text: str) -> int:
-        """Word-piece tokens in *text*, without the special tokens and without truncation."""
-        return len(self._raw.encode(text, add_special_tokens=False).ids)
-
-    def token_spans(self, text: str) -> list[tuple[int, int]]:
-        """(start, end) character offsets of each token, to cut *text* into chunks of at most N tokens."""
-        return [(int(a), int(b)) for a, b in self._raw.encode(text, add_special_tokens=False).offsets]
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse

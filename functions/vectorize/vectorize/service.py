@@ -25,7 +25,8 @@ from .ops import check_text, decode_image
 from .pipeline import Item, ItemError, Report
 from .pipelines import COLLECTIONS, KINDS, chunk_stats, embed_image_bytes, image_pipeline, text_pipeline
 
-MODELS = {"minilm": "models/minilm-l6-v2.onnx", "minilm-tokenizer": "models/minilm-l6-v2.tokenizer.json"}
+TOKENIZER = {"minilm-tokenizer": "models/minilm-l6-v2.tokenizer.json"}
+MODELS = {"minilm": "models/minilm-l6-v2.onnx", **TOKENIZER}
 MAX_ITEMS_PER_CALL = 256
 MAX_ID_CHARS = 256
 
@@ -101,10 +102,10 @@ _tokenizer: Any = None
 
 def _text_tokenizer() -> Any:
     global _tokenizer
-    if _tokenizer is None:
-        from .minilm_onnx import MiniLM
+    if _tokenizer is None:  # chunking needs the tokenizer only, not the 90 MB model
+        from .minilm_onnx import WordPieces
 
-        _tokenizer = MiniLM(fn.artifact("minilm"), fn.artifact("minilm-tokenizer"))
+        _tokenizer = WordPieces(fn.artifact("minilm-tokenizer"))
     return _tokenizer
 
 
@@ -152,7 +153,7 @@ def _storable(value: Any) -> bool:
 
 
 @fn.function(name="vector-ingest", cpus=0.5, memory_mb=1024, max_replicas=2, timeout_s=900, idle_timeout_s=120,
-             artifacts=MODELS)
+             artifacts=TOKENIZER)
 async def vector_ingest(pipeline: str, items: Annotated[list[Any], Field(max_length=MAX_ITEMS_PER_CALL)],
                         force: bool = False) -> dict[str, Any]:
     """Runs *pipeline* (``text`` or ``images``) over *items* and stores them; already-stored items are skipped.

@@ -88,6 +88,8 @@ def _follow(api: Api, job: dict[str, Any], timeout: float, as_json: bool) -> dic
             if job["state"] != "running" or time.monotonic() > deadline:
                 break
             job = api.get(f"/v1/deployments/{job['id']}", after=after, wait=5)
+    if live is not None and not console.is_terminal:
+        console.print()  # off a terminal, Live prints its last frame without ending the line
     final: dict[str, Any] = api.get(f"/v1/deployments/{job['id']}")
     return final
 

@@ -139,7 +139,7 @@ def down(timeout: float) -> None:
     state = _state(home)
     settings = PlatformSettings(home=home)
     if state is None or not _alive(int(state["pid"])):
-        left = kill_survivors(settings.ray_temp_dir)
+        left = kill_survivors(settings.runtime_dir)
         console.print(f"no platform running under {home}" + (f" (stopped {left} leftover Ray processes)" if left else ""))
         (home / STATE_FILE).unlink(missing_ok=True)
         return
@@ -151,7 +151,7 @@ def down(timeout: float) -> None:
             time.sleep(0.2)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
-        kill_survivors(Path(state.get("ray_temp_dir") or settings.ray_temp_dir))
+        kill_survivors(Path(state.get("runtime_dir") or settings.runtime_dir))
     (home / STATE_FILE).unlink(missing_ok=True)
     console.print("fn platform stopped")
 
@@ -178,8 +178,10 @@ def _examples_dir() -> Path:
 @click.command()
 @click.option("--project", type=click.Path(exists=True, file_okay=False), default=None,
               help="Project to deploy (default: functions/examples/hello of this checkout).")
+@click.option("--api-port", default=8080, show_default=True, help="Port of the control-plane API.")
+@click.option("--http-port", default=8000, show_default=True, help="Port of the function endpoints.")
 @click.pass_context
-def quickstart(ctx: click.Context, project: str | None) -> None:
+def quickstart(ctx: click.Context, project: str | None, api_port: int, http_port: int) -> None:
     """Start the local platform, deploy the hello example and call add(a=2, b=3)."""
     import fn
 
@@ -188,7 +190,7 @@ def quickstart(ctx: click.Context, project: str | None) -> None:
     path = project or str(_examples_dir())
     if not Path(path).is_dir():
         raise click.ClickException(f"{path} does not exist; pass --project PATH")
-    ctx.invoke(up, gpus=1.0)
+    ctx.invoke(up, gpus=1.0, api_port=api_port, http_port=http_port)
     ctx.invoke(deploy, path=path)
     console.print("fn.call('add', a=2, b=3) ->", fn.call("add", a=2, b=3))
 

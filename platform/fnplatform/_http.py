@@ -32,9 +32,7 @@ async def read_arguments(request: Request, bytes_params: list[str]) -> dict[str,
             for key, value in form.multi_items():
                 arguments[key] = await value.read() if isinstance(value, UploadFile) else value
         return arguments
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the body is {len(body):,} bytes, over the limit of {MAX_BODY_BYTES:,}", status=413)
+    body = await read_body(request)
     raw_target = bytes_params[0] if len(bytes_params) == 1 else None
     if content_type not in _JSON_TYPES:
         if raw_target is None:
@@ -53,6 +51,40 @@ async def read_arguments(request: Request, bytes_params: list[str]) -> dict[str,
         raise BadRequest(f"the body must be a JSON object mapping parameter names to values, not {type(parsed).__name__}",
                          status=400)
     return parsed
+
+
+async def read_body(request: Request, limit: int | None = None) -> bytes:
+    """The whole body, refused as soon as more than *limit* bytes arrive (a missing or false Content-Length included)."""
+    limit = MAX_BODY_BYTES if limit is None else limit
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit:,} bytes", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def forwarded_scope(request: Request, request_id: str) -> dict[str, Any]:
+    """The picklable part of an HTTP request's ASGI scope, for a replica to rebuild the request (see replica.http)."""
+    headers = [(k, v) for k, v in request.scope["headers"] if k != b"x-request-id"] + [(b"x-request-id", request_id.encode())]
+    return {"type": "http", "http_version": "1.1", "scheme": "http", "method": request.method,
+            "path": request.url.path, "raw_path": request.url.path.encode(), "root_path": "",
+            "query_string": request.scope.get("query_string", b""), "headers": headers, "client": None, "server": None}
+
+
+def rebuild_request(scope: dict[str, Any], body: bytes) -> Request:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(scope, receive)
 
 
 def result_response(result: Any, request_id: str) -> Response:

@@ -10,6 +10,7 @@ without blocking and polled against a deadline.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from .registry import Registry, VersionRecord
 from .runtime import FunctionReplica, validate_version
 from .store import StoreConfig
 
+log = logging.getLogger("fnplatform")
 GATEWAY_APP = "_fn_gateway"
 FLOWS_APP = "_fn_flows"
 MIB = 1024 * 1024
@@ -41,6 +43,7 @@ class DeployContext:
     strict_resources: bool = True  # local clusters cannot grow: refuse what no node could ever place
     database_url: str = ""  # the flows gateway and run actors checkpoint there
     timeout_s: float = 300.0
+    ingress_url: str = ""  # where callers reach functions; a deploy waits until it routes /<name> ("" skips that)
 
 
 def version_tag(version: VersionRecord) -> str:
@@ -177,25 +180,56 @@ class Deployer:
         return self.wait_running([v.spec.name for v in versions])
 
     def wait_running(self, names: list[str]) -> dict[str, str | None]:
+        """Until each app runs in Serve and the ingress routes ``/<name>`` to it (None), or fails (its error).
+
+        Serve reports an application running before the ingress (HAProxy, reloaded by Serve a little
+        later; or the proxies) routes its path: a call made the instant a deploy said "deployed" got a
+        404. So the deploy also waits until the ingress's own route table lists the function."""
         from ray import serve
 
         results: dict[str, str | None] = {}
+        running: dict[str, float] = {}  # name -> when Serve reported it running
         deadline = time.monotonic() + self.ctx.timeout_s
         while len(results) < len(names) and time.monotonic() < deadline:
-            apps = serve.status().applications
-            for name in names:
-                app = apps.get(name)
-                if name in results or app is None:
-                    continue
-                if app.status == "RUNNING":
-                    results[name] = None
-                elif app.status in {"DEPLOY_FAILED", "UNHEALTHY"}:
-                    messages = [d.message for d in app.deployments.values() if d.message]
-                    results[name] = "\n".join(messages) or app.message or str(app.status)
-            time.sleep(0.2)
+            starting = [n for n in names if n not in results and n not in running]
+            if starting:
+                apps = serve.status().applications
+                for name in starting:
+                    app = apps.get(name)
+                    if app is None:
+                        continue
+                    if app.status == "RUNNING":
+                        running[name] = time.monotonic()
+                    elif app.status in {"DEPLOY_FAILED", "UNHEALTHY"}:
+                        messages = [d.message for d in app.deployments.values() if d.message]
+                        results[name] = "\n".join(messages) or app.message or str(app.status)
+            unrouted = [n for n in names if n in running and n not in results]
+            if unrouted:
+                routes = self.ingress_routes() if self.ctx.ingress_url else None
+                for name in unrouted:
+                    if routes is None or routes.get(f"/{name}") == name:
+                        results[name] = None
+                        log.info("the ingress routes /%s %.0f ms after Serve reported it running", name,
+                                 (time.monotonic() - running[name]) * 1000)
+            if len(results) < len(names):
+                time.sleep(0.2 if starting else 0.02)
         for name in names:
+            if name in running:
+                results.setdefault(name, f"Serve runs {name!r} but the ingress at {self.ctx.ingress_url} did not route "
+                                         f"/{name} within {self.ctx.timeout_s:g} s")
             results.setdefault(name, f"Serve did not report {name!r} running within {self.ctx.timeout_s:g} s")
         return results
+
+    def ingress_routes(self) -> dict[str, str]:
+        """The ingress's own route table (``GET /-/routes``: route prefix -> application), {} while it does not answer."""
+        import httpx
+
+        try:
+            response = httpx.get(f"{self.ctx.ingress_url}/-/routes", timeout=2.0)
+            routes = response.json() if response.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
+            return {}
+        return routes if isinstance(routes, dict) else {}
 
     def remove(self, name: str) -> None:
         from ray import serve

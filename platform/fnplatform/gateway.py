@@ -1,9 +1,13 @@
-"""The catch-all Serve application at ``/``: declared routes, and a JSON 404 for every other path.
+"""The catch-all Serve application at ``/``: declared routes, functions the ingress does not route yet,
+and a JSON 404 for every other path.
 
 A function may declare ``route="/search/{collection}"``: it keeps its own endpoint at ``/<name>``
-and also answers under the route, with the path's ``{parameters}`` as arguments. Serve sends every
-path no application claims here; the route table is read from the registry every few seconds, and
-a matching request is passed to the function through its handle (one hop, no second HTTP call).
+and also answers under the route, with the path's ``{parameters}`` as arguments. Serve sends here
+every path no application claims, and that includes ``/<name>`` of a function deployed a moment
+ago whose route has not reached the ingress yet (HAProxy reloads its config a little later): such a
+request is passed on to the function's replica as HTTP, so it is answered exactly as on its own
+route instead of with a 404. The table of functions is read from the registry every few seconds,
+and at once (at most twice a second) when a path names no known function.
 """
 
 from __future__ import annotations
@@ -20,13 +24,15 @@ from starlette.responses import Response
 
 from fn import BadRequest, ClientError, FunctionSpec, Unauthorized
 
-from ._http import client_error_response, error_response, read_arguments, result_response
+from ._http import client_error_response, error_response, forwarded_scope, read_arguments, read_body, result_response
 from .auth import KeyCache, bearer
 from .handles import HandleTransport
 from .hub import find_hub_or_none
 from .replica_logs import request_id_var
 
 ROUTES_TTL_S = 3.0
+MISS_REFRESH_S = 0.5  # a path that names no known function re-reads the table at most this often
+ALLOWED_METHODS = frozenset({"GET", "POST", "PUT"})
 
 
 @dataclass(frozen=True)
@@ -46,25 +52,50 @@ class Route:
         return dict(zip(self.params, parts[len(self.static):], strict=True))
 
 
+@dataclass(frozen=True)
+class Table:
+    functions: dict[str, FunctionSpec]
+    routes: list[Route]
+
+    @classmethod
+    def of(cls, specs: list[FunctionSpec]) -> Table:
+        return cls({s.name: s for s in specs}, [Route.of(s) for s in specs if s.route])
+
+    def find(self, parts: list[str]) -> tuple[FunctionSpec, dict[str, str] | None] | None:
+        """The function a path is for: by a declared route (with its parameters), or ``/<name>[/...]`` (None)."""
+        for route in self.routes:
+            params = route.match(parts)
+            if params is not None:
+                return route.spec, params
+        spec = self.functions.get(parts[0]) if parts else None
+        return (spec, None) if spec is not None else None
+
+
 class Gateway:
     def __init__(self, database_url: str = "") -> None:
         self._database_url = database_url
         self._registry: Any = None
-        self._routes: list[Route] = []
-        self._loaded_at = 0.0
+        self._table = Table({}, [])
+        self._loaded_at = -ROUTES_TTL_S
         self._keys = KeyCache(find_hub_or_none()) if database_url else None
         self._transport = HandleTransport()
 
-    async def _route_table(self) -> list[Route]:
-        if self._database_url and time.monotonic() - self._loaded_at > ROUTES_TTL_S:
-            if self._registry is None:
-                from .registry import Registry
+    async def _load(self) -> list[FunctionSpec]:
+        if self._registry is None:
+            from .registry import Registry
 
-                self._registry = Registry(self._database_url)
-            actives = await asyncio.to_thread(self._registry.actives)
-            self._routes = [Route.of(v.spec) for v in actives if v.spec.route]
+            self._registry = Registry(self._database_url)
+        actives = await asyncio.to_thread(self._registry.actives)
+        return [v.spec for v in actives]
+
+    async def _find(self, parts: list[str]) -> tuple[FunctionSpec, dict[str, str] | None] | None:
+        age = time.monotonic() - self._loaded_at
+        found = self._table.find(parts)
+        if self._database_url and (age > ROUTES_TTL_S or (found is None and age > MISS_REFRESH_S)):
+            self._table = Table.of(await self._load())
             self._loaded_at = time.monotonic()
-        return self._routes
+            found = self._table.find(parts)
+        return found
 
     async def __call__(self, request: Request) -> Response:
         path = request.url.path
@@ -73,10 +104,14 @@ class Gateway:
             return Response('{"status": "ok"}', media_type="application/json")
         parts = [p for p in path.split("/") if p]
         try:
-            for route in await self._route_table():
-                params = route.match(parts)
-                if params is not None:
-                    return await self._call(route.spec, params, request, request_id)
+            found = await self._find(parts)
+            if found is not None:
+                spec, params = found
+                await self._authorize(spec, request)
+                request_id_var.set(request_id)  # the transport sends it on, so the function's log lines carry it
+                if params is None:
+                    return await self._forward(spec, request, request_id)
+                return await self._call(spec, params, request, request_id)
         except ClientError as exc:
             return client_error_response(exc, request_id)
         except Exception as exc:  # noqa: BLE001 - never a traceback to the client; the type and message instead
@@ -87,18 +122,28 @@ class Gateway:
                           "request_id": request_id}}
         return Response(json.dumps(body), status_code=404, media_type="application/json")
 
-    async def _call(self, spec: FunctionSpec, params: dict[str, str], request: Request, request_id: str) -> Response:
+    async def _authorize(self, spec: FunctionSpec, request: Request) -> None:
+        """Before a byte of the body is read: the key (unless the function is public), then the method."""
         if not spec.public and self._keys is not None:
             key = bearer(request)
             if not key or not await self._keys.allows(key):
                 raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'", status=401)
-        if request.method not in {"GET", "POST", "PUT"}:
+        if request.method not in ALLOWED_METHODS:
             raise ClientError(f"method {request.method} is not allowed; use POST", status=405)
+
+    async def _forward(self, spec: FunctionSpec, request: Request, request_id: str) -> Response:
+        body = await read_body(request)
+        pending = self._transport.submit_http(spec.name, forwarded_scope(request, request_id), body)
+        status, headers, content = await self._transport.aresult(pending, spec.timeout_s + 30)
+        response = Response(content, status_code=status)
+        response.raw_headers = headers
+        return response
+
+    async def _call(self, spec: FunctionSpec, params: dict[str, str], request: Request, request_id: str) -> Response:
         arguments = await read_arguments(request, [])  # JSON or multipart; the function validates the rest
         clash = sorted(set(arguments) & set(params))
         if clash:
             raise BadRequest(f"{', '.join(clash)} comes from the path {spec.route}; leave it out of the body", status=400)
-        request_id_var.set(request_id)  # the transport sends it on, so the function's log lines carry it
         pending = self._transport.submit(spec.name, {**arguments, **params})
         result = await self._transport.aresult(pending, spec.timeout_s + 30)  # the function's own 504 comes first
         return result_response(result, request_id)

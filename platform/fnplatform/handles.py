@@ -34,12 +34,12 @@ def translate_error(exc: BaseException, name: str) -> BaseException:
 
 class HandleTransport:
     def __init__(self) -> None:
-        self._handles: dict[str, Any] = {}
+        self._handles: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
-    def _handle(self, name: str) -> Any:
+    def _handle(self, name: str, method: str = "call") -> Any:
         with self._lock:
-            handle = self._handles.get(name)
+            handle = self._handles.get((name, method))
         if handle is not None:
             return handle
         from ray import serve
@@ -47,14 +47,18 @@ class HandleTransport:
         if name not in serve.status().applications:
             raise NotFound(f"no function named {name!r} is deployed; list functions with 'fnctl ls'", status=404,
                            request_id=request_id_var.get())
-        handle = serve.get_deployment_handle(name, app_name=name).options(method_name="call")
+        handle = serve.get_deployment_handle(name, app_name=name).options(method_name=method)
         with self._lock:
-            self._handles[name] = handle
+            self._handles[(name, method)] = handle
         return handle
 
     def submit(self, name: str, kwargs: dict[str, Any]) -> Any:
         arguments = {key: _unwrap(value) for key, value in kwargs.items()}
         return self._handle(name).remote(request_id_var.get(), **arguments)
+
+    def submit_http(self, name: str, scope: dict[str, Any], body: bytes) -> Any:
+        """An HTTP request for the function's own route, answered by its replica's ``http`` method."""
+        return self._handle(name, "http").remote(request_id_var.get(), scope, body)
 
     def result(self, pending: Any, timeout: float) -> Any:
         try:

@@ -1,8 +1,9 @@
 """The local cluster: one Ray node that declares every pool, started and stopped by the control plane.
 
-Hazards handled (shared/RESEARCH.md): a unique, short temp dir per FN_HOME (so two platforms
-never share sockets), ``address="local"`` so we never attach to someone else's cluster, no
-dashboard, and never ``ray stop``: survivors are found by our temp dir in their command line.
+Hazards handled: a unique, short, private runtime folder per FN_HOME for every socket (so two
+platforms never share sockets, and FN_HOME can be any length), ``address="local"`` so we never
+attach to someone else's cluster, no dashboard, and never ``ray stop``: survivors are found by
+our runtime folder in their command line.
 """
 
 from __future__ import annotations
@@ -15,19 +16,22 @@ from pathlib import Path
 
 import psutil
 
+from fn import ConfigError
+
 from .pools import DEFAULT_POOLS, NODE_POOL_CAPACITY, pool_resource
-from .settings import PlatformSettings
+from .settings import PlatformSettings, ensure_private_dir
 
 PRELOAD_MODULES = "ray.serve,ray.serve._private.replica,fnplatform.runtime"
 
 
 def prepare_environment(settings: PlatformSettings) -> None:
     """Environment for the Ray we start; must run before Ray is imported (it reads it at import)."""
-    temp_dir = settings.ray_temp_dir
-    temp_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if settings.ray_address:
         return
+    ensure_private_dir(settings.runtime_dir)
+    temp_dir = settings.ray_temp_dir
+    temp_dir.mkdir(mode=0o700, exist_ok=True)
     os.environ["RAY_TMPDIR"] = str(temp_dir)
     # Every worker process imports Serve's replica and our runtime before it takes work, so a replica
     # started on an idle worker (replicas carry no runtime env, see deployer.runtime_env) skips that.
@@ -39,12 +43,13 @@ def prepare_environment(settings: PlatformSettings) -> None:
         # HAProxy in front of the replicas' own HTTP ports (Serve's direct ingress) instead of the Python
         # proxy: measured 10x the requests per second on 2 cores. Its files and side ports are this
         # platform's own, so two platforms on a host do not collide.
-        base = temp_dir / "haproxy"
-        base.mkdir(parents=True, exist_ok=True)
+        base = settings.haproxy_dir  # Serve nests <node id>/admin.sock under it: kept short (settings.RUNTIME_DIR_MAX_LEN)
+        base.mkdir(mode=0o700, exist_ok=True)
         os.environ.update({
             "RAY_SERVE_ENABLE_HA_PROXY": "1",
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "haproxy.cfg"),
             "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "admin.sock"),
+            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(base / "metrics.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
             "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
@@ -73,12 +78,23 @@ def start_ray(settings: PlatformSettings) -> None:
     )
 
 
+# HAProxy binds its side ports seconds after they are chosen: picked below the kernel's ephemeral range
+# (32768+, where any outgoing connection may take one meanwhile) and above Ray's worker ports (10002-19999).
+SIDE_PORTS = range(20000, 32000)
+
+
 def _free_port() -> int:
+    import random
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for port in random.sample(SIDE_PORTS, 50):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise ConfigError(f"no free port in {SIDE_PORTS.start}-{SIDE_PORTS.stop - 1} for HAProxy's stats and metrics")
 
 
 def _auth_token(path: Path) -> str:
@@ -96,9 +112,9 @@ def start_serve(settings: PlatformSettings) -> None:
                 logging_config={"enable_access_log": False})
 
 
-def ray_processes(temp_dir: Path) -> list[psutil.Process]:
-    """Processes of the Ray node that lives in *temp_dir* (its command line names the folder)."""
-    marker = str(temp_dir)
+def ray_processes(runtime_dir: Path) -> list[psutil.Process]:
+    """Processes of the Ray node (and its HAProxy) whose command line names a path under *runtime_dir*."""
+    marker = str(runtime_dir)
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
@@ -110,8 +126,8 @@ def ray_processes(temp_dir: Path) -> list[psutil.Process]:
     return found
 
 
-def kill_survivors(temp_dir: Path, grace_s: float = 5.0) -> int:
-    procs = ray_processes(temp_dir)
+def kill_survivors(runtime_dir: Path, grace_s: float = 5.0) -> int:
+    procs = ray_processes(runtime_dir)
     for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.terminate()
@@ -125,13 +141,11 @@ def kill_survivors(temp_dir: Path, grace_s: float = 5.0) -> int:
 def stop_ray(settings: PlatformSettings) -> None:
     import ray
 
-    try:
-        from ray import serve
-
-        serve.shutdown()  # type: ignore[no-untyped-call]
-    except Exception:  # noqa: BLE001 - shutting down; what is left is killed below
-        pass
+    if settings.ray_address:
+        ray.shutdown()  # a cluster's Serve and replicas keep running without the control plane
+        return
+    # The whole local node goes: no serve.shutdown(), which waits out Serve's 30 s ingress draining period
+    # (made for replicas leaving a live cluster) and made 'fnctl down' take 35 s. The API stopped first.
     ray.shutdown()
-    if not settings.ray_address:
-        time.sleep(0.5)
-        kill_survivors(settings.ray_temp_dir)
+    time.sleep(0.5)
+    kill_survivors(settings.runtime_dir)

@@ -34,7 +34,7 @@ from fn import _transport as transport
 from fn._errors import status_error
 
 from . import replica_logs
-from ._http import client_error_response, error_response, read_arguments, result_response
+from ._http import client_error_response, error_response, read_arguments, rebuild_request, result_response
 from .auth import KeyCache, bearer
 from .handles import HandleTransport
 from .hub import find_hub_or_none
@@ -242,8 +242,8 @@ class FunctionReplica:
         except TimeoutError:
             raise Timeout(f"{self.spec.name} ran past its timeout_s of {self.spec.timeout_s:g} s", status=504) from None
 
-    async def __call__(self, request: Request) -> Response:
-        request_id = _request_id(request)
+    async def __call__(self, request: Request, request_id: str | None = None) -> Response:
+        request_id = request_id or _request_id(request)
         replica_logs.request_id_var.set(request_id)
         started = time.perf_counter()
         try:
@@ -264,6 +264,17 @@ class FunctionReplica:
         self._shipper.line("INFO", f"{request.method} /{self.spec.name} -> {response.status_code} "
                                    f"in {replica_logs.elapsed_ms(started):.1f} ms", request_id)
         return response
+
+    async def http(self, request_id: str, scope: dict[str, Any], body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """An HTTP request the catch-all gateway took for this function (the ingress did not know its route
+        yet): answered exactly as on the function's own route, key check included."""
+        response = await self(rebuild_request(scope, body), request_id)
+        body_bytes = getattr(response, "body", None)
+        if not isinstance(body_bytes, bytes):
+            response = error_response(500, "NotForwardable", f"{self.spec.name} returned a {type(response).__name__}, "
+                                      f"which cannot be forwarded; call /{self.spec.name} again", request_id)
+            body_bytes = bytes(response.body)
+        return response.status_code, list(response.raw_headers), body_bytes
 
     async def call(self, request_id: str | None, /, **arguments: Any) -> Any:
         """The handle path: Python objects in and out, no HTTP; errors as fn errors that pickle."""

@@ -98,7 +98,7 @@ def run(settings: PlatformSettings) -> None:
         deployer = Deployer(registry, DeployContext(store=settings.store, cache_dir=settings.cache_dir,
                                                     strict_resources=settings.ray_address is None,
                                                     timeout_s=settings.deploy_timeout_s,
-                                                    database_url=settings.database_url))
+                                                    database_url=settings.database_url, ingress_url=settings.http_url))
         control = ControlPlane(settings, registry, store, deployer, hub, FlowState(settings.database_url))
         control.push_keys()
         interrupted = registry.fail_unfinished("the control plane restarted during this deploy; run 'fnctl deploy' again")
@@ -115,19 +115,14 @@ def run(settings: PlatformSettings) -> None:
         if resumed:
             log.info("resumed %d unfinished flow runs from their checkpoints", resumed)
         _write_private(state_path, {"pid": os.getpid(), "api_url": settings.api_url, "http_url": settings.http_url,
-                                    "ray_temp_dir": str(settings.ray_temp_dir), "home": str(settings.home)})
+                                    "runtime_dir": str(settings.runtime_dir), "home": str(settings.home)})
         log.info("fn platform ready: API %s, functions %s", settings.api_url, settings.http_url)
         uvicorn.run(create_app(control), host=settings.api_host, port=settings.api_port, log_level="warning",
                     access_log=False)
     finally:
         log.info("stopping")
         try:
-            if settings.ray_address is None:
-                stop_ray(settings)
-            else:
-                import ray
-
-                ray.shutdown()  # a cluster's Serve and replicas keep running without the control plane
+            stop_ray(settings)
         finally:
             state_path.unlink(missing_ok=True)
 
@@ -143,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ray-address", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request (the deployer polls the ingress's routes)
     settings = PlatformSettings.from_env(api_host=args.api_host, api_port=args.api_port, http_host=args.http_host,
                                          http_port=args.http_port, cpus=args.cpus, gpus=args.gpus,
                                          ray_address=args.ray_address)

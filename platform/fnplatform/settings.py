@@ -1,13 +1,18 @@
 """Platform settings: everything the control plane reads from its environment, in one place.
 
-All local state lives under FN_HOME (default ``~/.fn``): the SQLite registry, the local bundle
-store, the bundle cache, the credentials file, logs and Ray's temporary files.
+All local state lives under FN_HOME (default ``~/.fn``, any path): the SQLite registry, the local
+bundle store, the bundle cache, the credentials file and logs. Sockets (Ray's, HAProxy's) live in a
+short private runtime folder instead, because socket paths have a length limit and FN_HOME's length
+is the user's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import stat
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +22,10 @@ from .packaging import DEFAULT_MAX_BUNDLE_BYTES
 from .store import StoreConfig
 
 STATE_FILE = "platform.json"
-# Unix socket paths are limited to 107 bytes and Ray nests ~60 bytes of session path under its temp dir.
-_MAX_RAY_TEMP_LEN = 40
+# Socket paths are capped: 107 bytes by the kernel, 97 by HAProxy. Under the folder it is given, Ray
+# nests its session (``ray/session_<date>_<pid>/sockets/plasma_store``, about 65 bytes) and Serve's
+# HAProxy the node id (``h/<56 hex>/metrics.sock``, 72 bytes), so that folder must be at most 25 bytes.
+RUNTIME_DIR_MAX_LEN = 25
 
 
 def _float(name: str, default: float) -> float:
@@ -82,12 +89,45 @@ class PlatformSettings:
         return f"http://{_connect_host(self.http_host)}:{self.http_port}"
 
     @property
+    def runtime_dir(self) -> Path:
+        return runtime_dir(self.home)
+
+    @property
     def ray_temp_dir(self) -> Path:
-        preferred = self.home / "ray"
-        if len(str(preferred)) <= _MAX_RAY_TEMP_LEN:
-            return preferred
-        digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:10]
-        return Path("/tmp") / f"fn-ray-{digest}"
+        return self.runtime_dir / "ray"
+
+    @property
+    def haproxy_dir(self) -> Path:
+        return self.runtime_dir / "h"
+
+
+def runtime_dir(home: Path) -> Path:
+    """The short folder for this platform's sockets: ``FN_RUNTIME_DIR``, or one per user and FN_HOME in the temp dir."""
+    configured = os.environ.get("FN_RUNTIME_DIR")
+    if configured:
+        if len(configured) > RUNTIME_DIR_MAX_LEN or not os.path.isabs(configured):
+            raise ConfigError(f"FN_RUNTIME_DIR={configured!r} must be an absolute path of at most {RUNTIME_DIR_MAX_LEN} "
+                              f"characters (socket paths are nested under it); unset it to use a folder in /tmp")
+        return Path(configured)
+    digest = hashlib.sha256(f"{os.getuid()}:{Path(home).expanduser().absolute()}".encode()).hexdigest()[:10]
+    name = f"fn-{digest}"
+    base = tempfile.gettempdir()
+    if len(base) + 1 + len(name) > RUNTIME_DIR_MAX_LEN:
+        base = "/tmp"
+    return Path(base) / name
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create *path* as a folder only this user can enter; refuse one that someone else made or that is a link."""
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise ConfigError(f"{path} (the platform's socket folder) exists but is not a folder owned by this user; "
+                          f"remove it, or set FN_RUNTIME_DIR to a short private folder")
+    if info.st_mode & 0o077:
+        path.chmod(0o700)
+    return path
 
 
 def _connect_host(host: str) -> str:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -54,7 +55,13 @@ def test_user_story_from_up_to_down() -> None:
         assert api_key.startswith("fn_") and "\n" not in api_key
 
         deploy = _run(env, "deploy", str(HELLO))
+        # The instant "deployed" is printed, /add answers over HTTP (it once got a 404 until the ingress caught up).
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            codes = list(pool.map(lambda _: httpx.post(f"http://127.0.0.1:{http_port}/add", json={"a": 2, "b": 3},
+                                                       headers={"Authorization": f"Bearer {api_key}"}, timeout=120),
+                                  range(50)))
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        assert [(r.status_code, r.text) for r in codes] == [(200, "5")] * 50
         assert "add" in deploy.stdout and "reverser" in deploy.stdout
 
         listed = json.loads(_run(env, "ls", "--json").stdout)
@@ -96,7 +103,7 @@ def test_user_story_from_up_to_down() -> None:
         down = _run(env, "down", timeout=120)
     assert down.returncode == 0, down.stdout + down.stderr
     assert not (home / "platform.json").exists()
-    leftovers = ray_processes(PlatformSettings(home=home).ray_temp_dir)
+    leftovers = ray_processes(PlatformSettings(home=home).runtime_dir)
     assert leftovers == [], f"processes left running after down: {[p.pid for p in leftovers]}"
     for port in (api_port, http_port):
         with socket.socket() as sock:

@@ -1,0 +1,121 @@
+"""The catch-all gateway, in-process: which function a path is for, and a request for a function the
+ingress does not route yet passed on to it whole (no 404), with no Ray."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient` is deprecated")
+    from starlette.testclient import TestClient
+
+import fn
+from fnplatform import _http
+from fnplatform._http import read_arguments, rebuild_request
+from fnplatform.gateway import Gateway, Table
+
+
+def specs() -> list[fn.FunctionSpec]:
+    return [fn.FunctionSpec(name="add"), fn.FunctionSpec(name="vector-search", route="/search/{collection}")]
+
+
+def test_a_path_finds_its_function_by_name_or_declared_route() -> None:
+    table = Table.of(specs())
+    assert table.find(["add"]) == (table.functions["add"], None)
+    assert table.find(["add", "anything"]) == (table.functions["add"], None)  # Serve routes /add/... to /add too
+    assert table.find(["search", "docs"]) == (table.functions["vector-search"], {"collection": "docs"})
+    assert table.find(["vector-search"]) == (table.functions["vector-search"], None)
+    assert table.find(["nothing"]) is None
+    assert table.find([]) is None
+
+
+class EchoTransport:
+    """Stands in for the replica's ``http`` method: rebuilds the request as the replica does and echoes it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any], bytes]] = []
+
+    def submit_http(self, name: str, scope: dict[str, Any], body: bytes) -> Any:
+        self.calls.append((name, scope, body))
+        return self._answer(name, scope, body)
+
+    async def _answer(self, name: str, scope: dict[str, Any], body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        request = rebuild_request(scope, body)
+        arguments = await read_arguments(request, ["data"] if name == "vector-search" else [])
+        if "data" in arguments:
+            arguments["data"] = arguments["data"].decode()
+        headers = dict(request.headers)
+        payload = {"function": name, "arguments": arguments, "method": request.method, "query": str(request.query_params),
+                   "request_id": headers["x-request-id"], "auth": headers.get("authorization")}
+        return 200, [(b"content-type", b"application/json"), (b"x-request-id", headers["x-request-id"].encode())], \
+            json.dumps(payload).encode()
+
+    async def aresult(self, pending: Any, timeout: float) -> Any:
+        return await pending
+
+
+def serve_like(handler: Any) -> Any:
+    """An ASGI app that hands a Request to *handler* and sends its Response, as Serve does for a deployment."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        response = await handler(Request(scope, receive))
+        await response(scope, receive, send)
+
+    return app
+
+
+@pytest.fixture
+def gateway() -> tuple[TestClient, EchoTransport]:
+    app = Gateway()
+    app._table = Table.of(specs())
+    transport = EchoTransport()
+    app._transport = transport  # type: ignore[assignment]
+    return TestClient(serve_like(app)), transport
+
+
+def test_a_function_the_ingress_does_not_route_yet_is_answered_not_404(gateway: tuple[TestClient, EchoTransport]) -> None:
+    client, transport = gateway
+    response = client.post("/add?x=1", json={"a": 2, "b": 3}, headers={"authorization": "Bearer k", "x-request-id": "r-1"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"function": "add", "arguments": {"a": 2, "b": 3}, "method": "POST", "query": "x=1",
+                               "request_id": "r-1", "auth": "Bearer k"}
+    assert response.headers["x-request-id"] == "r-1"
+    assert [name for name, _, _ in transport.calls] == ["add"]
+
+
+def test_a_raw_body_without_content_length_reaches_the_function_whole(gateway: tuple[TestClient, EchoTransport]) -> None:
+    client, _ = gateway
+    response = client.post("/vector-search", content=iter([b"chunk-1 ", b"chunk-2"]),
+                           headers={"content-type": "application/octet-stream"})
+    assert response.status_code == 200, response.text
+    assert response.json()["arguments"] == {"data": "chunk-1 chunk-2"}
+
+
+def test_a_body_over_the_limit_is_refused_without_a_content_length(gateway: tuple[TestClient, EchoTransport],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    client, transport = gateway
+    monkeypatch.setattr(_http, "MAX_BODY_BYTES", 100)
+    response = client.post("/add", content=iter([b"x" * 60, b"x" * 60]))
+    assert response.status_code == 413
+    assert response.json()["error"]["type"] == "PayloadTooLarge"
+    assert transport.calls == []
+
+
+def test_a_method_other_than_get_post_put_is_405_before_the_body_is_read(gateway: tuple[TestClient, EchoTransport]) -> None:
+    client, transport = gateway
+    response = client.delete("/add")
+    assert response.status_code == 405
+    assert "use POST" in response.json()["error"]["message"]
+    assert transport.calls == []
+
+
+def test_an_unknown_path_is_a_json_404_naming_it(gateway: tuple[TestClient, EchoTransport]) -> None:
+    client, _ = gateway
+    response = client.post("/nothing", json={})
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == "no function is deployed at '/nothing'; list functions with 'fnctl ls'"

@@ -6,9 +6,8 @@ from typing import Any
 
 import httpx
 
-from fn import Unavailable
-from fn._client import raise_for_response, shared_client
-from fn._config import Settings, load_settings
+from fn import Unavailable, load_settings
+from fn._platform import Settings, raise_for_response, shared_client
 
 
 class Api:

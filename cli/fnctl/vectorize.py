@@ -19,8 +19,8 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import fn
-from fn._client import _function_url, raise_for_response, shared_client
-from fn._config import load_settings
+from fn import load_settings
+from fn._platform import function_url, raise_for_response, shared_client
 
 from ._output import console, json_option, print_json, print_table
 
@@ -166,7 +166,7 @@ def search(collection: str, query: str | None, image: str | None, top_k: int, fi
     if (query is None) == (image is None):
         raise click.UsageError("give a QUERY or --image, exactly one")
     settings = load_settings()
-    url = _function_url(settings, f"search/{collection}")  # the function endpoint address, as fn.call finds it
+    url = function_url(settings, f"search/{collection}")  # the function endpoint address, as fn.call finds it
     body: dict[str, Any] = {"top_k": top_k}
     if query is not None:
         body["query"] = query

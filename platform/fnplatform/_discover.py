@@ -14,9 +14,7 @@ import traceback
 from pathlib import Path
 
 from fn import FunctionSpec, SpecError
-from fn._artifacts import declared_path
-from fn._decorators import registered
-from fn._flow import declared_flows
+from fn._platform import declared_flows, declared_path, registered
 
 from .packaging import collect_files
 

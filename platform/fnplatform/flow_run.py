@@ -14,7 +14,7 @@ from typing import Any
 import pydantic_core
 
 from fn import FlowSpec
-from fn._flow import StepSpec
+from fn._platform import StepSpec
 
 from .flow_state import FlowState, RunRecord, StoredValue
 from .handles import translate_error

@@ -21,10 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from fn import SpecError
+from fn import FlowSpec, FunctionSpec, SpecError
 from fn import __version__ as sdk_version
-from fn._flow import FlowSpec
-from fn._spec import FunctionSpec
 
 MANIFEST_NAME = "fn-manifest.json"
 IGNORE_FILE = ".fnignore"

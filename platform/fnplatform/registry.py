@@ -19,7 +19,7 @@ from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from fn._spec import FunctionSpec
+from fn import FunctionSpec
 
 
 class _Base(DeclarativeBase):

@@ -29,9 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fn import ClientError, FunctionSpec, RemoteError, Timeout, Unauthorized
-from fn import _artifacts as artifacts
-from fn import _transport as transport
-from fn._errors import status_error
+from fn._platform import install_artifacts, install_transport, status_error
 
 from . import replica_logs
 from ._http import client_error_response, error_response, read_arguments, rebuild_request, result_response
@@ -142,7 +140,7 @@ def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cach
     bundle_dir = fetch_bundle(store, bundle_sha256, cache_dir)
     if spec.artifacts:
         manifest = Manifest.from_json((bundle_dir / MANIFEST_NAME).read_bytes())
-        artifacts.install({name: fetch_artifact(store, ref.sha256, cache_dir)
+        install_artifacts({name: fetch_artifact(store, ref.sha256, cache_dir)
                            for name, ref in manifest.artifacts_of(spec).items()})
     cap_onnxruntime_threads(cpu_threads(spec))
     if str(bundle_dir) not in sys.path:
@@ -195,7 +193,7 @@ class FunctionReplica:
         self.spec = FunctionSpec.model_validate_json(spec_json)
         self.replica_id = uuid.uuid4().hex[:8]
         hub = find_hub_or_none()
-        transport.install(HandleTransport())  # fn.call inside user code goes through Serve handles
+        install_transport(HandleTransport())  # fn.call inside user code goes through Serve handles
         self._shipper = replica_logs.LogShipper(self.spec.name, self.replica_id, hub)
         replica_logs.install(self._shipper)
         self._keys = KeyCache(hub)

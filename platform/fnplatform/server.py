@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fn._config import CREDENTIALS_FILE
+from fn._platform import CREDENTIALS_FILE
 
 from .settings import STATE_FILE, PlatformSettings
 

@@ -23,7 +23,7 @@ _sync_clients: dict[Settings, httpx.Client] = {}
 _http_urls: dict[Settings, str] = {}
 
 
-def _function_url(settings: Settings, name: str) -> str:
+def function_url(settings: Settings, name: str) -> str:
     if settings.http_url:
         return f"{settings.http_url}/{name}"
     with _lock:
@@ -138,7 +138,7 @@ class Ref:
 
     def _http_call(self, kwargs: dict[str, Any]) -> Any:
         settings = self.settings
-        url = _function_url(settings, self.name)
+        url = function_url(settings, self.name)
         return _request_json(shared_client(settings), "POST", url, settings, json=_resolved(kwargs), timeout=self.timeout)
 
     async def acall(self, **kwargs: Any) -> Any:
@@ -147,8 +147,8 @@ class Ref:
         if transport is not None:
             return await transport.aresult(transport.submit(self.name, kwargs), self.timeout)
         settings = self.settings
-        url = _function_url(settings, self.name) if settings.http_url else await asyncio.to_thread(
-            _function_url, settings, self.name
+        url = function_url(settings, self.name) if settings.http_url else await asyncio.to_thread(
+            function_url, settings, self.name
         )
         headers = {"Authorization": f"Bearer {settings.api_key}"}
         arguments = {k: await v if isinstance(v, Pending) else v for k, v in kwargs.items()}

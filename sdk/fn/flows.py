@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._client import _function_url, raise_for_response, shared_client
+from ._client import function_url, raise_for_response, shared_client
 from ._config import Settings, load_settings
 from ._errors import RemoteError, Timeout
 
@@ -24,7 +24,7 @@ class Run:
 
     @property
     def url(self) -> str:
-        return _function_url(self._settings, f"flows/{self.flow}/runs/{self.id}")
+        return function_url(self._settings, f"flows/{self.flow}/runs/{self.id}")
 
     def put(self, name: str, data: bytes | str | Path | Any) -> dict[str, Any]:
         """Give input *name*: bytes (or a file path) go as a raw body, anything else as JSON."""
@@ -67,7 +67,7 @@ class Run:
 def start(flow: str) -> Run:
     """Start a run of the deployed flow *flow*."""
     settings = load_settings()
-    response = shared_client(settings).post(_function_url(settings, f"flows/{flow}/runs"))
+    response = shared_client(settings).post(function_url(settings, f"flows/{flow}/runs"))
     raise_for_response(response)
     return Run(flow, str(response.json()["id"]), settings)
 

@@ -61,3 +61,33 @@ def test_import_platform_with_the_repo_first_on_sys_path(tmp_path: Path) -> None
 def test_platform_folder_is_not_a_package() -> None:
     assert (REPO_ROOT / "platform" / "fnplatform").is_dir()
     assert not (REPO_ROOT / "platform" / "__init__.py").exists()
+
+
+def _fn_imports(path: Path) -> list[tuple[int, str]]:
+    """Every ``fn`` name *path* imports: ``fn.x`` modules and ``from fn import x`` names, with line numbers."""
+    import ast
+
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name == "fn" or a.name.startswith("fn.")]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "fn":
+                found += [(node.lineno, f"fn.{a.name}") for a in node.names]
+            elif node.module.startswith("fn."):
+                found.append((node.lineno, node.module))
+    return found
+
+
+@pytest.mark.parametrize("folder", ["platform/fnplatform", "cli/fnctl", "functions"])
+def test_the_platform_cli_and_applications_use_only_the_declared_sdk_interface(folder: str) -> None:
+    import fn
+    from fn import _platform
+
+    allowed = {f"fn.{name}" for name in fn.__all__} | {"fn"}
+    if folder != "functions":  # applications get the public API only
+        allowed.add("fn._platform")
+    wrong = [f"{path.relative_to(REPO_ROOT)}:{line}: {name}" for path in sorted((REPO_ROOT / folder).rglob("*.py"))
+             for line, name in _fn_imports(path) if name not in allowed]
+    assert wrong == [], "import these through fn (public) or fn._platform (declared for the platform):\n" + "\n".join(wrong)
+    assert all(hasattr(_platform, name) for name in _platform.__all__)

@@ -1,0 +1,32 @@
+"""The SDK internals that the platform (``fnplatform``) and the CLI (``fnctl``) may use, and nothing else.
+
+Those two import ``fn`` (the public API) and this module only; ``tests/unit/test_imports.py``
+checks it. A name moves in here when the platform needs it, so what the SDK may change freely is
+everything not listed in ``__all__``.
+"""
+
+from ._artifacts import declared_path
+from ._artifacts import install as install_artifacts
+from ._client import function_url, raise_for_response, shared_client
+from ._config import CREDENTIALS_FILE, Settings
+from ._decorators import registered
+from ._errors import status_error
+from ._flow import StepSpec, declared_flows
+from ._transport import Transport
+from ._transport import install as install_transport
+
+__all__ = [
+    "CREDENTIALS_FILE",
+    "Settings",
+    "StepSpec",
+    "Transport",
+    "declared_flows",
+    "declared_path",
+    "function_url",
+    "install_artifacts",
+    "install_transport",
+    "raise_for_response",
+    "registered",
+    "shared_client",
+    "status_error",
+]

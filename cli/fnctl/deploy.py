@@ -38,7 +38,7 @@ def deploy(path: str, timeout: float, as_json: bool) -> None:
     Unchanged functions are left as they are; a function whose code fails to load keeps its
     previous version serving, and the command exits 1 with the error.
     """
-    from fnplatform.packaging import build_bundle
+    from fnplatform.bundles.packaging import build_bundle
 
     api = Api()
     started = time.monotonic()
@@ -100,7 +100,7 @@ def _chunks(handle: BinaryIO) -> Iterator[bytes]:
 
 
 def _max_bundle_bytes(api: Api) -> int:
-    from fnplatform.packaging import DEFAULT_MAX_BUNDLE_BYTES
+    from fnplatform.bundles.packaging import DEFAULT_MAX_BUNDLE_BYTES
 
     info = api.get("/v1/info")
     return int(info.get("max_bundle_bytes", DEFAULT_MAX_BUNDLE_BYTES))

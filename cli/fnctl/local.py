@@ -20,7 +20,7 @@ from fn import fn_home
 
 from ._output import console, json_option, print_json
 
-STATE_FILE = "platform.json"  # written by fnplatform.server once it is ready
+STATE_FILE = "platform.json"  # written by fnplatform.control.server once it is ready
 
 
 def _state(home: Path) -> dict[str, Any] | None:
@@ -91,7 +91,7 @@ def up(api_port: int, http_port: int, host: str, gpus: float, cpus: float | None
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / "platform.log"
-    command = [sys.executable, "-m", "fnplatform.server", "--api-host", host, "--api-port", str(api_port),
+    command = [sys.executable, "-m", "fnplatform.control.server", "--api-host", host, "--api-port", str(api_port),
                "--http-host", host, "--http-port", str(http_port), "--gpus", str(gpus)]
     if cpus is not None:
         command += ["--cpus", str(cpus)]
@@ -132,8 +132,8 @@ def _report_up(state: dict[str, Any], as_json: bool, already: bool) -> None:
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait before killing it.")
 def down(timeout: float) -> None:
     """Stop what 'fnctl up' started under FN_HOME; nothing is left running."""
-    from fnplatform.local import kill_survivors
-    from fnplatform.settings import PlatformSettings
+    from fnplatform.control.local import kill_survivors
+    from fnplatform.control.settings import PlatformSettings
 
     home = fn_home()
     state = _state(home)
@@ -165,7 +165,7 @@ def down(timeout: float) -> None:
               help="Ray cluster to use (e.g. 'auto' inside the head pod); default: start a local Ray.")
 def server(api_host: str, api_port: int, http_host: str, http_port: int, ray_address: str | None) -> None:
     """Run the control plane in the foreground (production: on a Ray cluster, FN_* settings from the environment)."""
-    from fnplatform.server import main
+    from fnplatform.control.server import main
 
     argv = ["--api-host", api_host, "--api-port", str(api_port), "--http-host", http_host, "--http-port", str(http_port)]
     main(argv + (["--ray-address", ray_address] if ray_address else []))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from fnplatform import packaging
+from fnplatform.bundles import packaging as packaging
 
 from .conftest import PROJECT
 

@@ -38,8 +38,8 @@ def _home_of_length(base: Path, length: int) -> Path:
 
 
 def test_quickstart_three_times_in_a_row_on_fresh_homes_of_18_30_and_120_characters() -> None:
-    from fnplatform.local import ray_processes
-    from fnplatform.settings import PlatformSettings
+    from fnplatform.control.local import ray_processes
+    from fnplatform.control.settings import PlatformSettings
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("FN_", "RAY_"))}
     for length in (18, 30, 120):

@@ -33,8 +33,8 @@ def _run(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.Co
 
 
 def test_user_story_from_up_to_down() -> None:
-    from fnplatform.local import ray_processes
-    from fnplatform.settings import PlatformSettings
+    from fnplatform.control.local import ray_processes
+    from fnplatform.control.settings import PlatformSettings
 
     home = Path(tempfile.mkdtemp(prefix="fne", dir="/tmp"))
     api_port, http_port = _free_port(), _free_port()

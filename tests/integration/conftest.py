@@ -45,7 +45,7 @@ def ray_cluster(workdir: Path, s3_endpoint: str) -> Iterator[dict[str, Any]]:
     from ray import serve
     from ray.cluster_utils import Cluster
 
-    from fnplatform.local import kill_survivors
+    from fnplatform.control.local import kill_survivors
 
     os.environ["RAY_TMPDIR"] = str(workdir)  # Ray writes its "current cluster" file there, not /tmp/ray
     os.environ["FN_HOME"] = str(workdir / "home")  # replicas inherit it (vectorize keeps Milvus Lite there)
@@ -75,14 +75,14 @@ def ray_cluster(workdir: Path, s3_endpoint: str) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> Iterator[Platform]:
-    from fnplatform.api import create_app
-    from fnplatform.control import ControlPlane
-    from fnplatform.deployer import DeployContext, Deployer
-    from fnplatform.flow_state import FlowState
-    from fnplatform.hub import get_or_create_hub
-    from fnplatform.registry import Registry
-    from fnplatform.settings import PlatformSettings
-    from fnplatform.store import StoreConfig, open_store
+    from fnplatform.control.api import create_app
+    from fnplatform.control.deployer import DeployContext, Deployer
+    from fnplatform.control.plane import ControlPlane
+    from fnplatform.control.settings import PlatformSettings
+    from fnplatform.flows.state import FlowState
+    from fnplatform.serving.hub import get_or_create_hub
+    from fnplatform.storage.blobs import StoreConfig, open_store
+    from fnplatform.storage.registry import Registry
 
     home = workdir / "home"
     home.mkdir(exist_ok=True)
@@ -96,7 +96,7 @@ def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> It
                                                 database_url=settings.database_url, ingress_url=settings.http_url))
     control = ControlPlane(settings, registry, store, deployer, get_or_create_hub(), FlowState(settings.database_url))
     _, key = registry.create_key("tests")
-    control.push_keys()
+    control.push_state()
     deployer.ensure_gateway()
     with serve_in_thread(create_app(control)) as api_url, pytest.MonkeyPatch.context() as patch:
         settings.api_port = int(api_url.rsplit(":", 1)[1])

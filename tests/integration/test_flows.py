@@ -26,7 +26,7 @@ def flows(platform: Platform) -> Platform:
 def _kill_actor(run_id: str) -> None:
     import ray
 
-    from fnplatform.flow_run import NAMESPACE, actor_name
+    from fnplatform.flows.run import NAMESPACE, actor_name
 
     ray.kill(ray.get_actor(actor_name(run_id), namespace=NAMESPACE), no_restart=True)
 
@@ -90,8 +90,8 @@ def test_run_finishes_after_its_actor_is_killed_mid_step(flows: Platform) -> Non
 
 
 def test_run_resumes_after_a_control_plane_restart(flows: Platform) -> None:
-    from fnplatform.control import ControlPlane
-    from fnplatform.flow_state import FlowState
+    from fnplatform.control.plane import ControlPlane
+    from fnplatform.flows.state import FlowState
 
     run = fn.flows.start("documents")
     run.put("front", b"front bytes")
@@ -150,7 +150,7 @@ def test_flow_with_a_missing_step_function_fails_at_deploy(platform: Platform, t
 def test_abandoned_run_fails_after_its_ttl_and_its_actor_ends(flows: Platform, tmp_path: Path) -> None:
     import ray
 
-    from fnplatform.flow_run import NAMESPACE, actor_name
+    from fnplatform.flows.run import NAMESPACE, actor_name
 
     run = fn.flows.start("forgotten")
     run.put("counter", str(tmp_path / "never-used"))

@@ -101,10 +101,10 @@ def test_function_on_an_unknown_pool_fails_clearly(platform: Platform, tmp_path:
 
 
 def test_s3_unreachable_during_deploy_keeps_serving(basic: Platform) -> None:
-    from fnplatform.api import create_app
-    from fnplatform.control import ControlPlane
-    from fnplatform.packaging import build_bundle
-    from fnplatform.store import StoreConfig, open_store
+    from fnplatform.bundles.packaging import build_bundle
+    from fnplatform.control.api import create_app
+    from fnplatform.control.plane import ControlPlane
+    from fnplatform.storage.blobs import StoreConfig, open_store
 
     dead = StoreConfig(kind="s3", bucket="fn-bundles", endpoint="http://127.0.0.1:9", region="us-east-1")
     control = basic.control
@@ -137,8 +137,8 @@ def test_rm_removes_the_endpoint(platform: Platform, tmp_path: Path) -> None:
 
 
 def test_reconcile_after_restart_is_idempotent(platform: Platform, tmp_path: Path) -> None:
-    from fnplatform.deployer import Deployer
-    from fnplatform.registry import Registry
+    from fnplatform.control.deployer import Deployer
+    from fnplatform.storage.registry import Registry
 
     project = _project(tmp_path / "keeper", """
         import fn

@@ -13,10 +13,10 @@ from pydantic import Field
 
 import fn
 from fn import _artifacts, _decorators
-from fnplatform.gateway import Route
-from fnplatform.packaging import MANIFEST_NAME, BundleError, Manifest, build_bundle
-from fnplatform.signature import Signature
-from fnplatform.store import LocalStore, StoreConfig, artifact_key, fetch_artifact, put_artifact
+from fnplatform.bundles.packaging import MANIFEST_NAME, BundleError, Manifest, build_bundle
+from fnplatform.serving.gateway import Route
+from fnplatform.serving.signature import Signature
+from fnplatform.storage.blobs import LocalStore, StoreConfig, artifact_key, fetch_artifact, put_artifact
 
 from .conftest import ProjectFactory
 
@@ -111,7 +111,7 @@ def test_store_keeps_an_artifact_once_and_the_cache_refuses_tampered_bytes(tmp_p
     config = StoreConfig(kind="local", root=str(tmp_path / "store"))
     source = tmp_path / "model.onnx"
     source.write_bytes(b"weights")
-    from fnplatform.packaging import hash_file
+    from fnplatform.bundles.packaging import hash_file
 
     sha = hash_file(source)
     store = LocalStore(config)
@@ -149,7 +149,7 @@ def test_annotated_field_limits_are_enforced() -> None:
 
 
 def test_replicas_get_a_runtime_env_only_for_what_the_function_asks() -> None:
-    from fnplatform.deployer import actor_options
+    from fnplatform.control.deployer import actor_options
 
     plain = actor_options(fn.FunctionSpec(name="plain", cpus=2))
     assert plain["runtime_env"] == {}  # so Ray may start it on an idle worker process

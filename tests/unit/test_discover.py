@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from fnplatform.packaging import BundleError, build_bundle
+from fnplatform.bundles.packaging import BundleError, build_bundle
 
 from .conftest import ProjectFactory
 
@@ -132,7 +132,7 @@ def test_discover_prints_one_json_line(make_project: ProjectFactory) -> None:
         @fn.function()
         def add(a, b): return a + b
     """})
-    proc = subprocess.run([sys.executable, "-m", "fnplatform._discover", str(root)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "fnplatform.bundles.discovery", str(root)], capture_output=True,
                           text=True, cwd=root, check=True, timeout=60)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert [f["entrypoint"] for f in result["functions"]] == ["app:add"]

@@ -3,8 +3,10 @@ ingress does not route yet passed on to it whole (no 404), with no Ray."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import warnings
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,9 +17,10 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 import fn
-from fnplatform import _http
-from fnplatform._http import read_arguments, rebuild_request
-from fnplatform.gateway import Gateway, Table
+from fnplatform.serving import http as _http
+from fnplatform.serving.gateway import Gateway, Table
+from fnplatform.serving.http import read_arguments, rebuild_request
+from fnplatform.serving.hub import Hub
 
 
 def specs() -> list[fn.FunctionSpec]:
@@ -69,12 +72,27 @@ def serve_like(handler: Any) -> Any:
     return app
 
 
+class InProcessActor:
+    """A Ray actor handle's ``.method.remote(...)`` shape over a plain object, for the hub in-process."""
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def __getattr__(self, name: str) -> Any:
+        return SimpleNamespace(remote=getattr(self._obj, name))
+
+
 @pytest.fixture
-def gateway() -> tuple[TestClient, EchoTransport]:
-    app = Gateway()
-    app._table = Table.of(specs())
+def hub() -> Hub:
+    hub = Hub()
+    asyncio.run(hub.publish("functions", [s.model_dump(mode="json") for s in specs()]))
+    return hub
+
+
+@pytest.fixture
+def gateway(hub: Hub) -> tuple[TestClient, EchoTransport]:
     transport = EchoTransport()
-    app._transport = transport  # type: ignore[assignment]
+    app = Gateway(InProcessActor(hub), check_keys=False, transport=transport)
     return TestClient(serve_like(app)), transport
 
 
@@ -119,3 +137,29 @@ def test_an_unknown_path_is_a_json_404_naming_it(gateway: tuple[TestClient, Echo
     response = client.post("/nothing", json={})
     assert response.status_code == 404
     assert response.json()["error"]["message"] == "no function is deployed at '/nothing'; list functions with 'fnctl ls'"
+
+
+def test_a_function_published_after_a_miss_is_found_on_the_next_call(hub: Hub, gateway: tuple[TestClient, EchoTransport],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from fnplatform.serving import pushed
+
+    client, _ = gateway
+    assert client.post("/late", json={}).status_code == 404
+    asyncio.run(hub.publish("functions", [s.model_dump(mode="json") for s in [*specs(), fn.FunctionSpec(name="late")]]))
+    clock = [pushed.time.monotonic() + 1.0]  # past the gateway's re-read interval after a miss
+    monkeypatch.setattr(pushed.time, "monotonic", lambda: clock[0])
+    response = client.post("/late", json={"a": 1})
+    assert response.status_code == 200, response.text
+    assert response.json()["function"] == "late"
+
+
+def test_the_hub_versions_what_is_published() -> None:
+    hub = Hub()
+    assert asyncio.run(hub.read("keys")) == (0, None)
+    first = asyncio.run(hub.publish("keys", ["h1"]))
+    assert asyncio.run(hub.read("keys")) == (first, ["h1"])
+    assert asyncio.run(hub.read("keys", first)) == (first, None)  # nothing new for a copy at that version
+    assert asyncio.run(hub.publish("keys", ["h1"])) == first  # unchanged: same version
+    second = asyncio.run(hub.publish("keys", ["h1", "h2"]))
+    assert second > first
+    assert asyncio.run(hub.read("keys", first)) == (second, ["h1", "h2"])

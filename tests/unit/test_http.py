@@ -17,9 +17,9 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient` is deprecated")
     from starlette.testclient import TestClient
 import fn
-from fnplatform import _http
-from fnplatform._http import client_error_response, error_response, read_arguments, result_response
-from fnplatform.signature import Signature
+from fnplatform.serving import http as _http
+from fnplatform.serving.http import client_error_response, error_response, read_arguments, result_response
+from fnplatform.serving.signature import Signature
 
 ClientFactory = Callable[[Callable[..., Any]], TestClient]
 

@@ -27,8 +27,8 @@ def run_python(code: str, *, cwd: Path, env: dict[str, str] | None = None) -> di
 @pytest.mark.parametrize("modules", [
     ["fn"],
     ["fnctl.main"],
-    ["fnplatform.packaging", "fnplatform.store", "fnplatform.registry", "fnplatform.signature",
-     "fnplatform._http", "fnplatform.settings"],
+    ["fnplatform.bundles.packaging", "fnplatform.storage.blobs", "fnplatform.storage.registry", "fnplatform.serving.signature",
+     "fnplatform.serving.http", "fnplatform.control.settings"],
 ])
 def test_sdk_cli_and_packaging_do_not_import_ray(modules: list[str], tmp_path: Path) -> None:
     code = (f"import importlib, json, sys\nfor m in {modules!r}: importlib.import_module(m)\n"

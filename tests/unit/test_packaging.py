@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import fn
-from fnplatform.packaging import (
+from fnplatform.bundles.packaging import (
     MANIFEST_NAME,
     Bundle,
     BundleError,

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import fn
-from fnplatform.registry import Registry, hash_key
+from fnplatform.keys import hash_key
+from fnplatform.storage.registry import Registry
 
 SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import fn
-from fnplatform.flow_state import FlowState
-from fnplatform.registry import Registry
+from fnplatform.flows.state import FlowState
+from fnplatform.storage.registry import Registry
 
 INITDB = shutil.which("initdb")
 PG_CTL = shutil.which("pg_ctl")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import fn
-from fnplatform.settings import RUNTIME_DIR_MAX_LEN, PlatformSettings, ensure_private_dir, runtime_dir
+from fnplatform.control.settings import RUNTIME_DIR_MAX_LEN, PlatformSettings, ensure_private_dir, runtime_dir
 
 HAPROXY_SOCKET_MAX = 97  # "too long (max 97)"
 NODE_ID = "f" * 56  # Serve nests each node's HAProxy files under its 56-hex node id

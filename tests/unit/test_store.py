@@ -13,19 +13,19 @@ from pathlib import Path
 import pytest
 
 import fn
-from fnplatform.packaging import (
+from fnplatform.bundles.packaging import (
     MANIFEST_NAME,
     BundleError,
     Manifest,
     build_zip,
-    bundle_manifest_from_store,
     collect_files,
 )
-from fnplatform.store import (
+from fnplatform.storage.blobs import (
     LocalStore,
     S3Store,
     StoreConfig,
     bundle_key,
+    bundle_manifest_from_store,
     fetch_bundle,
     open_store,
     put_bundle,

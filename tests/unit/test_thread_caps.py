@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 
 SCRIPT = textwrap.dedent("""
     import sys
-    from fnplatform.runtime import cap_onnxruntime_threads
+    from fnplatform.serving.replica import cap_onnxruntime_threads
 
     cap_onnxruntime_threads(2)
     assert "onnxruntime" not in sys.modules, "the cap must not import onnxruntime itself"

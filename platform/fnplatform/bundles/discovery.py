@@ -1,6 +1,6 @@
 """Subprocess entry: import a project's modules and print its decorated functions as one JSON line.
 
-Run as ``python -m fnplatform._discover PROJECT``. Errors are reported as ``{"error": "..."}``
+Run as ``python -m fnplatform.bundles.discovery PROJECT``. Errors are reported as ``{"error": "..."}``
 naming the user's file and line, never as a traceback of ours.
 """
 

@@ -3,7 +3,7 @@
 Same files -> same bytes -> same sha256: entries sorted, timestamps and permissions fixed. The
 manifest (``fn-manifest.json``) always sits at the zip's root, which also keeps Ray from stripping
 a lone top-level folder. Functions are discovered by importing the project in a subprocess
-(``fnplatform._discover``), so user code never runs inside the CLI or the control plane.
+(``fnplatform.bundles.discovery``), so user code never runs inside the CLI or the control plane.
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ def build_zip(files: list[tuple[str, Path]], manifest: Manifest, max_bytes: int)
 def discover(root: Path, *, timeout_s: float = 120) -> Manifest:
     """Import the project in a subprocess and return the manifest of its decorated functions."""
     proc = subprocess.run(
-        [sys.executable, "-m", "fnplatform._discover", str(root)],
+        [sys.executable, "-m", "fnplatform.bundles.discovery", str(root)],
         capture_output=True, text=True, timeout=timeout_s, cwd=root, check=False,
     )
     try:
@@ -296,17 +296,3 @@ def inspect_bundle(data: bytes, *, expected_sha256: str | None = None, max_bytes
     if not manifest.functions and not manifest.flows:
         raise BundleError("the bundle's manifest lists no functions and no flows")
     return manifest
-
-
-def bundle_manifest_from_store(store: Any, sha256: str, max_bytes: int) -> Manifest:
-    """The manifest of a bundle already in the store, checked again as it is read."""
-    from fn import NotFound
-
-    from .store import bundle_key
-
-    try:
-        data = store.read(bundle_key(sha256))
-    except FileNotFoundError:
-        raise NotFound(f"bundle {sha256} is not in the store; upload it first (PUT /v1/bundles/{sha256})",
-                       status=404) from None
-    return inspect_bundle(data, expected_sha256=sha256, max_bytes=max_bytes)

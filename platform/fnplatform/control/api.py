@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 import fn
 from fn import BadRequest, ClientError, FnError, PayloadTooLarge, SpecError, Unauthorized
 
-from .control import ControlPlane
+from .plane import ControlPlane
 
 MAX_WAIT_S = 30.0
 

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fn import FunctionSpec
-
-from .pools import REPLICA_POOL_SHARE, pool_resource
-from .registry import Registry, VersionRecord
-from .runtime import FunctionReplica, validate_version
-from .store import StoreConfig
+from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
+from fnplatform.serving.replica import FunctionReplica, validate_version
+from fnplatform.storage.blobs import StoreConfig
+from fnplatform.storage.registry import Registry, VersionRecord
 
 log = logging.getLogger("fnplatform")
 GATEWAY_APP = "_fn_gateway"
@@ -242,8 +241,8 @@ class Deployer:
         from ray import serve
         from ray.serve.api import RunTarget
 
-        from .flow_gateway import FlowGateway
-        from .gateway import Gateway
+        from fnplatform.flows.gateway import FlowGateway
+        from fnplatform.serving.gateway import Gateway
 
         options = {"num_replicas": 1, "max_ongoing_requests": 1000,
                    "ray_actor_options": {"num_cpus": 0, "resources": {pool_resource("api"): REPLICA_POOL_SHARE}}}
@@ -251,7 +250,7 @@ class Deployer:
         catch_all = deployment(Gateway).options(name="gateway", **options)
         flows = deployment(FlowGateway).options(name="flows", **options)
         targets = [
-            RunTarget(target=catch_all.bind(self.ctx.database_url), name=GATEWAY_APP, route_prefix="/",
+            RunTarget(target=catch_all.bind(), name=GATEWAY_APP, route_prefix="/",
                       logging_config={"enable_access_log": False}),
             RunTarget(target=flows.bind(self.ctx.database_url, self.ctx.store.to_dict()), name=FLOWS_APP,
                       route_prefix="/flows", logging_config={"enable_access_log": False}),

@@ -17,11 +17,11 @@ from pathlib import Path
 import psutil
 
 from fn import ConfigError
+from fnplatform.pools import DEFAULT_POOLS, NODE_POOL_CAPACITY, pool_resource
 
-from .pools import DEFAULT_POOLS, NODE_POOL_CAPACITY, pool_resource
 from .settings import PlatformSettings, ensure_private_dir
 
-PRELOAD_MODULES = "ray.serve,ray.serve._private.replica,fnplatform.runtime"
+PRELOAD_MODULES = "ray.serve,ray.serve._private.replica,fnplatform.serving.replica"
 
 
 def prepare_environment(settings: PlatformSettings) -> None:

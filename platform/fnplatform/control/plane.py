@@ -15,14 +15,21 @@ from pathlib import Path
 from typing import Any
 
 from fn import Conflict, FlowSpec, FunctionSpec, NotFound
+from fnplatform.bundles.packaging import inspect_bundle
+from fnplatform.flows import run as flow_run
+from fnplatform.flows.state import FlowState
+from fnplatform.storage.blobs import (
+    BundleStore,
+    artifact_key,
+    bundle_key,
+    bundle_manifest_from_store,
+    put_artifact,
+    put_bundle,
+)
+from fnplatform.storage.registry import Registry, VersionRecord
 
-from . import flow_run
 from .deployer import Deployer
-from .flow_state import FlowState
-from .packaging import bundle_manifest_from_store, inspect_bundle
-from .registry import Registry, VersionRecord
 from .settings import PlatformSettings
-from .store import BundleStore, artifact_key, bundle_key, put_artifact, put_bundle
 
 
 @dataclass
@@ -188,6 +195,7 @@ class ControlPlane:
                     self.deployer.remove(version.function)
             else:
                 self.registry.finish_version(version.function, version.number)
+                self.push_state()  # the catch-all gateway knows the function before the deploy says "deployed"
                 job.results[version.function] = {"status": "deployed", "version": version.number}
                 job.emit(version.function, "deployed", f"version {version.number} at /{version.function}")
 
@@ -273,6 +281,7 @@ class ControlPlane:
         if not self.registry.delete_function(name):
             raise NotFound(f"no function named {name!r}; list functions with 'fnctl ls'", status=404)
         self.deployer.remove(name)
+        self.push_state()
         self.hub.forget.remote(name)
 
     def logs(self, name: str, after: int, limit: int) -> dict[str, Any]:
@@ -284,17 +293,20 @@ class ControlPlane:
         return {"function": name, "next": last, "lines": lines}
 
     # keys ----------------------------------------------------------------------------------
-    def push_keys(self) -> None:
+    def push_state(self) -> None:
+        """Publish what the data plane reads from the registry (key hashes, active functions) through the hub."""
         import ray
 
-        ray.get(self.hub.set_key_hashes.remote(self.registry.key_hashes()))
+        functions = [v.spec.model_dump(mode="json") for v in self.registry.actives()]
+        ray.get([self.hub.publish.remote("keys", self.registry.key_hashes()),
+                 self.hub.publish.remote("functions", functions)])
 
     def create_key(self, name: str) -> dict[str, Any]:
         record, plaintext = self.registry.create_key(name)
-        self.push_keys()
+        self.push_state()
         return {**record.to_json(), "key": plaintext}
 
     def revoke_key(self, key_id: str) -> None:
         if not self.registry.revoke_key(key_id):
             raise NotFound(f"no active key with id {key_id!r}; list keys with 'fnctl keys ls'", status=404)
-        self.push_keys()
+        self.push_state()

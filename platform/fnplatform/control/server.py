@@ -1,4 +1,4 @@
-"""The platform process: ``python -m fnplatform.server`` (what ``fnctl up`` and ``fnctl server`` run).
+"""The platform process: ``python -m fnplatform.control.server`` (what ``fnctl up`` and ``fnctl server`` run).
 
 Start-up order: registry and first admin key, Ray (local, or the cluster at FN_RAY_ADDRESS), Serve,
 the hub, the catch-all gateway, reconcile the registry into Serve, and only then the HTTP API, so
@@ -49,19 +49,19 @@ def ensure_admin_key(settings: PlatformSettings, registry: Any) -> None:
 
 
 def _start_housekeeping(control: Any, interval_s: float = 10.0) -> None:
-    """Now and then: re-publish key hashes (a restarted hub comes back empty) and resume flow runs whose
-    actor is gone, so a run finishes even if nobody asks about it."""
+    """Now and then: re-publish the data plane's state (a restarted hub comes back empty) and resume flow
+    runs whose actor is gone, so a run finishes even if nobody asks about it."""
 
     def loop() -> None:
         while True:
             time.sleep(interval_s)
             try:
-                control.push_keys()
+                control.push_state()
                 control.resume_runs()
-            except Exception as exc:  # noqa: BLE001 - keep trying; replicas keep their cached keys meanwhile
-                log.warning("could not publish API keys to the hub: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - keep trying; replicas keep their last copy meanwhile
+                log.warning("could not publish state to the hub or resume flow runs: %s", exc)
 
-    threading.Thread(target=loop, name="fn-key-refresher", daemon=True).start()
+    threading.Thread(target=loop, name="fn-housekeeping", daemon=True).start()
 
 
 def run(settings: PlatformSettings) -> None:
@@ -72,14 +72,15 @@ def run(settings: PlatformSettings) -> None:
 
     import uvicorn
 
+    from fnplatform.flows.state import FlowState
+    from fnplatform.serving.hub import get_or_create_hub
+    from fnplatform.storage.blobs import S3Store, open_store
+    from fnplatform.storage.registry import Registry
+
     from .api import create_app
-    from .control import ControlPlane
     from .deployer import DeployContext, Deployer
-    from .flow_state import FlowState
-    from .hub import get_or_create_hub
     from .local import start_ray, start_serve, stop_ray
-    from .registry import Registry
-    from .store import S3Store, open_store
+    from .plane import ControlPlane
 
     assert settings.store is not None
     registry = Registry(settings.database_url)
@@ -100,7 +101,7 @@ def run(settings: PlatformSettings) -> None:
                                                     timeout_s=settings.deploy_timeout_s,
                                                     database_url=settings.database_url, ingress_url=settings.http_url))
         control = ControlPlane(settings, registry, store, deployer, hub, FlowState(settings.database_url))
-        control.push_keys()
+        control.push_state()
         interrupted = registry.fail_unfinished("the control plane restarted during this deploy; run 'fnctl deploy' again")
         if interrupted:
             log.warning("%d versions were mid-deploy when the control plane stopped; marked failed", interrupted)
@@ -128,7 +129,7 @@ def run(settings: PlatformSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="fnplatform.server", description=__doc__)
+    parser = argparse.ArgumentParser(prog="fnplatform.control.server", description=__doc__)
     parser.add_argument("--api-host", default="127.0.0.1")
     parser.add_argument("--api-port", type=int, default=8080)
     parser.add_argument("--http-host", default="127.0.0.1")

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fn import ConfigError, fn_home
-
-from .packaging import DEFAULT_MAX_BUNDLE_BYTES
-from .store import StoreConfig
+from fnplatform.bundles.packaging import DEFAULT_MAX_BUNDLE_BYTES
+from fnplatform.storage.blobs import StoreConfig
 
 STATE_FILE = "platform.json"
 # Socket paths are capped: 107 bytes by the kernel, 97 by HAProxy. Under the folder it is given, Ray

@@ -23,13 +23,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fn import BadRequest, ClientError, Conflict, NotFound, PayloadTooLarge, Unauthorized
+from fnplatform.serving.auth import KeyCache, bearer
+from fnplatform.serving.http import client_error_response, error_response
+from fnplatform.serving.hub import find_hub_or_none
+from fnplatform.storage.blobs import StoreConfig, open_store
 
-from . import flow_run
-from ._http import client_error_response, error_response
-from .auth import KeyCache, bearer
-from .flow_state import FlowState
-from .hub import find_hub_or_none
-from .store import StoreConfig, open_store
+from . import run as flow_run
+from .state import FlowState
 
 MAX_WAIT_S = 60.0
 

@@ -15,11 +15,11 @@ import pydantic_core
 
 from fn import FlowSpec
 from fn._platform import StepSpec
+from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
+from fnplatform.serving.handles import translate_error
+from fnplatform.storage.blobs import StoreConfig, open_store
 
-from .flow_state import FlowState, RunRecord, StoredValue
-from .handles import translate_error
-from .pools import REPLICA_POOL_SHARE, pool_resource
-from .store import StoreConfig, open_store
+from .state import FlowState, RunRecord, StoredValue
 
 ACTOR_PREFIX = "fn-run-"
 NAMESPACE = "fn"

@@ -17,19 +17,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fn import FlowSpec
+from fnplatform.storage.db import Base, Database, utcnow
 
-from .registry import Database, _Base, _now
 
-
-class _Flow(_Base):
+class _Flow(Base):
     __tablename__ = "flows"
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
     spec: Mapped[str] = mapped_column(Text)
     bundle_sha256: Mapped[str] = mapped_column(String(64))
-    updated_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class _Run(_Base):
+class _Run(Base):
     __tablename__ = "flow_runs"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     flow: Mapped[str] = mapped_column(String(63), index=True)
@@ -37,11 +36,11 @@ class _Run(_Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     output: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=_now)
-    updated_at: Mapped[datetime] = mapped_column(default=_now)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class _Value(_Base):
+class _Value(Base):
     __tablename__ = "flow_values"
     run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
@@ -51,7 +50,7 @@ class _Value(_Base):
     value: Mapped[str | None] = mapped_column(Text)  # JSON
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=_now)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ class FlowState(Database):
             if row is None:
                 session.add(_Flow(name=spec.name, spec=spec.model_dump_json(), bundle_sha256=bundle_sha256))
             else:
-                row.spec, row.bundle_sha256, row.updated_at = spec.model_dump_json(), bundle_sha256, _now()
+                row.spec, row.bundle_sha256, row.updated_at = spec.model_dump_json(), bundle_sha256, utcnow()
 
     def flow(self, name: str) -> FlowSpec | None:
         with self._session() as session:
@@ -135,7 +134,7 @@ class FlowState(Database):
                 session.add(_Value(run_id=run_id, name=name, kind="input", blob_key=blob_key, value=value_json))
                 row = session.get(_Run, run_id)
                 if row is not None and row.status == "pending":
-                    row.status, row.updated_at = "running", _now()
+                    row.status, row.updated_at = "running", utcnow()
         except IntegrityError:
             return False
         return True
@@ -157,7 +156,7 @@ class FlowState(Database):
             if row is None:
                 return
             row.status = "failed" if error else "succeeded"
-            row.output, row.error, row.updated_at = output_json, json.dumps(error) if error else None, _now()
+            row.output, row.error, row.updated_at = output_json, json.dumps(error) if error else None, utcnow()
 
     def unfinished_runs(self) -> list[str]:
         with self._session() as session:

@@ -6,15 +6,14 @@ and also answers under the route, with the path's ``{parameters}`` as arguments.
 every path no application claims, and that includes ``/<name>`` of a function deployed a moment
 ago whose route has not reached the ingress yet (HAProxy reloads its config a little later): such a
 request is passed on to the function's replica as HTTP, so it is answered exactly as on its own
-route instead of with a 404. The table of functions is read from the registry every few seconds,
-and at once (at most twice a second) when a path names no known function.
+route instead of with a 404. The table of functions is what the control plane publishes through
+the hub (topic ``functions``, see ``serving.pushed``): re-read every few seconds, and at once (at
+most twice a second) when a path names no known function.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -24,11 +23,12 @@ from starlette.responses import Response
 
 from fn import BadRequest, ClientError, FunctionSpec, Unauthorized
 
-from ._http import client_error_response, error_response, forwarded_scope, read_arguments, read_body, result_response
 from .auth import KeyCache, bearer
 from .handles import HandleTransport
+from .http import client_error_response, error_response, forwarded_scope, read_arguments, read_body, result_response
 from .hub import find_hub_or_none
-from .replica_logs import request_id_var
+from .logs import request_id_var
+from .pushed import Pushed
 
 ROUTES_TTL_S = 3.0
 MISS_REFRESH_S = 0.5  # a path that names no known function re-reads the table at most this often
@@ -71,31 +71,20 @@ class Table:
         return (spec, None) if spec is not None else None
 
 
+def _table(specs: list[dict[str, Any]]) -> Table:
+    return Table.of([FunctionSpec.model_validate(spec) for spec in specs])
+
+
 class Gateway:
-    def __init__(self, database_url: str = "") -> None:
-        self._database_url = database_url
-        self._registry: Any = None
-        self._table = Table({}, [])
-        self._loaded_at = -ROUTES_TTL_S
-        self._keys = KeyCache(find_hub_or_none()) if database_url else None
-        self._transport = HandleTransport()
-
-    async def _load(self) -> list[FunctionSpec]:
-        if self._registry is None:
-            from .registry import Registry
-
-            self._registry = Registry(self._database_url)
-        actives = await asyncio.to_thread(self._registry.actives)
-        return [v.spec for v in actives]
+    def __init__(self, hub: Any = None, *, check_keys: bool = True, transport: Any = None) -> None:
+        """Serve builds it with no arguments (the hub is found by name); tests pass their own parts."""
+        hub = hub if hub is not None else find_hub_or_none()
+        self._functions = Pushed(hub, "functions", Table({}, []), _table, ttl_s=ROUTES_TTL_S, min_interval_s=MISS_REFRESH_S)
+        self._keys = KeyCache(hub) if check_keys else None
+        self._transport = transport or HandleTransport()
 
     async def _find(self, parts: list[str]) -> tuple[FunctionSpec, dict[str, str] | None] | None:
-        age = time.monotonic() - self._loaded_at
-        found = self._table.find(parts)
-        if self._database_url and (age > ROUTES_TTL_S or (found is None and age > MISS_REFRESH_S)):
-            self._table = Table.of(await self._load())
-            self._loaded_at = time.monotonic()
-            found = self._table.find(parts)
-        return found
+        return (await self._functions.get()).find(parts) or (await self._functions.get(miss=True)).find(parts)
 
     async def __call__(self, request: Request) -> Response:
         path = request.url.path

@@ -13,7 +13,7 @@ from typing import Any
 
 from fn import FnError, NotFound, Pending, RemoteError, Timeout
 
-from .replica_logs import request_id_var
+from .logs import request_id_var
 
 
 def _unwrap(value: Any) -> Any:

@@ -1,9 +1,10 @@
-"""The hub: one detached, named Ray actor per cluster that replicas read shared state from.
-
-It holds the hashes of valid API keys (pushed by the control plane, read by replicas to check
-requests without a database round trip) and a bounded log buffer per function (pushed by
-replicas in batches, read by ``fnctl logs``). It is cheap (no CPU reserved) and rebuilt by the
-control plane when missing, so losing it loses at most buffered log lines.
+"""The hub: one detached, named Ray actor per cluster that replicas read shared state from. It holds
+what the control plane publishes for the data plane, each topic with a version number (``keys``:
+hashes of valid API keys; ``functions``: the active specs, for the catch-all gateway's table), read
+by replicas and gateways through ``serving.pushed`` without a database round trip, and a bounded log
+buffer per function (pushed by replicas in batches, read by ``fnctl logs``). It is cheap (no CPU
+reserved) and rebuilt by the control plane when missing, so losing it loses at most buffered log
+lines.
 """
 
 from __future__ import annotations
@@ -19,15 +20,25 @@ MAX_LINES_PER_FUNCTION = 5000
 class Hub:
     # async methods: one event loop, so no locks are needed around the buffers
     def __init__(self) -> None:
-        self._key_hashes: frozenset[str] = frozenset()
+        self._topics: dict[str, tuple[int, Any]] = {}
+        self._version = 0
         self._logs: dict[str, deque[tuple[int, str]]] = {}
         self._seq = 0
 
-    async def set_key_hashes(self, hashes: list[str]) -> None:
-        self._key_hashes = frozenset(hashes)
+    async def publish(self, topic: str, value: Any) -> int:
+        """Replace *topic*'s value; returns its version (a new one, higher than all before, unless the value is unchanged)."""
+        current = self._topics.get(topic)
+        if current is not None and current[1] == value:
+            return current[0]
+        self._version += 1
+        self._topics[topic] = (self._version, value)
+        return self._version
 
-    async def key_hashes(self) -> frozenset[str]:
-        return self._key_hashes
+    async def read(self, topic: str, known: int = -1) -> tuple[int, Any]:
+        """*topic*'s version and value; the value is None when the version is *known* (nothing new to send).
+        Version 0 with None: nothing was published yet (a hub restarted since)."""
+        version, value = self._topics.get(topic, (0, None))
+        return version, (None if version == known else value)
 
     async def push_logs(self, function: str, lines: list[str]) -> None:
         buffer = self._logs.setdefault(function, deque(maxlen=MAX_LINES_PER_FUNCTION))

@@ -30,15 +30,15 @@ from starlette.responses import Response
 
 from fn import ClientError, FunctionSpec, RemoteError, Timeout, Unauthorized
 from fn._platform import install_artifacts, install_transport, status_error
+from fnplatform.bundles.packaging import MANIFEST_NAME, Manifest
+from fnplatform.storage.blobs import StoreConfig, fetch_artifact, fetch_bundle
 
-from . import replica_logs
-from ._http import client_error_response, error_response, read_arguments, rebuild_request, result_response
+from . import logs as replica_logs
 from .auth import KeyCache, bearer
 from .handles import HandleTransport
+from .http import client_error_response, error_response, read_arguments, rebuild_request, result_response
 from .hub import find_hub_or_none
-from .packaging import MANIFEST_NAME, Manifest
 from .signature import Signature
-from .store import StoreConfig, fetch_artifact, fetch_bundle
 
 
 class SetupFailed(Exception):

@@ -16,9 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from fn import Unavailable
-
-from .packaging import BundleError
+from fn import NotFound, Unavailable
+from fnplatform.bundles.packaging import BundleError, Manifest, hash_file, inspect_bundle
 
 
 @dataclass(frozen=True)
@@ -245,8 +244,6 @@ def fetch_bundle(config: StoreConfig, sha256: str, cache_dir: str | Path) -> Pat
 
 def put_artifact(store: BundleStore, sha256: str, path: Path) -> bool:
     """Store a model file under its hash (already verified by the caller); False when it was there."""
-    from .packaging import hash_file
-
     key = artifact_key(sha256)
     if store.exists(key):
         return False
@@ -258,8 +255,6 @@ def put_artifact(store: BundleStore, sha256: str, path: Path) -> bool:
 
 def fetch_artifact(config: StoreConfig, sha256: str, cache_dir: str | Path) -> Path:
     """The artifact's file in this node's cache, downloaded and verified on first use (then shared)."""
-    from .packaging import hash_file
-
     folder = Path(cache_dir) / "artifacts"
     target = folder / sha256
     if target.is_file():
@@ -282,3 +277,13 @@ def fetch_artifact(config: StoreConfig, sha256: str, cache_dir: str | Path) -> P
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def bundle_manifest_from_store(store: BundleStore, sha256: str, max_bytes: int) -> Manifest:
+    """The manifest of a bundle already in the store, checked again as it is read."""
+    try:
+        data = store.read(bundle_key(sha256))
+    except FileNotFoundError:
+        raise NotFound(f"bundle {sha256} is not in the store; upload it first (PUT /v1/bundles/{sha256})",
+                       status=404) from None
+    return inspect_bundle(data, expected_sha256=sha256, max_bytes=max_bytes)

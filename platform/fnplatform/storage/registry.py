@@ -6,38 +6,28 @@ It is the desired state of the platform: the deployer can always rebuild Serve f
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, create_engine, delete, event, func, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, delete, func, select
+from sqlalchemy.orm import Mapped, mapped_column
 
 from fn import FunctionSpec
+from fnplatform.keys import hash_key
+
+from .db import Base, Database, utcnow
 
 
-class _Base(DeclarativeBase):
-    pass
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-class _Function(_Base):
+class _Function(Base):
     __tablename__ = "functions"
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
     active_version: Mapped[int | None]
-    created_at: Mapped[datetime] = mapped_column(default=_now)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class _Version(_Base):
+class _Version(Base):
     __tablename__ = "versions"
     __table_args__ = (UniqueConstraint("function", "number"),)
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
@@ -47,16 +37,16 @@ class _Version(_Base):
     bundle_sha256: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="deploying")
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=_now)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class _ApiKey(_Base):
+class _ApiKey(Base):
     __tablename__ = "api_keys"
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16), default="admin")
-    created_at: Mapped[datetime] = mapped_column(default=_now)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
 
 
@@ -89,11 +79,6 @@ class KeyRecord:
                 "created_at": self.created_at.isoformat() + "Z", "revoked": self.revoked}
 
 
-def hash_key(plaintext: str) -> str:
-    # Keys are 32 random bytes, so a fast hash is enough: there is nothing to brute-force.
-    return hashlib.sha256(plaintext.encode()).hexdigest()
-
-
 def _version(row: _Version) -> VersionRecord:
     return VersionRecord(function=row.function, number=row.number, spec=FunctionSpec.model_validate_json(row.spec),
                          bundle_sha256=row.bundle_sha256, status=row.status, error=row.error, created_at=row.created_at)
@@ -101,24 +86,6 @@ def _version(row: _Version) -> VersionRecord:
 
 def _key(row: _ApiKey) -> KeyRecord:
     return KeyRecord(id=row.id, name=row.name, role=row.role, created_at=row.created_at, revoked=row.revoked_at is not None)
-
-
-class Database:
-    """A connection to the registry database (SQLite file or PostgreSQL URL); creates missing tables."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        connect_args = {"check_same_thread": False} if url.startswith("sqlite") else {}
-        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        _Base.metadata.create_all(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
 
 
 class Registry(Database):
@@ -219,17 +186,5 @@ class Registry(Database):
             row = session.get(_ApiKey, key_id)
             if row is None or row.revoked_at is not None:
                 return False
-            row.revoked_at = _now()
+            row.revoked_at = utcnow()
             return True
-
-
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)

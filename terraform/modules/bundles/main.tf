@@ -1,4 +1,4 @@
-# The bundles bucket: s3://<bucket>/bundles/<sha256>.zip (see fnplatform.store) and model
+# The bundles bucket: s3://<bucket>/bundles/<sha256>.zip (see fnplatform.storage.blobs) and model
 # artifacts. Encrypted with a customer-managed KMS key, versioned, never public, TLS only,
 # access-logged to a separate hardened bucket.
 

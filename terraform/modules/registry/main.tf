@@ -1,4 +1,4 @@
-# The registry database (fnplatform.registry on PostgreSQL): RDS in private subnets only,
+# The registry database (fnplatform.storage.registry on PostgreSQL): RDS in private subnets only,
 # KMS-encrypted storage, Performance Insights, logs and connection secret; TLS enforced;
 # reachable only from the EKS cluster security group.
 

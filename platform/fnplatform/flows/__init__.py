@@ -1,0 +1,2 @@
+"""Flows: one detached actor per run (state, scheduling, retries, resume from checkpoints), the
+``/flows`` gateway, and the checkpoints in the registry's database. May import ``serving`` and ``storage``."""

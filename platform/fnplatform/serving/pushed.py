@@ -1,0 +1,42 @@
+"""The data plane's copy of what the control plane publishes through the hub (one push path for
+keys, the function table, and later secrets and traffic weights).
+
+Each copy carries the version it was published with, so a replica can tell it is stale; it is
+re-read when older than its TTL, or at once on a miss (a key or a function just created), at most
+every ``min_interval_s`` so a flood of misses cannot flood the hub. When the hub cannot be reached
+the last good copy stays in use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Pushed(Generic[T]):
+    def __init__(self, hub: Any, topic: str, empty: T, convert: Callable[[Any], T], *, ttl_s: float = 5.0,
+                 min_interval_s: float = 0.5) -> None:
+        self._hub = hub
+        self.topic = topic
+        self.value = empty
+        self.version = -1  # nothing read yet
+        self._convert = convert
+        self._ttl_s = ttl_s
+        self._min_interval_s = min_interval_s
+        self._read_at = -ttl_s - 1.0
+
+    async def get(self, *, miss: bool = False) -> T:
+        """The current copy; with *miss*, re-read first unless it was read within ``min_interval_s``."""
+        age = time.monotonic() - self._read_at
+        if self._hub is not None and (age > self._ttl_s or (miss and age > self._min_interval_s)):
+            self._read_at = time.monotonic()
+            try:
+                version, value = await self._hub.read.remote(self.topic, self.version)
+            except Exception:  # noqa: BLE001 - the hub is restarting or gone: keep serving the last good copy
+                return self.value
+            if value is not None and version != self.version:
+                self.value, self.version = self._convert(value), version
+        return self.value

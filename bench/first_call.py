@@ -33,6 +33,8 @@ def export(rev: str) -> Path:
     root = Path(tempfile.mkdtemp(prefix="fnrev", dir="/tmp"))
     archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    # Before fnplatform had an __init__.py it was a namespace package, which the installed regular one would shadow.
+    (root / "platform" / "fnplatform" / "__init__.py").touch()
     return root
 
 

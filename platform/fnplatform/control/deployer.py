@@ -26,7 +26,7 @@ log = logging.getLogger("fnplatform")
 GATEWAY_APP = "_fn_gateway"
 FLOWS_APP = "_fn_flows"
 MIB = 1024 * 1024
-# Tuned for scale-from-zero (see shared/RESEARCH.md): in Ray 2.60 the deprecated metrics_interval_s
+# Tuned for scale-from-zero (measured in docs/benchmarks.md): in Ray 2.60 the deprecated metrics_interval_s
 # still sets how often replicas and handles push load, so it bounds how fast a burst is seen.
 AUTOSCALING_PROFILE: dict[str, float] = {
     "metrics_interval_s": 0.5,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import signal
@@ -171,13 +172,14 @@ def server(api_host: str, api_port: int, http_host: str, http_port: int, ray_add
     main(argv + (["--ray-address", ray_address] if ray_address else []))
 
 
-def _examples_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "functions" / "examples" / "hello"
+def _hello_project() -> Path:
+    """The hello example shipped inside fnctl (package data), wherever fnctl is installed."""
+    return Path(str(importlib.resources.files("fnctl") / "examples" / "hello"))
 
 
 @click.command()
 @click.option("--project", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Project to deploy (default: functions/examples/hello of this checkout).")
+              help="Project to deploy (default: the hello example shipped with fnctl).")
 @click.option("--api-port", default=8080, show_default=True, help="Port of the control-plane API.")
 @click.option("--http-port", default=8000, show_default=True, help="Port of the function endpoints.")
 @click.pass_context
@@ -187,7 +189,7 @@ def quickstart(ctx: click.Context, project: str | None, api_port: int, http_port
 
     from .deploy import deploy
 
-    path = project or str(_examples_dir())
+    path = project or str(_hello_project())
     if not Path(path).is_dir():
         raise click.ClickException(f"{path} does not exist; pass --project PATH")
     ctx.invoke(up, gpus=1.0, api_port=api_port, http_port=http_port)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-HELLO = REPO / "functions" / "examples" / "hello"
+HELLO = REPO / "cli" / "fnctl" / "examples" / "hello"
 
 pytestmark = pytest.mark.slow
 

@@ -100,10 +100,13 @@ def logs(name: str, follow: bool, limit: int, as_json: bool) -> None:
 
 @click.command("rm")
 @click.argument("name")
-def remove(name: str) -> None:
+@click.option("--with-flows", is_flag=True,
+              help="Also remove the flows that call NAME (otherwise they are named and nothing is removed).")
+def remove(name: str, with_flows: bool) -> None:
     """Delete NAME: its Serve application, its versions and its endpoint."""
-    Api().delete(f"/v1/functions/{name}")
-    click.echo(f"removed {name}")
+    result = Api().request("DELETE", f"/v1/functions/{name}", params={"with_flows": "true"} if with_flows else None).json()
+    flows = result.get("flows_removed") or []
+    click.echo(f"removed {name}" + (f" and flow(s) {', '.join(flows)}" if flows else ""))
 
 
 

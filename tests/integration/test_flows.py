@@ -166,3 +166,26 @@ def test_abandoned_run_fails_after_its_ttl_and_its_actor_ends(flows: Platform, t
 
     wait_for(actor_gone, timeout=30, interval=0.5)
     assert run.status()["status"] == "failed", "the final state outlives the actor"
+
+
+def test_removing_a_step_function_names_its_flows_or_removes_them_too(platform: Platform, tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text(textwrap.dedent("""
+        import fn
+
+        @fn.function(cpus=0.25)
+        def only_step(x: int) -> int:
+            return x
+
+        lonely = fn.Flow("lonely", inputs=["x"])
+        lonely.output("only-step", inputs=["x"])
+    """))
+    job = platform.deploy(tmp_path)
+    assert job["exit_code"] == 0, job["output"]
+    refused = platform.fnctl("rm", "only-step")
+    assert refused.exit_code == 1
+    assert "'only-step' is called by flow(s) lonely" in refused.output and "--with-flows" in refused.output
+    assert "only-step" in platform.fnctl("ls").output  # nothing was removed
+    removed = platform.fnctl("rm", "only-step", "--with-flows")
+    assert removed.exit_code == 0, removed.output
+    assert removed.output.strip() == "removed only-step and flow(s) lonely"
+    assert "lonely" not in platform.fnctl("flow", "ls").output

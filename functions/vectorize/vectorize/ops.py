@@ -3,8 +3,7 @@ descriptor, L2 normalization. Each raises ItemError for a bad input, which fails
 
 The image descriptor is not a semantic model: colour histograms, gradient orientations and a
 coarse layout, so it finds near-duplicates (resized, re-encoded, lightly cropped or brightened
-copies), not "images of the same kind of thing". Declare an ONNX image model as an artifact to
-get semantic vectors instead (see ``ImageEncoder``).
+copies), not "images of the same kind of thing": no package ships a general image model's weights.
 """
 
 from __future__ import annotations
@@ -123,26 +122,3 @@ def image_descriptor(image: Any) -> list[float]:
     vector = np.concatenate([p / (np.linalg.norm(p) or 1.0) for p in parts])
     assert vector.shape == (DESCRIPTOR_DIM,)
     return l2_normalize(vector)
-
-
-class ImageEncoder:
-    """Embeds images with an ONNX model file (NCHW float input, 0-1 scaled, ImageNet-normalized)."""
-
-    MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-    STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-
-    def __init__(self, path: str, side: int = 224) -> None:
-        import onnxruntime
-
-        self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
-        self.side = side
-
-    def __call__(self, images: list[Any]) -> list[list[float]]:
-        batch = np.stack([
-            ((np.asarray(img.convert("RGB").resize((self.side, self.side)), dtype=np.float32) / 255.0 - self.MEAN)
-             / self.STD).transpose(2, 0, 1)
-            for img in images
-        ]).astype(np.float32)
-        output = np.asarray(self.session.run(None, {self.input: batch})[0]).reshape(len(images), -1)
-        return [l2_normalize(row) for row in output]

@@ -58,10 +58,10 @@ class Pipeline:
     def __init__(self, name: str, stages: tuple[Stage, ...] = (), sink: Any = None) -> None:
         self.name = name
         self.stages = stages
-        self.sink_ = sink
+        self.target = sink  # where the outputs go: the ingest function hands it to vector-store, which creates it
 
     def _with(self, stage: Stage) -> Pipeline:
-        return Pipeline(self.name, (*self.stages, stage), self.sink_)
+        return Pipeline(self.name, (*self.stages, stage), self.target)
 
     def map(self, op: Callable[[Any], Any] | None = None, *, remote: str | None = None, arg: str = "value") -> Pipeline:
         """One output per item: ``op(value)`` inline, or the deployed function *remote* called with ``{arg: value}``."""
@@ -82,6 +82,7 @@ class Pipeline:
         return self._with(Stage("batch", op=op, size=size))
 
     def sink(self, sink: Any) -> Pipeline:
+        """Where the outputs are stored (e.g. ``milvus("text", dim=384)``): the collection is created from it."""
         return Pipeline(self.name, self.stages, sink)
 
     # running -------------------------------------------------------------------------------

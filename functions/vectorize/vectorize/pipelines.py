@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .milvus_store import Collection, milvus
+from .milvus_store import milvus
 from .ops import DESCRIPTOR_DIM, check_text, chunker, decode_image, image_descriptor, resize
 from .pipeline import Pipeline
 
@@ -65,8 +65,4 @@ def embed_image_bytes(data: bytes) -> list[float]:
     return image_descriptor(decode_image(data))
 
 
-COLLECTIONS: dict[str, Collection] = {
-    "text": milvus("text", dim=TEXT_DIM, metric="COSINE", index="HNSW"),
-    "images": milvus("images", dim=DESCRIPTOR_DIM, metric="COSINE", index="FLAT"),
-}
 KINDS = {"text": "text", "images": "image"}  # what each pipeline's items carry

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 from typing import Annotated, Any
@@ -20,10 +21,10 @@ from pydantic import Field
 
 import fn
 
-from .milvus_store import StoreError, VectorStore, filter_expression
+from .milvus_store import Collection, StoreError, VectorStore, filter_expression
 from .ops import check_text, decode_image
 from .pipeline import Item, ItemError, Report
-from .pipelines import COLLECTIONS, KINDS, chunk_stats, embed_image_bytes, image_pipeline, text_pipeline
+from .pipelines import KINDS, chunk_stats, embed_image_bytes, image_pipeline, text_pipeline
 
 TOKENIZER = {"minilm-tokenizer": "models/minilm-l6-v2.tokenizer.json"}
 MODELS = {"minilm": "models/minilm-l6-v2.onnx", **TOKENIZER}
@@ -81,9 +82,12 @@ class VectorStoreFunction:
 
     def __call__(self, op: str, collection: str, rows: list[dict[str, Any]] | None = None,
                  keys: list[str] | None = None, vector: list[float] | None = None, top_k: int = 10,
-                 expression: str = "") -> Any:
+                 expression: str = "", sink: dict[str, Any] | None = None) -> Any:
         if op == "upsert":
-            self.store.ensure(COLLECTIONS[collection])
+            if sink is None or sink.get("name") != collection:
+                raise fn.BadRequest(f"upsert into {collection!r} needs its pipeline's sink (the collection's declaration)",
+                                    status=400)
+            self.store.ensure(Collection(**sink))
             return self.store.replace_items(collection, rows or [])
         if op == "known":
             return self.store.known(collection, keys or [])
@@ -166,7 +170,9 @@ async def vector_ingest(pipeline: str, items: Annotated[list[Any], Field(max_len
     kind = KINDS[pipeline]
     report = Report()
     parsed = [p for p in (_item(kind, i, raw, report) for i, raw in enumerate(items)) if p is not None]
-    known = await fn.acall("vector-store", op="known", collection=pipeline, keys=[item.key for item, _ in parsed])
+    flow = text_pipeline(_text_tokenizer()) if kind == "text" else image_pipeline()
+    collection = flow.target.name
+    known = await fn.acall("vector-store", op="known", collection=collection, keys=[item.key for item, _ in parsed])
     todo = []
     for item, sha in parsed:
         if known.get(item.key) == sha and not force:
@@ -174,12 +180,12 @@ async def vector_ingest(pipeline: str, items: Annotated[list[Any], Field(max_len
         else:
             item.meta["_sha"] = sha
             todo.append(item)
-    flow = text_pipeline(_text_tokenizer()) if kind == "text" else image_pipeline()
     outputs = await flow.run(todo, report)
     failed = {entry["id"] for entry in report.failed}
     rows = [_row(item) for item in outputs if item.key not in failed]
     try:
-        report.outputs = await fn.acall("vector-store", op="upsert", collection=pipeline, rows=rows)
+        report.outputs = await fn.acall("vector-store", op="upsert", collection=collection, rows=rows,
+                                        sink=dataclasses.asdict(flow.target))
     except (StoreError, fn.FnError) as exc:
         for key in sorted({row["item_key"] for row in rows}):
             report.failed.append({"id": key, "source": "", "error": f"not stored: {exc}"})

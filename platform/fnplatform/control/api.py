@@ -132,10 +132,10 @@ def create_app(control: ControlPlane) -> FastAPI:
     async def describe(name: str) -> dict[str, Any]:
         return await asyncio.to_thread(control.describe, name)
 
-    @app.delete("/v1/functions/{name}", dependencies=auth, status_code=204)
-    async def delete(name: str) -> Response:
-        await asyncio.to_thread(control.delete, name)
-        return Response(status_code=204)
+    @app.delete("/v1/functions/{name}", dependencies=auth)
+    async def delete(name: str, with_flows: bool = False) -> dict[str, Any]:
+        removed = await asyncio.to_thread(control.delete, name, with_flows)
+        return {"removed": name, "flows_removed": removed}
 
     @app.get("/v1/functions/{name}/logs", dependencies=auth)
     async def logs(name: str, after: Annotated[int, Query(ge=0)] = 0,

@@ -277,12 +277,21 @@ class ControlPlane:
                 "bundle_sha256": active.bundle_sha256 if active else None,
                 "versions": [v.to_json() for v in versions], **self._replicas(self._details(), name)}
 
-    def delete(self, name: str) -> None:
-        if not self.registry.delete_function(name):
+    def delete(self, name: str, with_flows: bool = False) -> list[str]:
+        """Remove the function; the flows that call it are refused by name, or removed too with *with_flows*."""
+        if not self.registry.versions(name):
             raise NotFound(f"no function named {name!r}; list functions with 'fnctl ls'", status=404)
+        users = sorted(f.name for f in self.flows.flows() if any(step.function == name for step in f.steps))
+        if users and not with_flows:
+            raise Conflict(f"{name!r} is called by flow(s) {', '.join(users)}; remove them with it "
+                           f"('fnctl rm {name} --with-flows') or deploy them without it first", status=409)
+        for flow in users:
+            self.flows.delete_flow(flow)
+        self.registry.delete_function(name)
         self.deployer.remove(name)
         self.push_state()
         self.hub.forget.remote(name)
+        return users
 
     def logs(self, name: str, after: int, limit: int) -> dict[str, Any]:
         import ray

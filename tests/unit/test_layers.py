@@ -8,6 +8,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from .conftest import REPO_ROOT
 from .test_imports import run_python
 
@@ -104,3 +106,25 @@ def test_the_replica_loads_no_database_web_framework_or_control_plane_code(tmp_p
     banned = [m for m in loaded if m.split(".")[0] in {"sqlalchemy", "fastapi", "psycopg", "boto3"}
               or m.startswith(("fnplatform.control", "fnplatform.storage.registry", "fnplatform.storage.db"))]
     assert banned == []
+
+
+PRIVATE_RAY = ("ray.serve._private", "_get_global_client", "_get_serve_request_context", "_blocking", "deployment._version",
+               "._controller")
+
+
+def test_private_ray_apis_are_used_in_ray_compat_only() -> None:
+    wrong = [f"{path.relative_to(REPO_ROOT)}: {marker}" for path in sorted(PACKAGE.rglob("*.py"))
+             if path.name != "ray_compat.py" for marker in PRIVATE_RAY if marker in path.read_text()]
+    assert wrong == []
+
+
+def test_another_ray_version_is_refused_naming_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    import fn
+    from fnplatform.serving import ray_compat
+
+    ray_compat.check_ray_version()  # the pinned version is the installed one
+    monkeypatch.setattr(ray_compat, "RAY_VERSION", "0.0.1")
+    with pytest.raises(fn.ConfigError, match=f"fn needs ray==0.0.1 .* but ray {ray.__version__} is installed"):
+        ray_compat.check_ray_version()

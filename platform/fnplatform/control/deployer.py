@@ -18,6 +18,7 @@ from typing import Any
 
 from fn import FunctionSpec
 from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
+from fnplatform.serving import ray_compat
 from fnplatform.serving.replica import FunctionReplica, validate_version
 from fnplatform.storage.blobs import StoreConfig
 from fnplatform.storage.registry import Registry, VersionRecord
@@ -98,10 +99,7 @@ def build_application(version: VersionRecord, ctx: DeployContext) -> Any:
         graceful_shutdown_timeout_s=5,
         max_constructor_retry_count=3,
     )
-    # Serve 2.60 removed the public `version` option and gives each Python-API deploy a random code
-    # version, so re-applying the registry (reconcile) would restart every replica. The private
-    # field still feeds the deploy call; with it, an unchanged function is a no-op.
-    deployment._version = version_tag(version)
+    ray_compat.set_code_version(deployment, version_tag(version))  # re-applying an unchanged function restarts nothing
     return deployment.bind(spec.model_dump_json(), version.bundle_sha256, ctx.store.to_dict(), ctx.cache_dir)
 
 
@@ -231,10 +229,8 @@ class Deployer:
         return routes if isinstance(routes, dict) else {}
 
     def remove(self, name: str) -> None:
-        from ray import serve
-
         with self._lock:
-            serve.delete(name, _blocking=False)
+            ray_compat.delete_app_without_waiting(name)
 
     def ensure_gateway(self) -> None:
         """The platform's own Serve applications: the JSON 404 at ``/`` and the flows API at ``/flows``."""

@@ -18,10 +18,9 @@ import psutil
 
 from fn import ConfigError
 from fnplatform.pools import DEFAULT_POOLS, NODE_POOL_CAPACITY, pool_resource
+from fnplatform.serving import ray_compat
 
 from .settings import PlatformSettings, ensure_private_dir
-
-PRELOAD_MODULES = "ray.serve,ray.serve._private.replica,fnplatform.serving.replica"
 
 
 def prepare_environment(settings: PlatformSettings) -> None:
@@ -35,7 +34,7 @@ def prepare_environment(settings: PlatformSettings) -> None:
     os.environ["RAY_TMPDIR"] = str(temp_dir)
     # Every worker process imports Serve's replica and our runtime before it takes work, so a replica
     # started on an idle worker (replicas carry no runtime env, see deployer.runtime_env) skips that.
-    os.environ.setdefault("RAY_preload_python_modules", PRELOAD_MODULES)
+    os.environ.setdefault("RAY_preload_python_modules", ",".join(ray_compat.PRELOAD_MODULES))
     # Ray kills idle workers above this many processes; the default (the CPU count) is below what the
     # platform's own actors use, so no idle worker would survive for warm_pool to hand out.
     os.environ.setdefault("RAY_num_workers_soft_limit", "64")
@@ -63,6 +62,7 @@ def prepare_environment(settings: PlatformSettings) -> None:
 def start_ray(settings: PlatformSettings) -> None:
     import ray
 
+    ray_compat.check_ray_version()
     if settings.ray_address:
         ray.init(address=settings.ray_address, namespace="fn", log_to_driver=False)
         return

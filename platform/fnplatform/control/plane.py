@@ -18,6 +18,7 @@ from fn import Conflict, FlowSpec, FunctionSpec, NotFound
 from fnplatform.bundles.packaging import inspect_bundle
 from fnplatform.flows import run as flow_run
 from fnplatform.flows.state import FlowState
+from fnplatform.serving import ray_compat
 from fnplatform.storage.blobs import (
     BundleStore,
     artifact_key,
@@ -234,12 +235,7 @@ class ControlPlane:
 
     # functions -----------------------------------------------------------------------------
     def _details(self) -> dict[str, Any]:
-        import ray
-        from ray.serve.context import _get_global_client
-
-        client: Any = _get_global_client()
-        details: dict[str, Any] = ray.get(client._controller.get_serve_instance_details.remote())
-        applications: dict[str, Any] = details.get("applications", {})
+        applications: dict[str, Any] = ray_compat.serve_instance_details().get("applications", {})
         return applications
 
     def _replicas(self, apps: dict[str, Any], name: str) -> dict[str, Any]:

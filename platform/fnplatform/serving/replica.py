@@ -34,6 +34,7 @@ from fnplatform.bundles.packaging import MANIFEST_NAME, Manifest
 from fnplatform.storage.blobs import StoreConfig, fetch_artifact, fetch_bundle
 
 from . import logs as replica_logs
+from . import ray_compat
 from .auth import KeyCache, bearer
 from .handles import HandleTransport
 from .http import client_error_response, error_response, read_arguments, rebuild_request, result_response
@@ -241,7 +242,7 @@ class FunctionReplica:
             raise Timeout(f"{self.spec.name} ran past its timeout_s of {self.spec.timeout_s:g} s", status=504) from None
 
     async def __call__(self, request: Request, request_id: str | None = None) -> Response:
-        request_id = request_id or _request_id(request)
+        request_id = request_id or ray_compat.request_id(request.headers)
         replica_logs.request_id_var.set(request_id)
         started = time.perf_counter()
         try:
@@ -307,18 +308,6 @@ class FunctionReplica:
         shipper = getattr(self, "_shipper", None)
         if shipper is not None:
             shipper.stop()
-
-
-def _request_id(request: Request) -> str:
-    try:
-        from ray.serve.context import _get_serve_request_context
-
-        rid = _get_serve_request_context().request_id
-        if rid:
-            return str(rid)
-    except Exception:  # noqa: BLE001 - a Serve internal moved: fall back to our own id
-        pass
-    return request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
 
 
 def _is_object_ref(value: Any) -> bool:

@@ -1,0 +1,66 @@
+"""Every use of a private Ray or Serve API, in one place, each saying which public API is missing.
+
+They are tied to the Ray version ``pyproject.toml`` pins (``RAY_VERSION``): ``check_ray_version``
+runs at control-plane start and refuses another version, because any of these may move in a
+release. Ray is imported inside each function, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+RAY_VERSION = "2.60.0"
+
+# Preloaded into every Ray worker (RAY_preload_python_modules) so a replica starting on an idle worker skips
+# importing them. Missing public API: a way to name the replica runtime to preload, or a warm-worker hook.
+PRELOAD_MODULES = ("ray.serve", "ray.serve._private.replica", "fnplatform.serving.replica")
+
+
+def check_ray_version() -> None:
+    import ray
+
+    if ray.__version__ != RAY_VERSION:
+        from fn import ConfigError
+
+        raise ConfigError(f"fn needs ray=={RAY_VERSION} (its private Serve APIs are pinned, see fnplatform.serving."
+                          f"ray_compat), but ray {ray.__version__} is installed; pip install 'ray[serve]=={RAY_VERSION}'")
+
+
+def set_code_version(deployment: Any, version: str) -> None:
+    """Serve 2.60 removed the public ``version`` option and gives each Python-API deploy a random code
+    version, so re-applying the registry would restart every replica. The private field still feeds the
+    deploy call; with it, an unchanged function is a no-op. Missing public API: ``Deployment.options(version=)``."""
+    deployment._version = version
+
+
+def delete_app_without_waiting(name: str) -> None:
+    """``serve.delete`` blocks about 2.4 s per application. Missing public API: a non-blocking delete."""
+    from ray import serve
+
+    serve.delete(name, _blocking=False)
+
+
+def serve_instance_details() -> dict[str, Any]:
+    """Per-replica states (id, pid, node, start time) of every application. Missing public API: ``serve.status()``
+    gives counts, not replicas; the state API needs the dashboard, which the local platform does not run."""
+    import ray
+    from ray.serve.context import _get_global_client
+
+    client: Any = _get_global_client()
+    details: dict[str, Any] = ray.get(client._controller.get_serve_instance_details.remote())
+    return details
+
+
+def request_id(headers: Any) -> str:
+    """The id Serve gave the current HTTP request (so log lines match Serve's own), else the caller's
+    ``x-request-id``, else a new one. Missing public API: reading the request context in a deployment."""
+    try:
+        from ray.serve.context import _get_serve_request_context
+
+        rid = _get_serve_request_context().request_id
+        if rid:
+            return str(rid)
+    except Exception:  # noqa: BLE001 - the internal moved: fall back to our own id
+        pass
+    return str(headers.get("x-request-id") or uuid.uuid4().hex[:16])

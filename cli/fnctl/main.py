@@ -8,7 +8,7 @@ import click
 
 from fn import FnError
 
-from . import deploy, flows, functions, keys, local, vectorize
+from . import deploy, flows, functions, keys, local
 
 
 class _Group(click.Group):
@@ -35,7 +35,34 @@ for command in (*local.COMMANDS, deploy.deploy, *functions.COMMANDS):
     cli.add_command(command)
 cli.add_command(keys.keys)
 cli.add_command(flows.flow)
-cli.add_command(vectorize.vectorize)
+
+
+def _broken(name: str, error: BaseException) -> click.Command:
+    @click.command(name, help=f"(could not be loaded: {type(error).__name__})", context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args: tuple[str, ...]) -> None:
+        raise click.ClickException(f"the command group {name!r} is installed but failed to load: "
+                                   f"{type(error).__name__}: {error}; reinstall the package that provides it")
+
+    return command
+
+
+def add_plugins(group: click.Group) -> None:
+    """Command groups other packages provide under the ``fnctl.commands`` entry point (applications add theirs
+    this way; the platform CLI names none). One that fails to load says so when used, and breaks nothing else."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="fnctl.commands"):
+        if entry.name in group.commands:
+            continue  # the platform's own commands cannot be replaced
+        try:
+            command = entry.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break fnctl
+            command = _broken(entry.name, exc)
+        group.add_command(command, entry.name)
+
+
+add_plugins(cli)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import fn
 from fnctl.main import cli
 
-from .conftest import FakePlatform, free_port
+from .conftest import REPO_ROOT, FakePlatform, free_port
 
 
 def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -118,3 +118,41 @@ def test_invoke_remote_error_is_one_line_with_type_and_request_id(fake_platform:
     result = CliRunner().invoke(cli, ["invoke", "keyerror", "-d", "{}"])
     assert result.exit_code == 1
     assert result.output == "Error: KeyError: 'x' (request id r1)\n"
+
+
+class FakeEntryPoint:
+    def __init__(self, name: str, load: object) -> None:
+        self.name = name
+        self._load = load
+
+    def load(self) -> object:
+        if isinstance(self._load, BaseException):
+            raise self._load
+        return self._load
+
+
+def test_command_groups_come_from_the_fnctl_commands_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    from fnctl.main import add_plugins
+
+    @click.group()
+    def extra() -> None:
+        """An application's commands."""
+
+    found = [FakeEntryPoint("extra", extra), FakeEntryPoint("broken", ImportError("No module named 'milvus'")),
+             FakeEntryPoint("deploy", extra)]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: found if group == "fnctl.commands" else [])
+    group = click.Group("fnctl", commands={"deploy": cli.commands["deploy"]})
+    add_plugins(group)
+    assert group.commands["extra"] is extra
+    assert group.commands["deploy"] is cli.commands["deploy"]  # a plugin cannot replace the platform's own command
+    broken = CliRunner().invoke(group, ["broken", "ingest", "x"])
+    assert broken.exit_code == 1
+    assert "'broken' is installed but failed to load: ImportError: No module named 'milvus'" in broken.output
+    assert "Traceback" not in broken.output
+
+
+def test_the_platform_cli_names_no_application() -> None:
+    source = "\n".join(p.read_text() for p in (REPO_ROOT / "cli" / "fnctl").rglob("*.py") if "examples" not in p.parts)
+    assert "vectorize" not in source and "kyc" not in source

@@ -1,4 +1,5 @@
-"""``fnctl vectorize ingest|search|stats|drop``: the vectorize functions (functions/vectorize).
+"""``fnctl vectorize ingest|search|stats|drop``: the vectorize functions (functions/vectorize), a command group
+fnctl finds through the ``fnctl.commands`` entry point (``pip install -e functions/vectorize``).
 
 Ingestion reads a folder, a JSONL file or an S3 prefix, sends items in batches to the deployed
 ``vector-ingest`` function and shows a progress bar. It is resumable: stored items are
@@ -21,8 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import fn
 from fn import load_settings
 from fn._platform import function_url, raise_for_response, shared_client
-
-from ._output import console, json_option, print_json, print_table
+from fnctl._output import console, json_option, print_json, print_table
 
 PIPELINES = {"text": "text", "images": "image"}
 TEXT_SUFFIXES = {".txt", ".md"}

@@ -80,7 +80,7 @@ def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> It
     from fnplatform.control.plane import ControlPlane
     from fnplatform.control.settings import PlatformSettings
     from fnplatform.flows.state import FlowState
-    from fnplatform.serving.hub import get_or_create_hub
+    from fnplatform.serving.hub import HubClient, get_or_create_hub
     from fnplatform.storage.blobs import StoreConfig, open_store
     from fnplatform.storage.registry import Registry
 
@@ -94,7 +94,8 @@ def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> It
     store.ensure_bucket()  # type: ignore[union-attr]
     deployer = Deployer(registry, DeployContext(store=store_config, cache_dir=settings.cache_dir, timeout_s=180,
                                                 database_url=settings.database_url, ingress_url=settings.http_url))
-    control = ControlPlane(settings, registry, store, deployer, get_or_create_hub(), FlowState(settings.database_url))
+    control = ControlPlane(settings, registry, store, deployer, HubClient(get_or_create_hub()),
+                           FlowState(settings.database_url))
     _, key = registry.create_key("tests")
     control.push_state()
     deployer.ensure_gateway()

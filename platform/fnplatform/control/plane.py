@@ -19,6 +19,7 @@ from fnplatform.bundles.packaging import inspect_bundle
 from fnplatform.flows import run as flow_run
 from fnplatform.flows.state import FlowState
 from fnplatform.serving import ray_compat
+from fnplatform.serving.hub import HubClient
 from fnplatform.storage.blobs import (
     BundleStore,
     artifact_key,
@@ -71,7 +72,7 @@ class DeployJob:
 
 class ControlPlane:
     def __init__(self, settings: PlatformSettings, registry: Registry, store: BundleStore, deployer: Deployer,
-                 hub: Any, flows: FlowState) -> None:
+                 hub: HubClient, flows: FlowState) -> None:
         self.settings = settings
         self.flows = flows
         self.registry = registry
@@ -286,25 +287,20 @@ class ControlPlane:
         self.registry.delete_function(name)
         self.deployer.remove(name)
         self.push_state()
-        self.hub.forget.remote(name)
+        self.hub.forget(name)
         return users
 
     def logs(self, name: str, after: int, limit: int) -> dict[str, Any]:
-        import ray
-
         if not self.registry.versions(name):
             raise NotFound(f"no function named {name!r}; list functions with 'fnctl ls'", status=404)
-        last, lines = ray.get(self.hub.read_logs.remote(name, after, limit))
+        last, lines = self.hub.read_logs(name, after, limit)
         return {"function": name, "next": last, "lines": lines}
 
     # keys ----------------------------------------------------------------------------------
     def push_state(self) -> None:
         """Publish what the data plane reads from the registry (key hashes, active functions) through the hub."""
-        import ray
-
         functions = [v.spec.model_dump(mode="json") for v in self.registry.actives()]
-        ray.get([self.hub.publish.remote("keys", self.registry.key_hashes()),
-                 self.hub.publish.remote("functions", functions)])
+        self.hub.publish({"keys": self.registry.key_hashes(), "functions": functions})
 
     def create_key(self, name: str) -> dict[str, Any]:
         record, plaintext = self.registry.create_key(name)

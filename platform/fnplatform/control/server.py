@@ -73,7 +73,7 @@ def run(settings: PlatformSettings) -> None:
     import uvicorn
 
     from fnplatform.flows.state import FlowState
-    from fnplatform.serving.hub import get_or_create_hub
+    from fnplatform.serving.hub import HubClient, get_or_create_hub
     from fnplatform.storage.blobs import S3Store, open_store
     from fnplatform.storage.registry import Registry
 
@@ -100,7 +100,7 @@ def run(settings: PlatformSettings) -> None:
                                                     strict_resources=settings.ray_address is None,
                                                     timeout_s=settings.deploy_timeout_s,
                                                     database_url=settings.database_url, ingress_url=settings.http_url))
-        control = ControlPlane(settings, registry, store, deployer, hub, FlowState(settings.database_url))
+        control = ControlPlane(settings, registry, store, deployer, HubClient(hub), FlowState(settings.database_url))
         control.push_state()
         interrupted = registry.fail_unfinished("the control plane restarted during this deploy; run 'fnctl deploy' again")
         if interrupted:

@@ -56,6 +56,27 @@ class Hub:
         self._logs.pop(function, None)
 
 
+class HubClient:
+    """The control plane's blocking view of the hub actor (tests hand the control plane an in-process one)."""
+
+    def __init__(self, actor: Any) -> None:
+        self._actor = actor
+
+    def publish(self, topics: dict[str, Any]) -> None:
+        import ray
+
+        ray.get([self._actor.publish.remote(topic, value) for topic, value in topics.items()])
+
+    def read_logs(self, function: str, after: int, limit: int) -> tuple[int, list[str]]:
+        import ray
+
+        last, lines = ray.get(self._actor.read_logs.remote(function, after, limit))
+        return int(last), list(lines)
+
+    def forget(self, function: str) -> None:
+        self._actor.forget.remote(function)  # a few buffered log lines; not worth waiting for
+
+
 def get_or_create_hub() -> Any:
     """The hub actor handle (creating it if missing); needs a connected Ray driver."""
     import ray

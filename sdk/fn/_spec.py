@@ -19,9 +19,11 @@ ARTIFACT_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 ROUTE_PATTERN = r"^(/[a-z][a-z0-9-]{0,62})+(/\{[a-z_][a-z0-9_]{0,62}\})*$"
 PLATFORM_ROUTES = frozenset({"flows", "healthz", "v1"})
 
-# One line per option: what it means and an example, shown after any error on that option.
+# One line per option: what it means and an example. The one source of each option's text: it is the
+# field's description, shown after any error on that option and in docs/sdk.md (options_table()).
 _HINTS: dict[str, str] = {
-    "name": "lowercase letters, digits and '-', starting with a letter, at most 63 characters, e.g. name='resize-image'",
+    "name": "lowercase letters, digits and '-', starting with a letter, at most 63 characters, e.g. name='resize-image'; "
+            "the HTTP route is /<name>",
     "pool": "a node pool: 'cpu', 'gpu', 'api' or another pool your cluster declares, e.g. pool='gpu'",
     "cpus": "CPU cores per replica, > 0, fractions allowed, e.g. cpus=0.5",
     "gpus": f"GPUs per replica, 0 to {MAX_GPUS}, a fraction below 1 or a whole number, e.g. gpus=0.5",
@@ -31,16 +33,19 @@ _HINTS: dict[str, str] = {
     "target_concurrency": "in-flight requests per replica that autoscaling aims for, > 0, e.g. target_concurrency=2",
     "max_concurrency": "the most in-flight requests one replica accepts, a whole number >= target_concurrency",
     "idle_timeout_s": "seconds at zero load before scaling to zero, >= 0, e.g. idle_timeout_s=60",
-    "timeout_s": "seconds one call may run before it fails with 504, > 0 and <= 86400",
-    "requirements": "pip requirement strings, e.g. requirements=['numpy>=2']",
+    "timeout_s": "seconds one call may run before the caller gets 504, > 0 and <= 86400",
+    "requirements": "pip requirement strings, installed per replica on top of the platform's environment (the "
+                    "project's requirements.txt is added), e.g. requirements=['numpy>=2']",
     "env": "environment variables for the replicas, a dict of str to str",
     "public": "True to serve HTTP without an API key",
     "artifacts": "model files stored beside the bundle: a dict of name to a file path relative to the declaring "
-                 "module, e.g. artifacts={'model': 'models/encoder.onnx'}; read with fn.artifact('model')",
-    "max_batch_size": "calls merged into one call of the function, 1 to 4096 (1: no batching); every parameter "
-                      "must then be a list, e.g. def embed(texts: list[str]) -> list[list[float]]",
+                 "module, e.g. artifacts={'model': 'models/encoder.onnx'}; read with fn.artifact('model'). fnctl deploy "
+                 "uploads each once by sha256, replicas fetch it once per node (hash-verified); a new file is a new version",
+    "max_batch_size": "concurrent calls merged into one call of the function, 1 to 4096 (1: no batching); every "
+                      "parameter must then be a list and the result one item per input, e.g. def embed(texts: "
+                      "list[str]) -> list[list[float]]; callers still pass one value",
     "max_wait_ms": "milliseconds a batch waits to fill up before it runs, 0 to 10000, e.g. max_wait_ms=10",
-    "route": "an extra HTTP path prefix with optional {parameters} from the rest of the path, "
+    "route": "an extra HTTP path, served beside /<name>, with optional {parameters} from the rest of the path, "
              "e.g. route='/search/{collection}'",
 }
 
@@ -50,26 +55,26 @@ class FunctionSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN, description=_HINTS['name'])
     kind: Literal["function", "model"] = "function"
     entrypoint: str = Field(default="", description="module:qualname inside the bundle")
-    pool: str = Field(default="cpu", pattern=POOL_PATTERN)
-    cpus: float = Field(default=0.25, gt=0, le=512)
-    gpus: float = Field(default=0, ge=0, le=MAX_GPUS)
-    memory_mb: int | None = Field(default=None, gt=0)
-    min_replicas: int = Field(default=0, ge=0, le=1000)
-    max_replicas: int = Field(default=4, ge=1, le=1000)
-    target_concurrency: float = Field(default=2, gt=0)
-    max_concurrency: int = Field(default=100, ge=1, le=10000)
-    idle_timeout_s: float = Field(default=60, ge=0, le=86400)
-    timeout_s: float = Field(default=300, gt=0, le=86400)
-    requirements: tuple[str, ...] = ()
-    env: dict[str, str] = Field(default_factory=dict)
-    public: bool = False
-    artifacts: dict[str, str] = Field(default_factory=dict)
-    max_batch_size: int = Field(default=1, ge=1, le=4096)
-    max_wait_ms: float = Field(default=10, ge=0, le=10000)
-    route: str | None = Field(default=None, pattern=ROUTE_PATTERN)
+    pool: str = Field(default="cpu", pattern=POOL_PATTERN, description=_HINTS['pool'])
+    cpus: float = Field(default=0.25, gt=0, le=512, description=_HINTS['cpus'])
+    gpus: float = Field(default=0, ge=0, le=MAX_GPUS, description=_HINTS['gpus'])
+    memory_mb: int | None = Field(default=None, gt=0, description=_HINTS['memory_mb'])
+    min_replicas: int = Field(default=0, ge=0, le=1000, description=_HINTS['min_replicas'])
+    max_replicas: int = Field(default=4, ge=1, le=1000, description=_HINTS['max_replicas'])
+    target_concurrency: float = Field(default=2, gt=0, description=_HINTS['target_concurrency'])
+    max_concurrency: int = Field(default=100, ge=1, le=10000, description=_HINTS['max_concurrency'])
+    idle_timeout_s: float = Field(default=60, ge=0, le=86400, description=_HINTS['idle_timeout_s'])
+    timeout_s: float = Field(default=300, gt=0, le=86400, description=_HINTS['timeout_s'])
+    requirements: tuple[str, ...] = Field(default=(), description=_HINTS['requirements'])
+    env: dict[str, str] = Field(default_factory=dict, description=_HINTS['env'])
+    public: bool = Field(default=False, description=_HINTS['public'])
+    artifacts: dict[str, str] = Field(default_factory=dict, description=_HINTS['artifacts'])
+    max_batch_size: int = Field(default=1, ge=1, le=4096, description=_HINTS['max_batch_size'])
+    max_wait_ms: float = Field(default=10, ge=0, le=10000, description=_HINTS['max_wait_ms'])
+    route: str | None = Field(default=None, pattern=ROUTE_PATTERN, description=_HINTS['route'])
 
     @field_validator("name")
     @classmethod
@@ -166,7 +171,7 @@ def format_validation_error(where: str, exc: ValidationError, given: dict[str, A
             lines.append(f"{where}: unknown option {field!r}. Allowed options: {known}")
         else:
             value = given.get(field, error.get("input"))
-            hint = _HINTS.get(field)
+            hint = _description(field)
             line = f"{where}: {field}={value!r} is invalid: {msg}"
             lines.append(f"{line} ({hint})" if hint else line)
     return "\n".join(lines)
@@ -175,3 +180,21 @@ def format_validation_error(where: str, exc: ValidationError, given: dict[str, A
 def default_name(python_name: str) -> str:
     """``resize_image`` -> ``resize-image``: the default function name."""
     return python_name.strip("_").replace("_", "-").lower()
+
+
+def _description(field: str) -> str | None:
+    info = FunctionSpec.model_fields.get(field)
+    return info.description if info is not None else None
+
+
+def options_table() -> str:
+    """The options of ``@fn.function`` / ``@fn.model`` as a Markdown table, from the fields themselves."""
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+    for name, info in FunctionSpec.model_fields.items():
+        if name in {"kind", "entrypoint"}:
+            continue
+        default = info.get_default(call_default_factory=True)
+        shown = "the function's name, `_` → `-`" if name == "name" else (
+            "none" if default in (None, (), {}) else f"`{default!r}`")
+        rows.append(f"| `{name}` | {shown} | {info.description} |")
+    return "\n".join(rows) + "\n"

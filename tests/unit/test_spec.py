@@ -156,3 +156,14 @@ def test_platform_route_names_are_reserved(name: str) -> None:
 
 def lambda_free_function() -> int:
     return 1
+
+
+def test_the_options_table_in_the_docs_is_generated_from_the_fields() -> None:
+    from fn._spec import FunctionSpec, options_table
+
+    from .conftest import REPO_ROOT
+
+    assert options_table() in (REPO_ROOT / "docs" / "sdk.md").read_text(), "regenerate it: fn._spec.options_table()"
+    options = set(FunctionSpec.model_fields) - {"kind", "entrypoint"}  # set by the decorator, not options
+    described = {n for n in options if FunctionSpec.model_fields[n].description}
+    assert described == options, "every option needs its description (the docs and the error hints)"

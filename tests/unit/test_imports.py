@@ -84,7 +84,7 @@ def test_the_platform_cli_and_applications_use_only_the_declared_sdk_interface(f
     import fn
     from fn import _platform
 
-    public = {f"fn.{name}" for name in fn.__all__} | {"fn"}
+    public = {f"fn.{name}" for name in fn.__all__} | {"fn", "fn.testing"}
 
     def allowed(path: Path) -> set[str]:
         # Applications get the public API only; their fnctl command groups (fnctl_* packages) are CLI code.

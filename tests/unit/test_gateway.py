@@ -163,3 +163,30 @@ def test_the_hub_versions_what_is_published() -> None:
     second = asyncio.run(hub.publish("keys", ["h1", "h2"]))
     assert second > first
     assert asyncio.run(hub.read("keys", first)) == (second, ["h1", "h2"])
+
+
+def test_callers_arriving_during_the_first_read_wait_for_it_instead_of_seeing_nothing() -> None:
+    """A cold replica's first burst: every request must see the published keys, not an empty copy (401s)."""
+    from fnplatform.serving.pushed import Pushed
+
+    hub = Hub()
+    asyncio.run(hub.publish("keys", ["k1"]))
+
+    class SlowHub:
+        reads = 0
+
+        @property
+        def read(self) -> Any:
+            async def remote(topic: str, known: int) -> Any:
+                SlowHub.reads += 1
+                await asyncio.sleep(0.05)
+                return await hub.read(topic, known)
+
+            return SimpleNamespace(remote=remote)
+
+    async def burst() -> list[frozenset[str]]:
+        keys = Pushed(SlowHub(), "keys", frozenset[str](), frozenset)
+        return list(await asyncio.gather(*(keys.get() for _ in range(20))))
+
+    assert asyncio.run(burst()) == [frozenset({"k1"})] * 20
+    assert SlowHub.reads == 1

@@ -105,7 +105,7 @@ def test_errors_reach_the_caller_as_on_the_platform(module: ModuleType) -> None:
         assert (remote.value.status, remote.value.error_type, remote.value.message) == (500, "KeyError", "'missing'")
         with pytest.raises(module.Rejected, match="1 is not allowed"):
             fn.call("t-refuse", x=1)
-        with pytest.raises(fn.Timeout, match="t-slow ran past its timeout_s of 0.2 s"):
+        with pytest.raises(fn.Timeout, match=r"t-slow ran past its timeout_s of 0\.2 s"):
             fn.call("t-slow", x=1)
         with pytest.raises(fn.NotFound, match="no function named 'nope' is declared in this process"):
             fn.call("nope")

@@ -9,6 +9,8 @@ the last good copy stays in use.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -26,17 +28,27 @@ class Pushed(Generic[T]):
         self._convert = convert
         self._ttl_s = ttl_s
         self._min_interval_s = min_interval_s
-        self._read_at = -ttl_s - 1.0
+        self._read_at = -math.inf
+        self._lock = asyncio.Lock()  # one read at a time; callers that arrive meanwhile wait for it and use it
+
+    def _stale(self, miss: bool) -> bool:
+        age = time.monotonic() - self._read_at
+        return age > self._ttl_s or (miss and age > self._min_interval_s)
 
     async def get(self, *, miss: bool = False) -> T:
         """The current copy; with *miss*, re-read first unless it was read within ``min_interval_s``."""
-        age = time.monotonic() - self._read_at
-        if self._hub is not None and (age > self._ttl_s or (miss and age > self._min_interval_s)):
-            self._read_at = time.monotonic()
-            try:
-                version, value = await self._hub.read.remote(self.topic, self.version)
-            except Exception:  # noqa: BLE001 - the hub is restarting or gone: keep serving the last good copy
-                return self.value
-            if value is not None and version != self.version:
-                self.value, self.version = self._convert(value), version
+        if self._hub is not None and self._stale(miss):
+            async with self._lock:
+                if self._stale(miss):  # not refreshed by the caller we waited for
+                    await self._read()
         return self.value
+
+    async def _read(self) -> None:
+        try:
+            version, value = await self._hub.read.remote(self.topic, self.version)
+        except Exception:  # noqa: BLE001 - the hub is restarting or gone: keep serving the last good copy
+            return
+        finally:
+            self._read_at = time.monotonic()
+        if value is not None and version != self.version:
+            self.value, self.version = self._convert(value), version

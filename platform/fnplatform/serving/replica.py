@@ -191,24 +191,38 @@ class FunctionReplica:
     """The Serve deployment class behind every function."""
 
     def __init__(self, spec_json: str, bundle_sha256: str, store: dict[str, Any], cache_dir: str) -> None:
-        self.spec = FunctionSpec.model_validate_json(spec_json)
-        self.replica_id = uuid.uuid4().hex[:8]
+        spec = FunctionSpec.model_validate_json(spec_json)
+        replica_id = uuid.uuid4().hex[:8]
         hub = find_hub_or_none()
         install_transport(HandleTransport())  # fn.call inside user code goes through Serve handles
-        self._shipper = replica_logs.LogShipper(self.spec.name, self.replica_id, hub)
-        replica_logs.install(self._shipper)
-        self._keys = KeyCache(hub)
-        self._pool = ThreadPoolExecutor(max_workers=min(self.spec.max_concurrency, 64), thread_name_prefix="fn-call")
+        shipper = replica_logs.LogShipper(spec.name, replica_id, hub)
+        replica_logs.install(shipper)
         started = time.perf_counter()
-        self.loaded = load_target(self.spec, bundle_sha256, StoreConfig(**store), cache_dir)
+        self._serve(spec, load_target(spec, bundle_sha256, StoreConfig(**store), cache_dir), hub, shipper)
+        shipper.line("INFO", f"replica ready: {spec.name} bundle {bundle_sha256[:12]} "
+                             f"loaded in {replica_logs.elapsed_ms(started):.0f} ms (pid {os.getpid()})")
+
+    @classmethod
+    def around(cls, spec: FunctionSpec, loaded: Loaded, hub: Any, shipper: replica_logs.LogShipper) -> FunctionReplica:
+        """A replica serving an already-loaded function, leaving the process as it is (no log capture, no
+        transport, no thread caps): the seam the unit tests use."""
+        replica = cls.__new__(cls)
+        replica._serve(spec, loaded, hub, shipper)
+        return replica
+
+    def _serve(self, spec: FunctionSpec, loaded: Loaded, hub: Any, shipper: replica_logs.LogShipper) -> None:
+        self.spec = spec
+        self.replica_id = shipper.replica_id
+        self.loaded = loaded
+        self._shipper = shipper
+        self._keys = KeyCache(hub)
+        self._pool = ThreadPoolExecutor(max_workers=min(spec.max_concurrency, 64), thread_name_prefix="fn-call")
         self._batched: Callable[[dict[str, Any]], Any] | None = None
-        if self.spec.max_batch_size > 1:
+        if spec.max_batch_size > 1:
             from ray import serve
 
-            self._batched = serve.batch(max_batch_size=self.spec.max_batch_size,
-                                        batch_wait_timeout_s=self.spec.max_wait_ms / 1000)(self._run_batch)
-        self._shipper.line("INFO", f"replica ready: {self.spec.name} bundle {bundle_sha256[:12]} "
-                                   f"loaded in {replica_logs.elapsed_ms(started):.0f} ms (pid {os.getpid()})")
+            self._batched = serve.batch(max_batch_size=spec.max_batch_size,
+                                        batch_wait_timeout_s=spec.max_wait_ms / 1000)(self._run_batch)
 
     async def _run_batch(self, calls: list[dict[str, Any]]) -> list[Any]:
         """Serve's batcher hands over the queued calls: one call of the function with a list per parameter."""

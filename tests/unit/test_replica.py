@@ -1,0 +1,142 @@
+"""The replica's request handling, in-process through its seam (``FunctionReplica.around``): keys, methods,
+limits, validation, user errors, timeouts, the handle path and the forwarded-HTTP path. No Ray. (Batching
+runs through Serve's batcher, which needs a replica context: tests/integration covers it.)"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient` is deprecated")
+    from starlette.testclient import TestClient
+
+import fn
+from fnplatform.keys import hash_key
+from fnplatform.serving import http
+from fnplatform.serving.hub import Hub
+from fnplatform.serving.logs import LogShipper
+from fnplatform.serving.replica import FunctionReplica, Loaded
+from fnplatform.serving.signature import Signature
+
+from .test_gateway import InProcessActor, serve_like
+
+KEY = "fn_test_key"
+
+
+class Refused(fn.BadRequest):
+    """A user's own error class: it must cross a hop as the fn error for its status, keeping its name."""
+
+
+def add(a: int, b: int = 10) -> int:
+    return a + b
+
+
+def explode(x: int) -> int:
+    raise KeyError("missing")
+
+
+def refuse(x: int) -> int:
+    raise Refused(f"{x} is refused", status=400)
+
+
+def slow(x: int) -> int:
+    time.sleep(1.0)
+    return x
+
+
+def size(data: bytes) -> int:
+    return len(data)
+
+
+def replica(target: Callable[..., Any], **options: Any) -> FunctionReplica:
+    spec = fn.FunctionSpec(name=target.__name__, **options)
+    loaded = Loaded(target=target, signature=Signature(target, spec.name, batched=spec.max_batch_size > 1),
+                    is_async=inspect.iscoroutinefunction(target))
+    hub = Hub()
+    asyncio.run(hub.publish("keys", [hash_key(KEY)]))
+    return FunctionReplica.around(spec, loaded, InProcessActor(hub), LogShipper(spec.name, "r1", None))
+
+
+def client(target: Callable[..., Any], **options: Any) -> TestClient:
+    return TestClient(serve_like(replica(target, **options)))
+
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def test_a_call_with_a_valid_key_is_answered() -> None:
+    response = client(add).post("/", json={"a": 2, "b": 3}, headers={**AUTH, "x-request-id": "r-9"})
+    assert (response.status_code, response.json(), response.headers["x-request-id"]) == (200, 5, "r-9")
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer fn_wrong"}, {"Authorization": KEY}])
+def test_a_missing_or_wrong_key_is_401(headers: dict[str, str]) -> None:
+    response = client(add).post("/", json={"a": 1}, headers=headers)
+    assert response.status_code == 401
+    assert "fnctl keys create" in response.json()["error"]["message"]
+
+
+def test_a_public_function_needs_no_key() -> None:
+    assert client(add, public=True).post("/", json={"a": 1}).json() == 11
+
+
+def test_an_unsupported_method_is_405() -> None:
+    assert client(add).delete("/", headers=AUTH).status_code == 405
+
+
+def test_a_body_over_the_limit_without_a_length_is_413(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "MAX_BODY_BYTES", 64)
+    response = client(size).post("/", content=iter([b"x" * 40, b"x" * 40]),
+                                 headers={**AUTH, "content-type": "application/octet-stream"})
+    assert response.status_code == 413
+
+
+def test_bad_arguments_are_422_naming_the_field() -> None:
+    response = client(add).post("/", json={"b": "x"}, headers=AUTH)
+    assert response.status_code == 422
+    assert {d["field"] for d in response.json()["error"]["detail"]} == {"a", "b"}
+
+
+def test_a_user_exception_is_500_with_its_type_and_the_replica_keeps_serving() -> None:
+    app = client(explode)
+    first = app.post("/", json={"x": 1}, headers=AUTH)
+    assert first.status_code == 500
+    assert first.json()["error"]["type"] == "KeyError"
+    assert app.post("/", json={"x": 2}, headers=AUTH).status_code == 500  # still answering
+
+
+def test_past_timeout_s_is_504() -> None:
+    response = client(slow, timeout_s=0.2).post("/", json={"x": 1}, headers=AUTH)
+    assert response.status_code == 504
+    assert "ran past its timeout_s of 0.2 s" in response.json()["error"]["message"]
+
+
+def test_a_users_error_class_crosses_a_handle_hop_as_the_fn_error_for_its_status() -> None:
+    with pytest.raises(fn.BadRequest) as info:
+        asyncio.run(replica(refuse).call("rid-1", x=3))
+    assert type(info.value) is fn.BadRequest  # the user's class need not be importable by the caller
+    assert (info.value.error_type, info.value.message, info.value.request_id) == ("Refused", "3 is refused", "rid-1")
+
+
+def test_a_user_exception_crosses_a_handle_hop_as_a_remote_error() -> None:
+    with pytest.raises(fn.RemoteError) as info:
+        asyncio.run(replica(explode).call("rid-2", x=1))
+    assert (info.value.status, info.value.error_type, info.value.request_id) == (500, "KeyError", "rid-2")
+
+
+def test_a_forwarded_request_is_answered_as_on_the_functions_own_route() -> None:
+    scope = {"type": "http", "http_version": "1.1", "scheme": "http", "method": "POST", "path": "/add",
+             "raw_path": b"/add", "root_path": "", "query_string": b"", "client": None, "server": None,
+             "headers": [(b"content-type", b"application/json"), (b"authorization", f"Bearer {KEY}".encode())]}
+    status, headers, body = asyncio.run(replica(add).http("fw-1", scope, b'{"a": 1, "b": 2}'))
+    assert (status, body, dict(headers)[b"x-request-id"]) == (200, b"3", b"fw-1")
+    scope["headers"] = [(b"content-type", b"application/json")]
+    assert asyncio.run(replica(add).http("fw-2", scope, b'{"a": 1}'))[0] == 401
+

@@ -40,9 +40,44 @@ def _error(exc: BaseException) -> dict[str, Any]:
             "message": getattr(exc, "message", None) or str(exc)}
 
 
+class RayRuntime:
+    """What a run needs from the cluster: calling a step's function, warming it, holding blobs, ending itself."""
+
+    def __init__(self) -> None:
+        self._handles: dict[str, Any] = {}
+
+    async def call(self, function: str, request_id: str, kwargs: dict[str, Any]) -> Any:
+        from ray import serve
+
+        if function not in self._handles:
+            self._handles[function] = serve.get_deployment_handle(function, app_name=function).options(method_name="call")
+        return await self._handles[function].remote(request_id, **kwargs)
+
+    def warm(self, functions: set[str]) -> None:
+        from ray import serve
+
+        for function in functions:
+            # Prewarming is an optimisation; a missing function is reported by its step.
+            with contextlib.suppress(Exception):
+                serve.get_deployment_handle(function, app_name=function).options(method_name="warm").remote()
+
+    def hold(self, data: bytes) -> Any:
+        """Large values travel to steps through Ray's object store, put there once."""
+        import ray
+
+        return ray.put(data)
+
+    def exit(self) -> None:
+        import ray
+
+        # exit_actor() only works inside a method call; from a task, end the actor for good instead.
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+
+
 class FlowRun:
-    def __init__(self, run_id: str, database_url: str, store: dict[str, Any]) -> None:
+    def __init__(self, run_id: str, database_url: str, store: dict[str, Any], *, runtime: Any = None) -> None:
         self.run_id = run_id
+        self._runtime = runtime or RayRuntime()
         self._db = FlowState(database_url)
         self._store = open_store(StoreConfig(**store))
         self._loading: asyncio.Task[None] | None = None
@@ -88,12 +123,7 @@ class FlowRun:
 
     def _prewarm(self) -> None:
         """Ask every step's deployment to scale up now, so cold starts overlap the early steps."""
-        from ray import serve
-
-        for function in {s.function for s in self.spec.steps}:
-            # Prewarming is an optimisation; a missing function is reported by its step.
-            with contextlib.suppress(Exception):
-                serve.get_deployment_handle(function, app_name=function).options(method_name="warm").remote()
+        self._runtime.warm({s.function for s in self.spec.steps})
 
     async def _watchdog(self) -> None:
         while self._status in {"pending", "running"}:
@@ -109,19 +139,14 @@ class FlowRun:
     async def _exit_later(self) -> None:
         # Linger a little so waiters and status calls still reach us; the registry has the final state.
         await asyncio.sleep(min(FINISHED_GRACE_S, self.spec.ttl_s))
-        import ray
-
-        # exit_actor() only works inside a method call; from this task, end ourselves for good instead.
-        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+        self._runtime.exit()
 
     # values -------------------------------------------------------------------------------
     async def _load(self, value: StoredValue) -> Any:
         if value.blob_key is None:
             return value.value
-        import ray
-
         data = await asyncio.to_thread(self._store.read, value.blob_key)
-        return ray.put(data)
+        return self._runtime.hold(data)
 
     async def _input(self, name: str) -> Any:
         if name not in self._objects:
@@ -145,17 +170,14 @@ class FlowRun:
 
     # steps --------------------------------------------------------------------------------
     async def _run_step(self, step: StepSpec) -> None:
-        from ray import serve
-
         state = self._steps[step.name]
-        handle = serve.get_deployment_handle(step.function, app_name=step.function).options(method_name="call")
         while True:
             state["attempts"] += 1
             state["started_at"] = time.time()
             try:
                 kwargs = {param: await self._input(src[6:]) if src.startswith("input:") else self._results[src[5:]]
                           for param, src in step.inputs.items()}
-                result = await handle.remote(f"{self.run_id}:{step.name}", **kwargs)
+                result = await self._runtime.call(step.function, f"{self.run_id}:{step.name}", kwargs)
                 break
             except Exception as exc:  # noqa: BLE001 - a failed attempt is retried, then fails the run with its error
                 error = _error(translate_error(exc, step.function))
@@ -185,9 +207,7 @@ class FlowRun:
             key = blob_key(self.run_id, "steps", step.name)
             await asyncio.to_thread(self._store.write, key, bytes(result))
             await asyncio.to_thread(self._db.record_step, self.run_id, step.name, attempts=attempts, blob_key=key)
-            import ray
-
-            self._results[step.name] = ray.put(bytes(result))
+            self._results[step.name] = self._runtime.hold(bytes(result))
             return
         text = pydantic_core.to_json(result).decode()
         await asyncio.to_thread(self._db.record_step, self.run_id, step.name, attempts=attempts, value_json=text)

@@ -1,0 +1,131 @@
+"""A flow run's scheduling, retries, checkpoints and resume, in-process: the run's logic with a real
+checkpoint database (SQLite) and store, and its cluster side (calling step functions) stood in by a
+small runtime. No Ray."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fn
+from fnplatform.flows.run import FlowRun
+from fnplatform.flows.state import FlowState
+
+Step = Callable[..., Any]
+
+
+class LocalRuntime:
+    """Step functions as plain Python; records every call, in order."""
+
+    def __init__(self, functions: dict[str, Step]) -> None:
+        self.functions = functions
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.warmed: set[str] = set()
+        self.exited = 0
+
+    async def call(self, function: str, request_id: str, kwargs: dict[str, Any]) -> Any:
+        self.calls.append((function, kwargs))
+        await asyncio.sleep(0)
+        try:
+            return self.functions[function](**kwargs)
+        except fn.FnError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - what a replica sends back for a user exception
+            raise fn.RemoteError(str(exc), status=500, error_type=type(exc).__name__) from None
+
+    def warm(self, functions: set[str]) -> None:
+        self.warmed |= functions
+
+    def hold(self, data: bytes) -> Any:
+        return data
+
+    def exit(self) -> None:
+        self.exited += 1
+
+
+def documents_flow() -> fn.FlowSpec:
+    flow = fn.Flow("unit-docs", inputs=["front", "back"], retries=1)
+    front = flow.step("measure", inputs={"text": "front"}, name="measure-front")
+    back = flow.step("measure", inputs={"text": "back"}, name="measure-back")
+    flow.output("decide", inputs={"a": front, "b": back})
+    return flow.spec()
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> FlowState:
+    return FlowState(f"sqlite:///{tmp_path / 'flows.db'}")
+
+
+def new_run(state: FlowState, tmp_path: Path, runtime: LocalRuntime, run_id: str | None = None) -> FlowRun:
+    run_id = run_id or state.create_run(documents_flow())
+    return FlowRun(run_id, state.url, {"kind": "local", "root": str(tmp_path / "store")}, runtime=runtime)
+
+
+def give(state: FlowState, run: FlowRun, name: str, value: Any) -> dict[str, Any]:
+    assert state.add_input(run.run_id, name, value_json=json.dumps(value))
+    return asyncio.run(_put(run, name))
+
+
+async def _put(run: FlowRun, name: str) -> dict[str, Any]:
+    snapshot = await run.put(name)
+    for _ in range(200):  # let the scheduled steps run
+        if not run._tasks:
+            break
+        await asyncio.sleep(0.01)
+    return {**snapshot, **run.snapshot()}
+
+
+def runtime(**overrides: Step) -> LocalRuntime:
+    return LocalRuntime({"measure": lambda text: len(text), "decide": lambda a, b: {"total": a + b}, **overrides})
+
+
+def test_steps_run_as_their_inputs_arrive_and_the_output_is_checkpointed(state: FlowState, tmp_path: Path) -> None:
+    local = runtime()
+    run = new_run(state, tmp_path, local)
+    first = give(state, run, "front", "abcd")
+    assert first["status"] == "running"
+    assert first["steps"]["measure-front"]["status"] == "succeeded"
+    assert first["steps"]["measure-back"]["status"] == "waiting" and first["steps"]["decide"]["status"] == "waiting"
+    assert local.warmed == {"measure", "decide"}  # later steps were asked to scale up at the start
+    done = give(state, run, "back", "xy")
+    assert done["status"] == "succeeded" and done["output"] == {"total": 6}
+    assert [c[0] for c in local.calls] == ["measure", "measure", "decide"]
+    record = state.run(run.run_id)
+    assert record is not None and record.status == "succeeded" and record.output == {"total": 6}
+
+
+def test_a_failing_step_is_retried_then_fails_the_run_with_its_error(state: FlowState, tmp_path: Path) -> None:
+    attempts = {"n": 0}
+
+    def flaky(text: str) -> int:
+        attempts["n"] += 1
+        raise ValueError(f"unreadable {text}")
+
+    run = new_run(state, tmp_path, runtime(measure=flaky))
+    failed = give(state, run, "front", "abcd")
+    assert attempts["n"] == 2  # retries=1: two attempts
+    assert failed["status"] == "failed"
+    assert failed["error"] == {"type": "ValueError", "message": "unreadable abcd", "step": "measure-front", "attempts": 2}
+    record = state.run(run.run_id)
+    assert record is not None and record.status == "failed"
+
+
+def test_a_recreated_run_resumes_from_its_checkpoint_without_redoing_finished_steps(state: FlowState,
+                                                                                   tmp_path: Path) -> None:
+    before = runtime()
+    run = new_run(state, tmp_path, before)
+    give(state, run, "front", "abcd")
+    assert [c[0] for c in before.calls] == ["measure"]
+
+    after = runtime()  # the actor died; a new one is made for the same run
+    resumed = new_run(state, tmp_path, after, run_id=run.run_id)
+    state.add_input(run.run_id, "back", value_json=json.dumps("xy"))
+    done = asyncio.run(_put(resumed, "back"))
+    assert done["status"] == "succeeded" and done["output"] == {"total": 6}
+    assert [c for c, _ in after.calls] == ["measure", "decide"]  # measure-front was not run again
+    assert after.calls[-1][1] == {"a": 4, "b": 2}

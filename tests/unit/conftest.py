@@ -17,8 +17,10 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from fnplatform.serving.http import error_response as _error
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,7 +64,9 @@ def free_port() -> int:
 
 @dataclass
 class FakePlatform:
-    """A tiny real HTTP server standing in for the function endpoints and ``/v1/info``."""
+    """A tiny real HTTP server standing in for the function endpoints and ``/v1/info``, for the SDK's HTTP
+    client (its error bodies come from the replica's own ``error_response``, not a copy of the format).
+    Tests of calling functions without HTTP use ``fn.testing.local()`` instead."""
 
     url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -71,19 +75,12 @@ class FakePlatform:
         return self.requests[-1]
 
 
-def _error(status: int, error_type: str, message: str, request_id: str, detail: Any = None) -> JSONResponse:
-    error: dict[str, Any] = {"type": error_type, "message": message, "request_id": request_id}
-    if detail is not None:
-        error["detail"] = detail
-    return JSONResponse({"error": error}, status_code=status)
-
-
 def _fake_app(platform: FakePlatform) -> Starlette:
     async def info(request: Request) -> JSONResponse:
         platform.requests.append({"path": request.url.path, "headers": dict(request.headers), "body": None})
         return JSONResponse({"http_url": f"{platform.url}/fns/"})
 
-    async def function(request: Request) -> JSONResponse:
+    async def function(request: Request) -> Response:
         body = json.loads(await request.body() or b"null")
         name = request.path_params["name"]
         platform.requests.append({"path": request.url.path, "headers": dict(request.headers), "body": body})

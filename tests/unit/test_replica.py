@@ -1,6 +1,6 @@
 """The replica's request handling, in-process through its seam (``FunctionReplica.around``): keys, methods,
-limits, validation, user errors, timeouts, the handle path and the forwarded-HTTP path. No Ray. (Batching
-runs through Serve's batcher, which needs a replica context: tests/integration covers it.)"""
+limits, validation, user errors, timeouts, the handle path, the forwarded-HTTP path and a batch's shape. No Ray.
+(Serve's batcher itself needs a replica context: tests/integration covers batching end to end.)"""
 
 from __future__ import annotations
 
@@ -140,3 +140,21 @@ def test_a_forwarded_request_is_answered_as_on_the_functions_own_route() -> None
     scope["headers"] = [(b"content-type", b"application/json")]
     assert asyncio.run(replica(add).http("fw-2", scope, b'{"a": 1}'))[0] == 401
 
+
+
+async def double(xs: list[int]) -> list[int]:
+    return [2 * x for x in xs]
+
+
+def half(xs: list[int]) -> list[int]:
+    return xs[: len(xs) // 2]
+
+
+def test_a_batch_is_one_call_with_a_list_per_parameter() -> None:
+    """Serve's batcher hands over the queued calls; the replica makes them one call of the function."""
+    assert asyncio.run(replica(double, max_batch_size=8)._run_batch([{"xs": 1}, {"xs": 2}, {"xs": 3}])) == [2, 4, 6]
+
+
+def test_a_batch_answered_with_the_wrong_number_of_results_is_a_clear_error() -> None:
+    with pytest.raises(TypeError, match="it got 4 inputs and returned 2 results"):
+        asyncio.run(replica(half, max_batch_size=8)._run_batch([{"xs": i} for i in range(4)]))

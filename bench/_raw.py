@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _platform import free_port
-from _procs import reap, tree, wait_for_no_ray
+from _procs import free_port, reap, tree, wait_for_no_ray
 
 HERE = Path(__file__).resolve().parent
 FLOOR_KEY = "bench-key"

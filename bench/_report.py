@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-from _platform import LocalPlatform, percentile
+from _procs import LocalPlatform
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,18 @@ class Row:
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def save(name: str, results: dict[str, Any]) -> None:
+    """Everything measured, as JSON under bench/results/."""
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2))
 
 
 def latency_stats(values: list[float]) -> dict[str, float]:

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from _platform import local_platform
+from _procs import local_platform
 
 REPO = Path(__file__).resolve().parents[1]
 CALLS = 20

@@ -1,103 +1,76 @@
-"""Composition figures: per-hop cost of a function calling a function, flow overhead, and the
-end-to-end time of a cold flow run with and without prewarm.
-
-Run: ``python bench/composition.py`` (starts its own platform, stops it at the end). Prints a
-table and writes bench/results/composition.json.
-"""
+"""Scenario 6, composition: what a flow adds to the functions it calls. A warm 3-step run end to end
+against its own critical path (the steps' durations, which the run reports): the flow's overhead, and
+the part of it that is starting the run (its actor); and a cold run, every step at zero replicas,
+with prewarm against the same flow without it (the baseline, measured in the same run)."""
 
 from __future__ import annotations
 
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
-from _platform import LocalPlatform, local_platform, percentile, print_table, save
+from _procs import LocalPlatform
+from _report import Ctx, Row, Scenario, med, ratio
 
-HERE = Path(__file__).resolve().parent
-CALLS = 100
-STARTS: list[float] = []  # time to create a run (its actor), per run
-COLD_REPEATS = 3
-
-
-def latencies(client: httpx.Client, url: str) -> list[float]:
-    for _ in range(10):
-        client.post(url, json={"x": 1}).raise_for_status()
-    out = []
-    for _ in range(CALLS):
-        start = time.perf_counter()
-        client.post(url, json={"x": 1}).raise_for_status()
-        out.append((time.perf_counter() - start) * 1000)
-    return out
+NAME = "composition"
+PROJECT = Path(__file__).resolve().parent / "projects" / "chain"
+STEPS = ["p1", "p2", "p3", "q1", "q2", "q3"]
 
 
-def flow_run(platform: LocalPlatform, client: httpx.Client, flow: str) -> tuple[float, dict[str, object]]:
+def flow_run(p: LocalPlatform, client: httpx.Client, flow: str) -> tuple[float, float, dict[str, Any]]:
+    """One run given its input at once and waited for: (seconds end to end, seconds to create it, its state)."""
     start = time.perf_counter()
-    created = client.post(f"{platform.http_url}/flows/{flow}/runs")
-    STARTS.append(time.perf_counter() - start)
+    created = client.post(f"{p.http_url}/flows/{flow}/runs")
+    started = time.perf_counter() - start
     if created.status_code != 201:
         raise SystemExit(f"starting a {flow} run failed: {created.status_code} {created.text}")
     run_id = created.json()["id"]
-    client.put(f"{platform.http_url}/flows/{flow}/runs/{run_id}/inputs/x", json=1).raise_for_status()
-    state: dict[str, object] = {}
+    client.put(f"{p.http_url}/flows/{flow}/runs/{run_id}/inputs/x", json=1).raise_for_status()
+    state: dict[str, Any] = {}
     while state.get("status") not in {"succeeded", "failed"}:
-        state = client.get(f"{platform.http_url}/flows/{flow}/runs/{run_id}", params={"wait": 30}).json()
-    elapsed = time.perf_counter() - start
+        state = client.get(f"{p.http_url}/flows/{flow}/runs/{run_id}", params={"wait": 30}).json()
     if state["status"] != "succeeded":
         raise SystemExit(f"{flow} run failed: {state}")
-    return elapsed, state
+    return time.perf_counter() - start, started, state
 
 
-def main() -> None:
-    results: dict[str, object] = {}
-    with local_platform() as platform:
-        platform.fnctl("deploy", str(HERE / "projects" / "chain"))
-        with httpx.Client(headers={"Authorization": f"Bearer {platform.key}"}, timeout=120) as client:
-            direct, chained = [], []
-            for _ in range(3):  # interleaved
-                direct += latencies(client, f"{platform.http_url}/hop0")
-                chained += latencies(client, f"{platform.http_url}/hop1")
-            results["direct_p50_ms"] = statistics.median(direct)
-            results["chained_p50_ms"] = statistics.median(chained)
-            results["hop_ms"] = results["chained_p50_ms"] - results["direct_p50_ms"]  # type: ignore[operator]
-            results["chained_p99_ms"] = percentile(chained, 0.99)
+def composition_platform(p: LocalPlatform, ctx: Ctx) -> dict[str, Any]:
+    p.fnctl("deploy", str(PROJECT))
+    out: dict[str, Any] = {"warm_s": [], "overhead_ms": [], "start_ms": [], "cold_prewarm_s": [], "cold_plain_s": []}
+    with httpx.Client(headers={"Authorization": f"Bearer {p.key}"}, timeout=120) as client:
+        flow_run(p, client, "prewarmed")  # scales p1..p3 up
+        for _ in range(3 if ctx.quick else 5):
+            elapsed, started, state = flow_run(p, client, "prewarmed")
+            critical = sum(float(s["duration_ms"]) for s in state["steps"].values()) / 1000
+            out["warm_s"].append(elapsed)
+            out["overhead_ms"].append((elapsed - critical) * 1000)
+            out["start_ms"].append(started * 1000)
+        for _ in range(1 if ctx.quick else 2):
+            p.wait_for_zero(STEPS)
+            out["cold_prewarm_s"].append(flow_run(p, client, "prewarmed")[0])
+            p.wait_for_zero(STEPS)
+            out["cold_plain_s"].append(flow_run(p, client, "plain")[0])
+    return {key: statistics.median(values) for key, values in out.items()} | {"runs": out}
 
-            overheads, warm_runs = [], []
-            flow_run(platform, client, "prewarmed")  # warms p1..p3
-            for _ in range(5):
-                elapsed, state = flow_run(platform, client, "prewarmed")
-                steps = state["steps"]
-                critical = sum(float(s["duration_ms"]) for s in steps.values()) / 1000  # type: ignore[attr-defined]
-                warm_runs.append(elapsed)
-                overheads.append(elapsed - critical)
-            results["warm_run_s"] = statistics.median(warm_runs)
-            results["flow_overhead_ms"] = statistics.median(overheads) * 1000
-            results["run_start_ms"] = statistics.median(STARTS[-5:]) * 1000
 
-            cold_prewarm, cold_plain = [], []
-            for _ in range(COLD_REPEATS):
-                platform.wait_for_zero(["p1", "p2", "p3", "q1", "q2", "q3"])
-                cold_prewarm.append(flow_run(platform, client, "prewarmed")[0])
-                platform.wait_for_zero(["p1", "p2", "p3", "q1", "q2", "q3"])
-                cold_plain.append(flow_run(platform, client, "plain")[0])
-            results["cold_run_prewarm_s"] = statistics.median(cold_prewarm)
-            results["cold_run_plain_s"] = statistics.median(cold_plain)
-            results["cold_runs"] = {"prewarm": cold_prewarm, "plain": cold_plain}
-    save("composition", results)
-    rows = [
-        ("direct call p50 (HTTP, warm)", f"{results['direct_p50_ms']:.2f} ms", "baseline, same run"),
-        ("call that makes one handle hop p50", f"{results['chained_p50_ms']:.2f} ms",
-         f"p99 {results['chained_p99_ms']:.2f} ms"),
-        ("per-hop cost (difference of medians)", f"{results['hop_ms']:.2f} ms", ""),
-        ("warm 3-step flow run, end to end", f"{results['warm_run_s']:.3f} s", "3 x 0.2 s of step work"),
-        ("flow overhead (end to end - critical path)", f"{results['flow_overhead_ms']:.0f} ms", "median of 5"),
-        ("  of which: starting the run (its actor)", f"{results['run_start_ms']:.0f} ms", "median of 5"),
-        ("cold 3-step run, with prewarm", f"{results['cold_run_prewarm_s']:.2f} s",
-         ", ".join(f"{v:.2f}" for v in cold_prewarm)),
-        ("cold 3-step run, without prewarm", f"{results['cold_run_plain_s']:.2f} s",
-         ", ".join(f"{v:.2f}" for v in cold_plain)),
+def composition_baseline(ctx: Ctx) -> dict[str, Any]:
+    return {}  # the baselines are inside the platform's own runs: the critical path, and the flow without prewarm
+
+
+def composition_rows(plat: list[dict[str, Any]], base: list[dict[str, Any]]) -> list[Row]:
+    prewarm, plain = med(plat, "cold_prewarm_s"), med(plat, "cold_plain_s")
+    return [
+        Row(NAME, "platform: warm 3-step flow run", "end to end", med(plat, "warm_s"), "s",
+            note="3 x 0.2 s of step work"),
+        Row(NAME, "platform: warm 3-step flow run", "overhead over the critical path", med(plat, "overhead_ms"), "ms",
+            note="end to end minus the steps' own durations"),
+        Row(NAME, "platform: warm 3-step flow run", "of which: creating the run", med(plat, "start_ms"), "ms"),
+        Row(NAME, "platform: cold run, prewarm", "end to end", prewarm, "s", ratio=ratio(prewarm, plain),
+            note="every step at zero replicas; vs the same flow without prewarm"),
+        Row(NAME, "platform: cold run, no prewarm (baseline)", "end to end", plain, "s"),
     ]
-    print_table(rows)
 
-if __name__ == "__main__":
-    main()
+
+COMPOSITION = Scenario(NAME, composition_platform, composition_baseline, composition_rows)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from _platform import LocalPlatform
+from _procs import LocalPlatform
 from _raw import raw_serve
 from _report import Ctx, Row, Scenario, med, ratio
 

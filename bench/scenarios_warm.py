@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _platform import LocalPlatform
+from _procs import LocalPlatform
 from _raw import FLOOR_KEY, floor_app, raw_serve
 from _report import Ctx, Row, Scenario, latency_stats, med, ratio
 from _wrk import run_wrk

@@ -1,8 +1,8 @@
 """The benchmark suite: every scenario against its same-run baseline, one table, one JSON file.
 
 Run: ``python bench/suite.py`` (3 repetitions), ``--quick`` (1 repetition, shorter wrk runs),
-``--only SCENARIO`` (repeatable): warm, cold, burst, deploy, idle. Each repetition first measures
-the platform (one throwaway platform shared by warm/cold/burst/deploy, one of its own for idle),
+``--only SCENARIO`` (repeatable): warm, cold, burst, deploy, idle, composition. Each repetition first measures
+the platform (one throwaway platform shared by warm/cold/burst/deploy/composition, one of its own for idle),
 stops it, then measures the baselines (plain uvicorn, plain Ray Serve workers, one Ray at a time):
 A B A B. Medians over repetitions; the table is printed at the end and everything is written to
 bench/results/suite.json. Needs wrk (installed with apt-get when missing) and a machine where no
@@ -18,15 +18,15 @@ import time
 import traceback
 from typing import Any
 
-from _platform import local_platform, save
-from _procs import LEFTOVERS
-from _report import Ctx, Row, Scenario, print_table
+from _procs import LEFTOVERS, local_platform
+from _report import Ctx, Row, Scenario, print_table, save
 from _wrk import ensure_wrk
+from scenarios_flows import COMPOSITION
 from scenarios_ops import DEPLOY, IDLE
 from scenarios_scale import BURST_SCENARIO, COLD
 from scenarios_warm import SCENARIO as WARM
 
-SCENARIOS: list[Scenario] = [WARM, COLD, BURST_SCENARIO, DEPLOY, IDLE]
+SCENARIOS: list[Scenario] = [WARM, COLD, BURST_SCENARIO, DEPLOY, COMPOSITION, IDLE]
 
 
 def _attempt(label: str, work: Any, *args: Any) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Accuracy and latency of the KYC flow's steps, run in-process (no Ray, no platform).
 
-    python3 bench/kyc.py                 # report set: 84 generated cases (seeds 0-83), three degradation levels
-    python3 bench/kyc.py --tune          # first tune thresholds on the tuning set (seeds 10000+), write
+    python3 functions/auth/bench/kyc.py                 # report set: 84 generated cases (seeds 0-83), three degradation levels
+    python3 functions/auth/bench/kyc.py --tune          # first tune thresholds on the tuning set (seeds 10000+), write
                                          # functions/auth/kyc/thresholds.json, then run the report set with them
 
 The step classes and functions of ``functions/auth/kyc_steps.py`` are called as plain Python,
@@ -23,8 +23,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-PROJECT = ROOT / "functions" / "auth"
+PROJECT = Path(__file__).resolve().parents[1]
+ROOT = PROJECT.parents[1]
 sys.path.insert(0, str(PROJECT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -139,7 +139,7 @@ def tune(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "brightness_dark_max": round(max(dark), 1), "brightness_normal_min": round(min(r["brightness"] for r in good), 1)}
     return {"values": values, "observed_on_tuning_set": observed,
             "tuning_seeds": [TUNING_SEEDS.start, TUNING_SEEDS.stop - 1], "cases": len(rows),
-            "generated_by": "python3 bench/kyc.py --tune",
+            "generated_by": "python3 functions/auth/bench/kyc.py --tune",
             "how": {
                 "face_match_max / face_reject_min": "same-person (holder's selfie) vs different-person distances on the "
                     "tuning set: no overlap -> the gap is cut in thirds and the middle third is the review band; overlap -> "

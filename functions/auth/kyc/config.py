@@ -1,7 +1,7 @@
 """Configuration of the KYC flow: input limits, image geometry and decision thresholds.
 
 The defaults live here; ``thresholds.json`` beside this file overrides the decision thresholds
-with the values tuned by ``python3 bench/kyc.py --tune`` on a *tuning* set of generated cases
+with the values tuned by ``python3 functions/auth/bench/kyc.py --tune`` on a *tuning* set of generated cases
 (seeds disjoint from the ones the benchmark reports on). The JSON also records how each value was
 chosen, so the numbers never travel without their justification. Set ``KYC_THRESHOLDS`` to a
 path to use another file (e.g. thresholds calibrated on real, consented data).

@@ -1,6 +1,6 @@
 """The vectorize flow's figures, each against a baseline measured in the same run.
 
-    python bench/vectors.py            # about 6 minutes on 2 cores; prints a table, writes bench/results/vectors.json
+    python functions/vectorize/bench/vectors.py   # about 6 minutes on 2 cores; a table, and bench/results/vectors.json
 
 1. Text ingestion throughput (items/s): through the platform (vector-ingest -> chunking -> embed-text,
    batched on the server -> Milvus Lite), against the same ONNX model called in this process on the
@@ -9,7 +9,7 @@
 2. Search latency (median, p90) and recall@10 of Milvus Lite's HNSW index at 10k and 100k vectors,
    against exact brute-force search over the same vectors. The vectors are synthetic (a mixture of
    384-d Gaussian clusters, L2-normalized): embedding 100k real texts would take most of an hour here.
-3. Retrieval quality on the labelled set (tests/vectorize/data/queries.jsonl, 40 queries over the 80
+3. Retrieval quality on the labelled set (functions/vectorize/tests/data/queries.jsonl, 40 queries over the 80
    sample passages): recall@5 and MRR through ``POST /search/text``, plus the same search's latency.
 """
 
@@ -26,12 +26,14 @@ from typing import Any
 
 import httpx
 import numpy as np
-from _platform import local_platform, percentile, print_table, save
+from _procs import local_platform
+from _report import Row, percentile, print_table, save
 
-ROOT = Path(__file__).resolve().parent.parent
-PROJECT = ROOT / "functions" / "vectorize"
-QUERIES = ROOT / "tests" / "vectorize" / "data" / "queries.jsonl"
+PROJECT = Path(__file__).resolve().parents[1]
+ROOT = PROJECT.parents[1]
+QUERIES = PROJECT / "tests" / "data" / "queries.jsonl"
 sys.path.insert(0, str(PROJECT))
+sys.path.insert(0, str(ROOT / "bench"))  # the suite's harness: the platform under test, the table, results
 INGEST_ITEMS = 320  # sample passages, varied so each one is new to the store
 PER_ITEM_ITEMS = 40
 REPEATS = 3
@@ -146,24 +148,26 @@ def main() -> None:
         results["ingest"] = {name: statistics.median(values) for name, values in runs.items()}
         results["ingest_runs"] = runs
     ingest = results["ingest"]
+    note = f"median of {REPEATS}, {INGEST_ITEMS} items"
     rows = [
-        ("ingest, platform (batched), items/s", f"{ingest['platform']:.1f}", f"median of {REPEATS}, {INGEST_ITEMS} items"),
-        ("ingest, model only 1 thread, items/s", f"{ingest['model_1_thread']:.1f}",
-         f"platform = {ingest['platform'] / ingest['model_1_thread']:.0%} of it"),
-        ("ingest, model only all threads, items/s", f"{ingest['model_all_threads']:.1f}",
-         f"platform = {ingest['platform'] / ingest['model_all_threads']:.0%} of it"),
-        ("ingest, per-item calls, items/s", f"{ingest['per_item']:.1f}",
-         f"platform = {ingest['platform'] / ingest['per_item']:.1f}x"),
+        Row("ingest", "platform (batched)", "items/s", ingest["platform"], "", note=note),
+        Row("ingest", "model only, 1 thread (baseline)", "items/s", ingest["model_1_thread"], "",
+            ratio=ingest["model_1_thread"] / ingest["platform"], note="same texts, in this process"),
+        Row("ingest", "model only, all threads", "items/s", ingest["model_all_threads"], "",
+            ratio=ingest["model_all_threads"] / ingest["platform"]),
+        Row("ingest", "per-item calls", "items/s", ingest["per_item"], "", ratio=ingest["per_item"] / ingest["platform"],
+            note="one item per call"),
     ]
     for key in (k for k in results if k.startswith("search_")):
         _, n, index = key.split("_")
         s = results[key]
-        rows.append((f"search {int(n) // 1000}k vectors {index}, p50 / p90 ms", f"{s['p50_ms']:.1f} / {s['p90_ms']:.1f}",
-                     f"recall@10 {s['recall_at_10']:.3f} vs exact; numpy brute force p50 {s['brute_p50_ms']:.1f} ms; "
-                     f"insert {s['insert_s']:.0f} s"))
+        rows.append(Row("search", f"Milvus Lite {index}, {int(n) // 1000}k vectors", "latency", s["p50_ms"], "ms",
+                        p99=s["p90_ms"], ratio=s["p50_ms"] / s["brute_p50_ms"],
+                        note=f"p90 in the p99 column; vs numpy brute force; recall@10 {s['recall_at_10']:.3f}; "
+                             f"insert {s['insert_s']:.0f} s"))
     q = results["quality"]
-    rows.append(("labelled set recall@5 / MRR", f"{q['recall_at_5']:.3f} / {q['mrr']:.3f}",
-                 f"{q['queries']} queries, 80 passages, HTTP /search/text p50 {q['p50_ms']:.1f} ms p90 {q['p90_ms']:.1f} ms"))
+    rows.append(Row("quality", "labelled set over HTTP /search/text", "recall@5", q["recall_at_5"], "",
+                    note=f"MRR {q['mrr']:.3f}; {q['queries']} queries, 80 passages; p50 {q['p50_ms']:.1f} ms"))
     print_table(rows)
     save("vectors", results)
 

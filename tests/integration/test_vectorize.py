@@ -15,7 +15,7 @@ import pytest
 from harness import Platform, wait_for
 
 VECTORIZE = Path(__file__).resolve().parents[2] / "functions" / "vectorize"
-QUERIES = Path(__file__).resolve().parents[1] / "vectorize" / "data" / "queries.jsonl"
+QUERIES = Path(__file__).resolve().parents[2] / "functions" / "vectorize" / "tests" / "data" / "queries.jsonl"
 pytestmark = pytest.mark.slow
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-PROJECT = Path(__file__).resolve().parents[2] / "functions" / "auth"
+PROJECT = Path(__file__).resolve().parents[1]
 if str(PROJECT) not in sys.path:
     sys.path.insert(0, str(PROJECT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -28,7 +28,7 @@ _MISSING = [m for m in ("cv2", "rapidocr", "onnxruntime", "mrz", "yuface", "dlib
 if not any(Path(p).is_file() for p in ("/usr/share/fonts/opentype/ocr-b/OCRB.otf", os.environ.get("KYC_OCRB_FONT", ""))):
     _MISSING.append("the OCR-B font")
 if _MISSING:
-    pytest.skip(f"tests/auth need {', '.join(_MISSING)}: {_INSTALL}", allow_module_level=True)
+    pytest.skip(f"functions/auth/tests need {', '.join(_MISSING)}: {_INSTALL}", allow_module_level=True)
 
 Run = Callable[..., dict[str, Any]]
 

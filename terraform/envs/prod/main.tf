@@ -10,7 +10,7 @@ locals {
 
   # The platform's pool names and Ray resources. Must equal fnplatform.pools:
   # pool_resource(pool) for each of DEFAULT_POOLS, and NODE_POOL_CAPACITY.
-  # tests/terraform/ imports those constants and fails if these drift.
+  # terraform/tests/ imports those constants and fails if these drift.
   pool_resources = {
     api = "pool_api"
     cpu = "pool_cpu"

@@ -64,7 +64,7 @@ variable "kuberay_chart_version" {
 
 variable "pool_resources" {
   type        = map(string)
-  description = "Ray custom resource of each node pool (api, cpu, gpu). Must equal fnplatform.pools.pool_resource(pool); tests/terraform checks it."
+  description = "Ray custom resource of each node pool (api, cpu, gpu). Must equal fnplatform.pools.pool_resource(pool); terraform/tests checks it."
 
   validation {
     condition     = alltrue([for p in ["api", "cpu", "gpu"] : contains(keys(var.pool_resources), p)])

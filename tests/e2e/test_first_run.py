@@ -8,26 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+from e2e_cli import fnctl, free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _fnctl(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fnctl.main", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
 
 
 def _home_of_length(base: Path, length: int) -> Path:
@@ -47,11 +34,11 @@ def test_quickstart_three_times_in_a_row_on_fresh_homes_of_18_30_and_120_charact
         home = _home_of_length(base, length)
         env = {**clean, "FN_HOME": str(home)}
         try:
-            run = _fnctl(env, "quickstart", "--api-port", str(_free_port()), "--http-port", str(_free_port()), timeout=420)
+            run = fnctl(env, "quickstart", "--api-port", str(free_port()), "--http-port", str(free_port()), timeout=420)
             assert run.returncode == 0, f"FN_HOME of {length} characters:\n{run.stdout}\n{run.stderr}"
             assert run.stdout.strip().splitlines()[-1] == "fn.call('add', a=2, b=3) -> 5", run.stdout
         finally:
-            down = _fnctl(env, "down", timeout=120)
+            down = fnctl(env, "down", timeout=120)
         assert down.returncode == 0, down.stdout + down.stderr
         assert ray_processes(PlatformSettings(home=home).runtime_dir) == []
         shutil.rmtree(base, ignore_errors=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from e2e_cli import fnctl, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = REPO / "cli" / "fnctl" / "examples" / "hello"
@@ -21,40 +22,29 @@ HELLO = REPO / "cli" / "fnctl" / "examples" / "hello"
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _run(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fnctl.main", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
-
-
 def test_user_story_from_up_to_down() -> None:
     from fnplatform.control.local import ray_processes
     from fnplatform.control.settings import PlatformSettings
 
     home = Path(tempfile.mkdtemp(prefix="fne", dir="/tmp"))
-    api_port, http_port = _free_port(), _free_port()
+    api_port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FN_", "RAY_"))}
     env["FN_HOME"] = str(home)
-    up = _run(env, "up", "--api-port", str(api_port), "--http-port", str(http_port), "--gpus", "1", "--cpus", "4")
+    up = fnctl(env, "up", "--api-port", str(api_port), "--http-port", str(http_port), "--gpus", "1", "--cpus", "4")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         assert f"127.0.0.1:{api_port}" in up.stdout and f"127.0.0.1:{http_port}" in up.stdout
         assert (home / "credentials.json").stat().st_mode & 0o077 == 0, "credentials must be private"
 
-        again = _run(env, "up", "--api-port", str(api_port), "--http-port", str(http_port))
+        again = fnctl(env, "up", "--api-port", str(api_port), "--http-port", str(http_port))
         assert again.returncode == 0 and "already running" in again.stdout
 
-        key = _run(env, "keys", "create", "ci")
+        key = fnctl(env, "keys", "create", "ci")
         assert key.returncode == 0
         api_key = key.stdout.strip()
         assert api_key.startswith("fn_") and "\n" not in api_key
 
-        deploy = _run(env, "deploy", str(HELLO))
+        deploy = fnctl(env, "deploy", str(HELLO))
         # The instant "deployed" is printed, /add answers over HTTP (it once got a 404 until the ingress caught up).
         with ThreadPoolExecutor(max_workers=50) as pool:
             codes = list(pool.map(lambda _: httpx.post(f"http://127.0.0.1:{http_port}/add", json={"a": 2, "b": 3},
@@ -64,10 +54,10 @@ def test_user_story_from_up_to_down() -> None:
         assert [(r.status_code, r.text) for r in codes] == [(200, "5")] * 50
         assert "add" in deploy.stdout and "reverser" in deploy.stdout
 
-        listed = json.loads(_run(env, "ls", "--json").stdout)
+        listed = json.loads(fnctl(env, "ls", "--json").stdout)
         assert {row["name"]: row["pool"] for row in listed} == {"add": "cpu", "reverser": "gpu"}
 
-        invoke = _run(env, "invoke", "add", "--data", '{"a": 2, "b": 3}')
+        invoke = fnctl(env, "invoke", "add", "--data", '{"a": 2, "b": 3}')
         assert invoke.returncode == 0 and invoke.stdout.strip() == "5"
 
         curl = httpx.post(f"http://127.0.0.1:{http_port}/add", content=b'{"a":2,"b":3}', timeout=60,
@@ -79,28 +69,28 @@ def test_user_story_from_up_to_down() -> None:
                              capture_output=True, text=True, timeout=120, check=False)
         assert sdk.stdout.strip() == "5", sdk.stderr
 
-        assert _run(env, "invoke", "reverser", "--data", '{"text": "abc"}').stdout.strip() == '">cba"'
+        assert fnctl(env, "invoke", "reverser", "--data", '{"text": "abc"}').stdout.strip() == '">cba"'
 
-        described = json.loads(_run(env, "describe", "add", "--json").stdout)
+        described = json.loads(fnctl(env, "describe", "add", "--json").stdout)
         assert len(described["bundle_sha256"]) == 64 and described["active_version"] == 1
 
-        logs = _run(env, "logs", "add")
+        logs = fnctl(env, "logs", "add")
         assert logs.returncode == 0 and "request=" in logs.stdout and "POST /add -> 200" in logs.stdout
 
         # The registry is the desired state: a restarted platform serves the same functions again.
-        assert _run(env, "down", timeout=120).returncode == 0
-        restarted = _run(env, "up", "--api-port", str(api_port), "--http-port", str(http_port), "--gpus", "1", "--cpus", "4")
+        assert fnctl(env, "down", timeout=120).returncode == 0
+        restarted = fnctl(env, "up", "--api-port", str(api_port), "--http-port", str(http_port), "--gpus", "1", "--cpus", "4")
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
-        assert json.loads(_run(env, "ls", "--json").stdout) and {
-            row["name"]: row["version"] for row in json.loads(_run(env, "ls", "--json").stdout)} == {"add": 1, "reverser": 1}
-        assert _run(env, "invoke", "add", "--data", '{"a": 20, "b": 22}').stdout.strip() == "42"
+        assert json.loads(fnctl(env, "ls", "--json").stdout) and {
+            row["name"]: row["version"] for row in json.loads(fnctl(env, "ls", "--json").stdout)} == {"add": 1, "reverser": 1}
+        assert fnctl(env, "invoke", "add", "--data", '{"a": 20, "b": 22}').stdout.strip() == "42"
 
-        assert _run(env, "rm", "add").returncode == 0
-        missing = _run(env, "describe", "add")
+        assert fnctl(env, "rm", "add").returncode == 0
+        missing = fnctl(env, "describe", "add")
         assert missing.returncode == 1 and "no function named 'add'" in missing.stderr
         assert "Traceback" not in missing.stderr
     finally:
-        down = _run(env, "down", timeout=120)
+        down = fnctl(env, "down", timeout=120)
     assert down.returncode == 0, down.stdout + down.stderr
     assert not (home / "platform.json").exists()
     leftovers = ray_processes(PlatformSettings(home=home).runtime_dir)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import fn
-from fnplatform.bundles.packaging import build_bundle
+from fnplatform.bundles.packaging import Bundle, build_bundle
 from fnplatform.control.plane import ControlPlane, DeployJob
 from fnplatform.control.settings import PlatformSettings
 from fnplatform.flows.state import FlowState
@@ -79,12 +79,16 @@ def plane(tmp_path: Path) -> ControlPlane:
                         FlowState(settings.database_url))
 
 
+_BUNDLES: dict[frozenset[tuple[str, str]], Bundle] = {}  # discovery runs a subprocess: build each project once
+
+
 @pytest.fixture
 def deploy(plane: ControlPlane, make_project: ProjectFactory) -> Deploy:
     """Build the project from {file: source}, store its bundle and run a deploy job to its end."""
 
     def run(files: dict[str, str]) -> DeployJob:
-        bundle = build_bundle(make_project(files))
+        key = frozenset(files.items())
+        bundle = _BUNDLES.get(key) or _BUNDLES.setdefault(key, build_bundle(make_project(files)))
         put_bundle(plane.store, bundle.sha256, bundle.data)
         job = plane.start_deploy(bundle.sha256)
         deadline = time.monotonic() + 30

@@ -5,7 +5,8 @@ checkout, then REV exported with ``git archive`` and put first on PYTHONPATH), a
 `fnctl up` defaults deploys N one-function projects in turn (each a new route), each with the
 deploy command run in-process (as `fnctl quickstart` does, so no interpreter exit hides the
 window). The moment it returns, 20 concurrent POSTs go to the new function; their statuses and the
-deploy's wall time are recorded. One table: medians over the deploys.
+deploy's wall time are recorded, and, where the deploy waits for the ingress, how long after Serve
+reported the function running the ingress routed it (from the platform's log). Medians over the deploys.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -67,7 +69,11 @@ def measure(label: str, deploys: int, pythonpath: str | None) -> dict[str, Any]:
     with local_platform(extra_env={"PYTHONPATH": pythonpath} if pythonpath else None) as platform:
         proc = subprocess.run([sys.executable, __file__, "--child", str(deploys)], env=platform.env, capture_output=True,
                               text=True, timeout=1200, check=True)
-    return {"label": label, **json.loads(proc.stdout.strip().splitlines()[-1])}
+        assert platform.home is not None
+        log = (platform.home / "logs" / "platform.log").read_text(errors="replace")
+    # Logged by a deploy that waits for the ingress (the code since that wait exists): Serve running -> routed.
+    lags = [float(ms) for ms in re.findall(r"the ingress routes /\S+ (\d+) ms after Serve reported it running", log)]
+    return {"label": label, "route_lag_ms": lags, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
 def main() -> None:
@@ -88,13 +94,16 @@ def main() -> None:
                            os.pathsep.join(str(old / p) for p in ("sdk", "cli", "platform")))]
     finally:
         shutil.rmtree(old, ignore_errors=True)
-    print(f"\n{'code':<24}{'deploy wall (median)':>22}{'deploys with a call not 200':>30}{'calls not 200':>16}  statuses")
+    print(f"\n{'code':<24}{'deploy wall (median)':>22}{'deploys with a call not 200':>30}{'calls not 200':>16}"
+          f"{'route lag after Serve running (median, max)':>46}  statuses")
     for r in results:
         failed = [s for s in r["statuses"] if any(code != 200 for code in s)]
         bad = sum(code != 200 for s in r["statuses"] for code in s)
         seen = sorted({code for s in r["statuses"] for code in s})
+        lag = (f"{statistics.median(r['route_lag_ms']):.0f} ms, {max(r['route_lag_ms']):.0f} ms" if r["route_lag_ms"]
+               else "not logged (no wait)")
         print(f"{r['label']:<24}{statistics.median(r['deploy_s']):>20.2f} s{len(failed):>24} of {len(r['statuses'])}"
-              f"{bad:>9} of {sum(len(s) for s in r['statuses'])}  {seen}")
+              f"{bad:>9} of {sum(len(s) for s in r['statuses'])}{lag:>46}  {seen}")
 
 
 if __name__ == "__main__":

@@ -139,15 +139,14 @@ def test_an_unknown_path_is_a_json_404_naming_it(gateway: tuple[TestClient, Echo
     assert response.json()["error"]["message"] == "no function is deployed at '/nothing'; list functions with 'fnctl ls'"
 
 
-def test_a_function_published_after_a_miss_is_found_on_the_next_call(hub: Hub, gateway: tuple[TestClient, EchoTransport],
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from fnplatform.serving import pushed
-
-    client, _ = gateway
+def test_a_function_published_after_a_miss_is_found_once_the_miss_interval_has_passed(hub: Hub) -> None:
+    transport = EchoTransport()
+    app = Gateway(InProcessActor(hub), check_keys=False, transport=transport)
+    client = TestClient(serve_like(app))
     assert client.post("/late", json={}).status_code == 404
     asyncio.run(hub.publish("functions", [s.model_dump(mode="json") for s in [*specs(), fn.FunctionSpec(name="late")]]))
-    clock = [pushed.time.monotonic() + 1.0]  # past the gateway's re-read interval after a miss
-    monkeypatch.setattr(pushed.time, "monotonic", lambda: clock[0])
+    assert client.post("/late", json={}).status_code == 404  # within the re-read interval: the hub is not asked again
+    app._functions._read_at -= 1.0  # as if the interval (0.5 s) had passed
     response = client.post("/late", json={"a": 1})
     assert response.status_code == 200, response.text
     assert response.json()["function"] == "late"

@@ -154,7 +154,8 @@ def local_platform(*up_args: str, extra_env: dict[str, str] | None = None) -> It
     api = httpx.Client(base_url=creds["api_url"], headers={"Authorization": f"Bearer {creds['api_key']}"}, timeout=60)
     platform = LocalPlatform(env=env, api=api, http_url=creds["http_url"], key=creds["api_key"], home=home)
     procs = platform.processes()
-    runtime_dir = str(platform.state["runtime_dir"])  # its sockets and Ray's files: named in every command line
+    # Its sockets' and Ray's folder, named in every command line (before the runtime folder: Ray's temp dir).
+    runtime_dir = str(platform.state.get("runtime_dir") or platform.state["ray_temp_dir"])
     try:
         yield platform
     finally:

@@ -13,7 +13,6 @@ most twice a second) when a path names no known function.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -105,11 +104,8 @@ class Gateway:
             return client_error_response(exc, request_id)
         except Exception as exc:  # noqa: BLE001 - never a traceback to the client; the type and message instead
             return error_response(500, type(exc).__name__, str(exc), request_id)
-        name = parts[0] if parts else ""
-        message = (f"no function is deployed at {path!r}" if name else "no function named; POST to /<function>")
-        body = {"error": {"type": "NotFound", "message": f"{message}; list functions with 'fnctl ls'",
-                          "request_id": request_id}}
-        return Response(json.dumps(body), status_code=404, media_type="application/json")
+        message = f"no function is deployed at {path!r}" if parts else "no function named; POST to /<function>"
+        return error_response(404, "NotFound", f"{message}; list functions with 'fnctl ls'", request_id)
 
     async def _authorize(self, spec: FunctionSpec, request: Request) -> None:
         """Before a byte of the body is read: the key (unless the function is public), then the method."""

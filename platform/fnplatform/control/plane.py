@@ -186,6 +186,7 @@ class ControlPlane:
         for version in ready:
             job.emit(version.function, "deploying", f"Serve application /{version.function}")
         outcome = self.deployer.apply(ready)
+        deployed = []
         for version in ready:
             error = outcome.get(version.function)
             if error:
@@ -197,9 +198,12 @@ class ControlPlane:
                     self.deployer.remove(version.function)
             else:
                 self.registry.finish_version(version.function, version.number)
-                self.push_state()  # the catch-all gateway knows the function before the deploy says "deployed"
-                job.results[version.function] = {"status": "deployed", "version": version.number}
-                job.emit(version.function, "deployed", f"version {version.number} at /{version.function}")
+                deployed.append(version)
+        if deployed:
+            self.push_state()  # once for all: the catch-all gateway knows them before the deploy says "deployed"
+        for version in deployed:
+            job.results[version.function] = {"status": "deployed", "version": version.number}
+            job.emit(version.function, "deployed", f"version {version.number} at /{version.function}")
 
     def _record_flows(self, job: DeployJob, flows: tuple[FlowSpec, ...]) -> None:
         """A flow is recorded once every function its steps call is serving."""

@@ -73,10 +73,12 @@ def give(state: FlowState, run: FlowRun, name: str, value: Any) -> dict[str, Any
 
 async def _put(run: FlowRun, name: str) -> dict[str, Any]:
     snapshot = await run.put(name)
-    for _ in range(200):  # let the scheduled steps run
-        if not run._tasks:
-            break
+    # A step leaves run._tasks once what it decided is in the database; wait for that, not a fixed
+    # number of ticks (a loaded CI machine once ran out of them mid-write).
+    deadline = asyncio.get_running_loop().time() + 30
+    while run._tasks and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.01)
+    assert not run._tasks, f"steps still running after 30 s: {sorted(run._tasks)}"
     return {**snapshot, **run.snapshot()}
 
 

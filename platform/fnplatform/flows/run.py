@@ -170,6 +170,14 @@ class FlowRun:
 
     # steps --------------------------------------------------------------------------------
     async def _run_step(self, step: StepSpec) -> None:
+        # The task leaves the table only once everything it decided is written: an empty table
+        # means the checkpoint database holds the run's state (tests and shutdown rely on that).
+        try:
+            await self._attempt_step(step)
+        finally:
+            self._tasks.pop(step.name, None)
+
+    async def _attempt_step(self, step: StepSpec) -> None:
         state = self._steps[step.name]
         while True:
             state["attempts"] += 1
@@ -186,14 +194,12 @@ class FlowRun:
                     state["status"] = "failed"
                     await asyncio.to_thread(self._db.record_step, self.run_id, step.name,
                                             attempts=state["attempts"], error=error)
-                    self._tasks.pop(step.name, None)
                     await self._fail({**error, "step": step.name, "attempts": state["attempts"]})
                     return
                 await asyncio.sleep(min(0.5 * 2 ** (state["attempts"] - 1), 5.0))
         state["duration_ms"] = round((time.time() - state["started_at"]) * 1000, 1)
         await self._checkpoint(step, result, state["attempts"])
         state.update(status="succeeded", error=None)
-        self._tasks.pop(step.name, None)
         self._last_activity = time.time()
         if step.name == self.spec.output:
             self._status, self._output = "succeeded", self._results[step.name]
@@ -217,7 +223,10 @@ class FlowRun:
         if self._status in {"succeeded", "failed"}:
             return
         self._status, self._error = "failed", error
+        current = asyncio.current_task()
         for name, task in list(self._tasks.items()):
+            if task is current:
+                continue
             task.cancel()
             self._steps[name]["status"] = "cancelled"
         await asyncio.to_thread(self._db.finish_run, self.run_id, error=error)

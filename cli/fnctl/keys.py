@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ._api import Api
@@ -13,12 +15,31 @@ def keys() -> None:
     """Create, list and revoke API keys."""
 
 
+def _names(value: str | None) -> list[str] | None:
+    return [name.strip() for name in value.split(",") if name.strip()] if value is not None else None
+
+
 @keys.command("create")
 @click.argument("name")
+@click.option("--role", type=click.Choice(["invoke", "deploy", "admin"]), default="invoke", show_default=True,
+              help="invoke: call functions and flows; deploy: also deploy, remove, read logs and manage secrets; "
+                   "admin: also manage keys.")
+@click.option("--functions", metavar="A,B", default=None,
+              help="Only these functions may be called with the key (default: all).")
+@click.option("--flows", metavar="F,G", default=None, help="Only these flows may be run with the key (default: all).")
+@click.option("--rate-limit", type=click.FloatRange(min=0, min_open=True), default=None, metavar="N",
+              help="At most N requests per second (default: no limit).")
 @json_option
-def create(name: str, as_json: bool) -> None:
-    """Create a key called NAME and print it (only the key, so KEY=$(fnctl keys create ci) works)."""
-    record = Api().post("/v1/keys", {"name": name})
+def create(name: str, role: str, functions: str | None, flows: str | None, rate_limit: float | None,
+           as_json: bool) -> None:
+    """Create a key called NAME and print it (only the key, so KEY=$(fnctl keys create ci) works).
+
+    Least privilege by default: a new key may only call functions and flows."""
+    body: dict[str, Any] = {"name": name, "role": role}
+    for field, value in (("functions", _names(functions)), ("flows", _names(flows)), ("rate_limit", rate_limit)):
+        if value is not None:
+            body[field] = value
+    record = Api().post("/v1/keys", body)
     if as_json:
         print_json(record)
     else:
@@ -28,13 +49,19 @@ def create(name: str, as_json: bool) -> None:
 @keys.command("ls")
 @json_option
 def list_keys(as_json: bool) -> None:
-    """List keys (never their secret part)."""
+    """List keys: role, scope, rate limit, created, last used (never their secret part)."""
     records = Api().get("/v1/keys")
     if as_json:
         print_json(records)
         return
-    print_table(["ID", "NAME", "CREATED", "REVOKED"],
-                [[k["id"], k["name"], k["created_at"], "yes" if k["revoked"] else ""] for k in records])
+
+    def scope(k: dict[str, Any]) -> str:
+        parts = [f"{field}={','.join(k[field])}" for field in ("functions", "flows") if k.get(field) is not None]
+        return " ".join(parts) or "all"
+
+    print_table(["ID", "NAME", "ROLE", "SCOPE", "RATE", "CREATED", "LAST USED", "REVOKED"],
+                [[k["id"], k["name"], k["role"], scope(k), f"{k['rate_limit']:g}/s" if k.get("rate_limit") else "",
+                  k["created_at"], k.get("last_used_at") or "", "yes" if k["revoked"] else ""] for k in records])
 
 
 @keys.command("revoke")

@@ -62,7 +62,16 @@ def raise_for_response(response: httpx.Response) -> None:
         error_type = error.get("type")
         detail = error.get("detail")
         request_id = error.get("request_id", request_id)
-    raise status_error(response.status_code, message, request_id=request_id, error_type=error_type, detail=detail)
+    raise status_error(response.status_code, message, request_id=request_id, error_type=error_type, detail=detail,
+                       retry_after=_retry_after(response.headers.get("retry-after")))
+
+
+def _retry_after(header: str | None) -> float | None:
+    try:
+        seconds = float(header) if header else None
+    except ValueError:  # an HTTP date: not sent by fn
+        return None
+    return seconds if seconds is not None and seconds >= 0 and seconds == seconds else None
 
 
 def _request_json(client: httpx.Client, method: str, url: str, settings: Settings, **kwargs: Any) -> Any:

@@ -9,9 +9,11 @@
         ├── BadRequest           400: the body is not JSON / not what the endpoint takes
         ├── ValidationFailed     422: the arguments do not match the function's signature
         ├── Unauthorized         401: missing or wrong API key
+        │   └── Forbidden        403: the key is valid but its role or scope does not allow this
         ├── NotFound             404: no such function, version, key or route
         ├── Conflict             409: the request conflicts with the current state
         ├── PayloadTooLarge      413: the body is over a configured limit
+        ├── TooManyRequests      429: over the key's rate limit or a concurrency cap; ``retry_after`` says when
         ├── RemoteError          500: the user's function raised; ``error_type`` names the exception
         ├── Unavailable          502/503: the platform or a dependency (S3, Ray) is unreachable
         └── Timeout              504: the function ran past its ``timeout_s``, or the client gave up
@@ -49,6 +51,7 @@ class ClientError(FnError):
         request_id: str | None = None,
         error_type: str | None = None,
         detail: Any = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -57,10 +60,12 @@ class ClientError(FnError):
         self.request_id = request_id
         self.error_type = error_type
         self.detail = detail
+        self.retry_after = retry_after  # seconds; sent as the Retry-After header
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Errors cross process boundaries (Serve handles pickle them): keep every field.
-        return (_rebuild, (type(self), self.message, self.status, self.request_id, self.error_type, self.detail))
+        return (_rebuild, (type(self), self.message, self.status, self.request_id, self.error_type, self.detail,
+                           self.retry_after))
 
     def __str__(self) -> str:
         text = self.message
@@ -72,8 +77,9 @@ class ClientError(FnError):
 
 
 def _rebuild(cls: type[ClientError], message: str, status: int, request_id: str | None, error_type: str | None,
-             detail: Any) -> ClientError:
-    return cls(message, status=status, request_id=request_id, error_type=error_type, detail=detail)
+             detail: Any, retry_after: float | None = None) -> ClientError:
+    return cls(message, status=status, request_id=request_id, error_type=error_type, detail=detail,
+               retry_after=retry_after)
 
 
 class BadRequest(ClientError):
@@ -88,6 +94,12 @@ class Unauthorized(ClientError):
     status = 401
 
 
+class Forbidden(Unauthorized):
+    """A valid key whose role or scope does not allow the request (an ``Unauthorized`` too, as before)."""
+
+    status = 403
+
+
 class NotFound(ClientError):
     status = 404
 
@@ -98,6 +110,10 @@ class Conflict(ClientError):
 
 class PayloadTooLarge(ClientError):
     status = 413
+
+
+class TooManyRequests(ClientError):
+    status = 429
 
 
 class RemoteError(ClientError):
@@ -115,11 +131,12 @@ class Timeout(ClientError):
 _BY_STATUS: dict[int, type[ClientError]] = {
     400: BadRequest,
     401: Unauthorized,
-    403: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     409: Conflict,
     413: PayloadTooLarge,
     422: ValidationFailed,
+    429: TooManyRequests,
     500: RemoteError,
     502: Unavailable,
     503: Unavailable,
@@ -134,7 +151,9 @@ def status_error(
     request_id: str | None = None,
     error_type: str | None = None,
     detail: Any = None,
+    retry_after: float | None = None,
 ) -> ClientError:
     """The error for an HTTP *status*, with the platform's message."""
     cls = _BY_STATUS.get(status, RemoteError if status >= 500 else BadRequest)
-    return cls(message, status=status, request_id=request_id, error_type=error_type, detail=detail)
+    return cls(message, status=status, request_id=request_id, error_type=error_type, detail=detail,
+               retry_after=retry_after)

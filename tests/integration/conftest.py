@@ -96,7 +96,7 @@ def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> It
                                                 database_url=settings.database_url, ingress_url=settings.http_url))
     control = ControlPlane(settings, registry, store, deployer, HubClient(get_or_create_hub()),
                            FlowState(settings.database_url))
-    _, key = registry.create_key("tests")
+    _, key = registry.create_key("tests", "admin")
     control.push_state()
     deployer.ensure_gateway()
     with serve_in_thread(create_app(control)) as api_url, pytest.MonkeyPatch.context() as patch:

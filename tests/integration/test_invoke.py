@@ -121,10 +121,11 @@ def test_unknown_function_in_cli_is_one_clear_line(basic: Platform) -> None:
 
 
 def test_control_plane_needs_a_key_and_serves_openapi(platform: Platform) -> None:
-    schema = httpx.get(f"{platform.api_url}/openapi.json", timeout=30).json()
+    headers = {"Authorization": f"Bearer {platform.key}"}
+    assert httpx.get(f"{platform.api_url}/openapi.json", timeout=30).status_code == 401  # the API docs need a key too
+    schema = httpx.get(f"{platform.api_url}/openapi.json", headers=headers, timeout=30).json()
     assert {"/v1/deployments", "/v1/functions", "/v1/keys"} <= set(schema["paths"])
     assert httpx.get(f"{platform.api_url}/v1/functions", timeout=30).status_code == 401
-    headers = {"Authorization": f"Bearer {platform.key}"}
     invalid = httpx.post(f"{platform.api_url}/v1/keys", json={}, headers=headers, timeout=30)
     assert invalid.status_code == 422
     assert invalid.json()["error"]["detail"][0]["field"] == "name"

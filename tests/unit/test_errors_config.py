@@ -18,8 +18,8 @@ from fn._errors import status_error
 
 @pytest.mark.parametrize(
     ("status", "cls"),
-    [(400, fn.BadRequest), (401, fn.Unauthorized), (403, fn.Unauthorized), (404, fn.NotFound),
-     (409, fn.Conflict), (413, fn.PayloadTooLarge), (422, fn.ValidationFailed), (500, fn.RemoteError),
+    [(400, fn.BadRequest), (401, fn.Unauthorized), (403, fn.Forbidden), (404, fn.NotFound),
+     (409, fn.Conflict), (413, fn.PayloadTooLarge), (422, fn.ValidationFailed), (429, fn.TooManyRequests), (500, fn.RemoteError),
      (502, fn.Unavailable), (503, fn.Unavailable), (504, fn.Timeout),
      (418, fn.BadRequest), (599, fn.RemoteError)],
 )

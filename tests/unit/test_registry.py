@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 import fn
 from fnplatform.keys import hash_key
@@ -128,7 +130,7 @@ def test_create_key_returns_the_plaintext_once_and_stores_only_its_hash(registry
     record, plaintext = registry.create_key("ci")
     assert plaintext.startswith(f"fn_{record.id}_")
     assert len(plaintext) > 40
-    assert (record.name, record.role, record.revoked) == ("ci", "admin", False)
+    assert (record.name, record.role, record.revoked) == ("ci", "invoke", False)  # least privilege by default
     assert registry.key_hashes() == [hash_key(plaintext)]
     registry.engine.dispose()  # checkpoint SQLite's WAL into the file
     stored = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
@@ -140,7 +142,7 @@ def test_create_key_returns_the_plaintext_once_and_stores_only_its_hash(registry
 
 def test_verify_and_revoke_keys(registry: Registry) -> None:
     ci, ci_key = registry.create_key("ci")
-    laptop, laptop_key = registry.create_key("laptop", role="reader")
+    laptop, laptop_key = registry.create_key("laptop", role="deploy")
     assert ci_key != laptop_key
     verified = registry.verify_key(ci_key)
     assert verified is not None and verified.id == ci.id
@@ -151,7 +153,7 @@ def test_verify_and_revoke_keys(registry: Registry) -> None:
     assert registry.revoke_key(ci.id) is False  # already revoked
     assert registry.revoke_key("unknown") is False
     laptop_verified = registry.verify_key(laptop_key)
-    assert laptop_verified is not None and laptop_verified.role == "reader"
+    assert laptop_verified is not None and laptop_verified.role == "deploy"
     assert registry.key_hashes() == [hash_key(laptop_key)]
     records = registry.keys()
     assert {(k.name, k.revoked) for k in records} == {("ci", True), ("laptop", False)}
@@ -182,3 +184,48 @@ def test_versions_left_deploying_by_a_dead_control_plane_are_marked_failed(regis
     assert [v.status for v in registry.versions("stuck")] == ["failed"]
     assert registry.versions("stuck")[0].error == "restarted"
     assert [v.status for v in registry.versions("done")] == ["ready"]
+
+
+def test_a_key_keeps_its_role_scope_and_rate_limit_and_the_data_plane_gets_them_by_hash(registry: Registry) -> None:
+    record, plaintext = registry.create_key("kiosk", "invoke", functions=["b", "a", "a"], flows=[], rate_limit=2.5)
+    assert (record.functions, record.flows, record.rate_limit) == (("a", "b"), (), 2.5)
+    grant = registry.grants()[hash_key(plaintext)]
+    assert grant.may_call("a") and not grant.may_call("c") and not grant.may_run("kyc")
+    assert (grant.key_id, grant.role, grant.rate_limit) == (record.id, "invoke", 2.5)
+    _, unscoped = registry.create_key("ops", "deploy")
+    assert registry.grants()[hash_key(unscoped)].may_call("anything")
+
+
+def test_the_last_admin_key_cannot_be_revoked(registry: Registry) -> None:
+    first, _ = registry.create_key("owner", "admin")
+    second, _ = registry.create_key("second admin", "admin")
+    invoker, _ = registry.create_key("app")
+    assert registry.revoke_key(invoker.id)
+    assert registry.revoke_key(second.id)
+    with pytest.raises(fn.Conflict, match="last admin key"):
+        registry.revoke_key(first.id)
+    assert registry.key(first.id) is not None and not registry.key(first.id).revoked  # type: ignore[union-attr]
+
+
+def test_last_use_is_recorded_in_batches(registry: Registry) -> None:
+    record, _ = registry.create_key("ci")
+    assert record.last_used_at is None
+    at = datetime(2026, 1, 2, 3, 4, 5)
+    registry.touch_keys({record.id: at, "gone": at})
+    used = registry.key(record.id)
+    assert used is not None and used.last_used_at == at and used.to_json()["last_used_at"] == "2026-01-02T03:04:05Z"
+
+
+def test_a_registry_from_before_key_scopes_gains_the_new_columns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.begin() as connection:  # the api_keys table as an earlier release created it
+        connection.execute(text("CREATE TABLE api_keys (id VARCHAR(16) PRIMARY KEY, name VARCHAR(100), "
+                                "hash VARCHAR(64) UNIQUE, role VARCHAR(16), created_at DATETIME, revoked_at DATETIME)"))
+        connection.execute(text("INSERT INTO api_keys VALUES ('abcd1234', 'old', :h, 'admin', '2026-01-01', NULL)"),
+                           {"h": hash_key("fn_old")})
+    engine.dispose()
+    registry = Registry(url)
+    old = registry.verify_key("fn_old")
+    assert old is not None and old.role == "admin" and old.functions is None and old.rate_limit is None
+    assert registry.grants()[hash_key("fn_old")].has_role("admin")

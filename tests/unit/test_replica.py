@@ -18,7 +18,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 import fn
-from fnplatform.keys import hash_key
+from fnplatform.keys import Grant, hash_key
 from fnplatform.serving import http
 from fnplatform.serving.hub import Hub
 from fnplatform.serving.logs import LogShipper
@@ -55,17 +55,18 @@ def size(data: bytes) -> int:
     return len(data)
 
 
-def replica(target: Callable[..., Any], **options: Any) -> FunctionReplica:
+def replica(target: Callable[..., Any], grants: dict[str, Grant] | None = None, **options: Any) -> FunctionReplica:
     spec = fn.FunctionSpec(name=target.__name__, **options)
     loaded = Loaded(target=target, signature=Signature(target, spec.name, batched=spec.max_batch_size > 1),
                     is_async=inspect.iscoroutinefunction(target))
     hub = Hub()
-    asyncio.run(hub.publish("keys", [hash_key(KEY)]))
+    grants = grants if grants is not None else {KEY: Grant(key_id="k1", role="invoke")}
+    asyncio.run(hub.publish("keys", {hash_key(key): grant.to_json() for key, grant in grants.items()}))
     return FunctionReplica.around(spec, loaded, InProcessActor(hub), LogShipper(spec.name, "r1", None))
 
 
-def client(target: Callable[..., Any], **options: Any) -> TestClient:
-    return TestClient(serve_like(replica(target, **options)))
+def client(target: Callable[..., Any], grants: dict[str, Grant] | None = None, **options: Any) -> TestClient:
+    return TestClient(serve_like(replica(target, grants, **options)))
 
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -85,6 +86,36 @@ def test_a_missing_or_wrong_key_is_401(headers: dict[str, str]) -> None:
 
 def test_a_public_function_needs_no_key() -> None:
     assert client(add, public=True).post("/", json={"a": 1}).json() == 11
+
+
+def test_a_key_scoped_to_other_functions_is_403_naming_its_scope() -> None:
+    response = client(add, {KEY: Grant(key_id="k1", role="invoke", functions=frozenset({"ocr"}))}).post(
+        "/", json={"a": 1}, headers=AUTH)
+    assert response.status_code == 403
+    assert response.json()["error"]["type"] == "Forbidden" and "only ocr, not 'add'" in response.json()["error"]["message"]
+
+
+def test_a_key_over_its_rate_limit_is_429_with_retry_after() -> None:
+    app = client(add, {KEY: Grant(key_id="k1", role="invoke", rate_limit=2)})
+    statuses = [app.post("/", json={"a": 1}, headers=AUTH).status_code for _ in range(5)]
+    assert statuses[:2] == [200, 200] and 429 in statuses[2:]
+    limited = app.post("/", json={"a": 1}, headers=AUTH)
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+
+
+def test_deeply_nested_json_is_400_not_500() -> None:
+    response = client(add).post("/", content=b"[" * 100_000 + b"]" * 100_000,
+                                headers={**AUTH, "content-type": "application/json"})
+    assert response.status_code == 400 and "nested too deeply" in response.json()["error"]["message"]
+
+
+def test_a_multipart_file_over_the_limit_without_a_length_is_413(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "MAX_BODY_BYTES", 64 * 1024)
+    body = (b"--b\r\ncontent-disposition: form-data; name=\"data\"; filename=\"x\"\r\n\r\n"
+            + b"x" * 200_000 + b"\r\n--b--\r\n")
+    chunks = iter([body[i:i + 8192] for i in range(0, len(body), 8192)])  # chunked: no Content-Length
+    response = client(size).post("/", content=chunks, headers={**AUTH, "content-type": "multipart/form-data; boundary=b"})
+    assert response.status_code == 413
 
 
 def test_an_unsupported_method_is_405() -> None:

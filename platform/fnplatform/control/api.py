@@ -1,4 +1,5 @@
-"""The control plane's HTTP API under ``/v1`` (OpenAPI at ``/openapi.json``); every route needs an API key."""
+"""The control plane's HTTP API under ``/v1`` (OpenAPI at ``/openapi.json``); every route but ``/healthz``
+needs an API key with the role :mod:`.edge` names for it."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ import re
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 
 import fn
-from fn import BadRequest, ClientError, FnError, PayloadTooLarge, SpecError, Unauthorized
+from fn import BadRequest, ClientError, FnError, NotFound, SpecError
+from fnplatform.keys import ROLES, Grant
+from fnplatform.serving.http import read_body
 
+from .edge import Edge, KeyUse, grant_of
 from .plane import ControlPlane
 
 MAX_WAIT_S = 30.0
@@ -28,9 +33,22 @@ class DeployRequest(BaseModel):
     bundle_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of a bundle uploaded with PUT /v1/bundles")
 
 
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+ScopeName = Annotated[str, Field(pattern=NAME_PATTERN, description="a function or flow name")]
+
+
 class KeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100, description="what the key is for, e.g. 'ci'")
+    role: Literal["invoke", "deploy", "admin"] = Field(
+        "invoke", description="invoke: call functions and flows; deploy: also deploy, remove, read logs, "
+                              "manage secrets; admin: also manage keys")
+    functions: list[ScopeName] | None = Field(None, max_length=1000,
+                                               description="the only functions the key may call (default: all)")
+    flows: list[ScopeName] | None = Field(None, max_length=1000,
+                                           description="the only flows the key may run (default: all)")
+    rate_limit: float | None = Field(None, gt=0, le=1_000_000, allow_inf_nan=False,
+                                     description="requests per second, per process serving the key (default: none)")
 
 
 def _error(status: int, error_type: str, message: str, detail: Any = None) -> JSONResponse:
@@ -40,9 +58,22 @@ def _error(status: int, error_type: str, message: str, detail: Any = None) -> JS
     return JSONResponse({"error": error}, status_code=status)
 
 
-def create_app(control: ControlPlane) -> FastAPI:
+def create_app(control: ControlPlane, use: KeyUse | None = None) -> Edge:
+    """The API behind its edge (which authenticates, authorizes and limits before any body is read)."""
+    app = _routes(control)
+
+    def lookup(key: str) -> Grant | None:
+        record = control.registry.verify_key(key)
+        return record.grant if record is not None else None
+
+    return Edge(app, lookup, {"bundle": control.settings.max_bundle_bytes,
+                              "artifact": control.settings.max_artifact_bytes}, use)
+
+
+def _routes(control: ControlPlane) -> FastAPI:
     app = FastAPI(title="fn control plane", version=fn.__version__,
-                  description="Deploy, list, describe and remove functions; manage API keys; read logs.")
+                  description="Deploy, list, describe and remove functions; manage API keys; read logs. "
+                              f"Send 'Authorization: Bearer <key>'; key roles: {', '.join(ROLES)}.")
 
     @app.exception_handler(FnError)
     async def _fn_error(_request: Request, exc: FnError) -> JSONResponse:
@@ -58,44 +89,36 @@ def create_app(control: ControlPlane) -> FastAPI:
         summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         return _error(422, "ValidationFailed", f"invalid request: {summary}", problems)
 
-    async def authorized(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        key = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
-        if not key or await asyncio.to_thread(control.registry.verify_key, key) is None:
-            raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'", status=401)
-
-    auth = [Depends(authorized)]
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, "BadRequest" if exc.status_code == 400 else "HTTPError", str(exc.detail))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v1/info", dependencies=auth)
+    @app.get("/v1/info")
     async def info() -> dict[str, Any]:
         return {"version": fn.__version__, "api_url": control.settings.api_url, "http_url": control.settings.http_url,
                 "store": control.store.config.describe(), "ray_address": control.settings.ray_address or "local",
                 "max_bundle_bytes": control.settings.max_bundle_bytes}
 
-    @app.head("/v1/bundles/{sha256}", dependencies=auth)
+    @app.head("/v1/bundles/{sha256}")
     async def bundle_exists(sha256: str) -> Response:
         found = await asyncio.to_thread(control.has_bundle, sha256)
         return Response(status_code=200 if found else 404)
 
-    @app.put("/v1/bundles/{sha256}", dependencies=auth, status_code=201)
+    @app.put("/v1/bundles/{sha256}", status_code=201)
     async def upload_bundle(sha256: str, request: Request) -> dict[str, Any]:
-        declared = request.headers.get("content-length", "")
-        limit = control.settings.max_bundle_bytes
-        if declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"the bundle is {int(declared):,} bytes, over the limit of {limit:,}", status=413)
-        data = await request.body()
+        data = await read_body(request, control.settings.max_bundle_bytes)
         return await asyncio.to_thread(control.upload_bundle, sha256, data)
 
-    @app.head("/v1/artifacts/{sha256}", dependencies=auth)
+    @app.head("/v1/artifacts/{sha256}")
     async def artifact_exists(sha256: str) -> Response:
         found = await asyncio.to_thread(control.has_artifact, sha256)
         return Response(status_code=200 if found else 404)
 
-    @app.put("/v1/artifacts/{sha256}", dependencies=auth, status_code=201)
+    @app.put("/v1/artifacts/{sha256}", status_code=201)
     async def upload_artifact(sha256: str, request: Request) -> dict[str, Any]:
         if not re.fullmatch(r"[0-9a-f]{64}", sha256):
             raise BadRequest(f"{sha256!r} is not a sha256 (64 lowercase hex digits)", status=400)
@@ -111,50 +134,55 @@ def create_app(control: ControlPlane) -> FastAPI:
                                  status=400)
             return await asyncio.to_thread(control.upload_artifact, sha256, Path(spool.name))
 
-    @app.post("/v1/deployments", dependencies=auth, status_code=202)
+    @app.post("/v1/deployments", status_code=202)
     async def deploy(body: DeployRequest) -> dict[str, Any]:
         job = await asyncio.to_thread(control.start_deploy, body.bundle_sha256)
         return job.to_json()
 
-    @app.get("/v1/deployments/{job_id}", dependencies=auth)
+    @app.get("/v1/deployments/{job_id}")
     async def deployment(job_id: str, after: Annotated[int, Query(ge=0)] = 0,
-                         wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0) -> dict[str, Any]:
+                         wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, allow_inf_nan=False)] = 0
+                         ) -> dict[str, Any]:
         job = control.job(job_id)
         if wait:
             await asyncio.to_thread(job.wait, after, wait)
         return job.to_json(after)
 
-    @app.get("/v1/functions", dependencies=auth)
-    async def list_functions() -> list[dict[str, Any]]:
-        return await asyncio.to_thread(control.list_functions)
+    @app.get("/v1/functions")
+    async def list_functions(request: Request) -> list[dict[str, Any]]:
+        grant = grant_of(request.scope)
+        return [f for f in await asyncio.to_thread(control.list_functions) if grant.may_call(f["name"])]
 
-    @app.get("/v1/functions/{name}", dependencies=auth)
-    async def describe(name: str) -> dict[str, Any]:
+    @app.get("/v1/functions/{name}")
+    async def describe(name: str, request: Request) -> dict[str, Any]:
+        if not grant_of(request.scope).may_call(name):  # as if it did not exist: a scoped key learns nothing
+            raise NotFound(f"no function named {name!r}; list functions with 'fnctl ls'", status=404)
         return await asyncio.to_thread(control.describe, name)
 
-    @app.delete("/v1/functions/{name}", dependencies=auth)
+    @app.delete("/v1/functions/{name}")
     async def delete(name: str, with_flows: bool = False) -> dict[str, Any]:
         removed = await asyncio.to_thread(control.delete, name, with_flows)
         return {"removed": name, "flows_removed": removed}
 
-    @app.get("/v1/functions/{name}/logs", dependencies=auth)
+    @app.get("/v1/functions/{name}/logs")
     async def logs(name: str, after: Annotated[int, Query(ge=0)] = 0,
                    limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> dict[str, Any]:
         return await asyncio.to_thread(control.logs, name, after, limit)
 
-    @app.get("/v1/flows", dependencies=auth)
-    async def list_flows() -> list[dict[str, Any]]:
-        return await asyncio.to_thread(control.list_flows)
+    @app.get("/v1/flows")
+    async def list_flows(request: Request) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(control.list_flows, grant_of(request.scope))
 
-    @app.get("/v1/keys", dependencies=auth)
+    @app.get("/v1/keys")
     async def list_keys() -> list[dict[str, Any]]:
         return [k.to_json() for k in await asyncio.to_thread(control.registry.keys)]
 
-    @app.post("/v1/keys", dependencies=auth, status_code=201)
+    @app.post("/v1/keys", status_code=201)
     async def create_key(body: KeyRequest) -> dict[str, Any]:
-        return await asyncio.to_thread(control.create_key, body.name)
+        return await asyncio.to_thread(control.create_key, body.name, body.role, body.functions, body.flows,
+                                       body.rate_limit)
 
-    @app.delete("/v1/keys/{key_id}", dependencies=auth, status_code=204)
+    @app.delete("/v1/keys/{key_id}", status_code=204)
     async def revoke_key(key_id: str) -> Response:
         await asyncio.to_thread(control.revoke_key, key_id)
         return Response(status_code=204)

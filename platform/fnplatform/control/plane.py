@@ -18,6 +18,7 @@ from fn import Conflict, FlowSpec, FunctionSpec, NotFound
 from fnplatform.bundles.packaging import inspect_bundle
 from fnplatform.flows import run as flow_run
 from fnplatform.flows.state import FlowState
+from fnplatform.keys import Grant
 from fnplatform.serving import ray_compat
 from fnplatform.serving.hub import HubClient
 from fnplatform.storage.blobs import (
@@ -228,9 +229,12 @@ class ControlPlane:
             actor.state.remote()
         return len(ids)
 
-    def list_flows(self) -> list[dict[str, Any]]:
+    def list_flows(self, grant: Grant) -> list[dict[str, Any]]:
+        """Declared flows the key may run, each with its latest runs: only the key's own runs, unless admin."""
+        owner = None if grant.has_role("admin") else grant.key_id
         return [{"name": f.name, "inputs": list(f.inputs), "steps": {s.name: s.function for s in f.steps},
-                 "output": f.output, "runs": self.flows.runs(f.name, limit=5)} for f in self.flows.flows()]
+                 "output": f.output, "runs": self.flows.runs(f.name, limit=5, owner=owner)}
+                for f in self.flows.flows() if grant.may_run(f.name)]
 
     def job(self, job_id: str) -> DeployJob:
         job = self.jobs.get(job_id)
@@ -302,12 +306,14 @@ class ControlPlane:
 
     # keys ----------------------------------------------------------------------------------
     def push_state(self) -> None:
-        """Publish what the data plane reads from the registry (key hashes, active functions) through the hub."""
+        """Publish what the data plane reads from the registry (key grants by hash, active functions) through the hub."""
         functions = [v.spec.model_dump(mode="json") for v in self.registry.actives()]
-        self.hub.publish({"keys": self.registry.key_hashes(), "functions": functions})
+        keys = {digest: grant.to_json() for digest, grant in self.registry.grants().items()}
+        self.hub.publish({"keys": keys, "functions": functions})
 
-    def create_key(self, name: str) -> dict[str, Any]:
-        record, plaintext = self.registry.create_key(name)
+    def create_key(self, name: str, role: str = "invoke", functions: list[str] | None = None,
+                   flows: list[str] | None = None, rate_limit: float | None = None) -> dict[str, Any]:
+        record, plaintext = self.registry.create_key(name, role, functions=functions, flows=flows, rate_limit=rate_limit)
         self.push_state()
         return {**record.to_json(), "key": plaintext}
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,11 +26,27 @@ log = logging.getLogger("fnplatform")
 
 
 def _write_private(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(tmp, path)
+    # A fresh temporary file (never a stale one, which O_CREAT would reuse with its old mode), made
+    # 0600 before a byte is written, then renamed over the target.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def private_home(home: Path) -> None:
+    """FN_HOME holds the registry, the credentials and the store: the user's only (0700). The process's
+    files are created private too (umask 077), SQLite's journal files included."""
+    os.umask(0o077)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if home.is_symlink() or home.stat().st_uid != os.getuid():
+        raise SystemExit(f"FN_HOME {home} is a link or belongs to another user; use a folder of your own")
+    home.chmod(0o700)
 
 
 def ensure_admin_key(settings: PlatformSettings, registry: Any) -> None:
@@ -43,19 +60,20 @@ def ensure_admin_key(settings: PlatformSettings, registry: Any) -> None:
             stored = {}
     key = stored.get("api_key")
     if not key or registry.verify_key(key) is None:
-        record, key = registry.create_key("admin (fnctl up)")
+        record, key = registry.create_key("admin (fnctl up)", "admin")
         log.info("created admin API key %s", record.id)
     _write_private(path, {"api_url": settings.api_url, "http_url": settings.http_url, "api_key": key})
 
 
-def _start_housekeeping(control: Any, interval_s: float = 10.0) -> None:
-    """Now and then: re-publish the data plane's state (a restarted hub comes back empty) and resume flow
-    runs whose actor is gone, so a run finishes even if nobody asks about it."""
+def _start_housekeeping(control: Any, use: Any, interval_s: float = 10.0) -> None:
+    """Now and then: re-publish the data plane's state (a restarted hub comes back empty), resume flow
+    runs whose actor is gone (so a run finishes even if nobody asks about it), and record keys' last use."""
 
     def loop() -> None:
         while True:
             time.sleep(interval_s)
             try:
+                control.registry.touch_keys(use.take())
                 control.push_state()
                 control.resume_runs()
             except Exception as exc:  # noqa: BLE001 - keep trying; replicas keep their last copy meanwhile
@@ -67,7 +85,7 @@ def _start_housekeeping(control: Any, interval_s: float = 10.0) -> None:
 def run(settings: PlatformSettings) -> None:
     from .local import prepare_environment
 
-    settings.home.mkdir(parents=True, exist_ok=True)
+    private_home(settings.home)
     prepare_environment(settings)
 
     import uvicorn
@@ -79,6 +97,7 @@ def run(settings: PlatformSettings) -> None:
 
     from .api import create_app
     from .deployer import DeployContext, Deployer
+    from .edge import KeyUse
     from .local import start_ray, start_serve, stop_ray
     from .plane import ControlPlane
 
@@ -105,7 +124,8 @@ def run(settings: PlatformSettings) -> None:
         interrupted = registry.fail_unfinished("the control plane restarted during this deploy; run 'fnctl deploy' again")
         if interrupted:
             log.warning("%d versions were mid-deploy when the control plane stopped; marked failed", interrupted)
-        _start_housekeeping(control)
+        use = KeyUse()
+        _start_housekeeping(control, use)
         if settings.ray_address is None and settings.warm_workers:
             from .warm_pool import keep_workers_warm
 
@@ -118,7 +138,7 @@ def run(settings: PlatformSettings) -> None:
         _write_private(state_path, {"pid": os.getpid(), "api_url": settings.api_url, "http_url": settings.http_url,
                                     "runtime_dir": str(settings.runtime_dir), "home": str(settings.home)})
         log.info("fn platform ready: API %s, functions %s", settings.api_url, settings.http_url)
-        uvicorn.run(create_app(control), host=settings.api_host, port=settings.api_port, log_level="warning",
+        uvicorn.run(create_app(control, use), host=settings.api_host, port=settings.api_port, log_level="warning",
                     access_log=False)
     finally:
         log.info("stopping")

@@ -51,6 +51,7 @@ class PlatformSettings:
     store: StoreConfig | None = None
     cache_dir: str = ""
     max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
+    max_artifact_bytes: int = 8 * 2**30  # model files (FN_MAX_ARTIFACT_MB)
     deploy_timeout_s: float = 300.0
     ingress: str = "haproxy"  # FN_INGRESS: "haproxy" (in front of the replicas' own ports) or "proxy" (Serve's)
     warm_workers: int = 2  # idle worker processes kept ready for replicas starting from zero (FN_WARM_WORKERS)
@@ -72,6 +73,7 @@ class PlatformSettings:
             )
         settings.cache_dir = settings.cache_dir or env.get("FN_CACHE_DIR") or str(settings.home / "cache" / "bundles")
         settings.max_bundle_bytes = int(_float("FN_MAX_BUNDLE_MB", settings.max_bundle_bytes / 2**20) * 2**20)
+        settings.max_artifact_bytes = int(_float("FN_MAX_ARTIFACT_MB", settings.max_artifact_bytes / 2**20) * 2**20)
         settings.deploy_timeout_s = _float("FN_DEPLOY_TIMEOUT_S", settings.deploy_timeout_s)
         settings.ingress = env.get("FN_INGRESS", settings.ingress)
         if settings.ingress not in {"proxy", "haproxy"}:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from typing import Any
 
@@ -22,9 +23,11 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fn import BadRequest, ClientError, Conflict, NotFound, PayloadTooLarge, Unauthorized
-from fnplatform.serving.auth import KeyCache, bearer
-from fnplatform.serving.http import client_error_response, error_response
+from fn import BadRequest, ClientError, Conflict, NotFound, PayloadTooLarge, TooManyRequests
+from fnplatform.keys import Grant
+from fnplatform.serving.auth import KeyCache
+from fnplatform.serving.edge import declared_over, limited, number_query
+from fnplatform.serving.http import client_error_response, error_response, read_form
 from fnplatform.serving.hub import find_hub_or_none
 from fnplatform.storage.blobs import StoreConfig, open_store
 
@@ -32,6 +35,9 @@ from . import run as flow_run
 from .state import FlowState
 
 MAX_WAIT_S = 60.0
+# Unfinished runs hold an actor each; caps keep one flow or one key from taking the cluster.
+MAX_ACTIVE_RUNS_PER_FLOW = int(os.environ.get("FN_MAX_ACTIVE_RUNS_PER_FLOW", "500"))
+MAX_ACTIVE_RUNS_PER_KEY = int(os.environ.get("FN_MAX_ACTIVE_RUNS_PER_KEY", "100"))
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -49,16 +55,14 @@ class FlowGateway:
     async def __call__(self, request: Request) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
         try:
-            key = bearer(request)
-            if not key or not await self._keys.allows(key):
-                raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'", status=401)
-            return await self._route(request)
+            grant = await self._keys.authenticate(request.headers)
+            return await self._route(request, grant)
         except ClientError as exc:
             return client_error_response(exc, request_id)
         except Exception as exc:  # noqa: BLE001 - never a traceback to the client; the type and message instead
             return error_response(500, type(exc).__name__, str(exc), request_id)
 
-    async def _route(self, request: Request) -> Response:
+    async def _route(self, request: Request, grant: Grant) -> Response:
         parts = [p for p in request.url.path.split("/") if p]
         if parts and parts[0] == "flows":
             parts = parts[1:]
@@ -66,14 +70,16 @@ class FlowGateway:
         if not parts and method == "GET":
             flows = await asyncio.to_thread(self._db.flows)
             return _json([{"name": f.name, "inputs": list(f.inputs), "steps": [s.name for s in f.steps],
-                           "output": f.output} for f in flows])
+                           "output": f.output} for f in flows if grant.may_run(f.name)])
+        if parts:
+            grant.require_flow(parts[0])
         if len(parts) == 2 and parts[1] == "runs" and method == "POST":
-            return await self._start(parts[0])
+            return await self._start(parts[0], grant)
         if len(parts) == 3 and parts[1] == "runs" and method == "GET":
-            wait = min(float(request.query_params.get("wait", 0) or 0), MAX_WAIT_S)
-            return _json(await self._state(parts[0], parts[2], wait))
+            wait = number_query(request.query_params, "wait", 0.0, 0.0, MAX_WAIT_S)
+            return _json(await self._state(parts[0], parts[2], wait, grant))
         if len(parts) == 5 and parts[1] == "runs" and parts[3] == "inputs" and method in {"PUT", "POST"}:
-            return await self._put(parts[0], parts[2], parts[4], request)
+            return await self._put(parts[0], parts[2], parts[4], request, grant)
         raise NotFound(f"no flows route {method} {request.url.path}; see 'fnctl flow --help'", status=404)
 
     async def _flow(self, name: str) -> Any:
@@ -82,9 +88,16 @@ class FlowGateway:
             raise NotFound(f"no flow named {name!r} is deployed; list flows with 'fnctl flow ls'", status=404)
         return spec
 
-    async def _start(self, flow: str) -> Response:
+    async def _start(self, flow: str, grant: Grant) -> Response:
         spec = await self._flow(flow)
-        run_id = await asyncio.to_thread(self._db.create_run, spec)
+        for scope, limit, count in (
+                (f"flow {flow!r}", MAX_ACTIVE_RUNS_PER_FLOW, lambda: self._db.active_runs(flow=flow)),
+                ("this API key", MAX_ACTIVE_RUNS_PER_KEY, lambda: self._db.active_runs(owner=grant.key_id))):
+            if await asyncio.to_thread(count) >= limit:
+                raise TooManyRequests(f"{scope} already has {limit} unfinished runs, the most allowed; give their "
+                                      f"inputs or wait for them to finish (unused runs fail after the flow's ttl_s)",
+                                      status=429, retry_after=10)
+        run_id = await asyncio.to_thread(self._db.create_run, spec, grant.key_id)
         # Starting the actor (a new worker process, about a second) overlaps the client's first upload:
         # its first call loads the run and prewarms every step's deployment.
         self._actor(run_id).state.remote()
@@ -93,9 +106,9 @@ class FlowGateway:
     def _actor(self, run_id: str) -> Any:
         return flow_run.get_or_create(run_id, self._database_url, self._store_config)
 
-    async def _record(self, flow: str, run_id: str) -> Any:
+    async def _record(self, flow: str, run_id: str, grant: Grant) -> Any:
         record = await asyncio.to_thread(self._db.run, run_id)
-        if record is None or record.flow != flow:
+        if record is None or record.flow != flow or not record.visible_to(grant.key_id, grant.has_role("admin")):
             raise NotFound(f"no run {run_id!r} of flow {flow!r}", status=404)
         return record
 
@@ -110,14 +123,14 @@ class FlowGateway:
                     raise
         raise AssertionError("unreachable")
 
-    async def _state(self, flow: str, run_id: str, wait: float) -> dict[str, Any]:
-        record = await self._record(flow, run_id)
+    async def _state(self, flow: str, run_id: str, wait: float, grant: Grant) -> dict[str, Any]:
+        record = await self._record(flow, run_id, grant)
         if record.status in {"succeeded", "failed"}:
             return flow_run.snapshot_from_record(record)
         return await self._ask(run_id, "wait" if wait else "state", *([wait] if wait else []))
 
-    async def _put(self, flow: str, run_id: str, name: str, request: Request) -> Response:
-        record = await self._record(flow, run_id)
+    async def _put(self, flow: str, run_id: str, name: str, request: Request, grant: Grant) -> Response:
+        record = await self._record(flow, run_id, grant)
         spec = record.spec
         if name not in spec.inputs:
             raise NotFound(f"flow {flow!r} has no input {name!r}; its inputs are {list(spec.inputs)}", status=404)
@@ -125,14 +138,13 @@ class FlowGateway:
             raise Conflict(f"input {name!r} of run {run_id} was already given; the first one is kept", status=409)
         if record.status in {"succeeded", "failed"}:
             raise Conflict(f"run {run_id} has already {record.status}", status=409)
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > spec.max_input_bytes:
-            raise PayloadTooLarge(f"input {name!r} is {int(declared):,} bytes, over the flow's limit of "
-                                  f"{spec.max_input_bytes:,}", status=413)
+        what = f"input {name!r}"
+        declared_over(request.headers, spec.max_input_bytes, what)
+        request = Request(request.scope, limited(request.receive, spec.max_input_bytes, what))
         data, value = await self._read_body(request)
         size = len(data) if data is not None else len(value or "")
-        if size > spec.max_input_bytes:
-            raise PayloadTooLarge(f"input {name!r} is {size:,} bytes, over the flow's limit of {spec.max_input_bytes:,}",
+        if size > spec.max_input_bytes:  # a multipart file part: the envelope was within the limit, not the file
+            raise PayloadTooLarge(f"{what} is {size:,} bytes, over the flow's limit of {spec.max_input_bytes:,}",
                                   status=413)
         key = None
         if data is not None:
@@ -146,7 +158,7 @@ class FlowGateway:
         """(bytes, None) for a file or raw body, (None, JSON text) for a JSON value."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "multipart/form-data":
-            async with request.form() as form:
+            async with read_form(request, max_files=1, max_fields=10) as form:
                 for _, item in form.multi_items():
                     if isinstance(item, UploadFile):
                         data = await item.read()
@@ -160,6 +172,8 @@ class FlowGateway:
         if content_type == "application/json":
             try:
                 json.loads(data)
+            except RecursionError:
+                raise BadRequest("the JSON body is nested too deeply", status=400) from None
             except ValueError as exc:
                 raise BadRequest(f"the body is declared JSON but is not valid JSON: {exc}", status=400) from None
             return None, data.decode()

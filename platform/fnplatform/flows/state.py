@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text, select
+from sqlalchemy import String, Text, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -34,6 +34,7 @@ class _Run(Base):
     flow: Mapped[str] = mapped_column(String(63), index=True)
     spec: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="pending")
+    owner: Mapped[str | None] = mapped_column(String(16), index=True)  # the id of the API key that started it
     output: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -74,6 +75,11 @@ class RunRecord:
     error: dict[str, Any] | None
     values: dict[str, StoredValue] = field(default_factory=dict)
     created_at: datetime | None = None
+    owner: str | None = None
+
+    def visible_to(self, key_id: str, admin: bool) -> bool:
+        """A run belongs to the key that started it (and to admins); runs from before owners were kept, to admins."""
+        return admin or (self.owner is not None and self.owner == key_id)
 
 
 def _loads(text: str | None) -> Any:
@@ -108,11 +114,21 @@ class FlowState(Database):
             return True
 
     # runs ----------------------------------------------------------------------------------
-    def create_run(self, spec: FlowSpec) -> str:
+    def create_run(self, spec: FlowSpec, owner: str | None = None) -> str:
         run_id = uuid.uuid4().hex[:16]
         with self._session() as session:
-            session.add(_Run(id=run_id, flow=spec.name, spec=spec.model_dump_json()))
+            session.add(_Run(id=run_id, flow=spec.name, spec=spec.model_dump_json(), owner=owner))
         return run_id
+
+    def active_runs(self, *, flow: str | None = None, owner: str | None = None) -> int:
+        """Runs not finished yet, of one flow or one key."""
+        query = select(func.count()).select_from(_Run).where(_Run.status.in_(("pending", "running")))
+        if flow is not None:
+            query = query.where(_Run.flow == flow)
+        if owner is not None:
+            query = query.where(_Run.owner == owner)
+        with self._session() as session:
+            return int(session.scalar(query) or 0)
 
     def run(self, run_id: str) -> RunRecord | None:
         with self._session() as session:
@@ -125,7 +141,8 @@ class FlowState(Database):
                 for v in session.scalars(select(_Value).where(_Value.run_id == run_id))
             }
             return RunRecord(id=row.id, flow=row.flow, spec=FlowSpec.model_validate_json(row.spec), status=row.status,
-                             output=_loads(row.output), error=_loads(row.error), values=values, created_at=row.created_at)
+                             output=_loads(row.output), error=_loads(row.error), values=values, created_at=row.created_at,
+                             owner=row.owner)
 
     def add_input(self, run_id: str, name: str, *, blob_key: str | None = None, value_json: str | None = None) -> bool:
         """Record an accepted input; False if that input was already given (the first is kept)."""
@@ -162,7 +179,11 @@ class FlowState(Database):
         with self._session() as session:
             return list(session.scalars(select(_Run.id).where(_Run.status.in_(("pending", "running")))))
 
-    def runs(self, flow: str, limit: int = 20) -> list[dict[str, Any]]:
+    def runs(self, flow: str, limit: int = 20, owner: str | None = None) -> list[dict[str, Any]]:
+        """The latest runs of *flow*; only those of the key *owner* when given."""
+        query = select(_Run).where(_Run.flow == flow)
+        if owner is not None:
+            query = query.where(_Run.owner == owner)
         with self._session() as session:
-            rows = session.scalars(select(_Run).where(_Run.flow == flow).order_by(_Run.created_at.desc()).limit(limit))
+            rows = session.scalars(query.order_by(_Run.created_at.desc()).limit(limit))
             return [{"id": r.id, "status": r.status, "created_at": r.created_at.isoformat() + "Z"} for r in rows]

@@ -1,33 +1,45 @@
-"""API keys on the function endpoint address: checked in the replica, against hashes the hub publishes."""
+"""API keys on the function endpoint address: checked in replicas and gateways against the grants
+(key hash -> role, scope, rate limit) the control plane publishes through the hub."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from starlette.requests import Request
+from fn import Unauthorized
+from fnplatform.keys import Grant, hash_key
 
-from fnplatform.keys import hash_key
-
+from .edge import RateLimiter, api_key
 from .pushed import Pushed
 
 KEY_CACHE_TTL_S = 5.0
 KEY_MISS_REFRESH_S = 0.5
+NO_KEY = "missing or invalid API key: send 'Authorization: Bearer <key>' (create one with 'fnctl keys create NAME')"
+
+
+def _grants(value: Any) -> dict[str, Grant]:
+    return {digest: Grant.from_json(grant) for digest, grant in dict(value).items()}
 
 
 class KeyCache:
-    """Key hashes the control plane publishes (topic ``keys``), re-read every few seconds and on a miss (a key just created)."""
+    """The published grants, re-read every few seconds and on a miss (a key just created), plus this
+    process's rate-limit buckets."""
 
     def __init__(self, hub: Any) -> None:
-        self._hashes = Pushed(hub, "keys", frozenset[str](), frozenset, ttl_s=KEY_CACHE_TTL_S,
+        self._grants = Pushed(hub, "keys", dict[str, Grant](), _grants, ttl_s=KEY_CACHE_TTL_S,
                               min_interval_s=KEY_MISS_REFRESH_S)
+        self._limiter = RateLimiter()
 
-    async def allows(self, key: str) -> bool:
+    async def grant(self, key: str) -> Grant | None:
         digest = hash_key(key)
-        return digest in await self._hashes.get() or digest in await self._hashes.get(miss=True)
+        found = (await self._grants.get()).get(digest)
+        return found if found is not None else (await self._grants.get(miss=True)).get(digest)
 
-
-def bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.headers.get("x-api-key")
+    async def authenticate(self, headers: Mapping[str, str]) -> Grant:
+        """The caller's grant, after its rate limit: 401 without a valid key, 429 over its rate."""
+        key = api_key(headers)
+        grant = await self.grant(key) if key else None
+        if grant is None:
+            raise Unauthorized(NO_KEY, status=401)
+        self._limiter.check(grant)
+        return grant

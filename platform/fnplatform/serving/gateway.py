@@ -20,9 +20,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fn import BadRequest, ClientError, FunctionSpec, Unauthorized
+from fn import BadRequest, ClientError, FunctionSpec
 
-from .auth import KeyCache, bearer
+from .auth import KeyCache
 from .handles import HandleTransport
 from .http import client_error_response, error_response, forwarded_scope, read_arguments, read_body, result_response
 from .hub import find_hub_or_none
@@ -110,9 +110,7 @@ class Gateway:
     async def _authorize(self, spec: FunctionSpec, request: Request) -> None:
         """Before a byte of the body is read: the key (unless the function is public), then the method."""
         if not spec.public and self._keys is not None:
-            key = bearer(request)
-            if not key or not await self._keys.allows(key):
-                raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'", status=401)
+            (await self._keys.authenticate(request.headers)).require_function(spec.name)
         if request.method not in ALLOWED_METHODS:
             raise ClientError(f"method {request.method} is not allowed; use POST", status=405)
 

@@ -3,32 +3,40 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pydantic_core
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from fn import BadRequest, ClientError, PayloadTooLarge
 
+from .edge import declared_over, limited
+
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _JSON_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/plain", "")
 
 
-async def read_arguments(request: Request, bytes_params: list[str]) -> dict[str, Any]:
+async def read_arguments(request: Request, bytes_params: list[str], limit: int | None = None) -> dict[str, Any]:
     """The call's keyword arguments from a JSON body, a raw body, a multipart form or the query string.
 
-    A non-JSON body goes to the function's one ``bytes`` parameter when *bytes_params* names exactly one."""
+    A non-JSON body goes to the function's one ``bytes`` parameter when *bytes_params* names exactly one.
+    At most *limit* bytes are read, whatever the body declares (multipart parts and all)."""
     if request.method == "GET":
         return dict(request.query_params)
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the body is {int(declared):,} bytes, over the limit of {MAX_BODY_BYTES:,}", status=413)
+    limit = MAX_BODY_BYTES if limit is None else limit
+    declared_over(request.headers, limit)
+    request = Request(request.scope, limited(request.receive, limit))
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         arguments: dict[str, Any] = {}
-        async with request.form() as form:  # closes the uploads' temporary files once read
+        async with read_form(request, max_files=100, max_fields=1000) as form:
             for key, value in form.multi_items():
                 arguments[key] = await value.read() if isinstance(value, UploadFile) else value
         return arguments
@@ -43,6 +51,8 @@ async def read_arguments(request: Request, bytes_params: list[str]) -> dict[str,
         return {}
     try:
         parsed = json.loads(body)
+    except RecursionError:
+        raise BadRequest("the JSON body is nested too deeply", status=400) from None
     except ValueError as exc:
         if raw_target is not None:
             return {raw_target: body}
@@ -53,15 +63,32 @@ async def read_arguments(request: Request, bytes_params: list[str]) -> dict[str,
     return parsed
 
 
+@asynccontextmanager
+async def read_form(request: Request, *, max_files: int, max_fields: int) -> AsyncIterator[FormData]:
+    """A multipart form (its reads limited by the request's receive), closing the uploads' temporary files after."""
+    try:
+        form = await request.form(max_files=max_files, max_fields=max_fields)
+    except (MultiPartException, HTTPException) as exc:
+        reason = exc.message if isinstance(exc, MultiPartException) else exc.detail
+        raise BadRequest(f"the multipart body is not valid: {reason} (at most {max_files} files and {max_fields} "
+                         f"fields, each field at most 1 MiB)", status=400) from None
+    try:
+        yield form
+    finally:
+        await form.close()
+
+
 async def read_body(request: Request, limit: int | None = None) -> bytes:
     """The whole body, refused as soon as more than *limit* bytes arrive (a missing or false Content-Length included)."""
     limit = MAX_BODY_BYTES if limit is None else limit
+    declared_over(request.headers, limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"the body is over the limit of {limit:,} bytes", status=413)
+            raise PayloadTooLarge(f"the body is over the limit of {limit:,} bytes", status=413,
+                                  detail={"limit_bytes": limit})
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -102,13 +129,17 @@ def result_response(result: Any, request_id: str) -> Response:
     return Response(body, media_type="application/json", headers=headers)
 
 
-def error_response(status: int, error_type: str, message: str, request_id: str, detail: Any = None) -> Response:
+def error_response(status: int, error_type: str, message: str, request_id: str, detail: Any = None,
+                   retry_after: float | None = None) -> Response:
     error: dict[str, Any] = {"type": error_type, "message": message, "request_id": request_id}
     if detail is not None:
         error["detail"] = detail
-    return Response(json.dumps({"error": error}), status_code=status, media_type="application/json",
-                    headers={"x-request-id": request_id})
+    headers = {"x-request-id": request_id}
+    if retry_after is not None:
+        headers["retry-after"] = str(max(1, math.ceil(retry_after)))
+    return Response(json.dumps({"error": error}), status_code=status, media_type="application/json", headers=headers)
 
 
 def client_error_response(exc: ClientError, request_id: str) -> Response:
-    return error_response(exc.status, exc.error_type or type(exc).__name__, exc.message, request_id, exc.detail)
+    return error_response(exc.status, exc.error_type or type(exc).__name__, exc.message, request_id, exc.detail,
+                          exc.retry_after)

@@ -28,14 +28,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fn import ClientError, FunctionSpec, RemoteError, Timeout, Unauthorized
+from fn import ClientError, FunctionSpec, RemoteError, Timeout
 from fn._platform import install_artifacts, install_transport, status_error
 from fnplatform.bundles.packaging import MANIFEST_NAME, Manifest
 from fnplatform.storage.blobs import StoreConfig, fetch_artifact, fetch_bundle
 
 from . import logs as replica_logs
 from . import ray_compat
-from .auth import KeyCache, bearer
+from .auth import KeyCache
 from .handles import HandleTransport
 from .http import client_error_response, error_response, read_arguments, rebuild_request, result_response
 from .hub import find_hub_or_none
@@ -261,10 +261,7 @@ class FunctionReplica:
         started = time.perf_counter()
         try:
             if not self.spec.public:
-                key = bearer(request)
-                if not key or not await self._keys.allows(key):
-                    raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>' "
-                                       "(create one with 'fnctl keys create NAME')", status=401)
+                (await self._keys.authenticate(request.headers)).require_function(self.spec.name)
             if request.method not in {"GET", "POST", "PUT"}:
                 raise ClientError(f"method {request.method} is not allowed; use POST", status=405)
             arguments = await read_arguments(request, self.loaded.signature.bytes_params)

@@ -6,6 +6,7 @@ It is the desired state of the platform: the deployer can always rebuild Serve f
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,8 +15,8 @@ from typing import Any
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from fn import FunctionSpec
-from fnplatform.keys import hash_key
+from fn import Conflict, FunctionSpec
+from fnplatform.keys import Grant, hash_key
 
 from .db import Base, Database, utcnow
 
@@ -45,9 +46,13 @@ class _ApiKey(Base):
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(16), default="admin")
+    role: Mapped[str] = mapped_column(String(16), default="invoke")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    functions: Mapped[str | None] = mapped_column(Text)  # JSON list; NULL: every function
+    flows: Mapped[str | None] = mapped_column(Text)  # JSON list; NULL: every flow
+    rate_limit: Mapped[float | None]  # requests per second; NULL: unlimited
+    last_used_at: Mapped[datetime | None]
 
 
 @dataclass(frozen=True)
@@ -73,10 +78,24 @@ class KeyRecord:
     role: str
     created_at: datetime
     revoked: bool
+    functions: tuple[str, ...] | None = None
+    flows: tuple[str, ...] | None = None
+    rate_limit: float | None = None
+    last_used_at: datetime | None = None
+
+    @property
+    def grant(self) -> Grant:
+        return Grant(key_id=self.id, role=self.role,
+                     functions=frozenset(self.functions) if self.functions is not None else None,
+                     flows=frozenset(self.flows) if self.flows is not None else None, rate_limit=self.rate_limit)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "role": self.role,
-                "created_at": self.created_at.isoformat() + "Z", "revoked": self.revoked}
+                "functions": list(self.functions) if self.functions is not None else None,
+                "flows": list(self.flows) if self.flows is not None else None, "rate_limit": self.rate_limit,
+                "created_at": self.created_at.isoformat() + "Z",
+                "last_used_at": self.last_used_at.isoformat() + "Z" if self.last_used_at else None,
+                "revoked": self.revoked}
 
 
 def _version(row: _Version) -> VersionRecord:
@@ -85,7 +104,10 @@ def _version(row: _Version) -> VersionRecord:
 
 
 def _key(row: _ApiKey) -> KeyRecord:
-    return KeyRecord(id=row.id, name=row.name, role=row.role, created_at=row.created_at, revoked=row.revoked_at is not None)
+    return KeyRecord(id=row.id, name=row.name, role=row.role, created_at=row.created_at, revoked=row.revoked_at is not None,
+                     functions=tuple(json.loads(row.functions)) if row.functions is not None else None,
+                     flows=tuple(json.loads(row.flows)) if row.flows is not None else None,
+                     rate_limit=row.rate_limit, last_used_at=row.last_used_at)
 
 
 class Registry(Database):
@@ -159,11 +181,16 @@ class Registry(Database):
             return True
 
     # API keys -------------------------------------------------------------------------------
-    def create_key(self, name: str, role: str = "admin") -> tuple[KeyRecord, str]:
+    def create_key(self, name: str, role: str = "invoke", *, functions: list[str] | None = None,
+                   flows: list[str] | None = None, rate_limit: float | None = None,
+                   plaintext: str | None = None) -> tuple[KeyRecord, str]:
+        """A new key (least privilege by default); *plaintext* adopts a key made elsewhere (a bootstrap secret)."""
         key_id = secrets.token_hex(4)
-        plaintext = f"fn_{key_id}_{secrets.token_urlsafe(32)}"
+        plaintext = plaintext or f"fn_{key_id}_{secrets.token_urlsafe(32)}"
         with self._session() as session:
-            row = _ApiKey(id=key_id, name=name, hash=hash_key(plaintext), role=role)
+            row = _ApiKey(id=key_id, name=name, hash=hash_key(plaintext), role=role,
+                          functions=json.dumps(sorted(set(functions))) if functions is not None else None,
+                          flows=json.dumps(sorted(set(flows))) if flows is not None else None, rate_limit=rate_limit)
             session.add(row)
             session.flush()
             return _key(row), plaintext
@@ -177,14 +204,40 @@ class Registry(Database):
         with self._session() as session:
             return list(session.scalars(select(_ApiKey.hash).where(_ApiKey.revoked_at.is_(None))))
 
+    def grants(self) -> dict[str, Grant]:
+        """Key hash -> grant, for every key not revoked: what the data plane checks."""
+        with self._session() as session:
+            return {row.hash: _key(row).grant for row in session.scalars(select(_ApiKey).where(_ApiKey.revoked_at.is_(None)))}
+
     def keys(self) -> list[KeyRecord]:
         with self._session() as session:
             return [_key(row) for row in session.scalars(select(_ApiKey).order_by(_ApiKey.created_at))]
 
+    def key(self, key_id: str) -> KeyRecord | None:
+        with self._session() as session:
+            row = session.get(_ApiKey, key_id)
+            return _key(row) if row is not None else None
+
+    def touch_keys(self, used: dict[str, datetime]) -> None:
+        """Record when keys were last used (batched by the caller: not a write per request)."""
+        with self._session() as session:
+            for key_id, at in used.items():
+                row = session.get(_ApiKey, key_id)
+                if row is not None and (row.last_used_at is None or at > row.last_used_at):
+                    row.last_used_at = at
+
     def revoke_key(self, key_id: str) -> bool:
+        """False if there is no such active key; 409 if it is the last admin key."""
         with self._session() as session:
             row = session.get(_ApiKey, key_id)
             if row is None or row.revoked_at is not None:
                 return False
+            if row.role == "admin":
+                admins = session.scalar(select(func.count()).select_from(_ApiKey).where(
+                    _ApiKey.role == "admin", _ApiKey.revoked_at.is_(None))) or 0
+                if admins <= 1:
+                    raise Conflict(f"key {key_id} is the last admin key: revoking it would lock every admin out; "
+                                   f"create another with 'fnctl keys create NAME --role admin' first", status=409)
             row.revoked_at = utcnow()
             return True
+

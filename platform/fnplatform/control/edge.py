@@ -1,0 +1,150 @@
+"""The control plane's HTTP edge, an ASGI middleware in front of the API: the key, its role for the
+route, its rate limit and the route's body limit are all checked before the API sees a byte of the
+body (FastAPI would otherwise parse a JSON body before any dependency runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from starlette.datastructures import Headers
+
+from fn import ClientError, Unauthorized
+from fnplatform.keys import Grant
+from fnplatform.serving.auth import NO_KEY
+from fnplatform.serving.edge import RateLimiter, api_key, declared_over, limited
+from fnplatform.serving.http import client_error_response
+from fnplatform.storage.db import utcnow
+
+JSON_LIMIT_BYTES = 1024 * 1024
+GRANT_SCOPE_KEY = "fn.grant"
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    methods: frozenset[str] | None  # None: any method
+    path: re.Pattern[str]
+    role: str | None  # None: no key needed
+    limit: str = "json"  # "json", "bundle" or "artifact": which body limit applies
+    streamed: bool = False  # the handler reads the body as a stream (checked there); else read here
+
+
+def _rule(methods: str | None, path: str, role: str | None, limit: str = "json", streamed: bool = False) -> Rule:
+    return Rule(frozenset(methods.split()) if methods else None, re.compile(path), role, limit, streamed)
+
+
+# First match wins. Everything under /v1 and the API docs needs a key; reading is open to every role.
+RULES = (
+    _rule("GET", r"/healthz", None),
+    _rule(None, r"/v1/keys(/.*)?", "admin"),
+    _rule("PUT", r"/v1/bundles/[^/]+", "deploy", "bundle", streamed=True),
+    _rule("PUT", r"/v1/artifacts/[^/]+", "deploy", "artifact", streamed=True),
+    _rule(None, r"/v1/(bundles|artifacts)/[^/]+", "deploy"),
+    _rule(None, r"/v1/deployments(/.*)?", "deploy"),
+    _rule(None, r"/v1/secrets(/.*)?", "deploy"),
+    _rule("GET", r"/v1/functions/[^/]+/logs", "deploy"),
+    _rule("DELETE", r"/v1/functions/.*", "deploy"),
+    _rule(None, r".*", "invoke"),
+)
+
+
+def rule_for(method: str, path: str) -> Rule:
+    for rule in RULES:
+        if (rule.methods is None or method in rule.methods) and rule.path.fullmatch(path):
+            return rule
+    raise AssertionError("the last rule matches every path")
+
+
+class KeyUse:
+    """When each key was last used here, written to the registry in batches (not a write per request)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._used: dict[str, datetime] = {}
+
+    def note(self, key_id: str) -> None:
+        with self._lock:
+            self._used[key_id] = utcnow()
+
+    def take(self) -> dict[str, datetime]:
+        with self._lock:
+            used, self._used = self._used, {}
+        return used
+
+
+class Edge:
+    """ASGI middleware: authenticate, authorize, rate-limit and size-limit every request to the API."""
+
+    def __init__(self, app: ASGIApp, lookup: Callable[[str], Grant | None], limits: dict[str, int],
+                 use: KeyUse | None = None) -> None:
+        self.app = app
+        self._lookup = lookup
+        self._limits = {"json": JSON_LIMIT_BYTES, **limits}
+        self._limiter = RateLimiter()
+        self.use = use or KeyUse()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rule = rule_for(scope["method"], scope["path"])
+        headers = Headers(scope=scope)
+        limit = self._limits[rule.limit]
+        try:
+            if rule.role is not None:
+                key = api_key(headers)
+                grant = await asyncio.to_thread(self._lookup, key) if key else None
+                if grant is None:
+                    raise Unauthorized(NO_KEY, status=401)
+                grant.require(rule.role)
+                self._limiter.check(grant)
+                self.use.note(grant.key_id)
+                scope[GRANT_SCOPE_KEY] = grant
+            declared_over(headers, limit)
+            receive = limited(receive, limit)
+            if not rule.streamed:
+                receive = await _buffered(receive)
+        except ClientError as exc:
+            response = client_error_response(exc, headers.get("x-request-id") or uuid.uuid4().hex[:16])
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def _buffered(receive: Any) -> Any:
+    """Read the whole (already size-limited) body now, so an over-limit body is a 413 here and not an
+    error inside the framework's body parsing; the app then reads it from memory."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> MutableMapping[str, Any]:
+        nonlocal sent
+        if sent:
+            message: MutableMapping[str, Any] = await receive()  # the disconnect, when the client goes
+            return message
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def grant_of(scope: MutableMapping[str, Any]) -> Grant:
+    grant = scope.get(GRANT_SCOPE_KEY)
+    if not isinstance(grant, Grant):
+        raise Unauthorized(NO_KEY, status=401)
+    return grant

@@ -9,12 +9,13 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# The pool constants come from the platform itself, never a copy. Prefer the installed
-# package; fall back to the source tree when the project is not installed.
+# The pool constants, blob keys and key rules come from the platform itself, never a copy. Prefer
+# the installed packages; fall back to the source tree when the project is not installed.
 try:
+    import fn  # noqa: F401
     import fnplatform.pools  # noqa: F401
 except ImportError:  # pragma: no cover - depends on how the project was installed
-    sys.path.insert(0, str(REPO_ROOT / "platform"))
+    sys.path[:0] = [str(REPO_ROOT / "platform"), str(REPO_ROOT / "sdk")]
 
 # The helper module beside this file, importable whatever pytest's import mode.
 sys.path.insert(0, str(Path(__file__).resolve().parent))

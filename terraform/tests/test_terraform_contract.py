@@ -14,6 +14,7 @@ from fnplatform.pools import DEFAULT_POOLS, NODE_POOL_CAPACITY, pool_resource
 
 RAY_INTERNAL_PORTS = {6379, 8265, 10001}  # GCS, dashboard, Ray client: never exposed
 SERVE_PORT = 8000
+TLS_PORT = 443
 OPEN_CIDRS = {"0.0.0.0/0", "::/0"}
 
 
@@ -275,6 +276,17 @@ def test_no_security_group_is_open_to_the_internet(tf: tf_hcl.Terraform) -> None
     assert checked, "expected at least one security group or rule to check"
 
 
+def lb_ports(tf: tf_hcl.Terraform, module: tf_hcl.Module, value: str) -> set[int]:
+    """The ports a Service port expression can take: both branches of a `local.tls ? a : b` local."""
+    expr = value[2:-1]
+    if expr.startswith("local.") and tf_hcl.is_expression(module.locals.get(expr[6:])):
+        inner = module.locals[expr[6:]][2:-1]
+        if inner.startswith("local.tls ?"):
+            branches = inner.removeprefix("local.tls ?").split(":")
+            return {tf.resolve(b, module, None, module) for b in branches}
+    return {tf.resolve(expr, module, None, module)}
+
+
 def test_services_expose_only_serve_and_the_control_plane_internally(tf: tf_hcl.Terraform) -> None:
     ray = tf.modules["ray"]
     control_plane_port = ray.variables["control_plane"]["default"]["port"]
@@ -282,19 +294,21 @@ def test_services_expose_only_serve_and_the_control_plane_internally(tf: tf_hcl.
     assert {n for _, n, _ in services} == {"serve", "control_plane"}
     annotations = ray.locals["internal_nlb_annotations"]
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
+    assert ray.locals["lb_annotations"].startswith("${merge(local.internal_nlb_annotations,")
     for name, module in tf.all_modules().items():
         for rtype, rname, body in module.resources():
             if rtype not in ("kubernetes_service", "kubernetes_service_v1"):
                 continue
             spec = body["spec"][0]
-            ports = {tf.resolve(p["port"][2:-1], module, None, module) for p in spec["port"]}
-            assert ports <= {SERVE_PORT, control_plane_port}, (name, rname, ports)
+            ports = set().union(*(lb_ports(tf, module, p["port"]) for p in spec["port"]))
+            assert ports <= {SERVE_PORT, control_plane_port, TLS_PORT}, (name, rname, ports)
             assert not RAY_INTERNAL_PORTS & ports, (name, rname)
             if spec.get("type") in ("LoadBalancer", "NodePort"):
-                assert body["metadata"][0]["annotations"] == "${local.internal_nlb_annotations}", rname
+                assert body["metadata"][0]["annotations"] == "${local.lb_annotations}", rname
                 assert spec["load_balancer_source_ranges"] == "${var.internal_client_cidrs}", rname
     serve = ray.resource("kubernetes_service_v1", "serve")["spec"][0]
-    assert serve["port"][0]["port"] == "${local.serve_port}" and ray.locals["serve_port"] == SERVE_PORT
+    assert lb_ports(tf, ray, serve["port"][0]["port"]) == {SERVE_PORT, TLS_PORT}
+    assert serve["port"][0]["target_port"] == "${local.serve_port}" and ray.locals["serve_port"] == SERVE_PORT
     assert serve["selector"]["ray.io/node-type"] == "head"
 
 
@@ -346,11 +360,18 @@ def _actions(doc: dict) -> set[str]:
     return {a for s in doc.get("statement", []) for a in s.get("actions", [])}
 
 
-def test_ray_pods_only_read_bundles_and_the_control_plane_writes(tf: tf_hcl.Terraform) -> None:
+def test_ray_pods_read_bundles_write_only_flow_blobs_and_the_control_plane_writes(tf: tf_hcl.Terraform) -> None:
     ray = tf.modules["ray"]
     ray_doc = ray.data("aws_iam_policy_document", "ray")
-    assert _actions(ray_doc) == {"s3:ListBucket", "s3:GetObject", "kms:Decrypt"}
-    # Writes only through the opt-in prefixes (empty by default).
+    assert _actions(ray_doc) == {"s3:ListBucket", "s3:GetObject", "kms:Decrypt", "s3:PutObject", "kms:GenerateDataKey"}
+    # Writes only under blobs/ (terraform/tests/test_terraform_security.py ties it to the code) and the
+    # opt-in prefixes (empty by default), never bundles/.
+    writes = [s for s in ray_doc["statement"] if "s3:PutObject" in s["actions"]]
+    assert writes == [{"sid": "WriteFlowBlobs", "actions": ["s3:PutObject"],
+                       "resources": ["${var.bundles_bucket_arn}/${local.flow_blobs_prefix}*"]}]
+    opt_in = ray_doc["dynamic"][0]["statement"]
+    assert opt_in["for_each"] == "${length(var.ray_write_prefixes) > 0 ? [1] : []}"
+    assert opt_in["content"][0]["actions"] == ["s3:PutObject"]
     assert ray.variables["ray_write_prefixes"]["default"] == []
     cp = ray.data("aws_iam_policy_document", "control_plane")
     assert _actions(cp) == {
@@ -359,7 +380,6 @@ def test_ray_pods_only_read_bundles_and_the_control_plane_writes(tf: tf_hcl.Terr
         "s3:PutObject",
         "kms:Decrypt",
         "kms:GenerateDataKey",
-        "secretsmanager:GetSecretValue",
     }
     for doc in (ray_doc, cp):
         for statement in doc["statement"]:
@@ -379,13 +399,20 @@ def test_control_plane_is_wired_to_ray_s3_and_the_database(tf: tf_hcl.Terraform)
     pod = deployment["spec"][0]["template"][0]["spec"][0]
     assert pod["node_selector"] == {"karpenter.sh/nodepool": "api"}
     container = pod["container"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    secrets = {e["name"]: e["value_from"][0]["secret_key_ref"][0] for e in container["env"] if "value_from" in e}
     assert env["FN_RAY_ADDRESS"] == "${local.ray_address}"
     assert ray.locals["ray_address"].startswith("ray://${local.head_service}")
     assert env["FN_S3_BUCKET"] == "${var.bundles_bucket_name}"
-    assert env["FN_DATABASE_URL_SECRET_ARN"] == "${var.database_url_secret_arn}"
     assert env["AWS_REGION"] == "${var.region}"
-    assert "FN_DATABASE_URL_SECRET_ARN" in ray.locals["control_plane_launcher"]
+    assert env["RAY_AUTH_MODE"] == "token"
+    # Secrets only by reference to the Kubernetes Secrets of secrets.tf.
+    assert secrets == {
+        "FN_DATABASE_URL": {"name": "${local.database_url_secret}", "key": "url"},
+        "FN_ADMIN_KEY": {"name": "${local.admin_key_secret}", "key": "api_key"},
+        "RAY_AUTH_TOKEN": {"name": "${local.ray_auth_secret}", "key": "auth_token"},
+    }
+    assert container["command"] == ["fnctl"]
     # fnctl server: API on the Service's port, Serve's proxy on 0.0.0.0:8000 (the fn-serve Service).
     settings = ray.variables["control_plane"]["default"]
     args = settings["args"]
@@ -418,7 +445,10 @@ def test_registry_database_is_private_encrypted_and_protected(tf: tf_hcl.Terrafo
     secret = registry.resource("aws_secretsmanager_secret", "database_url")
     assert secret["kms_key_id"] == "${aws_kms_key.registry.arn}"
     version = registry.resource("aws_secretsmanager_secret_version", "database_url")
-    assert "postgresql+psycopg://" in version["secret_string"] and "sslmode=require" in version["secret_string"]
+    assert version["secret_string"] == "${local.database_url}"
+    url = registry.locals["database_url"]
+    assert "postgresql+psycopg://" in url and "sslmode=require" in url
+    assert registry.outputs["database_url"]["sensitive"] is True
     assert tf.module_call(tf.prod, "registry")["subnet_ids"] == "${module.network.private_subnet_ids}"
 
 

@@ -49,6 +49,8 @@ def ray_cluster(workdir: Path, s3_endpoint: str) -> Iterator[dict[str, Any]]:
 
     os.environ["RAY_TMPDIR"] = str(workdir)  # Ray writes its "current cluster" file there, not /tmp/ray
     os.environ["FN_HOME"] = str(workdir / "home")  # replicas inherit it (vectorize keeps Milvus Lite there)
+    # The flows gateway and run actors read the checkpoint database from their environment, as in production.
+    os.environ["FN_DATABASE_URL"] = f"sqlite:///{workdir / 'home' / 'registry.db'}"
     (workdir / "ray").mkdir(exist_ok=True)
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 4,
@@ -93,7 +95,7 @@ def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> It
     store = open_store(store_config)
     store.ensure_bucket()  # type: ignore[union-attr]
     deployer = Deployer(registry, DeployContext(store=store_config, cache_dir=settings.cache_dir, timeout_s=180,
-                                                database_url=settings.database_url, ingress_url=settings.http_url))
+                                                ingress_url=settings.http_url))
     control = ControlPlane(settings, registry, store, deployer, HubClient(get_or_create_hub()),
                            FlowState(settings.database_url))
     _, key = registry.create_key("tests", "admin")

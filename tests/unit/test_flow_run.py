@@ -63,7 +63,7 @@ def state(tmp_path: Path) -> FlowState:
 
 def new_run(state: FlowState, tmp_path: Path, runtime: LocalRuntime, run_id: str | None = None) -> FlowRun:
     run_id = run_id or state.create_run(documents_flow())
-    return FlowRun(run_id, state.url, {"kind": "local", "root": str(tmp_path / "store")}, runtime=runtime)
+    return FlowRun(run_id, {"kind": "local", "root": str(tmp_path / "store")}, runtime=runtime, database_url=state.url)
 
 
 def give(state: FlowState, run: FlowRun, name: str, value: Any) -> dict[str, Any]:

@@ -41,7 +41,6 @@ class DeployContext:
     store: StoreConfig
     cache_dir: str
     strict_resources: bool = True  # local clusters cannot grow: refuse what no node could ever place
-    database_url: str = ""  # the flows gateway and run actors checkpoint there
     timeout_s: float = 300.0
     ingress_url: str = ""  # where callers reach functions; a deploy waits until it routes /<name> ("" skips that)
 
@@ -248,7 +247,7 @@ class Deployer:
         targets = [
             RunTarget(target=catch_all.bind(), name=GATEWAY_APP, route_prefix="/",
                       logging_config={"enable_access_log": False}),
-            RunTarget(target=flows.bind(self.ctx.database_url, self.ctx.store.to_dict()), name=FLOWS_APP,
+            RunTarget(target=flows.bind(self.ctx.store.to_dict()), name=FLOWS_APP,
                       route_prefix="/flows", logging_config={"enable_access_log": False}),
         ]
         with self._lock:

@@ -28,6 +28,9 @@ def prepare_environment(settings: PlatformSettings) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if settings.ray_address:
         return
+    # The flows gateway and run actors read the checkpoint database from their environment (never from
+    # init arguments, which Ray and Serve keep and show); the local Ray's workers inherit this process's.
+    os.environ["FN_DATABASE_URL"] = settings.database_url  # fnplatform.flows.state.DATABASE_URL_ENV
     ensure_private_dir(settings.runtime_dir)
     temp_dir = settings.ray_temp_dir
     temp_dir.mkdir(mode=0o700, exist_ok=True)

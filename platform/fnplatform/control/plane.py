@@ -225,7 +225,7 @@ class ControlPlane:
         """Make sure every unfinished run has a live actor (they resume from their checkpoints)."""
         ids = self.flows.unfinished_runs()
         for run_id in ids:
-            actor = flow_run.get_or_create(run_id, self.settings.database_url, self.store.config.to_dict())
+            actor = flow_run.get_or_create(run_id, self.store.config.to_dict())
             actor.state.remote()
         return len(ids)
 

@@ -23,6 +23,7 @@ from fn._platform import CREDENTIALS_FILE
 from .settings import STATE_FILE, PlatformSettings
 
 log = logging.getLogger("fnplatform")
+BOOTSTRAP_KEY_NAME = "admin (FN_ADMIN_KEY)"
 
 
 def _write_private(path: Path, data: dict[str, Any]) -> None:
@@ -50,7 +51,19 @@ def private_home(home: Path) -> None:
 
 
 def ensure_admin_key(settings: PlatformSettings, registry: Any) -> None:
-    """Keep a working admin key in the credentials file; create the first one on a fresh registry."""
+    """Keep a working admin key in the credentials file; create the first one on a fresh registry. With
+    FN_ADMIN_KEY set, make sure that exact key exists instead, and write no file: its owner keeps it."""
+    if settings.admin_key:
+        record, created = registry.ensure_key(settings.admin_key, BOOTSTRAP_KEY_NAME)
+        if created:
+            log.info("stored the FN_ADMIN_KEY admin API key as %s", record.id)
+        elif record.revoked:
+            # Revoking the bootstrap key once narrower keys exist is legitimate; a restart must not undo it.
+            log.warning("FN_ADMIN_KEY is revoked (key %s); it stays revoked. Set a new FN_ADMIN_KEY to get an admin key",
+                        record.id)
+        elif record.role != "admin":
+            log.warning("FN_ADMIN_KEY is key %s with role %r, not admin; it is left as it is", record.id, record.role)
+        return
     path = settings.home / CREDENTIALS_FILE
     stored: dict[str, Any] = {}
     if path.is_file():
@@ -118,7 +131,7 @@ def run(settings: PlatformSettings) -> None:
         deployer = Deployer(registry, DeployContext(store=settings.store, cache_dir=settings.cache_dir,
                                                     strict_resources=settings.ray_address is None,
                                                     timeout_s=settings.deploy_timeout_s,
-                                                    database_url=settings.database_url, ingress_url=settings.http_url))
+                                                    ingress_url=settings.http_url))
         control = ControlPlane(settings, registry, store, deployer, HubClient(hub), FlowState(settings.database_url))
         control.push_state()
         interrupted = registry.fail_unfinished("the control plane restarted during this deploy; run 'fnctl deploy' again")

@@ -55,6 +55,8 @@ class PlatformSettings:
     deploy_timeout_s: float = 300.0
     ingress: str = "haproxy"  # FN_INGRESS: "haproxy" (in front of the replicas' own ports) or "proxy" (Serve's)
     warm_workers: int = 2  # idle worker processes kept ready for replicas starting from zero (FN_WARM_WORKERS)
+    # FN_ADMIN_KEY: the bootstrap admin key, owned by the operator (a Kubernetes Secret); kept out of repr.
+    admin_key: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, **overrides: object) -> PlatformSettings:
@@ -79,6 +81,9 @@ class PlatformSettings:
         if settings.ingress not in {"proxy", "haproxy"}:
             raise ConfigError(f"FN_INGRESS={settings.ingress!r} is invalid: use 'haproxy' (the default) or 'proxy'")
         settings.warm_workers = max(0, int(_float("FN_WARM_WORKERS", settings.warm_workers)))
+        settings.admin_key = settings.admin_key or env.get("FN_ADMIN_KEY", "")
+        if settings.admin_key:
+            _check_admin_key(settings.admin_key)
         return settings
 
     @property
@@ -100,6 +105,27 @@ class PlatformSettings:
     @property
     def haproxy_dir(self) -> Path:
         return self.runtime_dir / "h"
+
+
+ADMIN_KEY_MIN_LEN = 32
+ADMIN_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+
+
+def _check_admin_key(key: str) -> None:
+    # Keys are stored as a fast hash (fnplatform.keys), which is only safe for long random keys; the value
+    # itself is never quoted in the error.
+    bad = {c for c in key if c not in ADMIN_KEY_CHARS}
+    if len(key) < ADMIN_KEY_MIN_LEN:
+        problem = f"has {len(key)} characters"
+    elif any(c.isspace() for c in bad):
+        problem = "contains whitespace (a trailing newline from echo?)"
+    elif bad:
+        problem = "contains characters other than letters, digits and - _ . ~"
+    else:
+        return
+    raise ConfigError(f"FN_ADMIN_KEY {problem}; it must be at least {ADMIN_KEY_MIN_LEN} random letters, digits or "
+                      f"- _ . ~ (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'), or unset to "
+                      f"let the platform create an admin key in FN_HOME/credentials.json")
 
 
 def runtime_dir(home: Path) -> Path:

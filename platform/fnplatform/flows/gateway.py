@@ -32,7 +32,7 @@ from fnplatform.serving.hub import find_hub_or_none
 from fnplatform.storage.blobs import StoreConfig, open_store
 
 from . import run as flow_run
-from .state import FlowState
+from .state import FlowState, database_url_from_env
 
 MAX_WAIT_S = 60.0
 # Unfinished runs hold an actor each; caps keep one flow or one key from taking the cluster.
@@ -45,10 +45,9 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 class FlowGateway:
-    def __init__(self, database_url: str, store: dict[str, Any]) -> None:
-        self._database_url = database_url
+    def __init__(self, store: dict[str, Any]) -> None:
         self._store_config = store
-        self._db = FlowState(database_url)
+        self._db = FlowState(database_url_from_env())
         self._store = open_store(StoreConfig(**store))
         self._keys = KeyCache(find_hub_or_none())
 
@@ -104,7 +103,7 @@ class FlowGateway:
         return _json({"id": run_id, "flow": flow, "status": "pending"}, status=201)
 
     def _actor(self, run_id: str) -> Any:
-        return flow_run.get_or_create(run_id, self._database_url, self._store_config)
+        return flow_run.get_or_create(run_id, self._store_config)
 
     async def _record(self, flow: str, run_id: str, grant: Grant) -> Any:
         record = await asyncio.to_thread(self._db.run, run_id)

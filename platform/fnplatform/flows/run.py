@@ -19,7 +19,7 @@ from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
 from fnplatform.serving.handles import translate_error
 from fnplatform.storage.blobs import StoreConfig, open_store
 
-from .state import FlowState, RunRecord, StoredValue
+from .state import FlowState, RunRecord, StoredValue, database_url_from_env
 
 ACTOR_PREFIX = "fn-run-"
 NAMESPACE = "fn"
@@ -31,8 +31,13 @@ def actor_name(run_id: str) -> str:
     return ACTOR_PREFIX + run_id
 
 
+# Everything flows write to the store is under this prefix: the Ray pods may write there and nowhere else
+# (terraform/modules/ray, local.flow_blobs_prefix; terraform/tests ties the two together).
+BLOB_PREFIX = "blobs/"
+
+
 def blob_key(run_id: str, kind: str, name: str) -> str:
-    return f"blobs/runs/{run_id}/{kind}/{name}"
+    return f"{BLOB_PREFIX}runs/{run_id}/{kind}/{name}"
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -75,10 +80,10 @@ class RayRuntime:
 
 
 class FlowRun:
-    def __init__(self, run_id: str, database_url: str, store: dict[str, Any], *, runtime: Any = None) -> None:
+    def __init__(self, run_id: str, store: dict[str, Any], *, runtime: Any = None, database_url: str | None = None) -> None:
         self.run_id = run_id
         self._runtime = runtime or RayRuntime()
-        self._db = FlowState(database_url)
+        self._db = FlowState(database_url or database_url_from_env())
         self._store = open_store(StoreConfig(**store))
         self._loading: asyncio.Task[None] | None = None
         self._inputs: dict[str, StoredValue] = {}
@@ -265,7 +270,7 @@ def actor_options() -> dict[str, Any]:
             "lifetime": "detached", "resources": {pool_resource("api"): REPLICA_POOL_SHARE}}
 
 
-def get_or_create(run_id: str, database_url: str, store: dict[str, Any]) -> Any:
+def get_or_create(run_id: str, store: dict[str, Any]) -> Any:
     """The run's actor: the live one, or a new one that resumes from the checkpoint."""
     import ray
 
@@ -275,7 +280,7 @@ def get_or_create(run_id: str, database_url: str, store: dict[str, Any]) -> Any:
         pass
     actor_cls: Any = ray.remote(FlowRun)
     return actor_cls.options(name=actor_name(run_id), get_if_exists=True, **actor_options()).remote(
-        run_id, database_url, store)
+        run_id, store)
 
 
 def run_state(run_id: str, spec: FlowSpec, status: str, given: set[str], steps: dict[str, Any], output: Any,

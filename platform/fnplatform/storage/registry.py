@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fn import Conflict, FunctionSpec
@@ -194,6 +195,25 @@ class Registry(Database):
             session.add(row)
             session.flush()
             return _key(row), plaintext
+
+    def ensure_key(self, plaintext: str, name: str, role: str = "admin") -> tuple[KeyRecord, bool]:
+        """The key with this exact plaintext, stored only as its hash: (its record, revoked or not, False) when
+        it exists, else (a new record, True)."""
+        digest = hash_key(plaintext)
+        for _ in range(2):
+            with self._session() as session:
+                row = session.scalar(select(_ApiKey).where(_ApiKey.hash == digest))
+                if row is not None:
+                    return _key(row), False
+            try:
+                with self._session() as session:
+                    row = _ApiKey(id=secrets.token_hex(4), name=name, hash=digest, role=role)
+                    session.add(row)
+                    session.flush()
+                    return _key(row), True
+            except IntegrityError:
+                continue  # another process stored the same key (or drew the same id) meanwhile: read it again
+        raise RuntimeError(f"could not store API key {name!r}: its hash or id kept colliding")
 
     def verify_key(self, plaintext: str) -> KeyRecord | None:
         with self._session() as session:

@@ -103,10 +103,10 @@ module "ray" {
   bundles_bucket_arn  = module.bundles.bucket_arn
   bundles_kms_key_arn = module.bundles.kms_key_arn
 
-  database_url_secret_arn = module.registry.database_url_secret_arn
-  database_kms_key_arn    = module.registry.kms_key_arn
+  database_url = module.registry.database_url
 
   internal_client_cidrs = concat([module.network.vpc_cidr_block], var.extra_internal_client_cidrs)
+  tls_certificate_arn   = var.tls_certificate_arn
 
   depends_on = [module.karpenter, module.lb_controller]
 }

@@ -24,7 +24,7 @@ output "control_plane_endpoint" {
 }
 
 output "database_url_secret_arn" {
-  description = "Secrets Manager secret holding FN_DATABASE_URL (read by the control plane at start)."
+  description = "Secrets Manager secret holding FN_DATABASE_URL (the record for operators and tools; the pods read the Kubernetes Secret fn-database-url)."
   value       = module.registry.database_url_secret_arn
 }
 
@@ -36,4 +36,9 @@ output "ray_address" {
 output "ray_namespace" {
   description = "Kubernetes namespace of the RayCluster and the control plane."
   value       = module.ray.namespace
+}
+
+output "admin_key_secret" {
+  description = "Kubernetes Secret in ray_namespace whose api_key is the bootstrap admin API key: kubectl -n <ray_namespace> get secret <this> -o jsonpath='{.data.api_key}' | base64 -d"
+  value       = module.ray.admin_key_secret
 }

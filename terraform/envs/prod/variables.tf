@@ -200,3 +200,14 @@ variable "log_retention_days" {
     error_message = "log_retention_days must be a CloudWatch retention value of at least 365."
   }
 }
+
+variable "tls_certificate_arn" {
+  type        = string
+  description = "ACM certificate ARN: Serve's and the control plane's internal NLBs then listen on 443 with TLS only (no plaintext listener). The certificate must name the DNS names clients use, pointed (CNAME) at the NLBs. Empty: plain HTTP inside the VPC."
+  default     = ""
+
+  validation {
+    condition     = var.tls_certificate_arn == "" || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]+$", var.tls_certificate_arn))
+    error_message = "tls_certificate_arn must be empty or an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)."
+  }
+}

@@ -178,6 +178,9 @@ resource "aws_eks_addon" "networking" {
   addon_version               = data.aws_eks_addon_version.this[each.value].version
   resolve_conflicts_on_create = "OVERWRITE"
   resolve_conflicts_on_update = "PRESERVE"
+  # The VPC CNI enforces Kubernetes NetworkPolicies only when asked; modules/ray's policies (only
+  # the platform's pods reach Ray's ports) depend on it.
+  configuration_values = each.value == "vpc-cni" ? jsonencode({ enableNetworkPolicy = "true" }) : null
 }
 
 # CoreDNS needs a node to run on; the pod identity agent serves credentials to Karpenter,

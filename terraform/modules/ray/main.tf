@@ -1,7 +1,8 @@
 # KubeRay operator, the fn RayCluster (api head + api/cpu/gpu worker groups), the fn control
 # plane (fnctl server) and the two internal load balancers (Serve on 8000, control-plane API),
-# plus the pod identities that give Ray read access and the control plane write access to
-# the bundles bucket.
+# plus the pod identities that give Ray read access (and write access to flow blobs) and the
+# control plane write access to the bundles bucket. Secrets are in secrets.tf, network
+# policies in network_policy.tf.
 
 data "aws_caller_identity" "current" {}
 
@@ -15,17 +16,9 @@ locals {
   serve_port         = 8000
   fn_home            = "/tmp/fn"
 
-  # Reads the database URL from Secrets Manager with the pod's identity, then becomes
-  # fnctl with the given arguments (the URL never sits in Terraform-managed Kubernetes state).
-  control_plane_launcher = <<-PY
-    import os, sys
-    arn = os.environ.pop("FN_DATABASE_URL_SECRET_ARN", "")
-    if arn and not os.environ.get("FN_DATABASE_URL"):
-        import boto3
-        secret = boto3.client("secretsmanager").get_secret_value(SecretId=arn)
-        os.environ["FN_DATABASE_URL"] = secret["SecretString"]
-    os.execvp("fnctl", ["fnctl", *sys.argv[1:]])
-  PY
+  # Every blob flows write (fnplatform.flows.run.BLOB_PREFIX; terraform/tests ties the two): the one
+  # prefix the Ray pods may write, because the flows gateway and run actors run there.
+  flow_blobs_prefix = "blobs/"
 
   raycluster_yaml = templatefile("${path.module}/raycluster.yaml.tftpl", {
     name                 = var.name
@@ -33,6 +26,8 @@ locals {
     ray_image            = var.ray_image
     ray_version          = var.ray_version
     service_account      = local.ray_sa
+    ray_auth_secret      = local.ray_auth_secret
+    database_url_secret  = local.database_url_secret
     aws_region           = var.region
     bundles_bucket       = var.bundles_bucket_name
     idle_timeout_seconds = var.idle_timeout_seconds
@@ -64,6 +59,21 @@ locals {
     "service.beta.kubernetes.io/aws-load-balancer-scheme"          = "internal"
     "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type" = "ip"
   }
+
+  # With a certificate, each NLB has one TLS listener on 443 (terminated at the NLB, TLS 1.2+) and no
+  # plaintext listener at all: an NLB works at layer 4 and cannot answer with a redirect, and a
+  # redirect would not help anyway, because the first request (with its bearer key) would already have
+  # crossed the network in the clear.
+  tls = var.tls_certificate_arn != ""
+  tls_annotations = {
+    "service.beta.kubernetes.io/aws-load-balancer-ssl-cert"               = var.tls_certificate_arn
+    "service.beta.kubernetes.io/aws-load-balancer-ssl-ports"              = "443"
+    "service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy" = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+  }
+  lb_annotations        = merge(local.internal_nlb_annotations, local.tls ? local.tls_annotations : {})
+  lb_scheme             = local.tls ? "https" : "http"
+  serve_lb_port         = local.tls ? 443 : local.serve_port
+  control_plane_lb_port = local.tls ? 443 : var.control_plane.port
 }
 
 # --- namespace and operator --------------------------------------------------------------------------
@@ -162,7 +172,8 @@ resource "aws_iam_role" "control_plane" {
   assume_role_policy = data.aws_iam_policy_document.assume[local.control_plane_sa].json
 }
 
-# Ray pods: read bundles (raylet downloads runtime_env working_dir s3:// zips), nothing else.
+# Ray pods: read bundles (raylet downloads runtime_env working_dir s3:// zips) and flow blobs, write
+# flow blobs (the flows gateway stores bytes inputs, run actors store step results), nothing else.
 data "aws_iam_policy_document" "ray" {
   statement {
     sid       = "ListBundles"
@@ -182,6 +193,12 @@ data "aws_iam_policy_document" "ray" {
     resources = [var.bundles_kms_key_arn]
   }
 
+  statement {
+    sid       = "WriteFlowBlobs"
+    actions   = ["s3:PutObject"]
+    resources = ["${var.bundles_bucket_arn}/${local.flow_blobs_prefix}*"]
+  }
+
   dynamic "statement" {
     for_each = length(var.ray_write_prefixes) > 0 ? [1] : []
     content {
@@ -191,24 +208,22 @@ data "aws_iam_policy_document" "ray" {
     }
   }
 
-  dynamic "statement" {
-    for_each = length(var.ray_write_prefixes) > 0 ? [1] : []
-    content {
-      sid       = "EncryptAllowedPrefixes"
-      actions   = ["kms:GenerateDataKey"]
-      resources = [var.bundles_kms_key_arn]
-    }
+  # SSE-KMS: a PutObject needs a data key from the bucket's key.
+  statement {
+    sid       = "EncryptFlowBlobs"
+    actions   = ["kms:GenerateDataKey"]
+    resources = [var.bundles_kms_key_arn]
   }
 }
 
 resource "aws_iam_role_policy" "ray" {
-  name   = "read-bundles"
+  name   = "bundles-and-flow-blobs"
   role   = aws_iam_role.ray.id
   policy = data.aws_iam_policy_document.ray.json
 }
 
 # Control plane: read and write bundles (kms:GenerateDataKey is what an SSE-KMS PutObject
-# needs), read its database URL secret.
+# needs). Its database URL and keys come from Kubernetes Secrets (secrets.tf), not from AWS.
 data "aws_iam_policy_document" "control_plane" {
   statement {
     sid       = "ListBundles"
@@ -228,22 +243,6 @@ data "aws_iam_policy_document" "control_plane" {
     resources = [var.bundles_kms_key_arn]
   }
 
-  statement {
-    sid       = "ReadDatabaseUrl"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [var.database_url_secret_arn]
-  }
-
-  statement {
-    sid       = "DecryptDatabaseUrl"
-    actions   = ["kms:Decrypt"]
-    resources = [var.database_kms_key_arn]
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = ["secretsmanager.${var.region}.amazonaws.com"]
-    }
-  }
 }
 
 resource "aws_iam_role_policy" "control_plane" {
@@ -276,16 +275,18 @@ resource "kubectl_manifest" "raycluster" {
     helm_release.kuberay_operator,
     kubernetes_service_account_v1.ray,
     aws_eks_pod_identity_association.ray,
+    kubernetes_secret_v1.ray_auth,
+    kubernetes_secret_v1.database_url,
   ]
 }
 
-# Serve's HTTP proxy on the head pod, through an internal NLB. Nothing else of Ray leaves the
-# cluster: no dashboard (8265), no GCS (6379), no Ray client (10001).
+# Serve's HTTP proxy on the head pod, through an internal NLB (TLS on 443 with a certificate).
+# Nothing else of Ray leaves the cluster: no dashboard (8265), no GCS (6379), no Ray client (10001).
 resource "kubernetes_service_v1" "serve" {
   metadata {
     name        = "fn-serve"
     namespace   = kubernetes_namespace_v1.fn.metadata[0].name
-    annotations = local.internal_nlb_annotations
+    annotations = local.lb_annotations
   }
 
   spec {
@@ -299,9 +300,9 @@ resource "kubernetes_service_v1" "serve" {
     }
 
     port {
-      name        = "serve"
+      name        = local.lb_scheme
       protocol    = "TCP"
-      port        = local.serve_port
+      port        = local.serve_lb_port
       target_port = local.serve_port
     }
   }
@@ -360,7 +361,7 @@ resource "kubernetes_deployment_v1" "control_plane" {
           name              = "control-plane"
           image             = var.ray_image
           image_pull_policy = "Always"
-          command           = ["python", "-c", local.control_plane_launcher]
+          command           = ["fnctl"]
           args              = var.control_plane.args
 
           env {
@@ -371,9 +372,38 @@ resource "kubernetes_deployment_v1" "control_plane" {
             name  = "FN_S3_BUCKET"
             value = var.bundles_bucket_name
           }
+          # Secrets by reference (secrets.tf): nothing of them in the pod spec or in Ray's init arguments.
           env {
-            name  = "FN_DATABASE_URL_SECRET_ARN"
-            value = var.database_url_secret_arn
+            name = "FN_DATABASE_URL"
+            value_from {
+              secret_key_ref {
+                name = local.database_url_secret
+                key  = "url"
+              }
+            }
+          }
+          env {
+            name = "FN_ADMIN_KEY"
+            value_from {
+              secret_key_ref {
+                name = local.admin_key_secret
+                key  = "api_key"
+              }
+            }
+          }
+          # The Ray cluster requires its token (RAY_AUTH_MODE=token), the Ray client connection included.
+          env {
+            name  = "RAY_AUTH_MODE"
+            value = "token"
+          }
+          env {
+            name = "RAY_AUTH_TOKEN"
+            value_from {
+              secret_key_ref {
+                name = local.ray_auth_secret
+                key  = "auth_token"
+              }
+            }
           }
           env {
             name  = "AWS_REGION"
@@ -383,7 +413,7 @@ resource "kubernetes_deployment_v1" "control_plane" {
             name  = "AWS_DEFAULT_REGION"
             value = var.region
           }
-          # FN_HOME (where fnctl server writes the bootstrap admin key, credentials.json) and
+          # FN_HOME (runtime files; no credentials.json, FN_ADMIN_KEY is set) and
           # the bundle cache live on the writable /tmp volume. The cache path is also handed
           # to replicas, so it must be writable in the Ray pods too (it is: /tmp).
           env {
@@ -461,6 +491,9 @@ resource "kubernetes_deployment_v1" "control_plane" {
     kubectl_manifest.raycluster,
     aws_eks_pod_identity_association.control_plane,
     kubernetes_service_account_v1.control_plane,
+    kubernetes_secret_v1.database_url,
+    kubernetes_secret_v1.admin_key,
+    kubernetes_secret_v1.ray_auth,
   ]
 }
 
@@ -468,7 +501,7 @@ resource "kubernetes_service_v1" "control_plane" {
   metadata {
     name        = local.control_plane_name
     namespace   = kubernetes_namespace_v1.fn.metadata[0].name
-    annotations = local.internal_nlb_annotations
+    annotations = local.lb_annotations
   }
 
   spec {
@@ -479,9 +512,9 @@ resource "kubernetes_service_v1" "control_plane" {
     selector = { "app.kubernetes.io/name" = local.control_plane_name }
 
     port {
-      name        = "http"
+      name        = local.lb_scheme
       protocol    = "TCP"
-      port        = var.control_plane.port
+      port        = local.control_plane_lb_port
       target_port = var.control_plane.port
     }
   }

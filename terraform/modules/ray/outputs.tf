@@ -1,11 +1,11 @@
 output "serve_endpoint" {
-  description = "Internal URL of Ray Serve's HTTP ingress (POST /<function>), through the internal NLB."
-  value       = "http://${kubernetes_service_v1.serve.status[0].load_balancer[0].ingress[0].hostname}:8000"
+  description = "Internal URL of Ray Serve's HTTP ingress (POST /<function>), through the internal NLB: http on 8000, or https on 443 with tls_certificate_arn (then use your DNS name for the NLB, the one the certificate names)."
+  value       = "${local.lb_scheme}://${kubernetes_service_v1.serve.status[0].load_balancer[0].ingress[0].hostname}:${local.serve_lb_port}"
 }
 
 output "control_plane_endpoint" {
-  description = "Internal URL of the fn control plane API: the FN_API_URL users give fnctl."
-  value       = "http://${kubernetes_service_v1.control_plane.status[0].load_balancer[0].ingress[0].hostname}:${var.control_plane.port}"
+  description = "Internal URL of the fn control plane API: the FN_API_URL users give fnctl (https on 443 with tls_certificate_arn; then use your DNS name for the NLB)."
+  value       = "${local.lb_scheme}://${kubernetes_service_v1.control_plane.status[0].load_balancer[0].ingress[0].hostname}:${local.control_plane_lb_port}"
 }
 
 output "ray_address" {
@@ -24,11 +24,16 @@ output "raycluster_name" {
 }
 
 output "ray_role_arn" {
-  description = "IAM role of the Ray pods (read-only on the bundles bucket)."
+  description = "IAM role of the Ray pods (reads the bundles bucket, writes only flow blobs under blobs/)."
   value       = aws_iam_role.ray.arn
 }
 
 output "control_plane_role_arn" {
-  description = "IAM role of the control plane (read/write on the bundles bucket, reads the database URL secret)."
+  description = "IAM role of the control plane (read/write on the bundles bucket)."
   value       = aws_iam_role.control_plane.arn
+}
+
+output "admin_key_secret" {
+  description = "Kubernetes Secret (namespace fn) whose api_key is the bootstrap admin API key (FN_ADMIN_KEY of the control plane)."
+  value       = kubernetes_secret_v1.admin_key.metadata[0].name
 }

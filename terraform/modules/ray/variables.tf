@@ -173,7 +173,7 @@ variable "bundles_kms_key_arn" {
 
 variable "ray_write_prefixes" {
   type        = list(string)
-  description = "Key prefixes of the bundles bucket the Ray pods may also write (e.g. [\"flows/\"] if flow checkpoints are written from Ray actors). Empty: Ray pods are read-only."
+  description = "Key prefixes of the bundles bucket the Ray pods may write besides blobs/ (flow inputs and step results, always writable). Empty: blobs/ only."
   default     = []
 
   validation {
@@ -182,14 +182,26 @@ variable "ray_write_prefixes" {
   }
 }
 
-variable "database_url_secret_arn" {
+variable "database_url" {
   type        = string
-  description = "Secrets Manager secret holding FN_DATABASE_URL; read by the control plane at start."
+  description = "FN_DATABASE_URL (the registry's SQLAlchemy URL, password included). Stored in the Kubernetes Secret fn-database-url, read by the control plane and the api-pool Ray pods."
+  sensitive   = true
+
+  validation {
+    condition     = can(regex("^postgresql\\+psycopg://", var.database_url))
+    error_message = "database_url must be a postgresql+psycopg:// URL (modules/registry output database_url)."
+  }
 }
 
-variable "database_kms_key_arn" {
+variable "tls_certificate_arn" {
   type        = string
-  description = "KMS key encrypting the database URL secret."
+  description = "ACM certificate ARN for TLS on both internal NLBs (Serve and the control-plane API): each then listens on 443 with TLS only, and has no plaintext listener. Its names must be the DNS names clients use (CNAMEs to the NLBs). Empty: plain HTTP on 8000 and the control-plane port."
+  default     = ""
+
+  validation {
+    condition     = var.tls_certificate_arn == "" || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]+$", var.tls_certificate_arn))
+    error_message = "tls_certificate_arn must be empty or an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)."
+  }
 }
 
 variable "control_plane" {

@@ -18,5 +18,9 @@ terraform {
       source  = "hashicorp/kubernetes"
       version = "~> 2.38"
     }
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.7"
+    }
   }
 }

@@ -222,9 +222,10 @@ resource "aws_secretsmanager_secret" "database_url" {
   recovery_window_in_days = 30
 }
 
-resource "aws_secretsmanager_secret_version" "database_url" {
-  secret_id = aws_secretsmanager_secret.database_url.id
-  secret_string = format(
+locals {
+  # Also handed to modules/ray (output database_url), which puts it in the Kubernetes Secret the control
+  # plane and the api-pool Ray pods read FN_DATABASE_URL from.
+  database_url = format(
     "postgresql+psycopg://%s:%s@%s:%d/%s?sslmode=require",
     var.master_username,
     random_password.master.result,
@@ -232,4 +233,9 @@ resource "aws_secretsmanager_secret_version" "database_url" {
     aws_db_instance.registry.port,
     var.database_name,
   )
+}
+
+resource "aws_secretsmanager_secret_version" "database_url" {
+  secret_id     = aws_secretsmanager_secret.database_url.id
+  secret_string = local.database_url
 }

@@ -3,6 +3,12 @@ output "database_url_secret_arn" {
   value       = aws_secretsmanager_secret.database_url.arn
 }
 
+output "database_url" {
+  description = "FN_DATABASE_URL itself (postgresql+psycopg://..., sslmode=require), for the Kubernetes Secret modules/ray creates. Sensitive."
+  value       = local.database_url
+  sensitive   = true
+}
+
 output "kms_key_arn" {
   description = "KMS key encrypting the database, its Performance Insights data, logs and the connection secret (readers of the secret need kms:Decrypt on it)."
   value       = aws_kms_key.registry.arn

@@ -1,0 +1,155 @@
+"""Secrets the platform takes from its environment: the bootstrap admin key (FN_ADMIN_KEY) and the
+registry URL of the flows gateway and run actors (FN_DATABASE_URL), never from init arguments."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fn
+from fnplatform.control.server import ensure_admin_key
+from fnplatform.control.settings import PlatformSettings
+from fnplatform.flows.run import FlowRun
+from fnplatform.flows.state import database_url_from_env
+from fnplatform.keys import hash_key
+from fnplatform.storage.blobs import StoreConfig
+from fnplatform.storage.registry import Registry
+
+ADMIN_KEY = "k" * 20 + "Zq-_.~0123456789abc"  # 39 characters from the allowed set
+
+
+def _settings(tmp_path: Path) -> PlatformSettings:
+    settings = PlatformSettings.from_env(home=tmp_path / "home", store=StoreConfig(kind="local", root=str(tmp_path / "s")))
+    settings.home.mkdir(exist_ok=True)
+    return settings
+
+
+# --- FN_ADMIN_KEY ----------------------------------------------------------------------------------
+
+
+def test_two_starts_with_the_same_env_key_store_one_key_only_as_its_hash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FN_ADMIN_KEY", ADMIN_KEY)
+    for _ in range(2):  # two control-plane starts against the same registry
+        settings = _settings(tmp_path)
+        ensure_admin_key(settings, Registry(settings.database_url))
+    registry = Registry(settings.database_url)
+    keys = registry.keys()
+    assert len(keys) == 1 and keys[0].role == "admin" and not keys[0].revoked
+    assert registry.verify_key(ADMIN_KEY) == keys[0]
+    assert registry.key_hashes() == [hash_key(ADMIN_KEY)]
+    database = Path(settings.database_url.removeprefix("sqlite:///"))
+    assert ADMIN_KEY.encode() not in database.read_bytes()
+    # The key's owner (a Kubernetes Secret) keeps it: no plaintext copy in FN_HOME.
+    assert not (settings.home / "credentials.json").exists()
+
+
+def test_a_revoked_env_key_stays_revoked_after_a_restart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("FN_ADMIN_KEY", ADMIN_KEY)
+    settings = _settings(tmp_path)
+    registry = Registry(settings.database_url)
+    ensure_admin_key(settings, registry)
+    assert registry.revoke_key(registry.keys()[0].id)
+    with caplog.at_level(logging.WARNING, logger="fnplatform"):
+        ensure_admin_key(_settings(tmp_path), registry)
+    assert registry.verify_key(ADMIN_KEY) is None
+    assert len(registry.keys()) == 1
+    assert "FN_ADMIN_KEY is revoked" in caplog.text and ADMIN_KEY not in caplog.text
+
+
+def test_without_an_env_key_restarts_reuse_the_key_in_the_credentials_file(tmp_path: Path) -> None:
+    for _ in range(2):
+        settings = _settings(tmp_path)
+        ensure_admin_key(settings, Registry(settings.database_url))
+    assert len(Registry(settings.database_url).keys()) == 1
+    assert (settings.home / "credentials.json").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("short", "has 5 characters"),
+    (ADMIN_KEY + "\n", "contains whitespace (a trailing newline from echo?)"),
+    (ADMIN_KEY + "$", "contains characters other than letters, digits and - _ . ~"),
+])
+def test_a_bad_env_key_is_refused_without_quoting_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str,
+                                                     problem: str) -> None:
+    monkeypatch.setenv("FN_ADMIN_KEY", value)
+    with pytest.raises(fn.ConfigError) as info:
+        PlatformSettings.from_env(home=tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"FN_ADMIN_KEY {problem}; it must be at least 32 random letters")
+    assert value.strip() not in message
+
+
+def test_the_env_key_is_not_in_the_settings_repr(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FN_ADMIN_KEY", ADMIN_KEY)
+    settings = PlatformSettings.from_env(home=tmp_path)
+    assert settings.admin_key == ADMIN_KEY and ADMIN_KEY not in repr(settings)
+
+
+def test_ensure_key_returns_the_existing_record(tmp_path: Path) -> None:
+    registry = Registry(f"sqlite:///{tmp_path / 'r.db'}")
+    record, created = registry.ensure_key(ADMIN_KEY, "bootstrap")
+    again, created_again = registry.ensure_key(ADMIN_KEY, "another name")
+    assert created and not created_again and again == record and again.name == "bootstrap"
+
+
+# --- FN_DATABASE_URL ----------------------------------------------------------------------------------
+
+SECRET_URL = "postgresql+psycopg://fn:S3cretPassw0rdSentinel@db.internal:5432/fn?sslmode=require"
+
+
+def test_the_deployer_passes_no_database_url_to_the_platform_apps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray import serve
+
+    from fnplatform.control.deployer import DeployContext, Deployer
+
+    monkeypatch.setenv("FN_DATABASE_URL", SECRET_URL)
+    settings = _settings(tmp_path)
+    assert settings.database_url == SECRET_URL
+    captured: list[Any] = []
+    monkeypatch.setattr(serve, "run_many", lambda targets, **_: captured.extend(targets))
+    store = StoreConfig(kind="local", root=str(tmp_path / "s"))
+    Deployer(Registry(f"sqlite:///{tmp_path / 'r.db'}"), DeployContext(store=store, cache_dir=str(tmp_path))).ensure_gateway()
+    assert {t.name for t in captured} == {"_fn_gateway", "_fn_flows"}
+    # What Serve's controller would keep and show: the applications with their init arguments.
+    sent = pickle.dumps([t.target for t in captured])
+    assert b"S3cretPassw0rdSentinel" not in sent and b"postgresql" not in sent
+    assert store.to_dict()["root"].encode() in sent  # the flows gateway still gets its store
+
+
+def test_flow_processes_read_the_database_url_from_their_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'flows.db'}"
+    monkeypatch.setenv("FN_DATABASE_URL", url)
+    assert database_url_from_env() == url
+    run = FlowRun("r1", {"kind": "local", "root": str(tmp_path / "s")}, runtime=object())
+    assert run._db.url == url
+
+
+def test_a_flow_process_without_the_database_url_says_where_it_comes_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FN_DATABASE_URL", raising=False)
+    with pytest.raises(fn.ConfigError, match=r"FN_DATABASE_URL is not set in this Ray worker's environment; .*Secret"):
+        database_url_from_env()
+
+
+def test_the_local_platform_hands_its_database_url_to_the_ray_it_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fnplatform.control.local import prepare_environment
+
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # prepare_environment writes Ray's settings here
+    monkeypatch.setenv("FN_RUNTIME_DIR", f"/tmp/fnu{os.getpid() % 100000}")
+    settings = PlatformSettings.from_env(home=tmp_path, ingress="proxy")
+    assert settings.database_url == f"sqlite:///{tmp_path / 'registry.db'}"
+    try:
+        prepare_environment(settings)
+        assert os.environ["FN_DATABASE_URL"] == settings.database_url
+    finally:
+        for path in (settings.ray_temp_dir, settings.runtime_dir):
+            if path.is_dir():
+                path.rmdir()

@@ -183,11 +183,10 @@ class Registry(Database):
 
     # API keys -------------------------------------------------------------------------------
     def create_key(self, name: str, role: str = "invoke", *, functions: list[str] | None = None,
-                   flows: list[str] | None = None, rate_limit: float | None = None,
-                   plaintext: str | None = None) -> tuple[KeyRecord, str]:
-        """A new key (least privilege by default); *plaintext* adopts a key made elsewhere (a bootstrap secret)."""
+                   flows: list[str] | None = None, rate_limit: float | None = None) -> tuple[KeyRecord, str]:
+        """A new key, least privilege by default; its plaintext is returned once and never stored."""
         key_id = secrets.token_hex(4)
-        plaintext = plaintext or f"fn_{key_id}_{secrets.token_urlsafe(32)}"
+        plaintext = f"fn_{key_id}_{secrets.token_urlsafe(32)}"
         with self._session() as session:
             row = _ApiKey(id=key_id, name=name, hash=hash_key(plaintext), role=role,
                           functions=json.dumps(sorted(set(functions))) if functions is not None else None,

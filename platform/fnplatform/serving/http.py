@@ -110,5 +110,12 @@ def error_response(status: int, error_type: str, message: str, request_id: str, 
                     headers={"x-request-id": request_id})
 
 
+def not_found_response(path: str, request_id: str) -> Response:
+    """The 404 of a path that names no function; an internal function's path gets it word for word, so HTTP
+    cannot tell an internal function from none."""
+    message = f"no function is deployed at {path!r}" if path.strip("/") else "no function named; POST to /<function>"
+    return error_response(404, "NotFound", f"{message}; list functions with 'fnctl ls'", request_id)
+
+
 def client_error_response(exc: ClientError, request_id: str) -> Response:
     return error_response(exc.status, exc.error_type or type(exc).__name__, exc.message, request_id, exc.detail)

@@ -91,7 +91,7 @@ def test_a_good_item_keeps_its_metadata() -> None:
     ({"id": True, "text": "x"}, "'id' must be"),
     ({"text": "x", "topic": 5}, "metadata field 'topic' is a str field of 'text' (searches filter on it), got int"),
     ({"text": "x", "source": {"path": "a"}}, "metadata field 'source' is a str field"),
-    ({"text": "x", "topic": "t" * 201}, "metadata field 'topic': at most 200 characters"),
+    ({"text": "x", "topic": "t" * 1025}, "metadata field 'topic': at most 1024 characters"),
     ({"text": "x", "topic": "a\nb"}, "without control characters"),
     ({"text": "x", "position": "abc"}, "not one the pipeline sets"),
     ({"text": "x", "vector": [1, 2]}, "not one the pipeline sets"),

@@ -23,7 +23,7 @@ OPERATORS = ("in", *RANGE_OPERATORS)
 MAX_FIELDS = 8
 MAX_IN_VALUES = 32
 MAX_VALUES = 64  # in the whole filter
-MAX_STRING_CHARS = 200
+MAX_STRING_CHARS = 1024  # a file path or an s3:// key as `source`
 INT64 = 2**63
 EXAMPLE = '{"topic": "music"}, {"topic": {"in": ["music", "art"]}} or {"position": {"gte": 0, "lt": 3}}'
 

@@ -23,7 +23,7 @@ METRICS = ("COSINE", "IP", "L2")
 INDEXES = ("FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX")
 RESERVED_FIELDS = {"pk", "vector", "item_key", "content_sha"}
 FIELD_NAME = r"[a-z_][a-z0-9_]{0,63}"
-MAX_EXPRESSION_CHARS = 64 * 1024  # search filters are built by filters.build_filter, far below this
+MAX_EXPRESSION_CHARS = 256 * 1024  # search filters are built by filters.build_filter, below this
 
 
 class StoreError(fn.ClientError):

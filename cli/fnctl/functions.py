@@ -24,8 +24,12 @@ def list_functions(as_json: bool) -> None:
         print_json(rows)
         return
     print_table(["NAME", "POOL", "VERSION", "STATUS", "REPLICAS", "ENDPOINT"],
-                [[r["name"], r["pool"], r["version"], r["status"], f"{r['running']}/{r['target']}", r["endpoint"]]
+                [[r["name"], r["pool"], r["version"], r["status"], f"{r['running']}/{r['target']}", _endpoint(r)]
                  for r in rows], empty="no functions deployed; deploy some with 'fnctl deploy PATH'")
+
+
+def _endpoint(info: dict[str, Any]) -> str:
+    return "internal (no HTTP)" if info.get("internal") else str(info["endpoint"])
 
 
 @click.command()
@@ -37,7 +41,9 @@ def describe(name: str, as_json: bool) -> None:
     if as_json:
         print_json(info)
         return
-    console.print(f"[bold]{info['name']}[/]  {info['endpoint']}")
+    console.print(f"[bold]{info['name']}[/]  {_endpoint(info)}")
+    if info.get("internal"):
+        console.print("internal: only other functions (fn.call inside the cluster) and flows call it; HTTP gets 404")
     console.print(f"active version: {info['active_version']}   bundle sha256: {info['bundle_sha256']}")
     console.print(f"status: {info['app_status']}   replicas running/target: {info['running']}/{info['target']}")
     if info.get("message"):
@@ -71,8 +77,25 @@ def invoke(name: str, data: str | None, timeout: float | None, as_json: bool) ->
             raise click.BadParameter(f"not valid JSON ({exc}); e.g. --data '{{\"a\": 2}}'", param_hint="--data") from None
         if not isinstance(arguments, dict):
             raise click.BadParameter("must be a JSON object mapping parameter names to values", param_hint="--data")
-    result = fn.ref(name, timeout=timeout).call(**arguments)
+    try:
+        result = fn.ref(name, timeout=timeout).call(**arguments)
+    except fn.NotFound:
+        if _is_internal(name):
+            raise click.ClickException(
+                f"{name} is internal (internal=True): it has no HTTP endpoint, so it cannot be invoked from outside the "
+                f"cluster; call it from another function (fn.call) or a flow, or invoke the flow or function that "
+                f"calls it") from None
+        raise
     click.echo(json.dumps(result, indent=2 if as_json else None))
+
+
+def _is_internal(name: str) -> bool:
+    """Whether the control plane knows *name* as an internal function (asked only after its endpoint said 404)."""
+    try:
+        info = Api().get(f"/v1/functions/{name}")
+    except fn.FnError:
+        return False
+    return bool(isinstance(info, dict) and info.get("internal"))
 
 
 @click.command()

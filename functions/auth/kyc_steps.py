@@ -5,6 +5,8 @@
     selfie --> kyc-face  (GPU pool: detect + embed the selfie's and the portrait's faces) -----+    approve/review/reject
            \\-> kyc-quality (CPU: blur, brightness, face count, replay of the portrait) --------+
 
+Every step is internal (``internal=True``): only the flow calls it, so no one can send a step forged
+inputs or forged results of earlier steps over HTTP; the flow is the one entry point (``/flows/kyc``).
 Every step returns a JSON dict with ``problems`` instead of raising, so a bad photo gives the
 case a reason rather than failing the run. The heavy imports (OpenCV, onnxruntime, dlib) happen
 inside the functions and ``setup()``, never at import time: packaging imports this module to
@@ -22,7 +24,7 @@ OCR_OPTIONS: dict[str, Any] = {"pool": "cpu", "cpus": 1, "memory_mb": 1024, "min
                                "target_concurrency": 1, "max_concurrency": 8, "timeout_s": 120, "idle_timeout_s": 60}
 
 
-@fn.model(name="kyc-front", **OCR_OPTIONS)
+@fn.model(name="kyc-front", internal=True, **OCR_OPTIONS)
 class KycFront:
     """Card front photo -> printed fields, the portrait (JPEG base64) and problems."""
 
@@ -35,7 +37,7 @@ class KycFront:
         return read_front(front)
 
 
-@fn.model(name="kyc-back", **OCR_OPTIONS)
+@fn.model(name="kyc-back", internal=True, **OCR_OPTIONS)
 class KycBack:
     """Card back photo -> the MRZ's lines, fields and check-digit results, and problems."""
 
@@ -49,7 +51,7 @@ class KycBack:
 
 
 @fn.model(name="kyc-face", pool="gpu", gpus=0.25, cpus=1, memory_mb=1024, min_replicas=0, max_replicas=2,
-          target_concurrency=1, max_concurrency=8, timeout_s=120, idle_timeout_s=60)
+          target_concurrency=1, max_concurrency=8, timeout_s=120, idle_timeout_s=60, internal=True)
 class KycFace:
     """Selfie vs card portrait: face detection (yuface, dlib HOG fallback) and dlib ResNet embeddings.
 
@@ -67,7 +69,7 @@ class KycFace:
 
 
 @fn.model(name="kyc-quality", pool="cpu", cpus=0.5, memory_mb=512, min_replicas=0, max_replicas=4,
-          target_concurrency=1, max_concurrency=8, timeout_s=60, idle_timeout_s=60)
+          target_concurrency=1, max_concurrency=8, timeout_s=60, idle_timeout_s=60, internal=True)
 class KycQuality:
     """Selfie quality and liveness-lite: blur, brightness, face count, replay of the card portrait."""
 
@@ -80,7 +82,7 @@ class KycQuality:
         return assess_quality(self.models, selfie, kyc_front)
 
 
-@fn.function(name="kyc-decide", pool="cpu", cpus=0.25, min_replicas=0, max_replicas=4, timeout_s=30)
+@fn.function(name="kyc-decide", pool="cpu", cpus=0.25, min_replicas=0, max_replicas=4, timeout_s=30, internal=True)
 def kyc_decide(kyc_front: dict[str, Any], kyc_back: dict[str, Any], kyc_face: dict[str, Any],
                kyc_quality: dict[str, Any]) -> dict[str, Any]:
     """approve / review / reject with every reason, the document's data and the face distance."""

@@ -102,7 +102,8 @@ def function(target: Any = None, /, **options: Any) -> Any:
     ``max_replicas`` (default 4), ``target_concurrency`` (default 2), ``max_concurrency``
     (default 100), ``idle_timeout_s`` (seconds at zero load before scaling to zero, default 60),
     ``timeout_s`` (per call, default 300), ``requirements`` (pip strings), ``env``, ``public``
-    (HTTP without an API key, default False).
+    (HTTP without an API key, default False), ``internal`` (no HTTP route: only other functions and
+    flows call it, default False).
 
     Example::
 

@@ -38,6 +38,9 @@ _HINTS: dict[str, str] = {
                     "project's requirements.txt is added), e.g. requirements=['numpy>=2']",
     "env": "environment variables for the replicas, a dict of str to str",
     "public": "True to serve HTTP without an API key",
+    "internal": "True for a step or store that only other functions (fn.call inside the cluster) and flows call: "
+                "it gets no HTTP route, and an HTTP request for it (fn.call from outside the cluster too) gets the "
+                "404 of a function that does not exist; not with public or route",
     "artifacts": "model files stored beside the bundle: a dict of name to a file path relative to the declaring "
                  "module, e.g. artifacts={'model': 'models/encoder.onnx'}; read with fn.artifact('model'). fnctl deploy "
                  "uploads each once by sha256, replicas fetch it once per node (hash-verified); a new file is a new version",
@@ -71,6 +74,7 @@ class FunctionSpec(BaseModel):
     requirements: tuple[str, ...] = Field(default=(), description=_HINTS['requirements'])
     env: dict[str, str] = Field(default_factory=dict, description=_HINTS['env'])
     public: bool = Field(default=False, description=_HINTS['public'])
+    internal: bool = Field(default=False, description=_HINTS['internal'])
     artifacts: dict[str, str] = Field(default_factory=dict, description=_HINTS['artifacts'])
     max_batch_size: int = Field(default=1, ge=1, le=4096, description=_HINTS['max_batch_size'])
     max_wait_ms: float = Field(default=10, ge=0, le=10000, description=_HINTS['max_wait_ms'])
@@ -146,6 +150,12 @@ class FunctionSpec(BaseModel):
             raise ValueError(
                 f"max_concurrency ({self.max_concurrency}) must be >= target_concurrency "
                 f"({self.target_concurrency}); raise max_concurrency or lower target_concurrency"
+            )
+        if self.internal and (self.public or self.route):
+            other = "public=True" if self.public else f"route={self.route!r}"
+            raise ValueError(
+                f"internal=True and {other} contradict each other: an internal function has no HTTP endpoint; "
+                f"drop internal=True to serve it over HTTP, or drop {other.split('=')[0]}"
             )
         return self
 

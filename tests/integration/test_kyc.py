@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,3 +64,18 @@ def test_not_an_image_gives_a_reason_not_a_crash(kyc: Platform) -> None:
     output = _run(b"this is not an image", case.back, case.selfie)
     assert output["decision"] in {"review", "reject"}
     assert output["reasons"], output
+
+
+def test_the_steps_are_not_on_http_only_the_flow_is(kyc: Platform) -> None:
+    forged = {"kyc_front": {"fields": {}, "problems": []}, "kyc_back": {"mrz": {"valid": True}, "problems": []},
+              "kyc_face": {"distance": 0.1, "problems": []}, "kyc_quality": {"problems": []}}
+    with kyc.client() as client:
+        missing = client.post("/no-such-function", json={})
+        for name, body in (("kyc-decide", forged), ("kyc-face", {"selfie": "", "kyc_front": {}}),
+                           ("kyc-front", {}), ("kyc-back", {}), ("kyc-quality", {})):
+            response = client.post(f"/{name}", json=body)
+            assert response.status_code == 404, (name, response.text)
+            assert response.json()["error"]["message"] == missing.json()["error"]["message"].replace(
+                "no-such-function", name)
+    listed = {row["name"]: row for row in json.loads(kyc.fnctl("ls", "--json").output)}
+    assert all(listed[name]["internal"] for name in ("kyc-front", "kyc-back", "kyc-face", "kyc-quality", "kyc-decide"))

@@ -105,8 +105,22 @@ def _fake_app(platform: FakePlatform) -> Starlette:
             return JSONResponse("late")
         return _error(404, "NotFound", f"no function named {name!r}", "r5")
 
+    async def describe(request: Request) -> Response:
+        name = request.path_params["name"]
+        platform.requests.append({"path": request.url.path, "headers": dict(request.headers), "body": None})
+        if name == "internal-step":  # deployed with internal=True: its endpoint (above) answers 404
+            return JSONResponse({"name": name, "endpoint": None, "internal": True, "spec": {"internal": True}})
+        return _error(404, "NotFound", f"no function named {name!r}", "r6")
+
+    async def list_functions(request: Request) -> JSONResponse:
+        row = {"pool": "cpu", "kind": "function", "version": 1, "status": "RUNNING", "running": 1, "target": 1}
+        return JSONResponse([{**row, "name": "add", "endpoint": f"{platform.url}/add", "internal": False},
+                             {**row, "name": "internal-step", "endpoint": None, "internal": True}])
+
     return Starlette(routes=[
         Route("/v1/info", info, methods=["GET"]),
+        Route("/v1/functions", list_functions, methods=["GET"]),
+        Route("/v1/functions/{name}", describe, methods=["GET"]),
         Route("/fns/{name}", function, methods=["POST"]),
         Route("/{name}", function, methods=["POST"]),
     ])

@@ -120,6 +120,28 @@ def test_invoke_remote_error_is_one_line_with_type_and_request_id(fake_platform:
     assert result.output == "Error: KeyError: 'x' (request id r1)\n"
 
 
+def test_invoke_of_an_internal_function_says_it_is_internal(fake_platform: FakePlatform) -> None:
+    result = CliRunner().invoke(cli, ["invoke", "internal-step", "-d", "{}"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: internal-step is internal (internal=True): it has no HTTP endpoint")
+    assert "call it from another function (fn.call) or a flow" in result.output
+    assert [r["path"] for r in fake_platform.requests] == ["/internal-step", "/v1/functions/internal-step"]
+
+
+def test_ls_shows_an_internal_function_as_internal(fake_platform: FakePlatform) -> None:
+    result = CliRunner().invoke(cli, ["ls"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line.rstrip() for line in result.output.splitlines()[1:]}
+    assert lines["internal-step"].endswith("internal (no HTTP)")
+    assert lines["add"].endswith(f"{fake_platform.url}/add")
+
+
+def test_invoke_of_a_missing_function_is_still_its_404(fake_platform: FakePlatform) -> None:
+    result = CliRunner().invoke(cli, ["invoke", "nothing", "-d", "{}"])
+    assert result.exit_code == 1
+    assert result.output == "Error: NotFound: no function named 'nothing' (request id r5)\n"
+
+
 class FakeEntryPoint:
     def __init__(self, name: str, load: object) -> None:
         self.name = name

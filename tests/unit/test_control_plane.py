@@ -183,3 +183,21 @@ def test_removing_a_function_unpublishes_it(plane: ControlPlane, deploy: Deploy)
     assert plane.deployer.removed == ["add"]  # type: ignore[attr-defined]
     with pytest.raises(fn.NotFound, match="no function named 'add'"):
         plane.delete("add")
+
+
+def test_an_internal_function_deploys_with_no_endpoint_and_is_listed_as_internal(
+        plane: ControlPlane, deploy: Deploy, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fnplatform.serving import ray_compat
+
+    monkeypatch.setattr(ray_compat, "serve_instance_details", lambda: {"applications": {}})  # Serve's replica states
+    job = deploy(project(internal="True"))
+    assert job.results == {"add": {"status": "deployed", "version": 1}}
+    messages = {e["stage"]: e["message"] for e in job.events if e["function"] == "add"}
+    assert messages["deploying"] == "Serve application with no HTTP route (internal)"
+    assert messages["deployed"] == "version 1 internal: called by functions and flows only"
+    hub: InProcessHub = plane.hub  # type: ignore[assignment]
+    assert [(s["name"], s["internal"]) for s in hub.read("functions")] == [("add", True)]  # the gateway leaves it out
+    (row,) = plane.list_functions()
+    assert (row["name"], row["internal"], row["endpoint"]) == ("add", True, None)
+    described = plane.describe("add")
+    assert (described["internal"], described["endpoint"], described["spec"]["internal"]) == (True, None, True)

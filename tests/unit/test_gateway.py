@@ -24,7 +24,8 @@ from fnplatform.serving.hub import Hub
 
 
 def specs() -> list[fn.FunctionSpec]:
-    return [fn.FunctionSpec(name="add"), fn.FunctionSpec(name="vector-search", route="/search/{collection}")]
+    return [fn.FunctionSpec(name="add"), fn.FunctionSpec(name="vector-search", route="/search/{collection}"),
+            fn.FunctionSpec(name="vector-store", internal=True)]
 
 
 def test_a_path_finds_its_function_by_name_or_declared_route() -> None:
@@ -35,6 +36,8 @@ def test_a_path_finds_its_function_by_name_or_declared_route() -> None:
     assert table.find(["vector-search"]) == (table.functions["vector-search"], None)
     assert table.find(["nothing"]) is None
     assert table.find([]) is None
+    assert table.find(["vector-store"]) is None  # internal: as if it did not exist
+    assert set(table.functions) == {"add", "vector-search"}
 
 
 class EchoTransport:
@@ -137,6 +140,21 @@ def test_an_unknown_path_is_a_json_404_naming_it(gateway: tuple[TestClient, Echo
     response = client.post("/nothing", json={})
     assert response.status_code == 404
     assert response.json()["error"]["message"] == "no function is deployed at '/nothing'; list functions with 'fnctl ls'"
+
+
+@pytest.mark.parametrize("method", ["POST", "GET", "PUT", "DELETE"])
+def test_an_internal_function_is_the_same_404_as_a_missing_one_without_a_key_or_a_call(
+        gateway: tuple[TestClient, EchoTransport], method: str) -> None:
+    client, transport = gateway
+    internal = client.request(method, "/vector-store", json={"op": "drop", "collection": "text"},
+                              headers={"x-request-id": "r-2"})
+    missing = client.request(method, "/vector-storx", json={"op": "drop", "collection": "text"},
+                             headers={"x-request-id": "r-2"})
+    assert (internal.status_code, missing.status_code) == (404, 404)
+    assert internal.json() == json.loads(missing.content.replace(b"vector-storx", b"vector-store"))
+    assert internal.json()["error"]["message"] == "no function is deployed at '/vector-store'; list functions with 'fnctl ls'"
+    assert client.post("/vector-store/anything", json={}).status_code == 404
+    assert transport.calls == []  # never passed on to the replica
 
 
 def test_a_function_published_after_a_miss_is_found_once_the_miss_interval_has_passed(hub: Hub) -> None:

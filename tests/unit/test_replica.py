@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import time
 import warnings
 from collections.abc import Callable
@@ -171,6 +172,20 @@ def test_a_forwarded_request_is_answered_as_on_the_functions_own_route() -> None
     scope["headers"] = [(b"content-type", b"application/json")]
     assert asyncio.run(replica(add).http("fw-2", scope, b'{"a": 1}'))[0] == 401
 
+
+def test_an_internal_function_answers_http_with_the_404_of_a_missing_one_but_serves_handle_calls() -> None:
+    internal = replica(add, internal=True)
+    response = TestClient(serve_like(internal)).post("/add", json={"a": 1, "b": 2}, headers={**AUTH, "x-request-id": "i-1"})
+    assert response.status_code == 404
+    assert response.json() == {"error": {"type": "NotFound", "request_id": "i-1",
+                                         "message": "no function is deployed at '/add'; list functions with 'fnctl ls'"}}
+    assert response.json() == json.loads(http.not_found_response("/add", "i-1").body)  # the gateway's 404, word for word
+    scope = {"type": "http", "http_version": "1.1", "scheme": "http", "method": "POST", "path": "/add",
+             "raw_path": b"/add", "root_path": "", "query_string": b"", "client": None, "server": None,
+             "headers": [(b"content-type", b"application/json"), (b"authorization", f"Bearer {KEY}".encode())]}
+    status, _, body = asyncio.run(internal.http("i-2", scope, b'{"a": 1, "b": 2}'))
+    assert (status, json.loads(body)["error"]["type"]) == (404, "NotFound")
+    assert asyncio.run(internal.call("i-3", a=1, b=2)) == 3  # fn.call inside the cluster and flow steps still reach it
 
 
 async def double(xs: list[int]) -> list[int]:

@@ -66,7 +66,8 @@ def test_fractional_gpus_above_one_say_why() -> None:
     ("option", "value"),
     [("cpus", 0), ("cpus", -0.5), ("memory_mb", 0), ("min_replicas", -1), ("max_replicas", 0),
      ("target_concurrency", 0), ("max_concurrency", 0), ("idle_timeout_s", -1), ("timeout_s", 0),
-     ("timeout_s", 86401), ("min_replicas", 1.5), ("pool", "GPU"), ("public", "maybe")],
+     ("timeout_s", 86401), ("min_replicas", 1.5), ("pool", "GPU"), ("public", "maybe"),
+     ("internal", "maybe"), ("internal", None)],
 )
 def test_bad_values_name_the_option_the_value_and_what_is_allowed(option: str, value: object) -> None:
     with pytest.raises(fn.SpecError) as info:
@@ -107,6 +108,34 @@ def test_cross_field_errors_quote_both_values() -> None:
     with pytest.raises(fn.SpecError) as info:
         build_spec("here", name="f", target_concurrency=8, max_concurrency=4)
     assert "max_concurrency (4) must be >= target_concurrency (8.0)" in str(info.value)
+
+
+def test_internal_defaults_to_false_and_round_trips() -> None:
+    assert FunctionSpec(name="add").internal is False
+    spec = FunctionSpec(name="vector-store", internal=True)
+    assert FunctionSpec.model_validate_json(spec.model_dump_json()) == spec
+    assert FunctionSpec.model_validate({"name": "old"}).internal is False  # specs stored before the option
+
+
+@pytest.mark.parametrize(("other", "quoted"), [({"public": True}, "public=True"),
+                                               ({"route": "/search/{q}"}, "route='/search/{q}'")])
+def test_internal_contradicts_public_and_route_and_says_which_to_drop(other: dict[str, object], quoted: str) -> None:
+    with pytest.raises(fn.SpecError) as info:
+        fn.function(internal=True, **other)(lambda_free_function)
+    message = str(info.value)
+    assert message.startswith("@fn.function on 'lambda_free_function': internal=True and " + quoted)
+    assert "an internal function has no HTTP endpoint" in message
+    assert "drop internal=True" in message
+
+
+class InternalStore:
+    def __call__(self, op: str) -> str:
+        return op
+
+
+def test_internal_is_accepted_by_both_decorators() -> None:
+    assert fn.function(internal=True, name="spec-internal-fn")(lambda_free_function).__fn_spec__.internal is True
+    assert fn.model(internal=True, name="spec-internal-model")(InternalStore).__fn_spec__.internal is True
 
 
 @pytest.mark.parametrize("requirement", ["", "  ", "-e .", "--index-url http://x"])

@@ -83,14 +83,23 @@ def encode_jpeg_b64(image: np.ndarray, quality: int = 92) -> str:
     return base64.b64encode(buffer.tobytes()).decode("ascii")
 
 
-def decode_b64(text: str) -> np.ndarray | None:
-    """Inverse of :func:`encode_jpeg_b64`; None when the text is not a decodable image."""
+def decoded_size(text: str) -> int:
+    """The byte count *text* decodes to, from its length alone (exact for valid base64)."""
+    return len(text) * 3 // 4 - min(2, len(text) - len(text.rstrip("=")))
+
+
+def decode_b64(text: str, *, what: str, config: Config = CONFIG) -> np.ndarray:
+    """Inverse of :func:`encode_jpeg_b64`, for an image that arrives inside JSON (a step's result): the same limits
+    as an upload, the size checked from the text's length before the base64 is decoded, then :func:`decode`
+    (format and pixel count from the header before the pixels)."""
+    size = decoded_size(text)
+    if size > config.max_upload_bytes:
+        raise BadImage("too_large", f"the {what} is {size:,} bytes once decoded, over the limit of {config.max_upload_bytes:,}")
     try:
         raw = base64.b64decode(text, validate=True)
-    except (ValueError, TypeError):
-        return None
-    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
-    return image if image is not None and image.size else None
+    except ValueError:
+        raise BadImage("not_an_image", f"the {what} is not valid base64") from None
+    return decode(raw, what=what, config=config)
 
 
 def gray(image: np.ndarray) -> np.ndarray:

@@ -30,12 +30,14 @@ def _selfie(data: bytes | None, config: Config) -> tuple[np.ndarray | None, list
         return None, [problem(f"selfie_image_{exc.code}", exc.message)]
 
 
-def _portrait(front_result: dict[str, Any] | None) -> tuple[np.ndarray | None, list[dict[str, str]]]:
+def _portrait(front_result: dict[str, Any] | None, config: Config) -> tuple[np.ndarray | None, list[dict[str, str]]]:
     encoded = (front_result or {}).get("portrait_jpeg_b64")
-    image = decode_b64(encoded) if isinstance(encoded, str) else None
-    if image is None:
+    if not isinstance(encoded, str) or not encoded:
         return None, [problem("portrait_missing", "there is no card portrait to compare with (the card front was not read)")]
-    return image, []
+    try:
+        return decode_b64(encoded, what="card portrait", config=config), []
+    except BadImage as exc:
+        return None, [problem(f"portrait_image_{exc.code}", exc.message)]
 
 
 def _count_problems(faces: list[Face], what: str) -> list[dict[str, str]]:
@@ -49,7 +51,7 @@ def compare_faces(models: FaceModels, selfie: bytes | None, front_result: dict[s
                   config: Config = CONFIG) -> dict[str, Any]:
     """Embed the largest selfie face and the portrait face; report their distance (None when either is missing)."""
     image, problems = _selfie(selfie, config)
-    portrait, more = _portrait(front_result)
+    portrait, more = _portrait(front_result, config)
     problems += more
     selfie_faces = models.detect(image) if image is not None else []
     portrait_faces = models.detect(portrait) if portrait is not None else []
@@ -89,7 +91,7 @@ def assess_quality(models: FaceModels, selfie: bytes | None, front_result: dict[
         problems.append(problem("multiple_faces_selfie", f"{len(faces)} faces were found in the selfie; exactly one person "
                                                          f"must be in the picture"))
     result: dict[str, Any] = {"sharpness": sharp, "brightness": brightness, "faces": len(faces), "replay_similarity": None}
-    portrait, _ = _portrait(front_result)  # a missing portrait is the face step's problem to report
+    portrait, _ = _portrait(front_result, config)  # a missing or bad portrait is the face step's problem to report
     portrait_faces = models.detect(portrait) if portrait is not None else []
     if faces and portrait_faces and portrait is not None:
         similarity = replay_similarity(models.chip(image, faces[0]), models.chip(portrait, portrait_faces[0]))

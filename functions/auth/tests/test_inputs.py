@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import cv2
 import numpy as np
 import pytest
@@ -70,3 +72,49 @@ def test_dates_and_names_normalise() -> None:
     assert front.normalise("surname", "er1ksson") == "ERIKSSON"
     assert front.canonical_number("D2314589O") == front.canonical_number("023145890")
     assert front.edit_distance("ERIKSSON", "ERIKSON") == 1
+
+
+def test_a_base64_image_is_refused_from_its_length_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kyc.config import Config
+    small = Config(max_upload_bytes=10)
+    for size in range(12):  # the decoded size is exact from the text's length, with or without padding
+        text = base64.b64encode(b"x" * size).decode()
+        assert imaging.decoded_size(text) == size
+    with pytest.raises(imaging.BadImage, match="11 bytes once decoded, over the limit of 10") as info:
+        imaging.decode_b64(base64.b64encode(b"x" * 11).decode(), what="card portrait", config=small)
+    assert info.value.code == "too_large"
+
+    def no_decoding(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("an oversized image must be refused before its base64 is decoded")
+
+    monkeypatch.setattr(imaging.base64, "b64decode", no_decoding)
+    with pytest.raises(imaging.BadImage, match="over the limit of 20,971,520"):
+        imaging.decode_b64("A" * 28_000_000, what="card portrait")
+
+
+@pytest.mark.parametrize(("data", "code"), [
+    (cases.png_header_only(40_000, 30_000), "too_large"),   # a 1.2 gigapixel header: refused before the pixels
+    (cases.png_header_only(20, 20), "too_small"),
+    (b"hello, not an image", "not_an_image"),
+])
+def test_a_base64_image_gets_an_uploads_checks(data: bytes, code: str) -> None:
+    with pytest.raises(imaging.BadImage) as info:
+        imaging.decode_b64(base64.b64encode(data).decode(), what="card portrait")
+    assert info.value.code == code
+    assert "card portrait" in info.value.message
+
+
+def test_a_good_base64_image_round_trips() -> None:
+    image = np.full((400, 300, 3), 128, np.uint8)
+    assert imaging.decode_b64(imaging.encode_jpeg_b64(image), what="card portrait").shape == (400, 300, 3)
+    with pytest.raises(imaging.BadImage, match="not valid base64"):
+        imaging.decode_b64("not base64!", what="card portrait")
+
+
+def test_a_forged_portrait_becomes_a_problem_not_a_decode() -> None:
+    from kyc import selfie
+    bomb = base64.b64encode(cases.png_header_only(40_000, 30_000)).decode()
+    portrait, problems = selfie._portrait({"portrait_jpeg_b64": bomb}, imaging.CONFIG)
+    assert portrait is None
+    assert [p["code"] for p in problems] == ["portrait_image_too_large"]
+    assert selfie._portrait({"portrait_jpeg_b64": None}, imaging.CONFIG)[1][0]["code"] == "portrait_missing"

@@ -15,6 +15,7 @@ def test_packaging_discovers_five_steps_and_the_kyc_flow() -> None:
     manifest = packaging.discover(PROJECT)
     functions = {spec.name: spec for spec in manifest.functions}
     assert set(functions) == {"kyc-front", "kyc-back", "kyc-face", "kyc-quality", "kyc-decide"}
+    assert all(spec.internal for spec in functions.values())  # only the flow calls the steps; no HTTP endpoint
     assert functions["kyc-face"].pool == "gpu" and functions["kyc-face"].kind == "model"
     assert functions["kyc-front"].pool == "cpu"
     assert "rapidocr==3.10.0" in manifest.requirements

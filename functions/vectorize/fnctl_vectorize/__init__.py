@@ -159,25 +159,30 @@ def ingest(pipeline: str, source: str, batch_size: int, force: bool, as_json: bo
 @click.option("--image", type=click.Path(exists=True, dir_okay=False), help="Search the images collection with this file.")
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(1, 100))
 @click.option("--filter", "filter_", default=None,
-              help='A Milvus expression (topic == "music") or a JSON object of field values ({"topic": "music"}).')
+              help='A JSON object of conditions on the collection\'s declared fields: {"topic": "music"}, '
+                   '{"topic": {"in": ["music", "art"]}}, {"position": {"gte": 0, "lt": 3}}.')
 @json_option
 def search(collection: str, query: str | None, image: str | None, top_k: int, filter_: str | None, as_json: bool) -> None:
     """Search COLLECTION with QUERY text, or with --image: POST /search/<collection>."""
     if (query is None) == (image is None):
         raise click.UsageError("give a QUERY or --image, exactly one")
-    settings = load_settings()
-    url = function_url(settings, f"search/{collection}")  # the function endpoint address, as fn.call finds it
     body: dict[str, Any] = {"top_k": top_k}
+    if filter_:
+        try:
+            parsed = json.loads(filter_)
+        except ValueError as exc:
+            raise click.BadParameter(f"not valid JSON ({exc}); give a JSON object such as '{{\"topic\": \"music\"}}' "
+                                     f"(Milvus expressions are not accepted)", param_hint="--filter") from None
+        if not isinstance(parsed, dict):
+            raise click.BadParameter("must be a JSON object of field conditions, e.g. '{\"topic\": \"music\"}'",
+                                     param_hint="--filter")
+        body["filter"] = parsed
     if query is not None:
         body["query"] = query
     if image is not None:
         body["image_b64"] = base64.b64encode(Path(image).read_bytes()).decode()
-    if filter_:
-        try:
-            parsed = json.loads(filter_)
-        except ValueError:
-            parsed = filter_
-        body["filter"] = parsed if isinstance(parsed, dict) else filter_
+    settings = load_settings()
+    url = function_url(settings, f"search/{collection}")  # the function endpoint address, as fn.call finds it
     response = shared_client(settings).post(url, json=body)
     raise_for_response(response)
     results = response.json()["results"]
@@ -194,7 +199,7 @@ def search(collection: str, query: str | None, image: str | None, top_k: int, fi
 @json_option
 def stats(collection: str, as_json: bool) -> None:
     """Row count of COLLECTION."""
-    info = fn.call("vector-store", op="stats", collection=collection)
+    info = fn.call("vector-admin", op="stats", collection=collection)  # vector-store itself is internal
     if as_json:
         print_json(info)
     else:
@@ -208,5 +213,5 @@ def drop(collection: str, yes: bool) -> None:
     """Delete COLLECTION and every vector in it."""
     if not yes:
         click.confirm(f"drop collection {collection!r} and all its vectors?", abort=True)
-    existed = fn.call("vector-store", op="drop", collection=collection)
+    existed = fn.call("vector-admin", op="drop", collection=collection)
     console.print(f"dropped {collection}" if existed else f"no collection named {collection}")

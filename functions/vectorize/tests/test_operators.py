@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from vectorize.milvus_store import Collection, StoreError, VectorStore, filter_expression, milvus
+from vectorize.milvus_store import Collection, StoreError, VectorStore, milvus
 from vectorize.ops import ItemError, check_text, chunker, decode_image, image_descriptor, l2_normalize
 from vectorize.pipeline import Item, Pipeline, Report
 from vectorize_paths import DATA, VECTORIZE
@@ -94,21 +94,16 @@ def test_pipeline_fails_bad_items_and_keeps_the_rest() -> None:
         "b": "this one is bad", "c": "produced nothing to store (no text left after chunking)"}
 
 
-def test_filter_expressions() -> None:
-    assert filter_expression({"topic": "music", "year": 1900}) == 'topic == "music" and year == 1900'
-    assert filter_expression('topic == "x"') == 'topic == "x"'
-    assert filter_expression(None) == ""
-    with pytest.raises(StoreError, match="must be a string or a number"):
-        filter_expression({"topic": ["a"]})
-    with pytest.raises(StoreError, match="letters, digits"):
-        filter_expression({"a b": 1})
-
-
 def test_collection_declaration_is_checked() -> None:
     with pytest.raises(ValueError, match="metric must be one of"):
         Collection("x", 4, metric="HAMMING")
     with pytest.raises(ValueError, match="dim must be"):
         milvus("x", dim=0)
+    with pytest.raises(ValueError, match="type must be one of str, int, float"):
+        milvus("x", dim=2, fields={"topic": "text"})
+    for name in ("Topic", "a b", "pk", 'x" or 1==1'):
+        with pytest.raises(ValueError, match="lowercase letters"):
+            milvus("x", dim=2, fields={name: "str"})
 
 
 @pytest.fixture

@@ -9,17 +9,21 @@ unchanged item is recognised and skipped.
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import fn
 
+from .filters import FIELD_TYPES, string_literal
+
 METRICS = ("COSINE", "IP", "L2")
 INDEXES = ("FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX")
 RESERVED_FIELDS = {"pk", "vector", "item_key", "content_sha"}
+FIELD_NAME = r"[a-z_][a-z0-9_]{0,63}"
+MAX_EXPRESSION_CHARS = 256 * 1024  # search filters are built by filters.build_filter, below this
 
 
 class StoreError(fn.ClientError):
@@ -34,6 +38,7 @@ class Collection:
     dim: int
     metric: str = "COSINE"
     index: str = "HNSW"
+    fields: dict[str, str] = field(default_factory=dict)  # metadata a search may filter on: name -> str | int | float
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -42,11 +47,18 @@ class Collection:
             raise ValueError(f"index must be one of {', '.join(INDEXES)}, got {self.index!r}")
         if not 1 <= self.dim <= 32768:
             raise ValueError(f"dim must be 1 to 32768, got {self.dim}")
+        for name, kind in self.fields.items():
+            if not re.fullmatch(FIELD_NAME, name) or name in RESERVED_FIELDS:
+                raise ValueError(f"field {name!r} must be lowercase letters, digits and '_' (not {sorted(RESERVED_FIELDS)})")
+            if kind not in FIELD_TYPES:
+                raise ValueError(f"field {name!r}: type must be one of {', '.join(FIELD_TYPES)}, got {kind!r}")
 
 
-def milvus(name: str, *, dim: int, metric: str = "COSINE", index: str = "HNSW") -> Collection:
-    """A sink: the Milvus collection *name* with vectors of *dim* floats."""
-    return Collection(name, dim, metric, index)
+def milvus(name: str, *, dim: int, metric: str = "COSINE", index: str = "HNSW",
+           fields: dict[str, str] | None = None) -> Collection:
+    """A sink: the Milvus collection *name* with vectors of *dim* floats; *fields* are the metadata a search may
+    filter on (name -> "str" | "int" | "float"), e.g. ``fields={"topic": "str"}``."""
+    return Collection(name, dim, metric, index, dict(fields or {}))
 
 
 def default_uri() -> str:
@@ -59,24 +71,7 @@ def default_uri() -> str:
 
 
 def quote(value: str) -> str:
-    return json.dumps(value)  # a Milvus string literal: double quotes, backslash escapes
-
-
-def filter_expression(value: str | dict[str, Any] | None) -> str:
-    """A Milvus boolean expression as given, or ``{"field": value, ...}`` as equalities joined by ``and``."""
-    if value is None or value == "" or value == {}:
-        return ""
-    if isinstance(value, str):
-        return value
-    parts = []
-    for key, wanted in sorted(value.items()):
-        if not key.replace("_", "").isalnum():
-            raise StoreError(f"filter field {key!r} must be letters, digits and '_'", status=400)
-        if isinstance(wanted, bool) or not isinstance(wanted, str | int | float):
-            raise StoreError(f"filter value of {key!r} must be a string or a number, got {type(wanted).__name__}",
-                             status=400)
-        parts.append(f"{key} == {quote(wanted) if isinstance(wanted, str) else wanted}")
-    return " and ".join(parts)
+    return string_literal(value)  # item keys: ingestion refuses ids with control characters
 
 
 class VectorStore:
@@ -161,6 +156,10 @@ class VectorStore:
         return len(rows)
 
     def search(self, collection: str, vector: list[float], top_k: int, expression: str) -> list[dict[str, Any]]:
+        """*expression* comes from filters.build_filter (callers inside the cluster only: this store is internal)."""
+        if len(expression) > MAX_EXPRESSION_CHARS:
+            raise StoreError(f"the filter expression is {len(expression):,} characters, over {MAX_EXPRESSION_CHARS:,}",
+                             status=400)
         if not self._call("has_collection", "has_collection", collection):
             names = ", ".join(self._call("list collections", "list_collections")) or "none"
             raise StoreError(f"no collection named {collection!r}; collections: {names}", status=404)

@@ -11,6 +11,13 @@ from .pipeline import Pipeline
 TEXT_DIM = 384
 CHUNK_TOKENS = 128
 CHUNK_OVERLAP = 32
+# Each pipeline's collection, with the metadata fields a search may filter on (filters.build_filter); the
+# other metadata is stored and returned, not filtered on. Declare a field here to make it filterable.
+COLLECTIONS = {
+    "text": milvus("text", dim=TEXT_DIM, metric="COSINE", index="HNSW",
+                   fields={"id": "str", "source": "str", "topic": "str", "position": "int"}),
+    "images": milvus("images", dim=DESCRIPTOR_DIM, metric="COSINE", index="FLAT", fields={"id": "str", "source": "str"}),
+}
 
 
 class ChunkStats:
@@ -40,7 +47,7 @@ def text_pipeline(tokenizer: Any) -> Pipeline:
             .flat_map(chunk)
             .map(chunk_stats)
             .map(remote="embed-text", arg="text")
-            .sink(milvus("text", dim=TEXT_DIM, metric="COSINE", index="HNSW")))
+            .sink(COLLECTIONS["text"]))
 
 
 def image_pipeline() -> Pipeline:
@@ -50,7 +57,7 @@ def image_pipeline() -> Pipeline:
             .map(resize(256))
             .map(_png)
             .map(remote="embed-image", arg="image")
-            .sink(milvus("images", dim=DESCRIPTOR_DIM, metric="COSINE", index="FLAT")))
+            .sink(COLLECTIONS["images"]))
 
 
 def _png(image: Any) -> bytes:

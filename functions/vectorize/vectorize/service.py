@@ -1,39 +1,49 @@
 """The deployed functions of the vectorize project.
 
+Internal (no HTTP endpoint; only the functions here, and other functions of the cluster, call them):
+
 - ``embed-text``: MiniLM (ONNX artifact), batched on the server side, on the gpu pool.
 - ``embed-image``: the image descriptor, batched.
 - ``ocr-text``: text of an image (RapidOCR, ONNX models inside the wheel).
 - ``vector-store``: the one process that owns the Milvus Lite file (a server URI allows more).
+
+On HTTP, with an API key (``fnctl vectorize`` calls them):
+
 - ``vector-ingest``: runs a pipeline over a batch of items and stores them; reports every item.
-- ``vector-search``: ``POST /search/<collection>`` with a text query or an image upload.
+- ``vector-search``: ``POST /search/<collection>`` with a text query or an image upload, and a structured filter.
+- ``vector-admin``: a pipeline's collection's row count, or dropping it.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import hashlib
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 import fn
 
-from .milvus_store import Collection, StoreError, VectorStore, filter_expression
-from .ops import check_text, decode_image
+from .filters import MAX_STRING_CHARS, FilterError, build_filter, plain_text
+from .milvus_store import RESERVED_FIELDS, Collection, StoreError, VectorStore
+from .ops import b64_image, check_text, decode_image
 from .pipeline import Item, ItemError, Report
-from .pipelines import KINDS, chunk_stats, embed_image_bytes, image_pipeline, text_pipeline
+from .pipelines import COLLECTIONS, KINDS, chunk_stats, embed_image_bytes, image_pipeline, text_pipeline
 
 TOKENIZER = {"minilm-tokenizer": "models/minilm-l6-v2.tokenizer.json"}
 MODELS = {"minilm": "models/minilm-l6-v2.onnx", **TOKENIZER}
 MAX_ITEMS_PER_CALL = 256
 MAX_ID_CHARS = 256
+MAX_META_FIELDS = 32
+MAX_NAME_CHARS = 64
+MAX_QUERY_CHARS = 4000
+PIPELINE_FIELDS = {"position", "start", "end"}  # set by the pipeline for every row, never by an item
+FIELD_TYPES = {"str": (str,), "int": (int,), "float": (int, float)}
 
 
 @fn.model(name="embed-text", pool="gpu", cpus=1, memory_mb=1024, artifacts=MODELS, max_batch_size=64, max_wait_ms=10,
-          min_replicas=0, max_replicas=2, target_concurrency=64, max_concurrency=512, idle_timeout_s=120)
+          min_replicas=0, max_replicas=2, target_concurrency=64, max_concurrency=512, idle_timeout_s=120, internal=True)
 class EmbedText:
     """all-MiniLM-L6-v2 sentence embeddings (384-d, L2-normalized). onnxruntime on the CPU here."""
 
@@ -47,13 +57,13 @@ class EmbedText:
 
 
 @fn.function(name="embed-image", pool="gpu", cpus=0.5, max_batch_size=16, max_wait_ms=10, max_replicas=2,
-             target_concurrency=16, max_concurrency=256, idle_timeout_s=120)
+             target_concurrency=16, max_concurrency=256, idle_timeout_s=120, internal=True)
 def embed_image(image: list[bytes]) -> list[list[float]]:
     """A 256-d near-duplicate descriptor per image (not semantic: see ops.image_descriptor)."""
     return [embed_image_bytes(data) for data in image]
 
 
-@fn.model(name="ocr-text", pool="gpu", cpus=0.5, memory_mb=1024, max_replicas=2, idle_timeout_s=120,
+@fn.model(name="ocr-text", pool="gpu", cpus=0.5, memory_mb=1024, max_replicas=2, idle_timeout_s=120, internal=True,
           requirements=["rapidocr==3.10.0", "opencv-python-headless==4.13.0.92"])
 class OcrText:
     """The text lines of an image, top to bottom, joined by newlines."""
@@ -73,9 +83,10 @@ class OcrText:
 
 
 @fn.model(name="vector-store", pool="cpu", cpus=0.5, memory_mb=1024, min_replicas=0, max_replicas=1,
-          max_concurrency=64, idle_timeout_s=300, timeout_s=120)
+          max_concurrency=64, idle_timeout_s=300, timeout_s=120, internal=True)
 class VectorStoreFunction:
-    """Owns the Milvus connection. One replica: Milvus Lite lets one process open its file."""
+    """Owns the Milvus connection. One replica: Milvus Lite lets one process open its file. Internal: its
+    callers (ingest, search, admin) check what reaches it; *expression* is built by filters.build_filter."""
 
     def setup(self) -> None:
         self.store = VectorStore()
@@ -118,33 +129,57 @@ def _content(kind: str, raw: dict[str, Any]) -> bytes | str:
         if "text" not in raw:
             raise ItemError("the item has no 'text' field")
         return check_text(raw["text"])
-    encoded = raw.get("image_b64")
-    if not isinstance(encoded, str):
+    if "image_b64" not in raw:
         raise ItemError("the item has no 'image_b64' field (the image's bytes, base64-encoded)")
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ItemError(f"image_b64 is not valid base64: {exc}") from None
+    return b64_image(raw["image_b64"])
 
 
-def _item(kind: str, index: int, raw: Any, report: Report) -> tuple[Item, str] | None:
+def _key(raw: dict[str, Any], sha: str) -> str:
+    given = raw.get("id")
+    if given is None:
+        return sha[:32]
+    if isinstance(given, bool) or not isinstance(given, str | int) or not str(given).strip() \
+            or len(str(given)) > MAX_ID_CHARS or not plain_text(str(given)):
+        raise ItemError(f"'id' must be a non-empty string of at most {MAX_ID_CHARS} characters, without control "
+                        f"characters")
+    return str(given)
+
+
+def _metadata(raw: dict[str, Any], collection: Collection) -> dict[str, Any]:
+    """The item's other fields, stored beside its vectors; the collection's declared ones (searches filter on them)
+    must have their declared type."""
+    meta = {k: v for k, v in raw.items() if k not in {"text", "image_b64", "id"}}
+    if len(meta) > MAX_META_FIELDS:
+        raise ItemError(f"the item has {len(meta)} metadata fields, over the limit of {MAX_META_FIELDS}")
+    owned = RESERVED_FIELDS | PIPELINE_FIELDS
+    for name, value in meta.items():
+        if not 0 < len(name) <= MAX_NAME_CHARS or name.startswith("$") or not plain_text(name) or name in owned:
+            raise ItemError(f"metadata field {name[:MAX_NAME_CHARS]!r}: a name is 1 to {MAX_NAME_CHARS} characters, not "
+                            f"starting with '$', and not one the pipeline sets ({', '.join(sorted(owned))})")
+        declared = collection.fields.get(name)
+        if declared is not None and (isinstance(value, bool) or not isinstance(value, FIELD_TYPES[declared])):
+            raise ItemError(f"metadata field {name!r} is a {declared} field of {collection.name!r} (searches filter on "
+                            f"it), got {type(value).__name__}")
+        if declared == "str" and (len(value) > MAX_STRING_CHARS or not plain_text(value)):
+            raise ItemError(f"metadata field {name!r}: at most {MAX_STRING_CHARS} characters, without control characters")
+    return {k: v for k, v in meta.items() if _storable(v)}
+
+
+def _item(kind: str, collection: Collection, index: int, raw: Any, report: Report) -> tuple[Item, str] | None:
     try:
         if not isinstance(raw, dict):
             raise ItemError(f"an item must be a JSON object, got {type(raw).__name__}")
         content = _content(kind, raw)
         data = content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content
         sha = hashlib.sha256(data).hexdigest()
-        given = raw.get("id")
-        if given is not None and (not isinstance(given, str | int) or not str(given).strip()
-                                  or len(str(given)) > MAX_ID_CHARS):
-            raise ItemError(f"'id' must be a non-empty string of at most {MAX_ID_CHARS} characters")
-        key = str(given) if given is not None else sha[:32]
-        meta = {k: v for k, v in raw.items() if k not in {"text", "image_b64", "id"} and _storable(v)}
+        key = _key(raw, sha)
+        meta = _metadata(raw, collection)
         meta["id"] = key
         meta.setdefault("source", "")
     except ItemError as exc:
-        report.failed.append({"id": str(raw.get("id", f"#{index}")) if isinstance(raw, dict) else f"#{index}",
-                              "source": raw.get("source", "") if isinstance(raw, dict) else "", "error": str(exc)})
+        where = raw.get("source", "") if isinstance(raw, dict) else ""
+        report.failed.append({"id": str(raw.get("id", f"#{index}"))[:MAX_ID_CHARS] if isinstance(raw, dict) else f"#{index}",
+                              "source": where if isinstance(where, str) else "", "error": str(exc)})
         return None
     return Item(key, content, meta, index), sha
 
@@ -169,7 +204,7 @@ async def vector_ingest(pipeline: str, items: Annotated[list[Any], Field(max_len
         raise fn.BadRequest(f"pipeline must be one of {', '.join(KINDS)}, got {pipeline!r}", status=400)
     kind = KINDS[pipeline]
     report = Report()
-    parsed = [p for p in (_item(kind, i, raw, report) for i, raw in enumerate(items)) if p is not None]
+    parsed = [p for p in (_item(kind, COLLECTIONS[pipeline], i, raw, report) for i, raw in enumerate(items)) if p is not None]
     flow = text_pipeline(_text_tokenizer()) if kind == "text" else image_pipeline()
     collection = flow.target.name
     known = await fn.acall("vector-store", op="known", collection=collection, keys=[item.key for item, _ in parsed])
@@ -212,32 +247,56 @@ def _row(item: Item) -> dict[str, Any]:
              route="/search/{collection}")
 async def vector_search(collection: str, query: str | None = None, image: bytes | None = None,
                         image_b64: str | None = None, top_k: Annotated[int, Field(ge=1, le=100)] = 5,
-                        filter: str | dict[str, Any] | None = None,  # noqa: A002 - the HTTP API's field name
+                        filter: dict[str, Any] | str | None = None,  # noqa: A002 - the HTTP API's field name
                         ) -> dict[str, Any]:
-    """The *top_k* nearest items, best first: ``{"results": [{"id", "score", "metadata"}]}``."""
-    if collection not in KINDS:
-        raise fn.NotFound(f"no pipeline stores into {collection!r}; collections: {', '.join(KINDS)}", status=404)
-    if image_b64 is not None:
-        try:
-            image = base64.b64decode(image_b64, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise fn.BadRequest(f"image_b64 is not valid base64: {exc}", status=400) from None
+    """The *top_k* nearest items, best first: ``{"results": [{"id", "score", "metadata"}]}``.
+
+    *filter* is structured (see filters.py), on the collection's declared fields; in a multipart form, the same
+    object as JSON text. A Milvus expression string is refused."""
+    if collection not in COLLECTIONS:
+        raise fn.NotFound(f"no pipeline stores into {collection!r}; collections: {', '.join(COLLECTIONS)}", status=404)
+    try:  # checked before any model runs
+        expression = build_filter(_form_json(filter), collection, COLLECTIONS[collection].fields)
+    except FilterError as exc:
+        raise fn.BadRequest(str(exc), status=400) from None
     if KINDS[collection] == "text":
         if not isinstance(query, str) or not query.strip():
             raise fn.BadRequest("send a non-empty 'query' string to search the text collection", status=400)
+        if len(query) > MAX_QUERY_CHARS:
+            raise fn.BadRequest(f"query is {len(query):,} characters, over the limit of {MAX_QUERY_CHARS:,} (the model "
+                                f"reads the first 256 tokens)", status=400)
         vector = await fn.acall("embed-text", text=query)
     else:
-        if not image:
-            raise fn.BadRequest(f"upload an 'image' (multipart) or send 'image_b64' to search {collection!r}", status=400)
         try:
+            if image_b64 is not None:
+                image = b64_image(image_b64)
+            if not image:
+                raise fn.BadRequest(f"upload an 'image' (multipart) or send 'image_b64' to search {collection!r}",
+                                    status=400)
             decode_image(image)
         except ItemError as exc:
             raise fn.BadRequest(str(exc), status=400) from None
         vector = await fn.acall("embed-image", image=image)
-    try:
-        expression = filter_expression(filter)
-    except StoreError as exc:
-        raise fn.BadRequest(exc.message, status=400) from None
     results = await fn.acall("vector-store", op="search", collection=collection, vector=vector, top_k=top_k,
                              expression=expression)
     return {"collection": collection, "results": results}
+
+
+def _form_json(value: Any) -> Any:
+    """A multipart form sends the filter as text: a JSON object there is the structured filter; other text stays
+    text, which build_filter refuses."""
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+# admin -------------------------------------------------------------------------------------------
+@fn.function(name="vector-admin", cpus=0.25, max_replicas=1, timeout_s=120, idle_timeout_s=60)
+async def vector_admin(op: Literal["stats", "drop"], collection: str) -> Any:
+    """``fnctl vectorize stats|drop``: the row count of a pipeline's collection, or drop it (True if it existed)."""
+    if collection not in COLLECTIONS:
+        raise fn.NotFound(f"no pipeline stores into {collection!r}; collections: {', '.join(COLLECTIONS)}", status=404)
+    return await fn.acall("vector-store", op=op, collection=collection)

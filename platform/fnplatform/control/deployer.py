@@ -1,7 +1,7 @@
 """The deployer: reconciles the registry's desired state into Ray Serve.
 
-One Serve application per function (route ``/<name>``), built by ``build_application`` from the
-spec alone. A new version is first loaded by a one-shot Ray task with the replica's exact
+One Serve application per function (route ``/<name>``; none for an internal function), built by
+``build_application`` from the spec alone. A new version is first loaded by a one-shot Ray task with the replica's exact
 resources and runtime environment (so an import error or a failing ``setup()`` is reported with
 the user's own message while the previous version keeps serving), then submitted to Serve
 without blocking and polled against a deadline.
@@ -13,6 +13,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +103,19 @@ def build_application(version: VersionRecord, ctx: DeployContext) -> Any:
     return deployment.bind(spec.model_dump_json(), version.bundle_sha256, ctx.store.to_dict(), ctx.cache_dir)
 
 
+def route_prefix(spec: FunctionSpec) -> str | None:
+    """``/<name>``; None for an internal function: Serve then gives it no HTTP route, only handles reach it."""
+    return None if spec.internal else f"/{spec.name}"
+
+
+def run_target(version: VersionRecord, ctx: DeployContext) -> Any:
+    """What ``serve.run_many`` takes for one function version."""
+    from ray.serve.api import RunTarget
+
+    return RunTarget(target=build_application(version, ctx), name=version.spec.name,
+                     route_prefix=route_prefix(version.spec), logging_config={"enable_access_log": False})
+
+
 class Deployer:
     def __init__(self, registry: Registry, ctx: DeployContext) -> None:
         self.registry = registry
@@ -160,27 +174,23 @@ class Deployer:
     def apply(self, versions: list[VersionRecord], wait: bool = True) -> dict[str, str | None]:
         """Submit the versions to Serve without blocking; with *wait*, poll until each runs or fails."""
         from ray import serve
-        from ray.serve.api import RunTarget
 
         if not versions:
             return {}
-        targets = [
-            RunTarget(target=build_application(v, self.ctx), name=v.spec.name,
-                      route_prefix=f"/{v.spec.name}", logging_config={"enable_access_log": False})
-            for v in versions
-        ]
+        targets = [run_target(v, self.ctx) for v in versions]
         with self._lock:
             serve.run_many(targets, wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
         if not wait:
             return {}
-        return self.wait_running([v.spec.name for v in versions])
+        return self.wait_running([v.spec.name for v in versions], internal={v.spec.name for v in versions if v.spec.internal})
 
-    def wait_running(self, names: list[str]) -> dict[str, str | None]:
+    def wait_running(self, names: list[str], internal: Collection[str] = ()) -> dict[str, str | None]:
         """Until each app runs in Serve and the ingress routes ``/<name>`` to it (None), or fails (its error).
 
         Serve reports an application running before the ingress (HAProxy, reloaded by Serve a little
         later; or the proxies) routes its path: a call made the instant a deploy said "deployed" got a
-        404. So the deploy also waits until the ingress's own route table lists the function."""
+        404. So the deploy also waits until the ingress's own route table lists the function (an
+        *internal* one has no route to wait for)."""
         from ray import serve
 
         results: dict[str, str | None] = {}
@@ -199,6 +209,8 @@ class Deployer:
                     elif app.status in {"DEPLOY_FAILED", "UNHEALTHY"}:
                         messages = [d.message for d in app.deployments.values() if d.message]
                         results[name] = "\n".join(messages) or app.message or str(app.status)
+            for name in running.keys() & internal:
+                results.setdefault(name, None)  # no route to wait for
             unrouted = [n for n in names if n in running and n not in results]
             if unrouted:
                 routes = self.ingress_routes() if self.ctx.ingress_url else None

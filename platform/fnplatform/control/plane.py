@@ -185,7 +185,8 @@ class ControlPlane:
         if not ready:
             return
         for version in ready:
-            job.emit(version.function, "deploying", f"Serve application /{version.function}")
+            route = "with no HTTP route (internal)" if version.spec.internal else f"/{version.function}"
+            job.emit(version.function, "deploying", f"Serve application {route}")
         outcome = self.deployer.apply(ready)
         deployed = []
         for version in ready:
@@ -204,7 +205,8 @@ class ControlPlane:
             self.push_state()  # once for all: the catch-all gateway knows them before the deploy says "deployed"
         for version in deployed:
             job.results[version.function] = {"status": "deployed", "version": version.number}
-            job.emit(version.function, "deployed", f"version {version.number} at /{version.function}")
+            where = "internal: called by functions and flows only" if version.spec.internal else f"at /{version.function}"
+            job.emit(version.function, "deployed", f"version {version.number} {where}")
 
     def _record_flows(self, job: DeployJob, flows: tuple[FlowSpec, ...]) -> None:
         """A flow is recorded once every function its steps call is serving."""
@@ -267,8 +269,8 @@ class ControlPlane:
             state = self._replicas(apps, version.function)
             rows.append({"name": version.function, "pool": version.spec.pool, "kind": version.spec.kind,
                          "version": version.number, "status": state["app_status"], "running": state["running"],
-                         "target": state["target"], "endpoint": f"{self.settings.http_url}/{version.function}",
-                         "public": version.spec.public})
+                         "target": state["target"], "endpoint": self._endpoint(version.spec),
+                         "public": version.spec.public, "internal": version.spec.internal})
         return rows
 
     def describe(self, name: str) -> dict[str, Any]:
@@ -276,11 +278,16 @@ class ControlPlane:
         if not versions:
             raise NotFound(f"no function named {name!r}; list functions with 'fnctl ls'", status=404)
         active = self.registry.active(name)
-        return {"name": name, "endpoint": f"{self.settings.http_url}/{name}",
+        spec = active.spec if active else versions[-1].spec
+        return {"name": name, "endpoint": self._endpoint(spec), "internal": spec.internal,
                 "active_version": active.number if active else None,
-                "spec": active.spec.model_dump(mode="json") if active else versions[-1].spec.model_dump(mode="json"),
+                "spec": spec.model_dump(mode="json"),
                 "bundle_sha256": active.bundle_sha256 if active else None,
                 "versions": [v.to_json() for v in versions], **self._replicas(self._details(), name)}
+
+    def _endpoint(self, spec: FunctionSpec) -> str | None:
+        """Where HTTP reaches the function; None for an internal one (only other functions and flows call it)."""
+        return None if spec.internal else f"{self.settings.http_url}/{spec.name}"
 
     def delete(self, name: str, with_flows: bool = False) -> list[str]:
         """Remove the function; the flows that call it are refused by name, or removed too with *with_flows*."""

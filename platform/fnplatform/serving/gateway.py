@@ -24,7 +24,15 @@ from fn import BadRequest, ClientError, FunctionSpec
 
 from .auth import KeyCache
 from .handles import HandleTransport
-from .http import client_error_response, error_response, forwarded_scope, read_arguments, read_body, result_response
+from .http import (
+    client_error_response,
+    error_response,
+    forwarded_scope,
+    not_found_response,
+    read_arguments,
+    read_body,
+    result_response,
+)
 from .hub import find_hub_or_none
 from .logs import request_id_var
 from .pushed import Pushed
@@ -58,7 +66,9 @@ class Table:
 
     @classmethod
     def of(cls, specs: list[FunctionSpec]) -> Table:
-        return cls({s.name: s for s in specs}, [Route.of(s) for s in specs if s.route])
+        """Internal functions are left out: their paths get the 404 of a function that does not exist."""
+        served = [s for s in specs if not s.internal]
+        return cls({s.name: s for s in served}, [Route.of(s) for s in served if s.route])
 
     def find(self, parts: list[str]) -> tuple[FunctionSpec, dict[str, str] | None] | None:
         """The function a path is for: by a declared route (with its parameters), or ``/<name>[/...]`` (None)."""
@@ -104,8 +114,7 @@ class Gateway:
             return client_error_response(exc, request_id)
         except Exception as exc:  # noqa: BLE001 - never a traceback to the client; the type and message instead
             return error_response(500, type(exc).__name__, str(exc), request_id)
-        message = f"no function is deployed at {path!r}" if parts else "no function named; POST to /<function>"
-        return error_response(404, "NotFound", f"{message}; list functions with 'fnctl ls'", request_id)
+        return not_found_response(path, request_id)
 
     async def _authorize(self, spec: FunctionSpec, request: Request) -> None:
         """Before a byte of the body is read: the key (unless the function is public), then the method."""

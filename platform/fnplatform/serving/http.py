@@ -140,6 +140,13 @@ def error_response(status: int, error_type: str, message: str, request_id: str, 
     return Response(json.dumps({"error": error}), status_code=status, media_type="application/json", headers=headers)
 
 
+def not_found_response(path: str, request_id: str) -> Response:
+    """The 404 of a path that names no function; an internal function's path gets it word for word, so HTTP
+    cannot tell an internal function from none."""
+    message = f"no function is deployed at {path!r}" if path.strip("/") else "no function named; POST to /<function>"
+    return error_response(404, "NotFound", f"{message}; list functions with 'fnctl ls'", request_id)
+
+
 def client_error_response(exc: ClientError, request_id: str) -> Response:
     return error_response(exc.status, exc.error_type or type(exc).__name__, exc.message, request_id, exc.detail,
                           exc.retry_after)

@@ -37,7 +37,7 @@ from . import logs as replica_logs
 from . import ray_compat
 from .auth import KeyCache
 from .handles import HandleTransport
-from .http import client_error_response, error_response, read_arguments, rebuild_request, result_response
+from .http import client_error_response, error_response, not_found_response, read_arguments, rebuild_request, result_response
 from .hub import find_hub_or_none
 from .signature import Signature
 
@@ -258,6 +258,8 @@ class FunctionReplica:
     async def __call__(self, request: Request, request_id: str | None = None) -> Response:
         request_id = request_id or ray_compat.request_id(request.headers)
         replica_logs.request_id_var.set(request_id)
+        if self.spec.internal:  # the last line: the deployer gives it no route and the gateway no entry
+            return not_found_response(request.url.path, request_id)
         started = time.perf_counter()
         try:
             if not self.spec.public:
@@ -277,7 +279,7 @@ class FunctionReplica:
 
     async def http(self, request_id: str, scope: dict[str, Any], body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """An HTTP request the catch-all gateway took for this function (the ingress did not know its route
-        yet): answered exactly as on the function's own route, key check included."""
+        yet): answered exactly as on the function's own route, key check included (an internal function: 404)."""
         response = await self(rebuild_request(scope, body), request_id)
         body_bytes = getattr(response, "body", None)
         if not isinstance(body_bytes, bytes):

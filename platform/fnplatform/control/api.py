@@ -74,7 +74,8 @@ def create_app(control: ControlPlane) -> FastAPI:
     async def info() -> dict[str, Any]:
         return {"version": fn.__version__, "api_url": control.settings.api_url, "http_url": control.settings.http_url,
                 "store": control.store.config.describe(), "ray_address": control.settings.ray_address or "local",
-                "max_bundle_bytes": control.settings.max_bundle_bytes}
+                "max_bundle_bytes": control.settings.max_bundle_bytes,
+                "bundle_limits": control.settings.bundle_limits.to_dict()}
 
     @app.head("/v1/bundles/{sha256}", dependencies=auth)
     async def bundle_exists(sha256: str) -> Response:
@@ -87,7 +88,13 @@ def create_app(control: ControlPlane) -> FastAPI:
         limit = control.settings.max_bundle_bytes
         if declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"the bundle is {int(declared):,} bytes, over the limit of {limit:,}", status=413)
-        data = await request.body()
+        chunks, received = [], 0
+        async for chunk in request.stream():  # a chunked body has no length to check up front: count what arrives
+            received += len(chunk)
+            if received > limit:
+                raise PayloadTooLarge(f"the bundle is over the limit of {limit:,} bytes (FN_MAX_BUNDLE_MB)", status=413)
+            chunks.append(chunk)
+        data = b"".join(chunks)
         return await asyncio.to_thread(control.upload_bundle, sha256, data)
 
     @app.head("/v1/artifacts/{sha256}", dependencies=auth)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from .safety import BundleError, BundleLimits, open_checked, too_big_unpacked
@@ -15,10 +16,10 @@ CHUNK = 1 << 20
 
 def extract_bundle(archive_path: Path, dest: Path, limits: BundleLimits) -> int:
     """Unpack the bundle at *archive_path* into *dest* (created, must not exist); the bytes written."""
-    dest.mkdir(mode=0o755)
     with archive_path.open("rb") as fp:
         archive, infos = open_checked(fp, archive_path.stat().st_size, limits)
         with archive:
+            dest.mkdir(mode=0o755)
             total = 0
             for info in infos:
                 target = dest.joinpath(*PurePosixPath(info.filename).parts)
@@ -47,7 +48,7 @@ def _write_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path,
                 if total_before + written > limits.max_unpacked_bytes:
                     raise too_big_unpacked(total_before + written, limits, written=True)
                 out.write(chunk)
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         raise BundleError(f"entry {info.filename!r} cannot be unpacked: {exc}") from None
     if written != info.file_size:
         raise BundleError(f"entry {info.filename!r} unpacked to {written:,} bytes, not the {info.file_size:,} "

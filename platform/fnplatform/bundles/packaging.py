@@ -251,7 +251,7 @@ def build_bundle(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_B
         files = [(name, path) for name, path in files if name not in artifacts]  # stored beside the bundle
     check_entries([Entry(name, path.stat().st_size) for name, path in files if name != MANIFEST_NAME], limits)
     data = build_zip(files, manifest, max_bytes)
-    _check_archive(data, limits)  # the server's own check: compression ratios and the manifest's size
+    _check_archive(data, limits).close()  # the server's own check: compression ratios and the manifest's size
     return Bundle(data=data, sha256=hashlib.sha256(data).hexdigest(), manifest=manifest,
                   files=tuple(name for name, _ in files),
                   artifact_files={ref.sha256: path for ref, path in artifacts.values()})

@@ -15,6 +15,7 @@ import stat
 import struct
 import sys
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
@@ -304,7 +305,7 @@ def read_manifest(archive: zipfile.ZipFile, limits: BundleLimits) -> bytes:
     try:
         with archive.open(info) as member:
             data = member.read(limits.max_manifest_bytes + 1)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
         raise BundleError(f"{MANIFEST_NAME} cannot be read: {exc}") from None
     if len(data) > limits.max_manifest_bytes:
         raise _over(f"{MANIFEST_NAME}'s size", f"over {limits.max_manifest_bytes:,} bytes",

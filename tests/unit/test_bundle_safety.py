@@ -334,3 +334,20 @@ def test_limits_travel_as_plain_data() -> None:
     assert BundleLimits.from_dict(SMALL.to_dict()) == SMALL
     assert BundleLimits.from_dict(None) == BundleLimits()
     assert BundleLimits.from_dict({"max_entries": 7, "from_a_newer_server": 1}) == BundleLimits(max_entries=7)
+
+
+def as_zip64(data: bytes) -> bytes:
+    """The same zip with a zip64 end record (what zipfile writes past 65,535 entries or 4 GiB)."""
+    eocd = data.rindex(b"PK\x05\x06")
+    count, cd_size, cd_offset = struct.unpack_from("<HLL", data, eocd + 10)
+    record = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, cd_size, cd_offset)
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, eocd, 1)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return data[:eocd] + record + locator + end
+
+
+def test_zip64_end_records_are_read() -> None:
+    data = as_zip64(bundle(("pkg/mod.py", b"X = 1\n")))
+    assert inspect_bundle(data).functions[0].name == "add"
+    with pytest.raises(BundleTooLarge, match="entry count is 3, over the limit of 2"):
+        inspect_bundle(data, limits=BundleLimits(max_entries=2))

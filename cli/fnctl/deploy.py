@@ -38,12 +38,15 @@ def deploy(path: str, timeout: float, as_json: bool) -> None:
     Unchanged functions are left as they are; a function whose code fails to load keeps its
     previous version serving, and the command exits 1 with the error.
     """
-    from fnplatform.bundles.packaging import build_bundle
+    from fnplatform.bundles.packaging import DEFAULT_MAX_BUNDLE_BYTES, build_bundle
+    from fnplatform.bundles.safety import BundleLimits
 
     api = Api()
     started = time.monotonic()
+    info = api.get("/v1/info")  # the server's limits: a bundle it would refuse is refused here, before uploading
+    max_bytes = int(info.get("max_bundle_bytes", DEFAULT_MAX_BUNDLE_BYTES))
     with console.status("packaging...", spinner="dots") if not as_json else nullcontext():
-        bundle = build_bundle(path, max_bytes=_max_bundle_bytes(api))
+        bundle = build_bundle(path, max_bytes=max_bytes, limits=BundleLimits.from_dict(info.get("bundle_limits")))
     if not as_json:
         names = ", ".join(s.name for s in bundle.manifest.functions)
         console.print(f"bundle {bundle.sha256[:12]} ({len(bundle.data):,} bytes, {len(bundle.files)} files): {names}")
@@ -97,10 +100,3 @@ def _follow(api: Api, job: dict[str, Any], timeout: float, as_json: bool) -> dic
 def _chunks(handle: BinaryIO) -> Iterator[bytes]:
     while block := handle.read(1 << 20):
         yield block
-
-
-def _max_bundle_bytes(api: Api) -> int:
-    from fnplatform.bundles.packaging import DEFAULT_MAX_BUNDLE_BYTES
-
-    info = api.get("/v1/info")
-    return int(info.get("max_bundle_bytes", DEFAULT_MAX_BUNDLE_BYTES))

@@ -95,7 +95,8 @@ def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> It
     store = open_store(store_config)
     store.ensure_bucket()  # type: ignore[union-attr]
     deployer = Deployer(registry, DeployContext(store=store_config, cache_dir=settings.cache_dir, timeout_s=180,
-                                                ingress_url=settings.http_url))
+                                                ingress_url=settings.http_url,
+                                                cache_policy=settings.cache_policy.to_dict()))
     control = ControlPlane(settings, registry, store, deployer, HubClient(get_or_create_hub()),
                            FlowState(settings.database_url))
     _, key = registry.create_key("tests", "admin")

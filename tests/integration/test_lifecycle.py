@@ -162,3 +162,16 @@ def test_reconcile_after_restart_is_idempotent(platform: Platform, tmp_path: Pat
     assert [(r["name"], r["version"]) for r in listed_after] == [(r["name"], r["version"]) for r in listed_before]
     assert fn.call("keeper") == "kept"
     platform.fnctl("rm", "keeper")
+
+
+def test_replicas_unpack_into_the_bounded_node_cache(basic: Platform) -> None:
+    """The replica went through the checked extraction (it records the bytes it wrote) and keeps its entry fresh."""
+    from fnplatform.storage.cache import MARKER, SIZE_FILE
+
+    assert fn.call("add", a=1, b=2) == 3
+    active = basic.control.registry.active("add")
+    assert active is not None
+    folder = Path(basic.control.settings.cache_dir) / active.bundle_sha256
+    assert int((folder / SIZE_FILE).read_text()) > 0
+    assert (folder / MARKER).read_text() == active.bundle_sha256
+    assert time.time() - (folder / MARKER).stat().st_mtime < basic.control.settings.cache_idle_s

@@ -178,3 +178,14 @@ def test_command_groups_come_from_the_fnctl_commands_entry_point(monkeypatch: py
 def test_the_platform_cli_names_no_application() -> None:
     source = "\n".join(p.read_text() for p in (REPO_ROOT / "cli" / "fnctl").rglob("*.py") if "examples" not in p.parts)
     assert "vectorize" not in source and "kyc" not in source
+
+
+def test_deploy_refuses_what_the_server_would_before_uploading(fake_platform: FakePlatform, tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("raise SystemExit('must not be imported')\n")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "fast.so").write_bytes(b"\x7fELF")
+    result = CliRunner().invoke(cli, ["deploy", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "entry 'lib/fast.so' is refused: native code" in result.output
+    assert "Traceback" not in result.output
+    assert [r["path"] for r in fake_platform.requests] == ["/v1/info"]  # nothing uploaded

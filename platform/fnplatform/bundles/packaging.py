@@ -21,10 +21,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from fn import FlowSpec, FunctionSpec, SpecError
+from fn import FlowSpec, FunctionSpec
 from fn import __version__ as sdk_version
 
-MANIFEST_NAME = "fn-manifest.json"
+from .safety import MANIFEST_NAME as MANIFEST_NAME
+from .safety import RESERVED_MODULES as RESERVED_MODULES
+from .safety import BundleError as BundleError
+from .safety import BundleLimits, Entry, check_entries, check_names, open_checked, read_manifest
+from .safety import check_module_names as check_module_names
+from .safety import top_level_modules as top_level_modules
+
 IGNORE_FILE = ".fnignore"
 DEFAULT_MAX_BUNDLE_BYTES = 100 * 1024 * 1024
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
@@ -32,13 +38,7 @@ _ALWAYS_EXCLUDED = {
     ".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox",
     ".venv", "venv", "node_modules", ".DS_Store", ".ipynb_checkpoints", ".fn",
 }
-_EXCLUDED_SUFFIXES = (".pyc", ".pyo")
-# Names a bundle's top-level modules must not take: they would shadow what the replica imports.
-RESERVED_MODULES = frozenset(sys.stdlib_module_names) | {"ray", "fn", "fnctl", "fnplatform", "pydantic", "starlette"}
-
-
-class BundleError(SpecError):
-    """A project or bundle that cannot be deployed; nothing has been uploaded."""
+_EXCLUDED_SUFFIXES = (".pyc", ".pyo")  # caches the interpreter writes beside sources: left out, not refused
 
 
 @dataclass(frozen=True)
@@ -187,27 +187,6 @@ def collect_files(root: Path) -> list[tuple[str, Path]]:
     return sorted(found)
 
 
-def top_level_modules(names: list[str]) -> set[str]:
-    """Top-level importable names in a list of archive names (``x.py`` -> x, ``x/...py`` -> x)."""
-    modules = set()
-    for name in names:
-        parts = PurePosixPath(name).parts
-        if len(parts) == 1 and parts[0].endswith(".py"):
-            modules.add(parts[0][:-3])
-        elif len(parts) > 1 and parts[-1].endswith(".py"):
-            modules.add(parts[0])
-    return modules
-
-
-def check_module_names(names: list[str]) -> None:
-    clashes = sorted(top_level_modules(names) & RESERVED_MODULES)
-    if clashes:
-        raise BundleError(
-            f"top-level module(s) {', '.join(repr(c) for c in clashes)} would shadow the standard library or "
-            f"the platform in the replica; rename them (e.g. {clashes[0]!r} -> 'my_{clashes[0]}') or move them into a package"
-        )
-
-
 def read_requirements(root: Path) -> tuple[str, ...]:
     path = root / "requirements.txt"
     if not path.is_file():
@@ -256,43 +235,47 @@ def discover(root: Path, *, timeout_s: float = 120) -> Manifest:
     return Manifest(functions=specs, requirements=read_requirements(root), flows=flows)
 
 
-def build_bundle(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> Bundle:
-    """Check, discover and zip the project at *path*."""
+def build_bundle(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES,
+                 limits: BundleLimits | None = None) -> Bundle:
+    """Check, discover and zip the project at *path*, refusing what the control plane would refuse."""
+    limits = limits or BundleLimits()
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise BundleError(f"project path {str(path)!r} is not a directory")
     files = collect_files(root)
-    check_module_names([name for name, _ in files])
+    check_names([name for name, _ in files])  # before any of the project's code is imported
     manifest = discover(root)
     artifacts = _artifacts(root, manifest.functions)
     if artifacts:
         manifest = replace(manifest, artifacts={rel: ref for rel, (ref, _) in artifacts.items()})
         files = [(name, path) for name, path in files if name not in artifacts]  # stored beside the bundle
+    check_entries([Entry(name, path.stat().st_size) for name, path in files if name != MANIFEST_NAME], limits)
     data = build_zip(files, manifest, max_bytes)
+    _check_archive(data, limits).close()  # the server's own check: compression ratios and the manifest's size
     return Bundle(data=data, sha256=hashlib.sha256(data).hexdigest(), manifest=manifest,
                   files=tuple(name for name, _ in files),
                   artifact_files={ref.sha256: path for ref, path in artifacts.values()})
 
 
-def inspect_bundle(data: bytes, *, expected_sha256: str | None = None, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> Manifest:
-    """Server-side checks of an uploaded bundle; returns its manifest (never trusts the client's)."""
+def _check_archive(data: bytes, limits: BundleLimits) -> zipfile.ZipFile:
+    archive, _ = open_checked(io.BytesIO(data), len(data), limits)
+    return archive
+
+
+def inspect_bundle(data: bytes, *, expected_sha256: str | None = None, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES,
+                   limits: BundleLimits | None = None) -> Manifest:
+    """Server-side checks of an uploaded bundle; returns its manifest (never trusts the client's).
+
+    Every rule is checked from the central directory before anything is inflated; only the manifest
+    is read, with a bound.
+    """
     if len(data) > max_bytes:
         raise BundleError(f"the bundle is {len(data):,} bytes, over the limit of {max_bytes:,}")
     digest = hashlib.sha256(data).hexdigest()
     if expected_sha256 is not None and digest != expected_sha256:
         raise BundleError(f"the bundle's sha256 is {digest}, not {expected_sha256} as named; upload it again")
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = archive.namelist()
-            for name in names:
-                if name.startswith("/") or ".." in PurePosixPath(name).parts:
-                    raise BundleError(f"the bundle has an unsafe entry {name!r}")
-            if MANIFEST_NAME not in names:
-                raise BundleError(f"the bundle has no {MANIFEST_NAME} at its root; build it with 'fnctl deploy'")
-            manifest = Manifest.from_json(archive.read(MANIFEST_NAME))
-    except zipfile.BadZipFile as exc:
-        raise BundleError(f"the bundle is not a zip file: {exc}") from None
-    check_module_names(names)
+    with _check_archive(data, limits or BundleLimits()) as archive:
+        manifest = Manifest.from_json(read_manifest(archive, limits or BundleLimits()))
     if not manifest.functions and not manifest.flows:
         raise BundleError("the bundle's manifest lists no functions and no flows")
     return manifest

@@ -101,7 +101,8 @@ def _routes(control: ControlPlane) -> FastAPI:
     async def info() -> dict[str, Any]:
         return {"version": fn.__version__, "api_url": control.settings.api_url, "http_url": control.settings.http_url,
                 "store": control.store.config.describe(), "ray_address": control.settings.ray_address or "local",
-                "max_bundle_bytes": control.settings.max_bundle_bytes}
+                "max_bundle_bytes": control.settings.max_bundle_bytes,
+                "bundle_limits": control.settings.bundle_limits.to_dict()}
 
     @app.head("/v1/bundles/{sha256}")
     async def bundle_exists(sha256: str) -> Response:

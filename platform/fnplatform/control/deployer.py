@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fn import FunctionSpec
@@ -44,6 +44,7 @@ class DeployContext:
     strict_resources: bool = True  # local clusters cannot grow: refuse what no node could ever place
     timeout_s: float = 300.0
     ingress_url: str = ""  # where callers reach functions; a deploy waits until it routes /<name> ("" skips that)
+    cache_policy: dict[str, Any] = field(default_factory=dict)  # CachePolicy.to_dict(): node cache and unpacking caps
 
 
 def version_tag(version: VersionRecord) -> str:
@@ -100,7 +101,8 @@ def build_application(version: VersionRecord, ctx: DeployContext) -> Any:
         max_constructor_retry_count=3,
     )
     ray_compat.set_code_version(deployment, version_tag(version))  # re-applying an unchanged function restarts nothing
-    return deployment.bind(spec.model_dump_json(), version.bundle_sha256, ctx.store.to_dict(), ctx.cache_dir)
+    return deployment.bind(spec.model_dump_json(), version.bundle_sha256, ctx.store.to_dict(), ctx.cache_dir,
+                           ctx.cache_policy)
 
 
 def route_prefix(spec: FunctionSpec) -> str | None:
@@ -151,7 +153,7 @@ class Deployer:
             options = actor_options(version.spec)
             task = ray.remote(max_retries=0, max_calls=1, **options)(validate_version)
             ref = task.remote(version.spec.model_dump_json(), version.bundle_sha256, self.ctx.store.to_dict(),
-                              self.ctx.cache_dir)
+                              self.ctx.cache_dir, self.ctx.cache_policy)
             pending[ref] = version.spec.name
         deadline = time.monotonic() + self.ctx.timeout_s
         while pending:

@@ -23,6 +23,9 @@ from fnplatform.serving.http import client_error_response
 from fnplatform.storage.db import utcnow
 
 JSON_LIMIT_BYTES = 1024 * 1024
+# Each body limit: what the body is, and the setting that changes the limit.
+LIMITS = {"json": ("the JSON body", ""), "bundle": ("the bundle", "FN_MAX_BUNDLE_MB"),
+          "artifact": ("the artifact", "FN_MAX_ARTIFACT_MB")}
 GRANT_SCOPE_KEY = "fn.grant"
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -107,8 +110,9 @@ class Edge:
                 self._limiter.check(grant)
                 self.use.note(grant.key_id)
                 scope[GRANT_SCOPE_KEY] = grant
-            declared_over(headers, limit)
-            receive = limited(receive, limit)
+            what, setting = LIMITS[rule.limit]
+            declared_over(headers, limit, what, setting)
+            receive = limited(receive, limit, what, setting)
             if not rule.streamed:
                 receive = await _buffered(receive)
         except ClientError as exc:

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fn import Conflict, FlowSpec, FunctionSpec, NotFound
+from fn import Conflict, FlowSpec, FunctionSpec, NotFound, PayloadTooLarge
 from fnplatform.bundles.packaging import inspect_bundle
+from fnplatform.bundles.safety import BundleTooLarge
 from fnplatform.flows import run as flow_run
 from fnplatform.flows.state import FlowState
 from fnplatform.keys import Grant
@@ -87,7 +88,11 @@ class ControlPlane:
         return self.store.exists(bundle_key(sha256))
 
     def upload_bundle(self, sha256: str, data: bytes) -> dict[str, Any]:
-        manifest = inspect_bundle(data, expected_sha256=sha256, max_bytes=self.settings.max_bundle_bytes)
+        try:
+            manifest = inspect_bundle(data, expected_sha256=sha256, max_bytes=self.settings.max_bundle_bytes,
+                                      limits=self.settings.bundle_limits)
+        except BundleTooLarge as exc:
+            raise PayloadTooLarge(str(exc), status=413) from None
         uploaded = put_bundle(self.store, sha256, data)
         return {"sha256": sha256, "uploaded": uploaded, "functions": [s.name for s in manifest.functions]}
 
@@ -118,7 +123,8 @@ class ControlPlane:
             seen[shape] = spec.name
 
     def start_deploy(self, sha256: str) -> DeployJob:
-        manifest = bundle_manifest_from_store(self.store, sha256, self.settings.max_bundle_bytes)
+        manifest = bundle_manifest_from_store(self.store, sha256, self.settings.max_bundle_bytes,
+                                              self.settings.bundle_limits)
         missing = sorted(path for path, ref in manifest.artifacts.items() if not self.has_artifact(ref.sha256))
         if missing:
             raise NotFound(f"artifact(s) {', '.join(missing)} of bundle {sha256[:12]} are not in the store; "

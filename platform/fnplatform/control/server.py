@@ -131,7 +131,8 @@ def run(settings: PlatformSettings) -> None:
         deployer = Deployer(registry, DeployContext(store=settings.store, cache_dir=settings.cache_dir,
                                                     strict_resources=settings.ray_address is None,
                                                     timeout_s=settings.deploy_timeout_s,
-                                                    ingress_url=settings.http_url))
+                                                    ingress_url=settings.http_url,
+                                                    cache_policy=settings.cache_policy.to_dict()))
         control = ControlPlane(settings, registry, store, deployer, HubClient(hub), FlowState(settings.database_url))
         control.push_state()
         interrupted = registry.fail_unfinished("the control plane restarted during this deploy; run 'fnctl deploy' again")

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from fn import ConfigError, fn_home
 from fnplatform.bundles.packaging import DEFAULT_MAX_BUNDLE_BYTES
+from fnplatform.bundles.safety import BundleLimits
 from fnplatform.storage.blobs import StoreConfig
+from fnplatform.storage.cache import CachePolicy
 
 STATE_FILE = "platform.json"
 # Socket paths are capped: 107 bytes by the kernel, 97 by HAProxy. Under the folder it is given, Ray
@@ -52,6 +54,9 @@ class PlatformSettings:
     cache_dir: str = ""
     max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
     max_artifact_bytes: int = 8 * 2**30  # model files (FN_MAX_ARTIFACT_MB)
+    bundle_limits: BundleLimits = field(default_factory=BundleLimits)  # FN_MAX_UNPACKED_MB and the others
+    cache_max_bytes: int = CachePolicy.max_bytes  # FN_CACHE_MAX_MB: each node's bundle cache
+    cache_idle_s: float = CachePolicy.idle_s  # FN_CACHE_IDLE_S: only entries idle this long are evicted
     deploy_timeout_s: float = 300.0
     ingress: str = "haproxy"  # FN_INGRESS: "haproxy" (in front of the replicas' own ports) or "proxy" (Serve's)
     warm_workers: int = 2  # idle worker processes kept ready for replicas starting from zero (FN_WARM_WORKERS)
@@ -76,6 +81,18 @@ class PlatformSettings:
         settings.cache_dir = settings.cache_dir or env.get("FN_CACHE_DIR") or str(settings.home / "cache" / "bundles")
         settings.max_bundle_bytes = int(_float("FN_MAX_BUNDLE_MB", settings.max_bundle_bytes / 2**20) * 2**20)
         settings.max_artifact_bytes = int(_float("FN_MAX_ARTIFACT_MB", settings.max_artifact_bytes / 2**20) * 2**20)
+        limits = settings.bundle_limits
+        settings.bundle_limits = BundleLimits(
+            max_unpacked_bytes=int(_float("FN_MAX_UNPACKED_MB", limits.max_unpacked_bytes / 2**20) * 2**20),
+            max_entries=int(_float("FN_MAX_BUNDLE_ENTRIES", limits.max_entries)),
+            max_manifest_bytes=int(_float("FN_MAX_MANIFEST_KB", limits.max_manifest_bytes / 2**10) * 2**10),
+            max_ratio=_float("FN_MAX_COMPRESSION_RATIO", limits.max_ratio),
+        )
+        settings.cache_max_bytes = int(_float("FN_CACHE_MAX_MB", settings.cache_max_bytes / 2**20) * 2**20)
+        settings.cache_idle_s = _float("FN_CACHE_IDLE_S", settings.cache_idle_s)
+        if settings.cache_max_bytes < 0 or settings.cache_idle_s < 0:
+            raise ConfigError(f"FN_CACHE_MAX_MB and FN_CACHE_IDLE_S must not be negative (got "
+                              f"{settings.cache_max_bytes / 2**20:g} MB and {settings.cache_idle_s:g} s)")
         settings.deploy_timeout_s = _float("FN_DEPLOY_TIMEOUT_S", settings.deploy_timeout_s)
         settings.ingress = env.get("FN_INGRESS", settings.ingress)
         if settings.ingress not in {"proxy", "haproxy"}:
@@ -85,6 +102,10 @@ class PlatformSettings:
         if settings.admin_key:
             _check_admin_key(settings.admin_key)
         return settings
+
+    @property
+    def cache_policy(self) -> CachePolicy:
+        return CachePolicy(max_bytes=self.cache_max_bytes, idle_s=self.cache_idle_s, limits=self.bundle_limits)
 
     @property
     def api_url(self) -> str:

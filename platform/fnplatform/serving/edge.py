@@ -57,9 +57,10 @@ class RateLimiter:
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
-def limited(receive: Receive, limit: int, what: str = "the body") -> Receive:
+def limited(receive: Receive, limit: int, what: str = "the body", setting: str = "") -> Receive:
     """An ASGI ``receive`` that raises 413 as soon as more than *limit* body bytes have arrived."""
     seen = 0
+    where = f" ({setting})" if setting else ""
 
     async def counted() -> MutableMapping[str, Any]:
         nonlocal seen
@@ -67,18 +68,19 @@ def limited(receive: Receive, limit: int, what: str = "the body") -> Receive:
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise PayloadTooLarge(f"{what} is over the limit of {limit:,} bytes", status=413,
+                raise PayloadTooLarge(f"{what} is over the limit of {limit:,} bytes{where}", status=413,
                                       detail={"limit_bytes": limit})
         return message
 
     return counted
 
 
-def declared_over(headers: Mapping[str, str], limit: int, what: str = "the body") -> None:
+def declared_over(headers: Mapping[str, str], limit: int, what: str = "the body", setting: str = "") -> None:
     """Refuse at once a body whose declared length is already over *limit* (the stream is checked anyway)."""
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"{what} is {int(declared):,} bytes, over the limit of {limit:,}", status=413,
+        where = f" ({setting})" if setting else ""
+        raise PayloadTooLarge(f"{what} is {int(declared):,} bytes, over the limit of {limit:,}{where}", status=413,
                               detail={"limit_bytes": limit})
 
 

@@ -32,6 +32,7 @@ from fn import ClientError, FunctionSpec, RemoteError, Timeout
 from fn._platform import install_artifacts, install_transport, status_error
 from fnplatform.bundles.packaging import MANIFEST_NAME, Manifest
 from fnplatform.storage.blobs import StoreConfig, fetch_artifact, fetch_bundle
+from fnplatform.storage.cache import CachePolicy
 
 from . import logs as replica_logs
 from . import ray_compat
@@ -135,13 +136,14 @@ def _patch_onnxruntime(module: Any, threads: int) -> None:
     session_class._fn_threads_capped = True
 
 
-def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cache_dir: str) -> Loaded:
+def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cache_dir: str,
+                cache_policy: CachePolicy | None = None) -> Loaded:
     """Fetch, import and set up the function; raises SetupFailed with the user's error."""
     _limit_threads(cpu_threads(spec))
-    bundle_dir = fetch_bundle(store, bundle_sha256, cache_dir)
+    bundle_dir = fetch_bundle(store, bundle_sha256, cache_dir, cache_policy)
     if spec.artifacts:
         manifest = Manifest.from_json((bundle_dir / MANIFEST_NAME).read_bytes())
-        install_artifacts({name: fetch_artifact(store, ref.sha256, cache_dir)
+        install_artifacts({name: fetch_artifact(store, ref.sha256, cache_dir, cache_policy)
                            for name, ref in manifest.artifacts_of(spec).items()})
     cap_onnxruntime_threads(cpu_threads(spec))
     if str(bundle_dir) not in sys.path:
@@ -176,10 +178,12 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
-def validate_version(spec_json: str, bundle_sha256: str, store: dict[str, Any], cache_dir: str) -> str | None:
+def validate_version(spec_json: str, bundle_sha256: str, store: dict[str, Any], cache_dir: str,
+                     cache_policy: dict[str, Any] | None = None) -> str | None:
     """Body of the deploy-time check actor: None when the function loads, else the error."""
     try:
-        load_target(FunctionSpec.model_validate_json(spec_json), bundle_sha256, StoreConfig(**store), cache_dir)
+        load_target(FunctionSpec.model_validate_json(spec_json), bundle_sha256, StoreConfig(**store), cache_dir,
+                    CachePolicy.from_dict(cache_policy))
     except SetupFailed as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - the deploy check reports every failure as text
@@ -190,7 +194,8 @@ def validate_version(spec_json: str, bundle_sha256: str, store: dict[str, Any], 
 class FunctionReplica:
     """The Serve deployment class behind every function."""
 
-    def __init__(self, spec_json: str, bundle_sha256: str, store: dict[str, Any], cache_dir: str) -> None:
+    def __init__(self, spec_json: str, bundle_sha256: str, store: dict[str, Any], cache_dir: str,
+                 cache_policy: dict[str, Any] | None = None) -> None:
         spec = FunctionSpec.model_validate_json(spec_json)
         replica_id = uuid.uuid4().hex[:8]
         hub = find_hub_or_none()
@@ -198,7 +203,8 @@ class FunctionReplica:
         shipper = replica_logs.LogShipper(spec.name, replica_id, hub)
         replica_logs.install(shipper)
         started = time.perf_counter()
-        self._serve(spec, load_target(spec, bundle_sha256, StoreConfig(**store), cache_dir), hub, shipper)
+        loaded = load_target(spec, bundle_sha256, StoreConfig(**store), cache_dir, CachePolicy.from_dict(cache_policy))
+        self._serve(spec, loaded, hub, shipper)
         shipper.line("INFO", f"replica ready: {spec.name} bundle {bundle_sha256[:12]} "
                              f"loaded in {replica_logs.elapsed_ms(started):.0f} ms (pid {os.getpid()})")
 

@@ -11,13 +11,17 @@ import hashlib
 import os
 import shutil
 import tempfile
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from fn import NotFound, Unavailable
+from fnplatform.bundles.extract import extract_bundle
 from fnplatform.bundles.packaging import BundleError, Manifest, hash_file, inspect_bundle
+from fnplatform.bundles.safety import BundleLimits
+
+from . import cache as node_cache
+from .cache import CachePolicy
 
 
 @dataclass(frozen=True)
@@ -215,30 +219,32 @@ def put_bundle(store: BundleStore, sha256: str, data: bytes) -> bool:
     return True
 
 
-def fetch_bundle(config: StoreConfig, sha256: str, cache_dir: str | Path) -> Path:
-    """The unpacked bundle folder in this node's cache, downloading and verifying it on first use."""
+def fetch_bundle(config: StoreConfig, sha256: str, cache_dir: str | Path, policy: CachePolicy | None = None) -> Path:
+    """The unpacked bundle folder in this node's cache, downloading, verifying and unpacking it on first use."""
+    policy = policy or CachePolicy()
     target = Path(cache_dir) / sha256
-    if (target / ".verified").is_file():
+    if node_cache.use(target / node_cache.MARKER, policy):
         return target
-    data = open_store(config).read(bundle_key(sha256))
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise BundleError(f"bundle {sha256} from {config.describe()} has sha256 {digest}: refusing to load it")
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{sha256[:12]}-"))
     try:
         archive_path = staging / "bundle.zip"
-        archive_path.write_bytes(data)
-        with zipfile.ZipFile(archive_path) as archive:
-            archive.extractall(staging / "code")
-        (staging / "code" / ".verified").write_text(sha256)
+        open_store(config).download(bundle_key(sha256), archive_path)
+        digest = hash_file(archive_path)
+        if digest != sha256:
+            raise BundleError(f"bundle {sha256} from {config.describe()} has sha256 {digest}: refusing to load it")
+        size = extract_bundle(archive_path, staging / "code", policy.limits)
+        (staging / "code" / node_cache.SIZE_FILE).write_text(str(size))
+        (staging / "code" / node_cache.MARKER).write_text(sha256)
         try:
             os.rename(staging / "code", target)
         except OSError:
-            if not (target / ".verified").is_file():  # lost a race to a replica that did not finish
+            if not (target / node_cache.MARKER).is_file():  # lost a race to a replica that did not finish
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    node_cache.use(target / node_cache.MARKER, policy)
+    node_cache.prune(cache_dir, policy)
     return target
 
 
@@ -253,11 +259,12 @@ def put_artifact(store: BundleStore, sha256: str, path: Path) -> bool:
     return True
 
 
-def fetch_artifact(config: StoreConfig, sha256: str, cache_dir: str | Path) -> Path:
+def fetch_artifact(config: StoreConfig, sha256: str, cache_dir: str | Path, policy: CachePolicy | None = None) -> Path:
     """The artifact's file in this node's cache, downloaded and verified on first use (then shared)."""
+    policy = policy or CachePolicy()
     folder = Path(cache_dir) / "artifacts"
     target = folder / sha256
-    if target.is_file():
+    if node_cache.use(target, policy):
         return target  # only ever renamed into place after its hash was checked
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{sha256[:12]}-")
@@ -276,14 +283,17 @@ def fetch_artifact(config: StoreConfig, sha256: str, cache_dir: str | Path) -> P
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    node_cache.use(target, policy)
+    node_cache.prune(cache_dir, policy)
     return target
 
 
-def bundle_manifest_from_store(store: BundleStore, sha256: str, max_bytes: int) -> Manifest:
+def bundle_manifest_from_store(store: BundleStore, sha256: str, max_bytes: int,
+                               limits: BundleLimits | None = None) -> Manifest:
     """The manifest of a bundle already in the store, checked again as it is read."""
     try:
         data = store.read(bundle_key(sha256))
     except FileNotFoundError:
         raise NotFound(f"bundle {sha256} is not in the store; upload it first (PUT /v1/bundles/{sha256})",
                        status=404) from None
-    return inspect_bundle(data, expected_sha256=sha256, max_bytes=max_bytes)
+    return inspect_bundle(data, expected_sha256=sha256, max_bytes=max_bytes, limits=limits)

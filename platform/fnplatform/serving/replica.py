@@ -35,6 +35,7 @@ from fnplatform.storage.blobs import StoreConfig, fetch_artifact, fetch_bundle
 
 from . import logs as replica_logs
 from . import ray_compat
+from . import secrets as replica_secrets
 from .auth import KeyCache, bearer
 from .handles import HandleTransport
 from .http import client_error_response, error_response, read_arguments, rebuild_request, result_response
@@ -179,7 +180,9 @@ async def _await(awaitable: Any) -> Any:
 def validate_version(spec_json: str, bundle_sha256: str, store: dict[str, Any], cache_dir: str) -> str | None:
     """Body of the deploy-time check actor: None when the function loads, else the error."""
     try:
-        load_target(FunctionSpec.model_validate_json(spec_json), bundle_sha256, StoreConfig(**store), cache_dir)
+        spec = FunctionSpec.model_validate_json(spec_json)
+        replica_secrets.install(spec, find_hub_or_none())  # setup() in the check sees them as a replica would
+        load_target(spec, bundle_sha256, StoreConfig(**store), cache_dir)
     except SetupFailed as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - the deploy check reports every failure as text
@@ -198,6 +201,7 @@ class FunctionReplica:
         shipper = replica_logs.LogShipper(spec.name, replica_id, hub)
         replica_logs.install(shipper)
         started = time.perf_counter()
+        replica_secrets.install(spec, hub)  # before the user's module is imported
         self._serve(spec, load_target(spec, bundle_sha256, StoreConfig(**store), cache_dir), hub, shipper)
         shipper.line("INFO", f"replica ready: {spec.name} bundle {bundle_sha256[:12]} "
                              f"loaded in {replica_logs.elapsed_ms(started):.0f} ms (pid {os.getpid()})")

@@ -130,7 +130,7 @@ def test_a_ciphertext_moved_onto_another_secret_does_not_decrypt(tmp_path: Path)
     with store.engine.begin() as connection:
         connection.execute(text("UPDATE secrets SET ciphertext = (SELECT ciphertext FROM secrets WHERE name = 'a') "
                                 "WHERE name = 'b'"))
-    with pytest.raises(SecretDecryptError, match="secret 'b': .*does not decrypt"):
+    with pytest.raises(SecretDecryptError, match=r"secret 'b': .*does not decrypt"):
         store.values(["b"])
 
 

@@ -19,6 +19,7 @@ import fn
 from fn import BadRequest, ClientError, FnError, PayloadTooLarge, SpecError, Unauthorized
 
 from .plane import ControlPlane
+from .secrets_api import secrets_router
 
 MAX_WAIT_S = 30.0
 
@@ -65,6 +66,8 @@ def create_app(control: ControlPlane) -> FastAPI:
             raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'", status=401)
 
     auth = [Depends(authorized)]
+
+    app.include_router(secrets_router(control), dependencies=auth)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

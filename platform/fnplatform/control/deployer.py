@@ -22,6 +22,7 @@ from fnplatform.serving import ray_compat
 from fnplatform.serving.replica import FunctionReplica, validate_version
 from fnplatform.storage.blobs import StoreConfig
 from fnplatform.storage.registry import Registry, VersionRecord
+from fnplatform.storage.secrets import SecretStore
 
 log = logging.getLogger("fnplatform")
 GATEWAY_APP = "_fn_gateway"
@@ -46,8 +47,8 @@ class DeployContext:
     ingress_url: str = ""  # where callers reach functions; a deploy waits until it routes /<name> ("" skips that)
 
 
-def version_tag(version: VersionRecord) -> str:
-    digest = hashlib.sha256((version.spec.model_dump_json() + version.bundle_sha256).encode()).hexdigest()
+def version_tag(version: VersionRecord, secrets_tag: str = "") -> str:
+    digest = hashlib.sha256((version.spec.model_dump_json() + version.bundle_sha256 + secrets_tag).encode()).hexdigest()
     return digest[:16]
 
 
@@ -85,8 +86,9 @@ def autoscaling_config(spec: FunctionSpec) -> dict[str, Any]:
     }
 
 
-def build_application(version: VersionRecord, ctx: DeployContext) -> Any:
-    """The Serve application for one function version: the generic replica bound to its spec."""
+def build_application(version: VersionRecord, ctx: DeployContext, secrets_tag: str = "") -> Any:
+    """The Serve application for one function version: the generic replica bound to its spec. *secrets_tag*
+    names the revisions of its secrets (never their values): a changed secret is a new Serve version."""
     from ray import serve
 
     spec = version.spec
@@ -99,14 +101,16 @@ def build_application(version: VersionRecord, ctx: DeployContext) -> Any:
         graceful_shutdown_timeout_s=5,
         max_constructor_retry_count=3,
     )
-    ray_compat.set_code_version(deployment, version_tag(version))  # re-applying an unchanged function restarts nothing
+    # re-applying an unchanged function restarts nothing
+    ray_compat.set_code_version(deployment, version_tag(version, secrets_tag))
     return deployment.bind(spec.model_dump_json(), version.bundle_sha256, ctx.store.to_dict(), ctx.cache_dir)
 
 
 class Deployer:
-    def __init__(self, registry: Registry, ctx: DeployContext) -> None:
+    def __init__(self, registry: Registry, ctx: DeployContext, secrets: SecretStore | None = None) -> None:
         self.registry = registry
         self.ctx = ctx
+        self.secrets = secrets or SecretStore(registry.url)  # revisions only: the deployer never decrypts
         self._lock = threading.Lock()  # one Serve reconfiguration at a time
 
     # checks -------------------------------------------------------------------------------
@@ -166,7 +170,7 @@ class Deployer:
         if not versions:
             return {}
         targets = [
-            RunTarget(target=build_application(v, self.ctx), name=v.spec.name,
+            RunTarget(target=build_application(v, self.ctx, self.secrets_tag(v.spec)), name=v.spec.name,
                       route_prefix=f"/{v.spec.name}", logging_config={"enable_access_log": False})
             for v in versions
         ]
@@ -175,6 +179,10 @@ class Deployer:
         if not wait:
             return {}
         return self.wait_running([v.spec.name for v in versions])
+
+    def secrets_tag(self, spec: FunctionSpec) -> str:
+        revisions = self.secrets.revisions(spec.secrets)
+        return ",".join(f"{name}:{revisions.get(name, 0)}" for name in spec.secrets)
 
     def wait_running(self, names: list[str]) -> dict[str, str | None]:
         """Until each app runs in Serve and the ingress routes ``/<name>`` to it (None), or fails (its error).

@@ -29,8 +29,10 @@ from fnplatform.storage.blobs import (
     put_bundle,
 )
 from fnplatform.storage.registry import Registry, VersionRecord
+from fnplatform.storage.secrets import SecretStore, open_cipher
 
 from .deployer import Deployer
+from .secrets import Secrets
 from .settings import PlatformSettings
 
 
@@ -72,7 +74,7 @@ class DeployJob:
 
 class ControlPlane:
     def __init__(self, settings: PlatformSettings, registry: Registry, store: BundleStore, deployer: Deployer,
-                 hub: HubClient, flows: FlowState) -> None:
+                 hub: HubClient, flows: FlowState, secrets: SecretStore | None = None) -> None:
         self.settings = settings
         self.flows = flows
         self.registry = registry
@@ -80,6 +82,8 @@ class ControlPlane:
         self.deployer = deployer
         self.hub = hub
         self.jobs: dict[str, DeployJob] = {}
+        self.secrets = Secrets(secrets or SecretStore(registry.url, open_cipher(settings.home)), registry, hub, deployer,
+                               deploying=self._deploying)
 
     # bundles -------------------------------------------------------------------------------
     def has_bundle(self, sha256: str) -> bool:
@@ -125,13 +129,14 @@ class ControlPlane:
         specs = [spec.model_copy(update={"requirements": tuple(sorted(set(spec.requirements) | set(manifest.requirements)))})
                  for spec in manifest.functions]
         self._check_routes(specs)
-        busy = {name for job in self.jobs.values() if job.state == "running" for name in job.functions}
-        clash = sorted(busy & {s.name for s in specs})
+        self.secrets.check(specs)
+        clash = sorted(self._deploying() & {s.name for s in specs})
         if clash:
             raise Conflict(f"a deploy of {', '.join(clash)} is already running; wait for it ('fnctl deploy' shows it)",
                            status=409)
         job = DeployJob(id=uuid.uuid4().hex[:12], bundle_sha256=sha256,
                         functions=[s.name for s in specs] + [f"flow:{f.name}" for f in manifest.flows])
+        self.secrets.hold(job.id, specs)
         self.jobs[job.id] = job
         threading.Thread(target=self._run_deploy, args=(job, specs, manifest.flows), name=f"deploy-{job.id}",
                          daemon=True).start()
@@ -147,7 +152,11 @@ class ControlPlane:
                     job.results[spec.name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
                     job.emit(spec.name, "failed", str(exc))
         finally:
+            self.secrets.release(job.id)
             job.finish()
+
+    def _deploying(self) -> set[str]:
+        return {name for job in self.jobs.values() if job.state == "running" for name in job.functions}
 
     def _fail(self, job: DeployJob, version: VersionRecord, error: str) -> None:
         self.registry.finish_version(version.function, version.number, error=error)
@@ -302,9 +311,12 @@ class ControlPlane:
 
     # keys ----------------------------------------------------------------------------------
     def push_state(self) -> None:
-        """Publish what the data plane reads from the registry (key hashes, active functions) through the hub."""
-        functions = [v.spec.model_dump(mode="json") for v in self.registry.actives()]
+        """Publish what the data plane reads from the registry (key hashes, active functions, the secrets they name)
+        through the hub."""
+        actives = self.registry.actives()
+        functions = [v.spec.model_dump(mode="json") for v in actives]
         self.hub.publish({"keys": self.registry.key_hashes(), "functions": functions})
+        self.secrets.publish(actives)
 
     def create_key(self, name: str) -> dict[str, Any]:
         record, plaintext = self.registry.create_key(name)

@@ -48,6 +48,14 @@ def ensure_admin_key(settings: PlatformSettings, registry: Any) -> None:
     _write_private(path, {"api_url": settings.api_url, "http_url": settings.http_url, "api_key": key})
 
 
+def private_home(home: Path) -> None:
+    """FN_HOME holds the registry, the secrets key and the credentials: only this user may enter it."""
+    info = home.lstat()
+    if info.st_uid == os.getuid() and info.st_mode & 0o077 and not home.is_symlink():
+        home.chmod(0o700)
+        log.info("made %s private (mode 0700): it holds the registry, credentials and the secrets key", home)
+
+
 def _start_housekeeping(control: Any, interval_s: float = 10.0) -> None:
     """Now and then: re-publish the data plane's state (a restarted hub comes back empty) and resume flow
     runs whose actor is gone, so a run finishes even if nobody asks about it."""
@@ -67,7 +75,8 @@ def _start_housekeeping(control: Any, interval_s: float = 10.0) -> None:
 def run(settings: PlatformSettings) -> None:
     from .local import prepare_environment
 
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_home(settings.home)
     prepare_environment(settings)
 
     import uvicorn
@@ -76,6 +85,7 @@ def run(settings: PlatformSettings) -> None:
     from fnplatform.serving.hub import HubClient, get_or_create_hub
     from fnplatform.storage.blobs import S3Store, open_store
     from fnplatform.storage.registry import Registry
+    from fnplatform.storage.secrets import MASTER_KEY_ENV, SecretStore, open_cipher
 
     from .api import create_app
     from .deployer import DeployContext, Deployer
@@ -85,6 +95,8 @@ def run(settings: PlatformSettings) -> None:
     assert settings.store is not None
     registry = Registry(settings.database_url)
     ensure_admin_key(settings, registry)
+    secrets = SecretStore(settings.database_url, open_cipher(settings.home))
+    os.environ.pop(MASTER_KEY_ENV, None)  # read: the local Ray's workers and the replicas must not inherit it
     store = open_store(settings.store)
     if isinstance(store, S3Store):
         try:
@@ -99,8 +111,10 @@ def run(settings: PlatformSettings) -> None:
         deployer = Deployer(registry, DeployContext(store=settings.store, cache_dir=settings.cache_dir,
                                                     strict_resources=settings.ray_address is None,
                                                     timeout_s=settings.deploy_timeout_s,
-                                                    database_url=settings.database_url, ingress_url=settings.http_url))
-        control = ControlPlane(settings, registry, store, deployer, HubClient(hub), FlowState(settings.database_url))
+                                                    database_url=settings.database_url, ingress_url=settings.http_url),
+                            secrets)
+        control = ControlPlane(settings, registry, store, deployer, HubClient(hub), FlowState(settings.database_url),
+                               secrets)
         control.push_state()
         interrupted = registry.fail_unfinished("the control plane restarted during this deploy; run 'fnctl deploy' again")
         if interrupted:

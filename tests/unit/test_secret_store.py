@@ -151,3 +151,20 @@ def test_the_registry_file_is_private(tmp_path: Path) -> None:
     old.chmod(0o644)
     Registry(f"sqlite:///{old}")
     assert stat.S_IMODE(old.stat().st_mode) == 0o600  # one made by an earlier version is narrowed
+
+
+def test_secrets_under_another_master_key_are_named(tmp_path: Path) -> None:
+    store_at(tmp_path, b"a" * 32).put("old", {"K": "v"})
+    store = store_at(tmp_path, b"b" * 32)
+    store.put("new", {"K": "v"})
+    assert store.foreign() == ["old"]
+
+
+def test_the_platform_home_is_made_private(tmp_path: Path) -> None:
+    from fnplatform.control.server import private_home
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    private_home(home)
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700

@@ -97,6 +97,11 @@ def run(settings: PlatformSettings) -> None:
     ensure_admin_key(settings, registry)
     secrets = SecretStore(settings.database_url, open_cipher(settings.home))
     os.environ.pop(MASTER_KEY_ENV, None)  # read: the local Ray's workers and the replicas must not inherit it
+    unreadable = secrets.foreign()
+    if unreadable:
+        log.error("%d secret(s) (%s) were encrypted with another master key than this one: functions that use them "
+                  "will not start; set %s to the key they were made with, or set them again", len(unreadable),
+                  ", ".join(unreadable), MASTER_KEY_ENV)
     store = open_store(settings.store)
     if isinstance(store, S3Store):
         try:

@@ -17,6 +17,7 @@ import binascii
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import stat
 from collections.abc import Iterable
@@ -32,6 +33,7 @@ from fn import ConfigError, FnError
 
 from .db import Base, Database, utcnow
 
+log = logging.getLogger("fnplatform")
 MASTER_KEY_ENV = "FN_SECRETS_KEY"
 KEY_FILE = "secrets.key"
 KEY_BYTES = 32
@@ -119,8 +121,12 @@ def load_or_create_key_file(path: Path) -> bytes:
             handle.write(os.urandom(KEY_BYTES).hex() + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        with contextlib.suppress(FileExistsError):
+        try:
             os.link(tmp, path, follow_symlinks=False)
+            log.warning("generated the secrets master key %s: back it up with the registry database (without it no "
+                        "secret can be read), or set %s instead", path, MASTER_KEY_ENV)
+        except FileExistsError:
+            pass
     finally:
         tmp.unlink(missing_ok=True)
     return _read_key_file(path)
@@ -240,6 +246,12 @@ class SecretStore(Database):
     def records(self) -> list[SecretRecord]:
         with self._session() as session:
             return [_record(row) for row in session.scalars(select(_Secret).order_by(_Secret.name))]
+
+    def foreign(self) -> list[str]:
+        """Secrets encrypted under another master key than this store's: unreadable until that key is back."""
+        with self._session() as session:
+            return list(session.scalars(select(_Secret.name).where(_Secret.key_id != self._cipher.key_id)
+                                        .order_by(_Secret.name)))
 
     def revisions(self, names: Iterable[str]) -> dict[str, int]:
         wanted = sorted(set(names))

@@ -73,7 +73,10 @@ def collect(pairs: tuple[str, ...], env_file: str | None) -> dict[str, str]:
                 raise click.BadParameter(f"{key}=-: standard input is already read for another value; give one "
                                          f"value on it, or use --from-env-file", param_hint="KEY=VALUE")
             stdin_used = True
-            value = sys.stdin.read().removesuffix("\n")
+            if sys.stdin.isatty():  # typed: not echoed
+                value = click.prompt(f"value of {key}", hide_input=True, prompt_suffix=": ")
+            else:
+                value = sys.stdin.read().removesuffix("\n")
         values[key] = value
     if not values:
         raise click.UsageError("give at least one KEY=-, KEY=VALUE or --from-env-file FILE")
@@ -90,7 +93,8 @@ def set_secret(name: str, pairs: tuple[str, ...], env_file: str | None, as_json:
     """Create or replace secret NAME with these keys (keys not given are dropped).
 
     Values on the command line end up in the shell history and the process list: prefer KEY=-
-    (the value is read from standard input, one trailing newline removed) or --from-env-file FILE.
+    (the value is read from standard input, one trailing newline removed, or asked for without
+    echo on a terminal) or --from-env-file FILE.
     The functions whose secrets=[...] name it restart with the new values. Limits: 100 keys,
     64 KiB per value, 256 KiB in all.
 

@@ -331,3 +331,18 @@ def test_fnctl_describe_shows_the_secret_names_a_function_uses_never_values(fnct
         assert result.exit_code == 0, result.output
         assert VALUE not in result.output
     assert "secrets: ['openai']" in fnctl("describe", "add").output
+
+
+def test_a_function_without_secrets_keeps_the_serve_version_it_had_before_the_option() -> None:
+    import hashlib
+
+    spec = fn.FunctionSpec(name="add")
+    version = VersionRecord(function="add", number=1, spec=spec, bundle_sha256="0" * 64, status="ready", error=None,
+                            created_at=None)  # type: ignore[arg-type]
+    before = spec.model_dump_json(exclude={"secrets"}) + "0" * 64  # how the tag was computed until now
+    assert version_tag(version) == hashlib.sha256(before.encode()).hexdigest()[:16]
+
+
+def test_the_openapi_document_describes_the_body(api: TestClient) -> None:
+    operation = api.get("/openapi.json").json()["paths"]["/v1/secrets/{name}"]["put"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"]["required"] == ["values"]

@@ -48,7 +48,9 @@ class DeployContext:
 
 
 def version_tag(version: VersionRecord, secrets_tag: str = "") -> str:
-    digest = hashlib.sha256((version.spec.model_dump_json() + version.bundle_sha256 + secrets_tag).encode()).hexdigest()
+    # Without secrets the spec's JSON is as before the option existed: upgrading the platform restarts nothing.
+    spec_json = version.spec.model_dump_json(exclude=None if version.spec.secrets else {"secrets"})
+    digest = hashlib.sha256((spec_json + version.bundle_sha256 + secrets_tag).encode()).hexdigest()
     return digest[:16]
 
 

@@ -104,7 +104,10 @@ def secrets_router(control: ControlPlane) -> APIRouter:
     async def describe_secret(name: str) -> dict[str, Any]:
         return await asyncio.to_thread(control.secrets.describe, check_name(name))
 
-    @router.put("/{name}", responses={201: {"description": "created"}, 200: {"description": "replaced"}})
+    body_schema = {"required": True, "content": {"application/json": {"schema": SecretBody.model_json_schema()}}}
+
+    @router.put("/{name}", responses={201: {"description": "created"}, 200: {"description": "replaced"}},
+                openapi_extra={"requestBody": body_schema})
     async def set_secret(name: str, request: Request, response: Response) -> dict[str, Any]:
         """Create or replace the secret: body ``{"values": {"KEY": "VALUE"}}`` (all its keys; others are dropped).
         The functions that use it restart with the new values."""

@@ -232,6 +232,11 @@ def test_a_key_set_twice_for_one_function_is_refused(plane: ControlPlane, api: T
     clash = api.put("/v1/secrets/openai", json={"values": {"OPENAI_API_KEY": VALUE, "MODE": "slow"}})
     assert clash.status_code == 409
     assert "function 'add' uses it, and MODE is set by both env and secret 'openai'" in clash.json()["error"]["message"]
+    api.put("/v1/secrets/db", json={"values": {"DB_PASSWORD": "pw"}})
+    deploy(plane, make_project, "secrets=['openai', 'db']")
+    clash = api.put("/v1/secrets/db", json={"values": {"OPENAI_API_KEY": "other"}})
+    assert clash.status_code == 409
+    assert "OPENAI_API_KEY is set by both secret 'openai' and secret 'db'" in clash.json()["error"]["message"]
 
 
 # fnctl secrets -----------------------------------------------------------------------------------

@@ -66,8 +66,9 @@ class Secrets:
         if busy:  # its deploy applies the active version it read before: a roll now could be undone by it, or undo it
             raise Conflict(f"a deploy of {', '.join(busy)} (which uses secret {name!r}) is running; set the secret "
                            f"when it ends", status=409)
+        keys = {r.name: r.keys for r in self.store.records()} | {name: tuple(values)}
         for version in users:
-            clashes = self._clashes(version.spec, {name: tuple(values)})
+            clashes = self._clashes(version.spec, keys)
             if clashes:
                 raise Conflict(f"secret {name!r} cannot have these keys: function {version.function!r} uses it, and "
                                f"{'; '.join(clashes)}", status=409)

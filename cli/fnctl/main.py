@@ -8,7 +8,7 @@ import click
 
 from fn import FnError
 
-from . import deploy, flows, functions, keys, local
+from . import deploy, flows, functions, keys, local, secrets
 
 
 class _Group(click.Group):
@@ -34,6 +34,7 @@ def cli() -> None:
 for command in (*local.COMMANDS, deploy.deploy, *functions.COMMANDS):
     cli.add_command(command)
 cli.add_command(keys.keys)
+cli.add_command(secrets.secrets)
 cli.add_command(flows.flow)
 
 

@@ -101,9 +101,10 @@ def function(target: Any = None, /, **options: Any) -> Any:
     (0-8, default 0), ``memory_mb`` (MiB), ``min_replicas`` (default 0: scale to zero),
     ``max_replicas`` (default 4), ``target_concurrency`` (default 2), ``max_concurrency``
     (default 100), ``idle_timeout_s`` (seconds at zero load before scaling to zero, default 60),
-    ``timeout_s`` (per call, default 300), ``requirements`` (pip strings), ``env``, ``public``
-    (HTTP without an API key, default False), ``internal`` (no HTTP route: only other functions and
-    flows call it, default False).
+    ``timeout_s`` (per call, default 300), ``requirements`` (pip strings), ``env`` (plain-text
+    variables), ``secrets`` (names of secrets made with ``fnctl secrets set``; their keys are
+    environment variables before the module is imported), ``public`` (HTTP without an API key,
+    default False), ``internal`` (no HTTP route: only other functions and flows call it, default False).
 
     Example::
 

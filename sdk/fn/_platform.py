@@ -12,11 +12,14 @@ from ._config import CREDENTIALS_FILE, Settings
 from ._decorators import registered
 from ._errors import status_error
 from ._flow import StepSpec, declared_flows
+from ._spec import ENV_NAME_PATTERN, SECRET_NAME_PATTERN
 from ._transport import Transport
 from ._transport import install as install_transport
 
 __all__ = [
     "CREDENTIALS_FILE",
+    "ENV_NAME_PATTERN",
+    "SECRET_NAME_PATTERN",
     "Settings",
     "StepSpec",
     "Transport",

@@ -15,6 +15,9 @@ RESERVED_NAMES = frozenset({"flows", "search", "healthz", "v1"})
 POOL_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 MAX_GPUS = 8
 ARTIFACT_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+SECRET_NAME_PATTERN = NAME_PATTERN
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MAX_SECRETS = 20
 # A route is static segments, then optional {parameters} filled from the rest of the path.
 ROUTE_PATTERN = r"^(/[a-z][a-z0-9-]{0,62})+(/\{[a-z_][a-z0-9_]{0,62}\})*$"
 PLATFORM_ROUTES = frozenset({"flows", "healthz", "v1"})
@@ -36,7 +39,10 @@ _HINTS: dict[str, str] = {
     "timeout_s": "seconds one call may run before the caller gets 504, > 0 and <= 86400",
     "requirements": "pip requirement strings, installed per replica on top of the platform's environment (the "
                     "project's requirements.txt is added), e.g. requirements=['numpy>=2']",
-    "env": "environment variables for the replicas, a dict of str to str",
+    "env": "environment variables for the replicas, a dict of str to str; stored and shown in plain text, so "
+           "never put a password or token here: use secrets",
+    "secrets": f"names of secrets ('fnctl secrets set NAME KEY=-') whose keys become environment variables of "
+               f"the replicas before the module is imported, at most {MAX_SECRETS}, e.g. secrets=['openai']",
     "public": "True to serve HTTP without an API key",
     "internal": "True for a step or store that only other functions (fn.call inside the cluster) and flows call: "
                 "it gets no HTTP route, and an HTTP request for it (fn.call from outside the cluster too) gets the "
@@ -73,6 +79,7 @@ class FunctionSpec(BaseModel):
     timeout_s: float = Field(default=300, gt=0, le=86400, description=_HINTS['timeout_s'])
     requirements: tuple[str, ...] = Field(default=(), description=_HINTS['requirements'])
     env: dict[str, str] = Field(default_factory=dict, description=_HINTS['env'])
+    secrets: tuple[str, ...] = Field(default=(), max_length=MAX_SECRETS, description=_HINTS['secrets'])
     public: bool = Field(default=False, description=_HINTS['public'])
     internal: bool = Field(default=False, description=_HINTS['internal'])
     artifacts: dict[str, str] = Field(default_factory=dict, description=_HINTS['artifacts'])
@@ -106,8 +113,27 @@ class FunctionSpec(BaseModel):
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            if not re.fullmatch(ENV_NAME_PATTERN, key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
+        return value
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secrets_a_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # tuple("abc") would silently become three secrets
+            raise ValueError(f"must be a list of secret names, e.g. secrets=[{value!r}]")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not re.fullmatch(SECRET_NAME_PATTERN, name):
+                raise ValueError(f"secret name {name!r} must be lowercase letters, digits and '-', starting with a "
+                                 f"letter, at most 63 characters")
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repr(n) for n in repeated)} is named more than once")
         return value
 
     @field_validator("artifacts")

@@ -29,7 +29,7 @@ ALL_COMMANDS = list(command_paths(cli))
 def test_the_expected_commands_exist() -> None:
     assert {" ".join(path) for path in ALL_COMMANDS} >= {
         "up", "down", "server", "quickstart", "deploy", "ls", "describe", "invoke", "logs", "rm",
-        "keys", "keys create", "keys ls", "keys revoke"}
+        "keys", "keys create", "keys ls", "keys revoke", "secrets", "secrets set", "secrets ls", "secrets rm"}
 
 
 def test_top_level_help() -> None:

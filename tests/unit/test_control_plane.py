@@ -60,6 +60,9 @@ class InProcessHub:
     def read(self, topic: str) -> Any:
         return asyncio.run(self.hub.read(topic))[1]
 
+    def put_secrets(self, secrets: dict[str, dict[str, Any]]) -> None:
+        asyncio.run(self.hub.put_secrets(secrets))
+
     def read_logs(self, function: str, after: int, limit: int) -> tuple[int, list[str]]:
         return asyncio.run(self.hub.read_logs(function, after, limit))
 

@@ -196,3 +196,27 @@ def test_the_options_table_in_the_docs_is_generated_from_the_fields() -> None:
     options = set(FunctionSpec.model_fields) - {"kind", "entrypoint"}  # set by the decorator, not options
     described = {n for n in options if FunctionSpec.model_fields[n].description}
     assert described == options, "every option needs its description (the docs and the error hints)"
+
+
+def test_secrets_are_a_tuple_of_names() -> None:
+    spec = build_spec("here", name="f", secrets=["openai", "db-main"])
+    assert spec.secrets == ("openai", "db-main")
+    assert FunctionSpec(name="f").secrets == ()
+    assert FunctionSpec.model_validate_json(spec.model_dump_json()) == spec
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("openai", "must be a list of secret names, e.g. secrets=['openai']"),
+    (["OpenAI"], "secret name 'OpenAI' must be lowercase letters, digits and '-'"),
+    (["a_b"], "secret name 'a_b' must be lowercase"),
+    (["x", "x"], "'x' is named more than once"),
+    ([f"s{i}" for i in range(21)], "at most 20"),
+])
+def test_bad_secrets_name_the_option_and_the_fix(value: object, problem: str) -> None:
+    with pytest.raises(fn.SpecError) as info:
+        build_spec("@fn.function on 'f'", name="f", secrets=value)
+    message = str(info.value)
+    assert "secrets=" in message and "is invalid" in message
+    assert problem in message
+    assert "fnctl secrets set" in message  # the option's hint follows the error
+

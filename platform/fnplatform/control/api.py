@@ -24,6 +24,8 @@ from fnplatform.serving.http import read_body
 
 from .edge import Edge, KeyUse, grant_of
 from .plane import ControlPlane
+from .secrets_api import MAX_BODY_BYTES as SECRET_BODY_BYTES
+from .secrets_api import secrets_router
 
 MAX_WAIT_S = 30.0
 
@@ -67,7 +69,7 @@ def create_app(control: ControlPlane, use: KeyUse | None = None) -> Edge:
         return record.grant if record is not None else None
 
     return Edge(app, lookup, {"bundle": control.settings.max_bundle_bytes,
-                              "artifact": control.settings.max_artifact_bytes}, use)
+                              "artifact": control.settings.max_artifact_bytes, "secret": SECRET_BODY_BYTES}, use)
 
 
 def _routes(control: ControlPlane) -> FastAPI:
@@ -92,6 +94,8 @@ def _routes(control: ControlPlane) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, "BadRequest" if exc.status_code == 400 else "HTTPError", str(exc.detail))
+
+    app.include_router(secrets_router(control))  # the edge gives /v1/secrets the deploy role
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -23,6 +23,7 @@ from fnplatform.serving import ray_compat
 from fnplatform.serving.replica import FunctionReplica, validate_version
 from fnplatform.storage.blobs import StoreConfig
 from fnplatform.storage.registry import Registry, VersionRecord
+from fnplatform.storage.secrets import SecretStore
 
 log = logging.getLogger("fnplatform")
 GATEWAY_APP = "_fn_gateway"
@@ -47,8 +48,10 @@ class DeployContext:
     cache_policy: dict[str, Any] = field(default_factory=dict)  # CachePolicy.to_dict(): node cache and unpacking caps
 
 
-def version_tag(version: VersionRecord) -> str:
-    digest = hashlib.sha256((version.spec.model_dump_json() + version.bundle_sha256).encode()).hexdigest()
+def version_tag(version: VersionRecord, secrets_tag: str = "") -> str:
+    # Without secrets the spec's JSON is as before the option existed: upgrading the platform restarts nothing.
+    spec_json = version.spec.model_dump_json(exclude=None if version.spec.secrets else {"secrets"})
+    digest = hashlib.sha256((spec_json + version.bundle_sha256 + secrets_tag).encode()).hexdigest()
     return digest[:16]
 
 
@@ -86,8 +89,9 @@ def autoscaling_config(spec: FunctionSpec) -> dict[str, Any]:
     }
 
 
-def build_application(version: VersionRecord, ctx: DeployContext) -> Any:
-    """The Serve application for one function version: the generic replica bound to its spec."""
+def build_application(version: VersionRecord, ctx: DeployContext, secrets_tag: str = "") -> Any:
+    """The Serve application for one function version: the generic replica bound to its spec. *secrets_tag*
+    names the revisions of its secrets (never their values): a changed secret is a new Serve version."""
     from ray import serve
 
     spec = version.spec
@@ -100,7 +104,8 @@ def build_application(version: VersionRecord, ctx: DeployContext) -> Any:
         graceful_shutdown_timeout_s=5,
         max_constructor_retry_count=3,
     )
-    ray_compat.set_code_version(deployment, version_tag(version))  # re-applying an unchanged function restarts nothing
+    # re-applying an unchanged function restarts nothing
+    ray_compat.set_code_version(deployment, version_tag(version, secrets_tag))
     return deployment.bind(spec.model_dump_json(), version.bundle_sha256, ctx.store.to_dict(), ctx.cache_dir,
                            ctx.cache_policy)
 
@@ -110,18 +115,19 @@ def route_prefix(spec: FunctionSpec) -> str | None:
     return None if spec.internal else f"/{spec.name}"
 
 
-def run_target(version: VersionRecord, ctx: DeployContext) -> Any:
+def run_target(version: VersionRecord, ctx: DeployContext, secrets_tag: str = "") -> Any:
     """What ``serve.run_many`` takes for one function version."""
     from ray.serve.api import RunTarget
 
-    return RunTarget(target=build_application(version, ctx), name=version.spec.name,
+    return RunTarget(target=build_application(version, ctx, secrets_tag), name=version.spec.name,
                      route_prefix=route_prefix(version.spec), logging_config={"enable_access_log": False})
 
 
 class Deployer:
-    def __init__(self, registry: Registry, ctx: DeployContext) -> None:
+    def __init__(self, registry: Registry, ctx: DeployContext, secrets: SecretStore | None = None) -> None:
         self.registry = registry
         self.ctx = ctx
+        self.secrets = secrets or SecretStore(registry.url)  # revisions only: the deployer never decrypts
         self._lock = threading.Lock()  # one Serve reconfiguration at a time
 
     # checks -------------------------------------------------------------------------------
@@ -179,12 +185,16 @@ class Deployer:
 
         if not versions:
             return {}
-        targets = [run_target(v, self.ctx) for v in versions]
+        targets = [run_target(v, self.ctx, self.secrets_tag(v.spec)) for v in versions]
         with self._lock:
             serve.run_many(targets, wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
         if not wait:
             return {}
         return self.wait_running([v.spec.name for v in versions], internal={v.spec.name for v in versions if v.spec.internal})
+
+    def secrets_tag(self, spec: FunctionSpec) -> str:
+        revisions = self.secrets.revisions(spec.secrets)
+        return ",".join(f"{name}:{revisions.get(name, 0)}" for name in spec.secrets)
 
     def wait_running(self, names: list[str], internal: Collection[str] = ()) -> dict[str, str | None]:
         """Until each app runs in Serve and the ingress routes ``/<name>`` to it (None), or fails (its error).

@@ -25,7 +25,7 @@ from fnplatform.storage.db import utcnow
 JSON_LIMIT_BYTES = 1024 * 1024
 # Each body limit: what the body is, and the setting that changes the limit.
 LIMITS = {"json": ("the JSON body", ""), "bundle": ("the bundle", "FN_MAX_BUNDLE_MB"),
-          "artifact": ("the artifact", "FN_MAX_ARTIFACT_MB")}
+          "artifact": ("the artifact", "FN_MAX_ARTIFACT_MB"), "secret": ("the secret", "")}
 GRANT_SCOPE_KEY = "fn.grant"
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -35,7 +35,7 @@ class Rule:
     methods: frozenset[str] | None  # None: any method
     path: re.Pattern[str]
     role: str | None  # None: no key needed
-    limit: str = "json"  # "json", "bundle" or "artifact": which body limit applies
+    limit: str = "json"  # which of LIMITS applies
     streamed: bool = False  # the handler reads the body as a stream (checked there); else read here
 
 
@@ -51,6 +51,7 @@ RULES = (
     _rule("PUT", r"/v1/artifacts/[^/]+", "deploy", "artifact", streamed=True),
     _rule(None, r"/v1/(bundles|artifacts)/[^/]+", "deploy"),
     _rule(None, r"/v1/deployments(/.*)?", "deploy"),
+    _rule("PUT", r"/v1/secrets/[^/]+", "deploy", "secret", streamed=True),
     _rule(None, r"/v1/secrets(/.*)?", "deploy"),
     _rule("GET", r"/v1/functions/[^/]+/logs", "deploy"),
     _rule("DELETE", r"/v1/functions/.*", "deploy"),

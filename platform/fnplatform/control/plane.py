@@ -31,8 +31,10 @@ from fnplatform.storage.blobs import (
     put_bundle,
 )
 from fnplatform.storage.registry import Registry, VersionRecord
+from fnplatform.storage.secrets import SecretStore, open_cipher
 
 from .deployer import Deployer
+from .secrets import Secrets
 from .settings import PlatformSettings
 
 
@@ -74,7 +76,7 @@ class DeployJob:
 
 class ControlPlane:
     def __init__(self, settings: PlatformSettings, registry: Registry, store: BundleStore, deployer: Deployer,
-                 hub: HubClient, flows: FlowState) -> None:
+                 hub: HubClient, flows: FlowState, secrets: SecretStore | None = None) -> None:
         self.settings = settings
         self.flows = flows
         self.registry = registry
@@ -82,6 +84,8 @@ class ControlPlane:
         self.deployer = deployer
         self.hub = hub
         self.jobs: dict[str, DeployJob] = {}
+        self.secrets = Secrets(secrets or SecretStore(registry.url, open_cipher(settings.home)), registry, hub, deployer,
+                               deploying=self._deploying)
 
     # bundles -------------------------------------------------------------------------------
     def has_bundle(self, sha256: str) -> bool:
@@ -132,13 +136,14 @@ class ControlPlane:
         specs = [spec.model_copy(update={"requirements": tuple(sorted(set(spec.requirements) | set(manifest.requirements)))})
                  for spec in manifest.functions]
         self._check_routes(specs)
-        busy = {name for job in self.jobs.values() if job.state == "running" for name in job.functions}
-        clash = sorted(busy & {s.name for s in specs})
+        self.secrets.check(specs)
+        clash = sorted(self._deploying() & {s.name for s in specs})
         if clash:
             raise Conflict(f"a deploy of {', '.join(clash)} is already running; wait for it ('fnctl deploy' shows it)",
                            status=409)
         job = DeployJob(id=uuid.uuid4().hex[:12], bundle_sha256=sha256,
                         functions=[s.name for s in specs] + [f"flow:{f.name}" for f in manifest.flows])
+        self.secrets.hold(job.id, specs)
         self.jobs[job.id] = job
         threading.Thread(target=self._run_deploy, args=(job, specs, manifest.flows), name=f"deploy-{job.id}",
                          daemon=True).start()
@@ -154,7 +159,11 @@ class ControlPlane:
                     job.results[spec.name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
                     job.emit(spec.name, "failed", str(exc))
         finally:
+            self.secrets.release(job.id)
             job.finish()
+
+    def _deploying(self) -> set[str]:
+        return {name for job in self.jobs.values() if job.state == "running" for name in job.functions}
 
     def _fail(self, job: DeployJob, version: VersionRecord, error: str) -> None:
         self.registry.finish_version(version.function, version.number, error=error)
@@ -319,10 +328,13 @@ class ControlPlane:
 
     # keys ----------------------------------------------------------------------------------
     def push_state(self) -> None:
-        """Publish what the data plane reads from the registry (key grants by hash, active functions) through the hub."""
-        functions = [v.spec.model_dump(mode="json") for v in self.registry.actives()]
+        """Publish what the data plane reads from the registry (key grants by hash, active functions, the secrets
+        they name) through the hub."""
+        actives = self.registry.actives()
+        functions = [v.spec.model_dump(mode="json") for v in actives]
         keys = {digest: grant.to_json() for digest, grant in self.registry.grants().items()}
         self.hub.publish({"keys": keys, "functions": functions})
+        self.secrets.publish(actives)
 
     def create_key(self, name: str, role: str = "invoke", functions: list[str] | None = None,
                    flows: list[str] | None = None, rate_limit: float | None = None) -> dict[str, Any]:

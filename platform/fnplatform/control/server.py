@@ -107,6 +107,7 @@ def run(settings: PlatformSettings) -> None:
     from fnplatform.serving.hub import HubClient, get_or_create_hub
     from fnplatform.storage.blobs import S3Store, open_store
     from fnplatform.storage.registry import Registry
+    from fnplatform.storage.secrets import MASTER_KEY_ENV, SecretStore, open_cipher
 
     from .api import create_app
     from .deployer import DeployContext, Deployer
@@ -117,6 +118,13 @@ def run(settings: PlatformSettings) -> None:
     assert settings.store is not None
     registry = Registry(settings.database_url)
     ensure_admin_key(settings, registry)
+    secrets = SecretStore(settings.database_url, open_cipher(settings.home))
+    os.environ.pop(MASTER_KEY_ENV, None)  # read: the local Ray's workers and the replicas must not inherit it
+    unreadable = secrets.foreign()
+    if unreadable:
+        log.error("%d secret(s) (%s) were encrypted with another master key than this one: functions that use them "
+                  "will not start; set %s to the key they were made with, or set them again", len(unreadable),
+                  ", ".join(unreadable), MASTER_KEY_ENV)
     store = open_store(settings.store)
     if isinstance(store, S3Store):
         try:
@@ -132,8 +140,10 @@ def run(settings: PlatformSettings) -> None:
                                                     strict_resources=settings.ray_address is None,
                                                     timeout_s=settings.deploy_timeout_s,
                                                     ingress_url=settings.http_url,
-                                                    cache_policy=settings.cache_policy.to_dict()))
-        control = ControlPlane(settings, registry, store, deployer, HubClient(hub), FlowState(settings.database_url))
+                                                    cache_policy=settings.cache_policy.to_dict()),
+                            secrets)
+        control = ControlPlane(settings, registry, store, deployer, HubClient(hub), FlowState(settings.database_url),
+                               secrets)
         control.push_state()
         interrupted = registry.fail_unfinished("the control plane restarted during this deploy; run 'fnctl deploy' again")
         if interrupted:

@@ -2,7 +2,9 @@
 what the control plane publishes for the data plane, each topic with a version number (``keys``:
 hashes of valid API keys; ``functions``: the active specs, for the catch-all gateway's table), read
 by replicas and gateways through ``serving.pushed`` without a database round trip, and a bounded log
-buffer per function (pushed by replicas in batches, read by ``fnctl logs``). It is cheap (no CPU
+buffer per function (pushed by replicas in batches, read by ``fnctl logs``). Apart from the topics it
+holds the decrypted secrets that deployed functions name, for their replicas to read at start
+(``serving.secrets``; never a topic, so the gateways' reads never carry them). It is cheap (no CPU
 reserved) and rebuilt by the control plane when missing, so losing it loses at most buffered log
 lines.
 """
@@ -24,6 +26,7 @@ class Hub:
         self._version = 0
         self._logs: dict[str, deque[tuple[int, str]]] = {}
         self._seq = 0
+        self._secrets: dict[str, dict[str, Any]] = {}
 
     async def publish(self, topic: str, value: Any) -> int:
         """Replace *topic*'s value; returns its version (a new one, higher than all before, unless the value is unchanged)."""
@@ -39,6 +42,15 @@ class Hub:
         Version 0 with None: nothing was published yet (a hub restarted since)."""
         version, value = self._topics.get(topic, (0, None))
         return version, (None if version == known else value)
+
+    async def put_secrets(self, secrets: dict[str, dict[str, Any]]) -> None:
+        """Replace every secret held: {name: {"revision": n, "values": {KEY: VALUE}}}; a secret no deployed
+        function names any more is dropped."""
+        self._secrets = secrets
+
+    async def read_secrets(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        """The held secrets among *names* (one that is missing is not published, or not yet after a restart)."""
+        return {name: self._secrets[name] for name in names if name in self._secrets}
 
     async def push_logs(self, function: str, lines: list[str]) -> None:
         buffer = self._logs.setdefault(function, deque(maxlen=MAX_LINES_PER_FUNCTION))
@@ -66,6 +78,11 @@ class HubClient:
         import ray
 
         ray.get([self._actor.publish.remote(topic, value) for topic, value in topics.items()])
+
+    def put_secrets(self, secrets: dict[str, dict[str, Any]]) -> None:
+        import ray
+
+        ray.get(self._actor.put_secrets.remote(secrets))
 
     def read_logs(self, function: str, after: int, limit: int) -> tuple[int, list[str]]:
         import ray

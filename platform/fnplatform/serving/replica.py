@@ -36,6 +36,7 @@ from fnplatform.storage.cache import CachePolicy
 
 from . import logs as replica_logs
 from . import ray_compat
+from . import secrets as replica_secrets
 from .auth import KeyCache
 from .handles import HandleTransport
 from .http import client_error_response, error_response, not_found_response, read_arguments, rebuild_request, result_response
@@ -182,8 +183,9 @@ def validate_version(spec_json: str, bundle_sha256: str, store: dict[str, Any], 
                      cache_policy: dict[str, Any] | None = None) -> str | None:
     """Body of the deploy-time check actor: None when the function loads, else the error."""
     try:
-        load_target(FunctionSpec.model_validate_json(spec_json), bundle_sha256, StoreConfig(**store), cache_dir,
-                    CachePolicy.from_dict(cache_policy))
+        spec = FunctionSpec.model_validate_json(spec_json)
+        replica_secrets.install(spec, find_hub_or_none())  # setup() in the check sees them as a replica would
+        load_target(spec, bundle_sha256, StoreConfig(**store), cache_dir, CachePolicy.from_dict(cache_policy))
     except SetupFailed as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - the deploy check reports every failure as text
@@ -203,6 +205,7 @@ class FunctionReplica:
         shipper = replica_logs.LogShipper(spec.name, replica_id, hub)
         replica_logs.install(shipper)
         started = time.perf_counter()
+        replica_secrets.install(spec, hub)  # before the user's module is imported
         loaded = load_target(spec, bundle_sha256, StoreConfig(**store), cache_dir, CachePolicy.from_dict(cache_policy))
         self._serve(spec, loaded, hub, shipper)
         shipper.line("INFO", f"replica ready: {spec.name} bundle {bundle_sha256[:12]} "

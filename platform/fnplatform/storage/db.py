@@ -5,12 +5,14 @@ SQLite (a file under FN_HOME, in WAL mode) by default, PostgreSQL by URL, throug
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy import create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -29,6 +31,8 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         connect_args = {"check_same_thread": False} if url.startswith("sqlite") else {}
+        if url.startswith("sqlite"):
+            _private_sqlite_file(url)
         self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -55,6 +59,19 @@ def _add_new_columns(engine: Engine) -> None:
                 kind = column.type.compile(dialect=engine.dialect)
                 with engine.begin() as connection:
                     connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+def _private_sqlite_file(url: str) -> None:
+    """Create the SQLite file 0600 before SQLite does (it would use the umask, often 0644); SQLite gives its
+    -wal and -shm files the database file's mode. A file made earlier with a wider mode is narrowed."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError, FileNotFoundError):  # a missing folder: SQLite says so, as before
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            info = os.lstat(name)
+            if info.st_uid == os.getuid() and info.st_mode & 0o077 and not os.path.islink(name):
+                os.chmod(name, 0o600)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -35,6 +35,8 @@ _HINTS: dict[str, str] = {
     "max_replicas": "the most replicas autoscaling may start, a whole number >= 1 and >= min_replicas",
     "target_concurrency": "in-flight requests per replica that autoscaling aims for, > 0, e.g. target_concurrency=2",
     "max_concurrency": "the most in-flight requests one replica accepts, a whole number >= target_concurrency",
+    "max_queued": "the most calls one caller (a gateway, a flow, another function) queues for the function beyond "
+                  "what its replicas take; more get 503 with Retry-After instead of waiting, 1-100000",
     "idle_timeout_s": "seconds at zero load before scaling to zero, >= 0, e.g. idle_timeout_s=60",
     "timeout_s": "seconds one call may run before the caller gets 504, > 0 and <= 86400",
     "requirements": "pip requirement strings, installed per replica on top of the platform's environment (the "
@@ -75,6 +77,7 @@ class FunctionSpec(BaseModel):
     max_replicas: int = Field(default=4, ge=1, le=1000, description=_HINTS['max_replicas'])
     target_concurrency: float = Field(default=2, gt=0, description=_HINTS['target_concurrency'])
     max_concurrency: int = Field(default=100, ge=1, le=10000, description=_HINTS['max_concurrency'])
+    max_queued: int = Field(default=200, ge=1, le=100_000, description=_HINTS['max_queued'])
     idle_timeout_s: float = Field(default=60, ge=0, le=86400, description=_HINTS['idle_timeout_s'])
     timeout_s: float = Field(default=300, gt=0, le=86400, description=_HINTS['timeout_s'])
     requirements: tuple[str, ...] = Field(default=(), description=_HINTS['requirements'])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,16 @@ def test_a_recreated_run_resumes_from_its_checkpoint_without_redoing_finished_st
     assert done["status"] == "succeeded" and done["output"] == {"total": 6}
     assert [c for c, _ in after.calls] == ["measure", "decide"]  # measure-front was not run again
     assert after.calls[-1][1] == {"a": 4, "b": 2}
+
+
+def test_finished_runs_past_their_retention_are_forgotten_with_their_blobs(state: FlowState) -> None:
+    done, running = state.create_run(documents_flow(), "k1"), state.create_run(documents_flow(), "k1")
+    for run_id in (done, running):
+        assert state.add_input(run_id, "front", blob_key=f"blobs/{run_id}/inputs/front")
+    state.finish_run(done, output_json="1")
+    assert state.active_runs(owner="k1") == 1 and state.active_runs(flow="unit-docs") == 1
+    assert state.expire_runs(datetime.now(UTC).replace(tzinfo=None) - timedelta(days=1)) == []  # not old enough
+    assert state.expire_runs(datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=1)) == [f"blobs/{done}/inputs/front"]
+    assert state.run(done) is None
+    record = state.run(running)
+    assert record is not None and record.owner == "k1" and "front" in record.values  # unfinished: kept

@@ -101,6 +101,7 @@ def build_application(version: VersionRecord, ctx: DeployContext, secrets_tag: s
         ray_actor_options=actor_options(spec),
         autoscaling_config=autoscaling_config(spec),
         max_ongoing_requests=spec.max_concurrency,
+        max_queued_requests=spec.max_queued,
         graceful_shutdown_timeout_s=5,
         max_constructor_retry_count=3,
     )

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from fnplatform.storage.blobs import (
     put_artifact,
     put_bundle,
 )
+from fnplatform.storage.db import utcnow
 from fnplatform.storage.registry import Registry, VersionRecord
 from fnplatform.storage.secrets import SecretStore, open_cipher
 
@@ -245,6 +247,14 @@ class ControlPlane:
             actor = flow_run.get_or_create(run_id, self.store.config.to_dict())
             actor.state.remote()
         return len(ids)
+
+    def expire_runs(self) -> int:
+        """Forget flow runs finished more than FN_RUN_RETENTION_DAYS ago, their uploads and step blobs too."""
+        before = utcnow() - timedelta(seconds=self.settings.run_retention_s)
+        blobs = self.flows.expire_runs(before)
+        for key in blobs:
+            self.store.delete(key)
+        return len(blobs)
 
     def list_flows(self, grant: Grant) -> list[dict[str, Any]]:
         """Declared flows the key may run, each with its latest runs: only the key's own runs, unless admin."""

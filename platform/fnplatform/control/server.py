@@ -80,7 +80,8 @@ def ensure_admin_key(settings: PlatformSettings, registry: Any) -> None:
 
 def _start_housekeeping(control: Any, use: Any, interval_s: float = 10.0) -> None:
     """Now and then: re-publish the data plane's state (a restarted hub comes back empty), resume flow
-    runs whose actor is gone (so a run finishes even if nobody asks about it), and record keys' last use."""
+    runs whose actor is gone (so a run finishes even if nobody asks about it), forget runs past their
+    retention, and record keys' last use."""
 
     def loop() -> None:
         while True:
@@ -89,6 +90,7 @@ def _start_housekeeping(control: Any, use: Any, interval_s: float = 10.0) -> Non
                 control.registry.touch_keys(use.take())
                 control.push_state()
                 control.resume_runs()
+                control.expire_runs()
             except Exception as exc:  # noqa: BLE001 - keep trying; replicas keep their last copy meanwhile
                 log.warning("could not publish state to the hub or resume flow runs: %s", exc)
 

@@ -58,6 +58,7 @@ class PlatformSettings:
     cache_max_bytes: int = CachePolicy.max_bytes  # FN_CACHE_MAX_MB: each node's bundle cache
     cache_idle_s: float = CachePolicy.idle_s  # FN_CACHE_IDLE_S: only entries idle this long are evicted
     deploy_timeout_s: float = 300.0
+    run_retention_s: float = 7 * 86400  # FN_RUN_RETENTION_DAYS: finished flow runs are forgotten after this
     ingress: str = "haproxy"  # FN_INGRESS: "haproxy" (in front of the replicas' own ports) or "proxy" (Serve's)
     warm_workers: int = 2  # idle worker processes kept ready for replicas starting from zero (FN_WARM_WORKERS)
     # FN_ADMIN_KEY: the bootstrap admin key, owned by the operator (a Kubernetes Secret); kept out of repr.
@@ -94,6 +95,9 @@ class PlatformSettings:
             raise ConfigError(f"FN_CACHE_MAX_MB and FN_CACHE_IDLE_S must not be negative (got "
                               f"{settings.cache_max_bytes / 2**20:g} MB and {settings.cache_idle_s:g} s)")
         settings.deploy_timeout_s = _float("FN_DEPLOY_TIMEOUT_S", settings.deploy_timeout_s)
+        settings.run_retention_s = _float("FN_RUN_RETENTION_DAYS", settings.run_retention_s / 86400) * 86400
+        if settings.run_retention_s <= 0:
+            raise ConfigError(f"FN_RUN_RETENTION_DAYS must be a positive number of days, not {env['FN_RUN_RETENTION_DAYS']}")
         settings.ingress = env.get("FN_INGRESS", settings.ingress)
         if settings.ingress not in {"proxy", "haproxy"}:
             raise ConfigError(f"FN_INGRESS={settings.ingress!r} is invalid: use 'haproxy' (the default) or 'proxy'")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text, func, select
+from sqlalchemy import String, Text, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -191,6 +191,19 @@ class FlowState(Database):
                 return
             row.status = "failed" if error else "succeeded"
             row.output, row.error, row.updated_at = output_json, json.dumps(error) if error else None, utcnow()
+
+    def expire_runs(self, finished_before: datetime, limit: int = 500) -> list[str]:
+        """Delete up to *limit* runs that finished before *finished_before*, with their values; the store keys
+        of their blobs are returned for the caller to delete."""
+        with self._session() as session:
+            ids = list(session.scalars(select(_Run.id).where(_Run.status.in_(("succeeded", "failed")),
+                                                             _Run.updated_at < finished_before).limit(limit)))
+            if not ids:
+                return []
+            blobs = [k for k in session.scalars(select(_Value.blob_key).where(_Value.run_id.in_(ids))) if k]
+            session.execute(delete(_Value).where(_Value.run_id.in_(ids)))
+            session.execute(delete(_Run).where(_Run.id.in_(ids)))
+        return blobs
 
     def unfinished_runs(self) -> list[str]:
         with self._session() as session:

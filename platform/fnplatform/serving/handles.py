@@ -11,7 +11,7 @@ import asyncio
 import threading
 from typing import Any
 
-from fn import FnError, NotFound, Pending, RemoteError, Timeout
+from fn import FnError, NotFound, Pending, RemoteError, Timeout, Unavailable
 
 from .logs import request_id_var
 
@@ -28,6 +28,9 @@ def translate_error(exc: BaseException, name: str) -> BaseException:
         return cause
     if type(exc).__name__ in {"TimeoutError", "GetTimeoutError"}:
         return Timeout(f"{name} did not answer in time", status=504, request_id=request_id_var.get())
+    if type(cause).__name__ == "BackPressureError":  # the callee's queue (its max_queued) is full: shed, do not wait
+        return Unavailable(f"{name} is at capacity: its queue of waiting calls is full (max_queued); retry shortly",
+                           status=503, request_id=request_id_var.get(), retry_after=1)
     return RemoteError(f"calling {name} failed: {cause}", status=500, error_type=type(cause).__name__,
                        request_id=request_id_var.get())
 

@@ -60,6 +60,7 @@ class BundleStore(Protocol):
     def write(self, key: str, data: bytes) -> None: ...
     def write_file(self, key: str, path: Path) -> None: ...
     def download(self, key: str, dest: Path) -> None: ...
+    def delete(self, key: str) -> None: ...
 
 
 class LocalStore:
@@ -97,6 +98,9 @@ class LocalStore:
         if not path.is_file():
             raise FileNotFoundError(f"{key} is not in the store {self.root}")
         shutil.copyfile(path, dest)
+
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
 
 
 class S3Store:
@@ -175,6 +179,13 @@ class S3Store:
         except (BotoCoreError, ClientError) as exc:
             raise self._unavailable("put", exc) from None
 
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.delete_object(Bucket=self.config.bucket, Key=self._key(key))  # no error if it is gone
+        except (BotoCoreError, ClientError) as exc:
+            raise self._unavailable("delete", exc) from None
 
     def write_file(self, key: str, path: Path) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

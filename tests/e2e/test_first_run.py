@@ -37,8 +37,21 @@ def test_quickstart_three_times_in_a_row_on_fresh_homes_of_18_30_and_120_charact
             run = fnctl(env, "quickstart", "--api-port", str(free_port()), "--http-port", str(free_port()), timeout=420)
             assert run.returncode == 0, f"FN_HOME of {length} characters:\n{run.stdout}\n{run.stderr}"
             assert run.stdout.strip().splitlines()[-1] == "fn.call('add', a=2, b=3) -> 5", run.stdout
+            _assert_private(home)
         finally:
             down = fnctl(env, "down", timeout=120)
         assert down.returncode == 0, down.stdout + down.stderr
         assert ray_processes(PlatformSettings(home=home).runtime_dir) == []
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _assert_private(home: Path) -> None:
+    """What a local user shares with nobody: FN_HOME and its secrets-bearing files, and HAProxy's side ports."""
+    import psutil
+
+    assert home.stat().st_mode & 0o777 == 0o700
+    for name in ("credentials.json", "registry.db", "secrets.key"):
+        assert (home / name).stat().st_mode & 0o777 == 0o600, name
+    listening = [conn.laddr for proc in psutil.process_iter(["name"]) if proc.info["name"] == "haproxy"
+                 for conn in proc.net_connections(kind="inet") if conn.status == psutil.CONN_LISTEN]
+    assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening

@@ -30,6 +30,7 @@ def vectorize(platform: Platform) -> Platform:
 def _ingest(platform: Platform, *args: str) -> tuple[int, dict[str, Any]]:
     result = platform.fnctl("vectorize", "ingest", *args, "--json")
     start = result.output.find("{")
+    assert start >= 0, f"no JSON report (exit {result.exit_code}): {result.output}"
     report: dict[str, Any] = json.JSONDecoder().raw_decode(result.output[start:])[0]
     return result.exit_code, report
 

@@ -184,3 +184,9 @@ def test_every_route_of_the_api_has_a_rule_and_only_healthz_is_open(plane: Contr
         for method in getattr(route, "methods", None) or ():
             rule = rule_for(method, route.path.replace("{", "").replace("}", ""))
             assert (rule.role is None) == (route.path == "/healthz"), (method, route.path)
+
+
+@pytest.mark.parametrize("path", ["/v1/secrets/a\nb", "/v1/keys/\n", "/\n", "/v1/functions/x\r\n/logs"])
+def test_paths_with_control_characters_still_meet_a_rule(path: str) -> None:
+    rule = rule_for("DELETE", path)
+    assert rule.role in {"deploy", "admin", "invoke"}

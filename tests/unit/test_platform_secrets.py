@@ -3,6 +3,7 @@ registry URL of the flows gateway and run actors (FN_DATABASE_URL), never from i
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -155,3 +156,18 @@ def test_the_local_platform_hands_its_database_url_to_the_ray_it_starts(
         for path in (settings.ray_temp_dir, settings.runtime_dir):
             if path.is_dir():
                 path.rmdir()
+
+
+def test_credentials_are_written_0600_even_over_a_stale_world_readable_temp_file(tmp_path: Path) -> None:
+    from fnplatform.control.server import _write_private
+
+    target = tmp_path / "credentials.json"
+    for stale in (tmp_path / "credentials.tmp", tmp_path / ".credentials.json.tmp"):
+        stale.write_text("{}")
+        stale.chmod(0o644)  # what an earlier crash (or another user) may leave behind
+    target.write_text("{}")
+    target.chmod(0o644)
+    _write_private(target, {"api_key": "fn_x"})
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert json.loads(target.read_text()) == {"api_key": "fn_x"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".credentials.json.tmp", "credentials.json", "credentials.tmp"]

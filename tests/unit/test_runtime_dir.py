@@ -78,3 +78,20 @@ def test_a_folder_of_another_user_is_refused(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(os, "getuid", lambda: theirs.stat().st_uid + 1)  # as another user sees it
     with pytest.raises(fn.ConfigError, match="not a folder owned by this user"):
         ensure_private_dir(theirs)
+
+
+def test_the_local_platform_binds_haproxys_stats_and_metrics_to_this_machine_only() -> None:
+    from ray.serve._private import haproxy_templates
+
+    from fnplatform.serving import ray_compat
+
+    original = haproxy_templates.HAPROXY_CONFIG_TEMPLATE
+    try:
+        assert ray_compat.harden_haproxy_config() == 5  # each rewrite still finds its line in this Ray's template
+        template = haproxy_templates.HAPROXY_CONFIG_TEMPLATE
+        assert "bind 127.0.0.1:{{ config.metrics_port }}" in template and "bind 127.0.0.1:{{ config.stats_port }}" in template
+        assert "mode 600 level admin" in template and "mode 666" not in template
+        assert "acl routes_local src 127.0.0.1 ::1" in template and template.count("if routes routes_local") == 1
+        assert ray_compat.harden_haproxy_config() == 0  # applied once
+    finally:
+        haproxy_templates.HAPROXY_CONFIG_TEMPLATE = original

@@ -38,6 +38,7 @@ def prepare_environment(settings: PlatformSettings) -> None:
     # Every worker process imports Serve's replica and our runtime before it takes work, so a replica
     # started on an idle worker (replicas carry no runtime env, see deployer.runtime_env) skips that.
     os.environ.setdefault("RAY_preload_python_modules", ",".join(ray_compat.PRELOAD_MODULES))
+    os.environ.setdefault(ray_compat.HARDEN_HAPROXY_ENV, "1")  # HAProxy's stats and metrics on 127.0.0.1 only
     # Ray kills idle workers above this many processes; the default (the CPU count) is below what the
     # platform's own actors use, so no idle worker would survive for warm_pool to hand out.
     os.environ.setdefault("RAY_num_workers_soft_limit", "64")

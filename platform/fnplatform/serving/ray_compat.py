@@ -7,6 +7,7 @@ release. Ray is imported inside each function, so importing this module costs no
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -64,3 +65,38 @@ def request_id(headers: Any) -> str:
     except Exception:  # noqa: BLE001 - the internal moved: fall back to our own id
         pass
     return str(headers.get("x-request-id") or uuid.uuid4().hex[:16])
+
+
+# Serve's HAProxy config binds its stats and Prometheus ports on every interface, makes its admin
+# socket mode 666 and lists every route to anyone; on the local platform they are meant for this
+# machine only. Missing public API: HAProxy bind addresses, socket mode and route listing in Serve's
+# options. (The admin socket is also inside the runtime folder, 0700, so only the user reaches it.)
+_HAPROXY_HARDENING = (
+    ("stats socket {{ config.socket_path }} mode 666", "stats socket {{ config.socket_path }} mode 600"),
+    ("bind :{{ config.metrics_port }}", "bind 127.0.0.1:{{ config.metrics_port }}"),
+    ("bind *:{{ config.stats_port }}", "bind 127.0.0.1:{{ config.stats_port }}"),
+    # The route list (every function's name) answers this machine only, where the deployer asks it; from
+    # elsewhere /-/routes falls through to the catch-all gateway, which needs a key and answers 404.
+    ("    acl routes path -i /-/routes\n", "    acl routes path -i /-/routes\n    acl routes_local src 127.0.0.1 ::1\n"),
+    ('string "{{ route_info.routes_message }}" if routes\n', 'string "{{ route_info.routes_message }}" if routes routes_local\n'),
+)
+HARDEN_HAPROXY_ENV = "FN_HAPROXY_LOCAL_ONLY"
+
+
+def harden_haproxy_config() -> int:
+    """Rewrite Serve's HAProxy config template in this process (before Serve's HAProxy module imports it):
+    stats and metrics on 127.0.0.1, the admin socket 0600, /-/routes for local callers. Returns how many of
+    the rewrites applied."""
+    from ray.serve._private import haproxy_templates
+
+    template: str = haproxy_templates.HAPROXY_CONFIG_TEMPLATE
+    applied = 0
+    for old, new in _HAPROXY_HARDENING:
+        if old in template and new not in template:
+            template, applied = template.replace(old, new), applied + 1
+    haproxy_templates.HAPROXY_CONFIG_TEMPLATE = template
+    return applied
+
+
+if os.environ.get(HARDEN_HAPROXY_ENV) == "1":  # set by the local platform for its Ray workers (PRELOAD_MODULES)
+    harden_haproxy_config()

@@ -118,6 +118,11 @@ def test_a_flow_run_belongs_to_the_key_that_started_it(flow: Platform) -> None:
     with flow.client(alice["key"]) as client:
         run_id = client.post("/flows/documents/runs").json()["id"]
         assert client.get(f"/flows/documents/runs/{run_id}").status_code == 200
+        for bad in (b"\xef\xbb\xbf1", b"\xff\xfe1\x00"):  # JSON that would not load again once stored
+            refused = client.put(f"/flows/documents/runs/{run_id}/inputs/front", content=bad,
+                                 headers={"content-type": "application/json"})
+            assert refused.status_code == 400, refused.text
+        assert client.get(f"/flows/documents/runs/{run_id}").json()["inputs"]["front"] is False
     with flow.client(bob["key"]) as client:
         assert client.get(f"/flows/documents/runs/{run_id}").status_code == 404
         assert client.put(f"/flows/documents/runs/{run_id}/inputs/front", content=b"x").status_code == 404

@@ -354,3 +354,23 @@ def test_zip64_end_records_are_read() -> None:
     assert inspect_bundle(data).functions[0].name == "add"
     with pytest.raises(BundleTooLarge, match="entry count is 3, over the limit of 2"):
         inspect_bundle(data, limits=BundleLimits(max_entries=2))
+
+
+def _non_utf8_name() -> bytes:
+    """An entry flagged UTF-8 whose name bytes are not UTF-8 (zipfile would raise UnicodeDecodeError)."""
+    data = bytearray(bundle(("abc.py", b"")))
+    at = data.rfind(b"abc.py")  # the central directory's copy of the name
+    data[at:at + 3] = b"\xff\xfe\xfd"
+    flags_at = data.rfind(b"PK\x01\x02", 0, at) + 8
+    struct.pack_into("<H", data, flags_at, struct.unpack_from("<H", data, flags_at)[0] | 0x800)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(make_zip([(MANIFEST_NAME, b'{"functions": [], "artifacts": []}'), ("app.py", b"")]), id="artifacts-list"),
+    pytest.param(make_zip([(MANIFEST_NAME, b"[" * 50_000 + b"]" * 50_000), ("app.py", b"")]), id="nested-manifest"),
+    pytest.param(_non_utf8_name(), id="non-utf8-name"),
+])
+def test_crafted_bundles_are_a_bundle_error_not_a_crash(data: bytes) -> None:
+    with pytest.raises(BundleError):
+        inspect_bundle(data, limits=SMALL)

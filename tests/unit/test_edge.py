@@ -92,7 +92,7 @@ def test_an_admin_makes_narrow_keys_and_cannot_revoke_the_last_admin_key(plane: 
     created = api.post("/v1/keys", headers=admin, json={"name": "kiosk", "functions": ["add"], "rate_limit": 5})
     assert created.status_code == 201
     body = created.json()
-    assert (body["role"], body["functions"], body["flows"], body["rate_limit"]) == ("invoke", ["add"], None, 5)
+    assert (body["role"], body["functions"], body["flows"], body["rate_limit"]) == ("invoke", ["add"], [], 5)
     assert body["key"].startswith("fn_")
     bad = api.post("/v1/keys", headers=admin, json={"name": "x", "role": "root", "rate_limit": -1,
                                                     "functions": ["Bad Name"]})
@@ -190,3 +190,37 @@ def test_every_route_of_the_api_has_a_rule_and_only_healthz_is_open(plane: Contr
 def test_paths_with_control_characters_still_meet_a_rule(path: str) -> None:
     rule = rule_for("DELETE", path)
     assert rule.role in {"deploy", "admin", "invoke"}
+
+
+def test_a_path_with_a_control_character_is_400_before_any_rule(plane: ControlPlane, api: TestClient) -> None:
+    invoke = key(plane, "invoke")
+    # The router's "$" matches before a final newline: "/v1/keys\n" would reach the keys route under the
+    # catch-all rule. Refused whatever the key.
+    for path in ("/v1/keys%0A", "/v1/deployments%0A", "/v1/secrets%0A", "/v1/functions/add/logs%0A"):
+        response = api.post(path, headers=invoke, json={"name": "x", "role": "admin"})
+        assert response.status_code == 400, path
+        assert "control character" in response.json()["error"]["message"]
+    assert not any(k.role == "admin" for k in plane.registry.keys())  # noqa: SIM118 - Registry.keys() is a query
+
+
+def test_head_needs_the_role_of_get_and_unknown_paths_need_admin(plane: ControlPlane, api: TestClient) -> None:
+    invoke = key(plane, "invoke")
+    assert api.head("/v1/functions/add/logs", headers=invoke).status_code == 403
+    assert api.get("/v1/nothing-here", headers=invoke).status_code == 403  # deny by default
+    assert api.get("/v1/nothing-here", headers=key(plane, "admin")).status_code == 404
+
+
+def test_scopes_are_for_invoke_keys_and_a_function_scope_runs_no_flows(plane: ControlPlane, api: TestClient) -> None:
+    admin = key(plane, "admin")
+    refused = api.post("/v1/keys", headers=admin, json={"name": "x", "role": "deploy", "functions": ["a"]})
+    assert refused.status_code == 422 and "scope invoke keys only" in refused.json()["error"]["message"]
+    scoped = api.post("/v1/keys", headers=admin, json={"name": "x", "functions": ["a"]}).json()
+    assert (scoped["functions"], scoped["flows"]) == (["a"], [])  # a flow's steps could call any function
+
+
+def test_info_tells_invoke_keys_where_to_call_and_nothing_of_the_store_or_ray(plane: ControlPlane,
+                                                                              api: TestClient) -> None:
+    invoke = api.get("/v1/info", headers=key(plane, "invoke")).json()
+    assert set(invoke) == {"version", "api_url", "http_url"}
+    deploy = api.get("/v1/info", headers=key(plane, "deploy")).json()
+    assert {"store", "ray_address", "bundle_limits"} <= set(deploy)

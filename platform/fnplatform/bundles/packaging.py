@@ -85,8 +85,8 @@ class Manifest:
                          for path, ref in body.get("artifacts", {}).items()}
             manifest = cls(functions=specs, requirements=tuple(body.get("requirements", ())),
                            sdk_version=str(body.get("sdk_version", "")), flows=flows, artifacts=artifacts)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BundleError(f"{MANIFEST_NAME} is invalid: {exc}") from None
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise BundleError(f"{MANIFEST_NAME} is invalid: {exc}"[:500]) from None
         for spec in specs:
             for name, path in spec.artifacts.items():
                 if path not in artifacts:

@@ -275,12 +275,15 @@ def count_entries(fp: IO[bytes], size: int, limits: BundleLimits) -> int:
 
 def open_checked(fp: IO[bytes], size: int, limits: BundleLimits) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
     """Open a bundle and check every rule from its central directory; nothing is inflated."""
-    count_entries(fp, size, limits)
-    fp.seek(0)
     try:
+        count_entries(fp, size, limits)
+        fp.seek(0)
         archive = zipfile.ZipFile(fp)
-    except zipfile.BadZipFile as exc:
-        raise BundleError(f"the bundle is not a zip file: {exc}") from None
+    except BundleError:
+        raise
+    except (zipfile.BadZipFile, UnicodeDecodeError, OverflowError, ValueError, struct.error) as exc:
+        # A crafted directory (a name flagged UTF-8 that is not, an offset past 2**63) is a bad zip, not a 500.
+        raise BundleError(f"the bundle is not a zip file fn can read: {exc}") from None
     try:
         infos = archive.infolist()
         for info in infos:

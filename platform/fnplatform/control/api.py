@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException
 
 import fn
@@ -51,6 +51,15 @@ class KeyRequest(BaseModel):
                                            description="the only flows the key may run (default: all)")
     rate_limit: float | None = Field(None, gt=0, le=1_000_000, allow_inf_nan=False,
                                      description="requests per second, per process serving the key (default: none)")
+
+    @model_validator(mode="after")
+    def _scopes(self) -> KeyRequest:
+        if self.role != "invoke" and (self.functions is not None or self.flows is not None):
+            raise ValueError(f"functions and flows scope invoke keys only; a {self.role} key deploys or manages "
+                             f"the whole platform: leave them out, or use role 'invoke'")
+        if self.functions is not None and self.flows is None:
+            self.flows = []  # a flow's steps would call functions outside the scope: name flows to allow them
+        return self
 
 
 def _error(status: int, error_type: str, message: str, detail: Any = None) -> JSONResponse:
@@ -102,9 +111,11 @@ def _routes(control: ControlPlane) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/v1/info")
-    async def info() -> dict[str, Any]:
-        return {"version": fn.__version__, "api_url": control.settings.api_url, "http_url": control.settings.http_url,
-                "store": control.store.config.describe(), "ray_address": control.settings.ray_address or "local",
+    async def info(request: Request) -> dict[str, Any]:
+        public = {"version": fn.__version__, "api_url": control.settings.api_url, "http_url": control.settings.http_url}
+        if not grant_of(request.scope).has_role("deploy"):  # where the store and Ray are is not for callers
+            return public
+        return {**public, "store": control.store.config.describe(), "ray_address": control.settings.ray_address or "local",
                 "max_bundle_bytes": control.settings.max_bundle_bytes,
                 "bundle_limits": control.settings.bundle_limits.to_dict()}
 

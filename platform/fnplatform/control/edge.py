@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.datastructures import Headers
 
-from fn import ClientError, Unauthorized
+from fn import BadRequest, ClientError, Unauthorized
 from fnplatform.keys import Grant
 from fnplatform.serving.auth import NO_KEY
 from fnplatform.serving.edge import RateLimiter, api_key, declared_over, limited
@@ -44,10 +44,13 @@ def _rule(methods: str | None, path: str, role: str | None, limit: str = "json",
     return Rule(frozenset(methods.split()) if methods else None, re.compile(path, re.DOTALL), role, limit, streamed)
 
 
-# First match wins. Everything under /v1 and the API docs needs a key; reading is open to every role.
+# First match wins; what no rule names needs an admin key (deny by default). Reading functions and
+# flows, the API docs and /v1/info are open to every role; the handlers narrow by scope and role.
 RULES = (
     _rule("GET", r"/healthz", None),
-    _rule(None, r"/v1/keys(/.*)?", "admin"),
+    _rule("GET", r"/v1/(info|functions|flows)", "invoke"),
+    _rule("GET", r"/v1/functions/[^/]+", "invoke"),
+    _rule("GET", r"/(openapi\.json|docs|docs/oauth2-redirect|redoc)", "invoke"),
     _rule("PUT", r"/v1/bundles/[^/]+", "deploy", "bundle", streamed=True),
     _rule("PUT", r"/v1/artifacts/[^/]+", "deploy", "artifact", streamed=True),
     _rule(None, r"/v1/(bundles|artifacts)/[^/]+", "deploy"),
@@ -55,17 +58,18 @@ RULES = (
     _rule("PUT", r"/v1/secrets/[^/]+", "deploy", "secret", streamed=True),
     _rule(None, r"/v1/secrets(/.*)?", "deploy"),
     _rule("GET", r"/v1/functions/[^/]+/logs", "deploy"),
-    _rule("DELETE", r"/v1/functions/.*", "deploy"),
-    _rule(None, r".*", "invoke"),
+    _rule("DELETE", r"/v1/functions/[^/]+", "deploy"),
+    _rule(None, r".*", "admin"),
 )
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def rule_for(method: str, path: str) -> Rule:
+    method = "GET" if method == "HEAD" else method  # the framework answers HEAD with the GET route's handler
     for rule in RULES:
         if (rule.methods is None or method in rule.methods) and rule.path.fullmatch(path):
             return rule
     raise AssertionError("the last rule matches every path")
-
 
 class KeyUse:
     """When each key was last used here, written to the registry in batches (not a write per request)."""
@@ -99,10 +103,14 @@ class Edge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rule = rule_for(scope["method"], scope["path"])
         headers = Headers(scope=scope)
+        rule = rule_for(scope["method"], scope["path"])
         limit = self._limits[rule.limit]
         try:
+            if _CONTROL.search(scope["path"]):
+                # The router's "$" matches before a final newline where the rules' fullmatch does not: a path
+                # like "/v1/keys\n" must never reach a route under another rule than its own.
+                raise BadRequest("the path holds a control character", status=400)
             if rule.role is not None:
                 key = api_key(headers)
                 grant = await asyncio.to_thread(self._lookup, key) if key else None

@@ -121,7 +121,8 @@ def run(settings: PlatformSettings) -> None:
     registry = Registry(settings.database_url)
     ensure_admin_key(settings, registry)
     secrets = SecretStore(settings.database_url, open_cipher(settings.home))
-    os.environ.pop(MASTER_KEY_ENV, None)  # read: the local Ray's workers and the replicas must not inherit it
+    for read in (MASTER_KEY_ENV, "FN_ADMIN_KEY"):  # read: the local Ray's workers and the replicas must not inherit them
+        os.environ.pop(read, None)
     unreadable = secrets.foreign()
     if unreadable:
         log.error("%d secret(s) (%s) were encrypted with another master key than this one: functions that use them "

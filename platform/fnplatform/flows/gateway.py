@@ -147,9 +147,12 @@ class FlowGateway:
                                   status=413)
         key = None
         if data is not None:
-            key = flow_run.blob_key(run_id, "inputs", name)
+            # Each upload its own blob: two racing uploads of one input must not overwrite the one that is kept.
+            key = flow_run.blob_key(run_id, "inputs", f"{name}.{uuid.uuid4().hex[:12]}")
             await asyncio.to_thread(self._store.write, key, data)
         if not await asyncio.to_thread(self._db.add_input, run_id, name, blob_key=key, value_json=value):
+            if key is not None:
+                await asyncio.to_thread(self._store.delete, key)
             raise Conflict(f"input {name!r} of run {run_id} was already given; the first one is kept", status=409)
         return _json(await self._ask(run_id, "put", name), status=202)
 
@@ -169,11 +172,14 @@ class FlowGateway:
         if not data:
             raise BadRequest("the upload is empty", status=400)
         if content_type == "application/json":
-            try:
-                json.loads(data)
+            try:  # UTF-8 text first: what is stored must load again (json.loads would also take a BOM or UTF-16)
+                text = data.decode("utf-8")
+                json.loads(text)
+            except UnicodeDecodeError:
+                raise BadRequest("the body is declared JSON but is not UTF-8 text", status=400) from None
             except RecursionError:
                 raise BadRequest("the JSON body is nested too deeply", status=400) from None
             except ValueError as exc:
                 raise BadRequest(f"the body is declared JSON but is not valid JSON: {exc}", status=400) from None
-            return None, data.decode()
+            return None, text
         return data, None

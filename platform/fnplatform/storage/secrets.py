@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import LargeBinary, String, Text, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fn import ConfigError, FnError
@@ -195,6 +196,12 @@ class SecretStore(Database):
 
     def put(self, name: str, values: dict[str, str]) -> tuple[SecretRecord, bool]:
         """Replace *name*'s values; returns its record and whether anything changed (same values: no new revision)."""
+        try:
+            return self._put(name, values)
+        except IntegrityError:  # a concurrent first set of the same name won the insert: update it instead
+            return self._put(name, values)
+
+    def _put(self, name: str, values: dict[str, str]) -> tuple[SecretRecord, bool]:
         plaintext = json.dumps(values, sort_keys=True, separators=(",", ":")).encode()
         with self._session() as session:
             row = session.get(_Secret, name, with_for_update=True)

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from fn import Unavailable, load_settings
-from fn._platform import Settings, raise_for_response, shared_client
+from fn._platform import Settings, raise_for_response, send_with_retries, shared_client
 
 
 class Api:
@@ -19,7 +19,7 @@ class Api:
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             kwargs.setdefault("timeout", self._timeout)
-            response = self._client.request(method, self.settings.api_url + path, **kwargs)
+            response = send_with_retries(lambda: self._client.request(method, self.settings.api_url + path, **kwargs))
         except httpx.TransportError as exc:
             raise Unavailable(f"cannot reach the control plane at {self.settings.api_url}: {exc}; "
                               f"is the platform running ('fnctl up')?", status=503) from None

@@ -13,6 +13,7 @@ import httpx
 
 from ._config import Settings, load_settings
 from ._errors import ClientError, FnError, Timeout, Unavailable, status_error
+from ._retry import asend, send
 from ._transport import Transport
 from ._transport import current as current_transport
 
@@ -76,7 +77,7 @@ def _retry_after(header: str | None) -> float | None:
 
 def _request_json(client: httpx.Client, method: str, url: str, settings: Settings, **kwargs: Any) -> Any:
     try:
-        response = client.request(method, url, **kwargs)
+        response = send(lambda: client.request(method, url, **kwargs))
     except httpx.TimeoutException as exc:
         raise Timeout(f"{method} {url} timed out: {exc}", status=504) from None
     except httpx.TransportError as exc:
@@ -164,7 +165,7 @@ class Ref:
         try:
             # A client per call: a pooled one would outlive the event loop that asyncio.run() closes.
             async with httpx.AsyncClient(headers=headers, timeout=self.timeout) as client:
-                response = await client.post(url, json=arguments)
+                response = await asend(lambda: client.post(url, json=arguments))
         except httpx.TimeoutException as exc:
             raise Timeout(f"POST {url} timed out: {exc}", status=504) from None
         except httpx.TransportError as exc:

@@ -12,6 +12,7 @@ from ._config import CREDENTIALS_FILE, Settings
 from ._decorators import registered
 from ._errors import status_error
 from ._flow import StepSpec, declared_flows
+from ._retry import send as send_with_retries
 from ._spec import ENV_NAME_PATTERN, SECRET_NAME_PATTERN
 from ._transport import Transport
 from ._transport import install as install_transport
@@ -30,6 +31,7 @@ __all__ = [
     "install_transport",
     "raise_for_response",
     "registered",
+    "send_with_retries",
     "shared_client",
     "status_error",
 ]

@@ -103,6 +103,12 @@ def _fake_app(platform: FakePlatform) -> Starlette:
         if name == "hang":
             await asyncio.sleep(1.0)
             return JSONResponse("late")
+        if name == "busy":  # at capacity for its first two calls (a full queue, a replica being replaced)
+            if sum(r["path"].endswith("/busy") for r in platform.requests) <= 2:
+                return _error(503, "Unavailable", "busy is at capacity", "r7", retry_after=0)
+            return JSONResponse("done")
+        if name == "always-busy":
+            return _error(503, "Unavailable", "always-busy is at capacity", "r8", retry_after=1)
         return _error(404, "NotFound", f"no function named {name!r}", "r5")
 
     async def describe(request: Request) -> Response:

@@ -84,6 +84,7 @@ def test_other_commands_without_a_platform(args: list[str]) -> None:
 
 
 def test_unreachable_control_plane_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FN_RETRY_S", "0")
     monkeypatch.setenv("FN_API_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("FN_API_KEY", "k")
     result = CliRunner().invoke(cli, ["ls"])

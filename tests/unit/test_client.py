@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -73,6 +74,7 @@ def test_validation_failure_carries_the_detail(fake_platform: FakePlatform) -> N
 
 
 def test_connection_refused_is_unavailable(monkeypatch: pytest.MonkeyPatch, fake_platform: FakePlatform) -> None:
+    monkeypatch.setenv("FN_RETRY_S", "0")  # retried refusals: tests of their own below
     url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("FN_HTTP_URL", url)
     with pytest.raises(fn.Unavailable) as info:
@@ -83,6 +85,7 @@ def test_connection_refused_is_unavailable(monkeypatch: pytest.MonkeyPatch, fake
 
 def test_unreachable_control_plane_suggests_fnctl_up(monkeypatch: pytest.MonkeyPatch,
                                                       fake_platform: FakePlatform) -> None:
+    monkeypatch.setenv("FN_RETRY_S", "0")
     monkeypatch.setenv("FN_API_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.delenv("FN_HTTP_URL")
     with pytest.raises(fn.Unavailable, match=r"cannot reach the platform at .*/v1/info.*'fnctl up'"):
@@ -152,6 +155,52 @@ def test_acall_runs_in_consecutive_event_loops(fake_platform: FakePlatform) -> N
 
 def test_acall_connection_refused_is_unavailable(monkeypatch: pytest.MonkeyPatch,
                                                  fake_platform: FakePlatform) -> None:
+    monkeypatch.setenv("FN_RETRY_S", "0")
     monkeypatch.setenv("FN_HTTP_URL", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(fn.Unavailable):
         asyncio.run(fn.acall("add", a=1, b=2))
+
+
+def test_a_503_is_retried_after_its_retry_after_and_the_call_succeeds(fake_platform: FakePlatform) -> None:
+    assert fn.call("busy") == "done"
+    assert sum(r["path"].endswith("/busy") for r in fake_platform.requests) == 3
+
+
+def test_retries_stop_at_the_budget_with_the_platforms_error(monkeypatch: pytest.MonkeyPatch,
+                                                             fake_platform: FakePlatform) -> None:
+    monkeypatch.setenv("FN_RETRY_S", "1.5")
+    started = time.monotonic()
+    with pytest.raises(fn.Unavailable, match="at capacity") as info:
+        fn.call("always-busy")
+    assert info.value.retry_after == 1
+    assert sum(r["path"].endswith("/always-busy") for r in fake_platform.requests) == 2
+    assert time.monotonic() - started < 4
+
+
+def test_a_500_or_a_4xx_is_never_retried(fake_platform: FakePlatform) -> None:
+    for name, cls in (("keyerror", fn.RemoteError), ("invalid", fn.ValidationFailed)):
+        with pytest.raises(cls):
+            fn.call(name, a=1)
+        assert sum(r["path"].endswith(f"/{name}") for r in fake_platform.requests) == 1
+
+
+def test_a_refused_connection_is_retried_until_the_budget(monkeypatch: pytest.MonkeyPatch,
+                                                          fake_platform: FakePlatform) -> None:
+    monkeypatch.setenv("FN_RETRY_S", "0.7")
+    monkeypatch.setenv("FN_HTTP_URL", f"http://127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    with pytest.raises(fn.Unavailable):
+        fn.call("add", a=1, b=2)
+    assert 0.5 < time.monotonic() - started < 3  # 0.2 + 0.4 s of backoff, then the next wait is past the budget
+
+
+def test_acall_retries_a_503_too(fake_platform: FakePlatform) -> None:
+    assert asyncio.run(fn.acall("busy")) == "done"
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1e9"])
+def test_a_bad_retry_budget_is_a_config_error_naming_it(monkeypatch: pytest.MonkeyPatch, fake_platform: FakePlatform,
+                                                        value: str) -> None:
+    monkeypatch.setenv("FN_RETRY_S", value)
+    with pytest.raises(fn.ConfigError, match="FN_RETRY_S"):
+        fn.call("add", a=1, b=2)

@@ -5,11 +5,13 @@ and store; the deployer and hub are the control-plane tests' fakes. No Ray."""
 from __future__ import annotations
 
 import asyncio
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 with warnings.catch_warnings():
@@ -224,3 +226,36 @@ def test_info_tells_invoke_keys_where_to_call_and_nothing_of_the_store_or_ray(pl
     assert set(invoke) == {"version", "api_url", "http_url"}
     deploy = api.get("/v1/info", headers=key(plane, "deploy")).json()
     assert {"store", "ray_address", "bundle_limits"} <= set(deploy)
+
+
+def test_deploy_long_polls_do_not_hold_up_other_routes(plane: ControlPlane) -> None:
+    """Twelve clients waiting on a deploy (each up to 2 s) must not delay a plain read: they wait in their
+    own threads, not in the default executor that the other routes' database calls use."""
+    from fnplatform.control.plane import DeployJob
+
+    plane.jobs["j1"] = DeployJob(id="j1", bundle_sha256="0" * 64, functions=["add"])
+    headers = key(plane, "admin")
+    app = create_app(plane)
+
+    async def run() -> float:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as client:
+            waits = [asyncio.create_task(client.get("/v1/deployments/j1", params={"wait": 2})) for _ in range(12)]
+            await asyncio.sleep(0.3)
+            started = time.perf_counter()
+            assert (await client.get("/v1/flows")).status_code == 200
+            took = time.perf_counter() - started
+            assert {r.status_code for r in await asyncio.gather(*waits)} == {200}
+            return took
+
+    assert asyncio.run(run()) < 1.0
+
+
+def test_the_control_plane_keeps_a_bounded_history_of_deploy_jobs(plane: ControlPlane) -> None:
+    from fnplatform.control.plane import KEPT_JOBS, DeployJob
+
+    for i in range(KEPT_JOBS + 50):
+        plane.jobs[f"done-{i}"] = DeployJob(id=f"done-{i}", bundle_sha256="0" * 64, functions=[], state="succeeded")
+    plane.jobs["running"] = DeployJob(id="running", bundle_sha256="0" * 64, functions=["add"])
+    plane._forget_old_jobs()
+    assert len(plane.jobs) == KEPT_JOBS + 1 and "running" in plane.jobs and "done-0" not in plane.jobs

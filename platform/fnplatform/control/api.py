@@ -8,6 +8,7 @@ import hashlib
 import re
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,6 +29,9 @@ from .secrets_api import MAX_BODY_BYTES as SECRET_BODY_BYTES
 from .secrets_api import secrets_router
 
 MAX_WAIT_S = 30.0
+# Deploy long-polls wait in their own threads: in the default executor (a handful of threads on a small
+# machine) six of them delayed every other route by seconds. Past this many, a wait queues, not the API.
+_LONG_POLLS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="fn-long-poll")
 
 
 class DeployRequest(BaseModel):
@@ -161,7 +165,7 @@ def _routes(control: ControlPlane) -> FastAPI:
                          ) -> dict[str, Any]:
         job = control.job(job_id)
         if wait:
-            await asyncio.to_thread(job.wait, after, wait)
+            await asyncio.get_running_loop().run_in_executor(_LONG_POLLS, job.wait, after, wait)
         return job.to_json(after)
 
     @app.get("/v1/functions")

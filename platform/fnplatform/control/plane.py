@@ -39,6 +39,8 @@ from .deployer import Deployer
 from .secrets import Secrets
 from .settings import PlatformSettings
 
+KEPT_JOBS = 200
+
 
 @dataclass
 class DeployJob:
@@ -147,6 +149,7 @@ class ControlPlane:
                         functions=[s.name for s in specs] + [f"flow:{f.name}" for f in manifest.flows])
         self.secrets.hold(job.id, specs)
         self.jobs[job.id] = job
+        self._forget_old_jobs()
         threading.Thread(target=self._run_deploy, args=(job, specs, manifest.flows), name=f"deploy-{job.id}",
                          daemon=True).start()
         return job
@@ -262,6 +265,12 @@ class ControlPlane:
         return [{"name": f.name, "inputs": list(f.inputs), "steps": {s.name: s.function for s in f.steps},
                  "output": f.output, "runs": self.flows.runs(f.name, limit=5, owner=owner)}
                 for f in self.flows.flows() if grant.may_run(f.name)]
+
+    def _forget_old_jobs(self) -> None:
+        """Keep the latest KEPT_JOBS finished deploy jobs (their events are for the client that waits)."""
+        finished = [job_id for job_id, job in self.jobs.items() if job.state != "running"]  # oldest first
+        for job_id in finished[:max(0, len(finished) - KEPT_JOBS)]:
+            self.jobs.pop(job_id, None)
 
     def job(self, job_id: str) -> DeployJob:
         job = self.jobs.get(job_id)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import fn
-from fnplatform.control.deployer import DeployContext, Deployer, route_prefix, run_target
+from fnplatform.control.deployer import MAX_GRACEFUL_SHUTDOWN_S, DeployContext, Deployer, route_prefix, run_target
 from fnplatform.storage.blobs import StoreConfig
 from fnplatform.storage.registry import Registry, VersionRecord
 
@@ -37,6 +37,13 @@ def test_an_internal_function_gets_no_http_route_and_the_others_get_their_name(t
     assert route_prefix(fn.FunctionSpec(name="vector-search", route="/search/{collection}")) == "/vector-search"
 
 
+
+@pytest.mark.parametrize(("timeout_s", "grace_s"), [(1, 6.0), (300, 305.0), (86400, MAX_GRACEFUL_SHUTDOWN_S)])
+def test_a_stopping_replica_may_finish_calls_up_to_timeout_s(tmp_path: Path, timeout_s: float, grace_s: float) -> None:
+    target = run_target(version(fn.FunctionSpec(name="embed", timeout_s=timeout_s)), context(tmp_path))
+    config = target.target._bound_deployment._deployment_config  # Serve has no public reader of an Application's options
+    assert config.graceful_shutdown_timeout_s == grace_s
+    assert config.graceful_shutdown_wait_loop_s == 2  # Serve's default: how often a stopping replica checks it is idle
 class FakeServe:
     """``serve.status()`` as the deploy's wait reads it: every application RUNNING."""
 

@@ -37,6 +37,16 @@ AUTOSCALING_PROFILE: dict[str, float] = {
     "upscale_delay_s": 0.0,
 }
 
+# A replica being stopped (redeploy, downscale, scale to zero) may finish its calls for up to timeout_s plus a margin
+# to send the answer: a fixed 5 s cut longer calls off mid-run. Capped because a redeploy or scale-down waits that
+# long for a replica; a call still running then would be cut off at the cap.
+SHUTDOWN_MARGIN_S = 5.0
+MAX_GRACEFUL_SHUTDOWN_S = 600.0
+
+
+def graceful_shutdown_timeout_s(spec: FunctionSpec) -> float:
+    return min(spec.timeout_s + SHUTDOWN_MARGIN_S, MAX_GRACEFUL_SHUTDOWN_S)
+
 
 @dataclass(frozen=True)
 class DeployContext:
@@ -102,7 +112,7 @@ def build_application(version: VersionRecord, ctx: DeployContext, secrets_tag: s
         autoscaling_config=autoscaling_config(spec),
         max_ongoing_requests=spec.max_concurrency,
         max_queued_requests=spec.max_queued,
-        graceful_shutdown_timeout_s=5,
+        graceful_shutdown_timeout_s=graceful_shutdown_timeout_s(spec),
         max_constructor_retry_count=3,
     )
     # re-applying an unchanged function restarts nothing

@@ -41,6 +41,7 @@ from .auth import KeyCache
 from .handles import HandleTransport
 from .http import client_error_response, error_response, not_found_response, read_arguments, rebuild_request, result_response
 from .hub import find_hub_or_none
+from .overrun import OverrunCalls, Ticket
 from .signature import Signature
 
 
@@ -225,7 +226,9 @@ class FunctionReplica:
         self.loaded = loaded
         self._shipper = shipper
         self._keys = KeyCache(hub)
-        self._pool = ThreadPoolExecutor(max_workers=min(spec.max_concurrency, 64), thread_name_prefix="fn-call")
+        workers = min(spec.max_concurrency, 64)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fn-call")
+        self._overrun = OverrunCalls(workers)
         self._batched: Callable[[dict[str, Any]], Any] | None = None
         if spec.max_batch_size > 1:
             from ray import serve
@@ -252,16 +255,21 @@ class FunctionReplica:
 
     async def _invoke(self, arguments: dict[str, Any]) -> Any:
         values = self.loaded.signature.validate(arguments)
+        ticket: Ticket | None = None
         if self._batched is not None:
             work = self._batched(values)
         elif self.loaded.is_async:
             work = self.loaded.target(**values)
         else:
             context = contextvars.copy_context()
-            work = asyncio.get_running_loop().run_in_executor(self._pool, lambda: context.run(self.loaded.target, **values))
+            run, ticket = self._overrun.track(lambda: context.run(self.loaded.target, **values))
+            work = asyncio.get_running_loop().run_in_executor(self._pool, run)
         try:
             return await asyncio.wait_for(work, timeout=self.spec.timeout_s)
         except TimeoutError:
+            if ticket is not None:  # its thread cannot be stopped: it holds a worker until the function returns
+                self._overrun.abandon(ticket)
+                self._shipper.line("WARNING", f"{self.spec.name} ran past timeout_s: {self._overrun.describe()}")
             raise Timeout(f"{self.spec.name} ran past its timeout_s of {self.spec.timeout_s:g} s", status=504) from None
 
     async def __call__(self, request: Request, request_id: str | None = None) -> Response:
@@ -321,6 +329,10 @@ class FunctionReplica:
             raise RemoteError(str(exc), status=500, error_type=type(exc).__name__, request_id=rid) from None
         self._shipper.line("INFO", f"call {self.spec.name} -> ok in {replica_logs.elapsed_ms(started):.1f} ms")
         return result
+
+    def check_health(self) -> None:
+        """Serve calls this every health_check_period_s and replaces the replica after 3 raises in a row."""
+        self._overrun.check(self.spec.name)
 
     async def warm(self) -> bool:
         """A no-op request: makes Serve scale the function up from zero (flows prewarm later steps)."""

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 import fn
+from fnplatform.flows import run as flow_run
 from fnplatform.flows.run import FlowRun
 from fnplatform.flows.state import FlowState
 
@@ -145,3 +147,150 @@ def test_finished_runs_past_their_retention_are_forgotten_with_their_blobs(state
     assert state.run(done) is None
     record = state.run(running)
     assert record is not None and record.owner == "k1" and "front" in record.values  # unfinished: kept
+
+
+# faults: checkpoint writes and loads that fail, step calls that never answer ----------------------
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's waits, shrunk so a failure path takes well under a second."""
+    monkeypatch.setattr(flow_run, "CHECKPOINT_BACKOFF_S", 0.01)
+    monkeypatch.setattr(flow_run, "WATCHDOG_INTERVAL_S", 0.05)
+    monkeypatch.setattr(flow_run, "STEP_PLACEMENT_S", 0.2)
+    monkeypatch.setattr(flow_run, "STEP_TIMEOUT_FALLBACK_S", 0.0)  # the test's functions are not in the registry
+
+
+def failing(write: Callable[..., Any], times: int | None) -> tuple[Callable[..., Any], list[int]]:
+    """``write`` that fails ``times`` times (None: always) as a locked SQLite database does, then works."""
+    calls: list[int] = []
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if times is None or len(calls) <= times:
+            raise OperationalError("UPDATE flow_values", {}, Exception("database is locked"))
+        return write(*args, **kwargs)
+
+    return wrapper, calls
+
+
+def no_step_running(snapshot: dict[str, Any]) -> bool:
+    return all(step["status"] != "running" for step in snapshot["steps"].values())
+
+
+@pytest.mark.timeout(20)
+def test_checkpoint_writes_that_fail_a_few_times_are_retried_and_the_run_succeeds(
+        state: FlowState, tmp_path: Path, fast: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    local = runtime(measure=lambda text: text.encode() * 2, decide=lambda a, b: {"total": len(a) + len(b)})
+    run = new_run(state, tmp_path, local)
+    record_step, steps = failing(run._db.record_step, 2)
+    finish_run, finishes = failing(run._db.finish_run, 1)
+    store_write, writes = failing(run._store.write, 2)
+    monkeypatch.setattr(run._db, "record_step", record_step)
+    monkeypatch.setattr(run._db, "finish_run", finish_run)
+    monkeypatch.setattr(run._store, "write", store_write)
+    give(state, run, "front", "abcd")
+    done = give(state, run, "back", "xy")
+    assert done["status"] == "succeeded" and done["output"] == {"total": 12}
+    assert len(steps) == 2 + 3 and len(writes) == 2 + 2 and len(finishes) == 1 + 1  # each failure was tried again
+    record = state.run(run.run_id)
+    assert record is not None and record.status == "succeeded" and record.output == {"total": 12}
+
+
+@pytest.mark.timeout(20)
+def test_a_checkpoint_write_that_keeps_failing_fails_the_run_with_what_could_not_be_written(
+        state: FlowState, tmp_path: Path, fast: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    local = runtime()
+    run = new_run(state, tmp_path, local)
+    record_step, calls = failing(run._db.record_step, None)
+    monkeypatch.setattr(run._db, "record_step", record_step)
+    failed = give(state, run, "front", "abcd")
+    assert len(calls) == flow_run.CHECKPOINT_ATTEMPTS
+    assert failed["status"] == "failed" and no_step_running(failed)
+    assert failed["steps"]["measure-front"]["status"] == "failed"
+    error = failed["error"]
+    assert error["type"] == "CheckpointFailed" and error["step"] == "measure-front"
+    assert "could not write the result of step 'measure-front' after 4 attempts" in error["message"]
+    assert "database is locked" in error["message"]
+    record = state.run(run.run_id)
+    assert record is not None and record.status == "failed" and record.error == error
+
+
+@pytest.mark.timeout(20)
+def test_an_exception_anywhere_in_a_step_fails_the_step_and_the_run(state: FlowState, tmp_path: Path,
+                                                                    fast: None) -> None:
+    run = new_run(state, tmp_path, runtime(measure=lambda text: object()))  # the call works; its result cannot be stored
+    failed = give(state, run, "front", "abcd")
+    assert failed["status"] == "failed" and no_step_running(failed)
+    assert failed["steps"]["measure-front"]["status"] == "failed"
+    assert failed["error"]["step"] == "measure-front" and "object" in failed["error"]["message"]
+    record = state.run(run.run_id)
+    assert record is not None and record.status == "failed"
+
+
+@pytest.mark.timeout(20)
+def test_a_failure_that_cannot_be_recorded_is_failed_in_memory_and_recorded_later(
+        state: FlowState, tmp_path: Path, fast: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = new_run(state, tmp_path, runtime())
+    record_step, _ = failing(run._db.record_step, None)
+    finish_run, finishes = failing(run._db.finish_run, flow_run.CHECKPOINT_ATTEMPTS + 2)
+    monkeypatch.setattr(run._db, "record_step", record_step)
+    monkeypatch.setattr(run._db, "finish_run", finish_run)
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        failed = await _put(run, "front")
+        assert failed["status"] == "failed" and run._unrecorded  # the database still says running
+        record = state.run(run.run_id)
+        assert record is not None and record.status == "running"
+        while run._unrecorded:  # the watchdog writes it once the database answers again
+            await asyncio.sleep(0.02)
+        return failed, await run.wait(1)
+
+    assert state.add_input(run.run_id, "front", value_json=json.dumps("abcd"))
+    failed, later = asyncio.run(scenario())
+    assert no_step_running(failed) and later["status"] == "failed" and later["error"]["type"] == "CheckpointFailed"
+    assert len(finishes) > flow_run.CHECKPOINT_ATTEMPTS + 2
+    record = state.run(run.run_id)
+    assert record is not None and record.status == "failed" and record.error == later["error"]
+
+
+@pytest.mark.timeout(20)
+def test_a_checkpoint_load_that_fails_is_tried_again_by_the_next_call(state: FlowState, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    run = new_run(state, tmp_path, runtime())
+    read, calls = failing(run._db.run, 1)
+    monkeypatch.setattr(run._db, "run", read)
+
+    async def scenario() -> dict[str, Any]:
+        with pytest.raises(OperationalError, match="database is locked"):
+            await run.state()
+        return await run.state()
+
+    snapshot = asyncio.run(scenario())
+    assert snapshot["status"] == "pending" and len(calls) == 2
+    assert state.add_input(run.run_id, "front", value_json=json.dumps("abcd"))
+    assert asyncio.run(_put(run, "front"))["steps"]["measure-front"]["status"] == "succeeded"
+
+
+class SilentRuntime(LocalRuntime):
+    """A cluster where ``measure`` can be placed nowhere: its calls are queued and never answered."""
+
+    async def call(self, function: str, request_id: str, kwargs: dict[str, Any]) -> Any:
+        if function == "measure":
+            self.calls.append((function, kwargs))
+            await asyncio.Event().wait()
+        return await super().call(function, request_id, kwargs)
+
+
+@pytest.mark.timeout(20)
+def test_a_step_call_that_never_returns_times_out_is_retried_then_fails_the_run(state: FlowState, tmp_path: Path,
+                                                                                fast: None) -> None:
+    local = SilentRuntime(runtime().functions)
+    run = new_run(state, tmp_path, local)
+    failed = give(state, run, "front", "abcd")
+    assert len(local.calls) == 2  # retries=1: the deadline failed the first attempt, the second was tried
+    assert failed["status"] == "failed" and no_step_running(failed)
+    error = failed["error"]
+    assert error["type"] == "Timeout" and error["step"] == "measure-front" and error["attempts"] == 2
+    assert "step 'measure-front': measure could not be placed or did not answer within 0.2 s" in error["message"]
+    record = state.run(run.run_id)
+    assert record is not None and record.status == "failed"

@@ -8,16 +8,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pydantic_core
 
-from fn import FlowSpec
+from fn import FlowSpec, Timeout
 from fn._platform import StepSpec
 from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
 from fnplatform.serving.handles import translate_error
 from fnplatform.storage.blobs import StoreConfig, open_store
+from fnplatform.storage.registry import Registry
 
 from .state import FlowState, RunRecord, StoredValue, database_url_from_env
 
@@ -25,6 +28,19 @@ ACTOR_PREFIX = "fn-run-"
 NAMESPACE = "fn"
 FINISHED_GRACE_S = 30.0
 WATCHDOG_INTERVAL_S = 5.0
+# A checkpoint write (database or store) that fails is tried this many times in all, waiting
+# CHECKPOINT_BACKOFF_S, then twice that, ... in between (1 + 2 + 4 s: a database restart or a lock
+# held for a few seconds is ridden out); after that the run fails with what could not be written.
+CHECKPOINT_ATTEMPTS = 4
+CHECKPOINT_BACKOFF_S = 1.0
+# A step call's deadline: the function's own timeout_s (enforced by its replica once the call runs)
+# plus this long to be queued and placed; a call that no replica can take would otherwise wait forever.
+STEP_PLACEMENT_S = 600.0
+# The function's timeout_s when its active version cannot be read: the largest a spec allows, so a
+# legitimate long call is never cut short by a lookup that failed.
+STEP_TIMEOUT_FALLBACK_S = 86400.0
+
+log = logging.getLogger(__name__)
 
 
 def actor_name(run_id: str) -> str:
@@ -43,6 +59,12 @@ def blob_key(run_id: str, kind: str, name: str) -> str:
 def _error(exc: BaseException) -> dict[str, Any]:
     return {"type": getattr(exc, "error_type", None) or type(exc).__name__,
             "message": getattr(exc, "message", None) or str(exc)}
+
+
+class CheckpointError(Exception):
+    """A checkpoint write kept failing: the run cannot go on without losing what it decided."""
+
+    error_type = "CheckpointFailed"
 
 
 class RayRuntime:
@@ -91,6 +113,9 @@ class FlowRun:
         self._results: dict[str, Any] = {}
         self._steps: dict[str, dict[str, Any]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._registry: Registry | None = None
+        self._unrecorded = False  # failed in memory, but finish_run has not written it yet
+        self._recording = asyncio.Lock()
         self._status = "pending"
         self._output: Any = None
         self._error: dict[str, Any] | None = None
@@ -99,9 +124,12 @@ class FlowRun:
     # lifecycle ----------------------------------------------------------------------------
     async def _ensure(self) -> None:
         # Concurrent first calls (the gateway, the control plane resuming runs) share one load.
-        if self._loading is None:
-            self._loading = asyncio.get_running_loop().create_task(self._load_checkpoint())
-        await asyncio.shield(self._loading)
+        # A load that failed (database down, a blob unreadable) is tried again by the next call,
+        # not kept as the answer for the actor's lifetime.
+        loading = self._loading
+        if loading is None or (loading.done() and (loading.cancelled() or loading.exception() is not None)):
+            loading = self._loading = asyncio.get_running_loop().create_task(self._load_checkpoint())
+        await asyncio.shield(loading)
 
     async def _load_checkpoint(self) -> None:
         self._done = asyncio.Event()
@@ -121,9 +149,12 @@ class FlowRun:
             self._output, self._error = record.output, record.error
             self._finish_locally()
             return
+        asyncio.get_running_loop().create_task(self._watchdog())
+        if self.spec.output in self._results:  # the output was checkpointed, the run's end was not written
+            asyncio.get_running_loop().create_task(self._succeed())
+            return
         if self.spec.prewarm:
             self._prewarm()
-        asyncio.get_running_loop().create_task(self._watchdog())
         self._schedule()
 
     def _prewarm(self) -> None:
@@ -131,11 +162,30 @@ class FlowRun:
         self._runtime.warm({s.function for s in self.spec.steps})
 
     async def _watchdog(self) -> None:
-        while self._status in {"pending", "running"}:
+        while self._status in {"pending", "running"} or self._unrecorded:
             await asyncio.sleep(min(WATCHDOG_INTERVAL_S, self.spec.ttl_s / 2))
-            idle = time.time() - self._last_activity
-            if self._status in {"pending", "running"} and not self._tasks and idle > self.spec.ttl_s:
-                await self._fail({"type": "Abandoned", "message": f"no progress for {idle:.0f} s (ttl_s {self.spec.ttl_s:g})"})
+            try:
+                await self._watch()
+            except Exception:  # the watchdog must outlive any one failed check
+                log.exception("flow run %s: watchdog check failed", self.run_id)
+
+    async def _watch(self) -> None:
+        if self._unrecorded:
+            await self._record_failure()
+            return
+        if self._status not in {"pending", "running"}:
+            return
+        for name, step in self._steps.items():
+            task = self._tasks.get(name)
+            if step["status"] == "running" and (task is None or task.done()):
+                # _run_step turns every exception into a failed run; this catches what slipped past it.
+                step["status"] = "failed"
+                await self._fail({"type": "StepLost", "step": name,
+                                  "message": f"step {name!r} ended without a result or an error"})
+                return
+        idle = time.time() - self._last_activity
+        if not self._tasks and idle > self.spec.ttl_s:
+            await self._fail({"type": "Abandoned", "message": f"no progress for {idle:.0f} s (ttl_s {self.spec.ttl_s:g})"})
 
     def _finish_locally(self) -> None:
         self._done.set()
@@ -179,6 +229,10 @@ class FlowRun:
         # means the checkpoint database holds the run's state (tests and shutdown rely on that).
         try:
             await self._attempt_step(step)
+        except Exception as exc:  # whatever ended the task ends the step and the run, visibly
+            log.exception("flow run %s: step %s failed outside its call", self.run_id, step.name)
+            self._steps[step.name].update(status="failed", error=_error(exc))
+            await self._fail({**_error(exc), "step": step.name})
         finally:
             self._tasks.pop(step.name, None)
 
@@ -190,15 +244,21 @@ class FlowRun:
             try:
                 kwargs = {param: await self._input(src[6:]) if src.startswith("input:") else self._results[src[5:]]
                           for param, src in step.inputs.items()}
-                result = await self._runtime.call(step.function, f"{self.run_id}:{step.name}", kwargs)
+                deadline = await self._call_deadline(step.function)
+                try:
+                    result = await asyncio.wait_for(
+                        self._runtime.call(step.function, f"{self.run_id}:{step.name}", kwargs), deadline)
+                except TimeoutError:
+                    raise Timeout(f"step {step.name!r}: {step.function} could not be placed or did not answer "
+                                  f"within {deadline:g} s (its timeout_s plus {STEP_PLACEMENT_S:g} s to be placed)") from None
                 break
             except Exception as exc:  # noqa: BLE001 - a failed attempt is retried, then fails the run with its error
                 error = _error(translate_error(exc, step.function))
                 state["error"] = error
                 if state["attempts"] > step.retries:
                     state["status"] = "failed"
-                    await asyncio.to_thread(self._db.record_step, self.run_id, step.name,
-                                            attempts=state["attempts"], error=error)
+                    await self._write(f"the failure of step {step.name!r}", self._db.record_step, self.run_id,
+                                      step.name, attempts=state["attempts"], error=error)
                     await self._fail({**error, "step": step.name, "attempts": state["attempts"]})
                     return
                 await asyncio.sleep(min(0.5 * 2 ** (state["attempts"] - 1), 5.0))
@@ -207,35 +267,83 @@ class FlowRun:
         state.update(status="succeeded", error=None)
         self._last_activity = time.time()
         if step.name == self.spec.output:
-            self._status, self._output = "succeeded", self._results[step.name]
-            await asyncio.to_thread(self._db.finish_run, self.run_id, output_json=json.dumps(self._output))
-            self._finish_locally()
+            await self._succeed()
         else:
             self._schedule()
+
+    async def _succeed(self) -> None:
+        output = self._results[self.spec.output]
+        try:
+            await self._write("the run's output", self._db.finish_run, self.run_id, output_json=json.dumps(output))
+        except Exception as exc:  # noqa: BLE001 - an output that cannot be recorded fails the run, visibly
+            await self._fail({**_error(exc), "step": self.spec.output})
+            return
+        self._status, self._output = "succeeded", output
+        self._finish_locally()
 
     async def _checkpoint(self, step: StepSpec, result: Any, attempts: int) -> None:
         if isinstance(result, bytes | bytearray):
             key = blob_key(self.run_id, "steps", step.name)
-            await asyncio.to_thread(self._store.write, key, bytes(result))
-            await asyncio.to_thread(self._db.record_step, self.run_id, step.name, attempts=attempts, blob_key=key)
+            await self._write(f"the result of step {step.name!r} to the store", self._store.write, key, bytes(result))
+            await self._write(f"the result of step {step.name!r}", self._db.record_step, self.run_id, step.name,
+                              attempts=attempts, blob_key=key)
             self._results[step.name] = self._runtime.hold(bytes(result))
             return
         text = pydantic_core.to_json(result).decode()
-        await asyncio.to_thread(self._db.record_step, self.run_id, step.name, attempts=attempts, value_json=text)
+        await self._write(f"the result of step {step.name!r}", self._db.record_step, self.run_id, step.name,
+                          attempts=attempts, value_json=text)
         self._results[step.name] = json.loads(text)  # what a resumed run would load
 
     async def _fail(self, error: dict[str, Any]) -> None:
         if self._status in {"succeeded", "failed"}:
             return
-        self._status, self._error = "failed", error
+        self._status, self._error, self._unrecorded = "failed", error, True
+        self._done.set()  # waiters see the failure now; the actor stays until it is recorded
         current = asyncio.current_task()
         for name, task in list(self._tasks.items()):
             if task is current:
                 continue
             task.cancel()
             self._steps[name]["status"] = "cancelled"
-        await asyncio.to_thread(self._db.finish_run, self.run_id, error=error)
-        self._finish_locally()
+        await self._record_failure()
+
+    async def _record_failure(self) -> None:
+        # _fail and the watchdog may both try; one write at a time, and the actor ends once.
+        async with self._recording:
+            if not self._unrecorded:
+                return
+            try:
+                await self._write("the run's failure", self._db.finish_run, self.run_id, error=self._error)
+            except CheckpointError:
+                # The run stays failed in memory and the actor stays up: the watchdog tries again, and
+                # if the actor dies first, the resumed run is still unfinished in the database and reruns.
+                log.exception("flow run %s: could not record its failure; retrying later", self.run_id)
+                return
+            self._unrecorded = False
+            self._finish_locally()
+
+    async def _write(self, what: str, write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """One checkpoint write, retried with backoff; CheckpointError says what and why when it keeps failing."""
+        for attempt in range(1, CHECKPOINT_ATTEMPTS + 1):
+            try:
+                await asyncio.to_thread(write, *args, **kwargs)
+                return
+            except Exception as exc:  # any failed write is retried, then reported with its cause
+                if attempt == CHECKPOINT_ATTEMPTS:
+                    raise CheckpointError(f"could not write {what} after {attempt} attempts: "
+                                          f"{type(exc).__name__}: {exc}") from exc
+                log.warning("flow run %s: writing %s failed (%s), retrying", self.run_id, what, exc)
+                await asyncio.sleep(CHECKPOINT_BACKOFF_S * 2 ** (attempt - 1))
+
+    async def _call_deadline(self, function: str) -> float:
+        try:
+            if self._registry is None:
+                self._registry = Registry(self._db.url)
+            version = await asyncio.to_thread(self._registry.active, function)
+        except Exception:  # an unknown timeout falls back to the largest allowed
+            log.warning("flow run %s: could not read %s's timeout_s", self.run_id, function, exc_info=True)
+            version = None
+        return (version.spec.timeout_s if version else STEP_TIMEOUT_FALLBACK_S) + STEP_PLACEMENT_S
 
     # API for the gateway ------------------------------------------------------------------
     async def put(self, name: str) -> dict[str, Any]:

@@ -16,6 +16,23 @@ from harness import Platform, free_port, serve_in_thread
 from fnplatform.pools import NODE_POOL_CAPACITY, pool_resource
 
 PROJECTS = Path(__file__).parent / "projects"
+HERE = Path(__file__).parent
+
+# The in-process Ray cluster (ray.cluster_utils) and its start-up leave unclosed sockets and subprocess
+# handles of their own behind; whichever test runs when the garbage collector finds them got the error
+# (once the first fixture setup: "Exception ignored in: <socket.socket ... laddr=('0.0.0.0', 0)>").
+# Only these two kinds are let through, and only here: the rest of the suite keeps warnings as errors.
+_RAY_LEFTOVERS = (
+    "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning",
+    "ignore:Exception ignored in. <function Popen.__del__:pytest.PytestUnraisableExceptionWarning",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.path)).parents:
+            for rule in _RAY_LEFTOVERS:
+                item.add_marker(pytest.mark.filterwarnings(rule))
 
 
 @pytest.fixture(scope="session")

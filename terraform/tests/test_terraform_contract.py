@@ -410,6 +410,7 @@ def test_control_plane_is_wired_to_ray_s3_and_the_database(tf: tf_hcl.Terraform)
     assert secrets == {
         "FN_DATABASE_URL": {"name": "${local.database_url_secret}", "key": "url"},
         "FN_ADMIN_KEY": {"name": "${local.admin_key_secret}", "key": "api_key"},
+        "FN_SECRETS_KEY": {"name": "${local.secrets_key_secret}", "key": "key"},
         "RAY_AUTH_TOKEN": {"name": "${local.ray_auth_secret}", "key": "auth_token"},
     }
     assert container["command"] == ["fnctl"]

@@ -201,3 +201,13 @@ def test_the_certificate_validation_accepts_acm_arns_only(tf: tf_hcl.Terraform, 
     assert regex.fullmatch("arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-4a4b-8c8d-0123456789ab")
     assert not regex.fullmatch("arn:aws:iam::123456789012:server-certificate/fn")
     assert condition.startswith('${var.tls_certificate_arn == "" ||')
+
+
+def test_the_secrets_master_key_survives_restarts_and_only_the_control_plane_has_it(tf: tf_hcl.Terraform,
+                                                                                   ray: tf_hcl.Module) -> None:
+    # 32 random bytes as 64 hex digits: the format FN_SECRETS_KEY takes (fnplatform.storage.secrets).
+    assert ray.resource("random_id", "secrets_key")["byte_length"] == 32
+    secret = ray.resource("kubernetes_secret_v1", "secrets_key")
+    assert secret["data"] == {"key": "${random_id.secrets_key.hex}"}
+    assert secret["metadata"][0]["name"] == "${local.secrets_key_secret}"
+    assert "FN_SECRETS_KEY" not in tf.render("ray", "raycluster.yaml.tftpl")  # no Ray pod gets it

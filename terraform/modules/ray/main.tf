@@ -391,6 +391,15 @@ resource "kubernetes_deployment_v1" "control_plane" {
               }
             }
           }
+          env {
+            name = "FN_SECRETS_KEY"
+            value_from {
+              secret_key_ref {
+                name = local.secrets_key_secret
+                key  = "key"
+              }
+            }
+          }
           # The Ray cluster requires its token (RAY_AUTH_MODE=token), the Ray client connection included.
           env {
             name  = "RAY_AUTH_MODE"

@@ -7,6 +7,7 @@ locals {
   ray_auth_secret     = "fn-ray-auth"
   database_url_secret = "fn-database-url"
   admin_key_secret    = "fn-admin-key"
+  secrets_key_secret  = "fn-secrets-key"
 }
 
 # Ray's cluster token (RAY_AUTH_MODE=token): every Ray pod, the autoscaler and the control plane
@@ -51,5 +52,21 @@ resource "kubernetes_secret_v1" "admin_key" {
     namespace = kubernetes_namespace_v1.fn.metadata[0].name
   }
   data = { api_key = random_password.admin_key.result }
+  type = "Opaque"
+}
+
+# FN_SECRETS_KEY, the master key of `fnctl secrets` (AES-256-GCM, 32 bytes as 64 hex digits): only the
+# control plane reads it. Its FN_HOME is ephemeral, so a generated key file would die with the pod and
+# every secret with it; this Secret (KMS-encrypted by EKS) keeps the key across restarts.
+resource "random_id" "secrets_key" {
+  byte_length = 32
+}
+
+resource "kubernetes_secret_v1" "secrets_key" {
+  metadata {
+    name      = local.secrets_key_secret
+    namespace = kubernetes_namespace_v1.fn.metadata[0].name
+  }
+  data = { key = random_id.secrets_key.hex }
   type = "Opaque"
 }

@@ -41,37 +41,48 @@ def _wait(response: httpx.Response | None, delay: float) -> float:
         return delay
 
 
+class _Budget:
+    """When to try again: a refused connection or a 503 while the time lasts, after backoff or Retry-After."""
+
+    def __init__(self) -> None:
+        self.deadline, self.delay = time.monotonic() + retry_budget_s(), FIRST_DELAY_S
+
+    def wait_before_retry(self, response: httpx.Response | None) -> float | None:
+        """Seconds to wait before the next try, or None to stop (*response* None: the connection was refused)."""
+        if response is not None and response.status_code != 503:
+            return None
+        wait = _wait(response, self.delay)
+        if time.monotonic() + wait > self.deadline:
+            return None
+        self.delay = min(self.delay * 2, MAX_DELAY_S)
+        return wait
+
+
 def send(request: Callable[[], httpx.Response]) -> httpx.Response:
     """*request* (a call that sends one request), again while it is safe and the budget lasts."""
-    deadline, delay = time.monotonic() + retry_budget_s(), FIRST_DELAY_S
+    budget = _Budget()
     while True:
-        response: httpx.Response | None = None
         try:
-            sent = request()
+            response = request()
         except _NOT_SENT:
-            if time.monotonic() + delay > deadline:
+            if (wait := budget.wait_before_retry(None)) is None:
                 raise
         else:
-            if sent.status_code != 503 or time.monotonic() + _wait(sent, delay) > deadline:
-                return sent
-            response = sent
-        time.sleep(_wait(response, delay))
-        delay = min(delay * 2, MAX_DELAY_S)
+            if (wait := budget.wait_before_retry(response)) is None:
+                return response
+        time.sleep(wait)
 
 
 async def asend(request: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
     """``send`` for async callers."""
-    deadline, delay = time.monotonic() + retry_budget_s(), FIRST_DELAY_S
+    budget = _Budget()
     while True:
-        response: httpx.Response | None = None
         try:
-            sent = await request()
+            response = await request()
         except _NOT_SENT:
-            if time.monotonic() + delay > deadline:
+            if (wait := budget.wait_before_retry(None)) is None:
                 raise
         else:
-            if sent.status_code != 503 or time.monotonic() + _wait(sent, delay) > deadline:
-                return sent
-            response = sent
-        await asyncio.sleep(_wait(response, delay))
-        delay = min(delay * 2, MAX_DELAY_S)
+            if (wait := budget.wait_before_retry(response)) is None:
+                return response
+        await asyncio.sleep(wait)

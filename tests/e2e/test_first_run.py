@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,17 @@ def _assert_private(home: Path) -> None:
     assert home.stat().st_mode & 0o777 == 0o700
     for name in ("credentials.json", "registry.db", "secrets.key"):
         assert (home / name).stat().st_mode & 0o777 == 0o600, name
-    listening = [conn.laddr for proc in psutil.process_iter(["name"]) if proc.info["name"] == "haproxy"
-                 for conn in proc.net_connections(kind="inet") if conn.status == psutil.CONN_LISTEN]
-    assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
+    listening: list[object] = []
+    for _ in range(5):  # a reload may retire the only process seen before its successor is listed
+        for proc in psutil.process_iter(["name"]):
+            if proc.info["name"] != "haproxy":
+                continue
+            try:
+                conns = proc.net_connections(kind="inet")
+            except psutil.NoSuchProcess:
+                continue
+            listening += [conn.laddr for conn in conns if conn.status == psutil.CONN_LISTEN]
+        if listening:
+            break
+        time.sleep(1)
+    assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening  # type: ignore[attr-defined]

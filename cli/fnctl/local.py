@@ -73,7 +73,8 @@ def _tail(path: Path, lines: int = 30) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address both servers listen on.")
 @click.option("--gpus", default=0.0, type=click.FloatRange(min=0), show_default=True,
               help="Declare N fake GPUs so GPU-pool functions schedule on this machine (they run on the CPU).")
-@click.option("--cpus", default=None, type=click.FloatRange(min=1), help="CPUs Ray may hand out (default: all cores).")
+@click.option("--cpus", default=None, type=click.FloatRange(min=1),
+              help="CPUs Ray may hand out (default: twice the cores, at least 4; replicas cap their threads to their cpus).")
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for the platform to be ready.")
 @json_option
 def up(api_port: int, http_port: int, host: str, gpus: float, cpus: float | None, timeout: float, as_json: bool) -> None:

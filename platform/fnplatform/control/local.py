@@ -63,6 +63,20 @@ def prepare_environment(settings: PlatformSettings) -> None:
     os.environ["RAY_AUTH_TOKEN"] = _auth_token(settings.home / "ray-auth-token")
 
 
+# Logical CPUs per core that the local node declares. Ray's CPUs are a scheduling count, not a
+# reservation, and each replica caps its threads to its own cpus (serving.replica.cpu_threads); an
+# idle replica holds its CPUs until idle_timeout_s. Counting cores alone, the identity flow's five
+# steps (3.75 CPUs) could not all be placed on 2 cores, and each case waited minutes for idle replicas
+# to time out (functions/auth/bench/on_defaults.py measures both).
+CPUS_PER_CORE = 2
+MIN_DEFAULT_CPUS = 4
+
+
+def default_cpus(cores: int | None = None) -> int:
+    """CPUs the local node declares when `fnctl up` is not given --cpus."""
+    return max(CPUS_PER_CORE * (cores or os.cpu_count() or 1), MIN_DEFAULT_CPUS)
+
+
 def start_ray(settings: PlatformSettings) -> None:
     import ray
 
@@ -75,7 +89,7 @@ def start_ray(settings: PlatformSettings) -> None:
         namespace="fn",
         include_dashboard=False,
         _temp_dir=str(settings.ray_temp_dir),
-        num_cpus=settings.cpus if settings.cpus is not None else os.cpu_count(),  # type: ignore[arg-type]
+        num_cpus=settings.cpus if settings.cpus is not None else default_cpus(),  # type: ignore[arg-type]
         num_gpus=settings.gpus,  # type: ignore[arg-type]  # Ray takes fractional fake GPUs despite its hint
         resources={pool_resource(pool): NODE_POOL_CAPACITY for pool in DEFAULT_POOLS},
         log_to_driver=False,

@@ -15,13 +15,14 @@ from typing import Any
 
 import pydantic_core
 
-from fn import FlowSpec, Timeout
+from fn import FlowSpec, FunctionSpec, Timeout
 from fn._platform import StepSpec
 from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
 from fnplatform.serving.handles import translate_error
 from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.registry import Registry
 
+from .capacity import placement_note
 from .state import FlowState, RunRecord, StoredValue, database_url_from_env
 
 ACTOR_PREFIX = "fn-run-"
@@ -39,6 +40,10 @@ STEP_PLACEMENT_S = 600.0
 # The function's timeout_s when its active version cannot be read: the largest a spec allows, so a
 # legitimate long call is never cut short by a lookup that failed.
 STEP_TIMEOUT_FALLBACK_S = 86400.0
+# A step call still unanswered after this long, whose function has no running replica, gets a note in
+# the run's state saying which pool lacks what (Serve only shows it as a queued request).
+PLACEMENT_NOTE_AFTER_S = 15.0
+PLACEMENT_NOTE_TIMEOUT_S = 5.0  # Serve's status and Ray's resource counts, asked from a thread
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +119,7 @@ class FlowRun:
         self._steps: dict[str, dict[str, Any]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._registry: Registry | None = None
+        self._specs: dict[str, FunctionSpec] = {}  # each step function's active spec, read for its deadline
         self._unrecorded = False  # failed in memory, but finish_run has not written it yet
         self._recording = asyncio.Lock()
         self._status = "pending"
@@ -183,6 +189,8 @@ class FlowRun:
                 await self._fail({"type": "StepLost", "step": name,
                                   "message": f"step {name!r} ended without a result or an error"})
                 return
+            if step["status"] == "running":
+                await self._note_placement(name, step)
         idle = time.time() - self._last_activity
         if not self._tasks and idle > self.spec.ttl_s:
             await self._fail({"type": "Abandoned", "message": f"no progress for {idle:.0f} s (ttl_s {self.spec.ttl_s:g})"})
@@ -249,8 +257,12 @@ class FlowRun:
                     result = await asyncio.wait_for(
                         self._runtime.call(step.function, f"{self.run_id}:{step.name}", kwargs), deadline)
                 except TimeoutError:
+                    note = state.get("waiting_for")
                     raise Timeout(f"step {step.name!r}: {step.function} could not be placed or did not answer "
-                                  f"within {deadline:g} s (its timeout_s plus {STEP_PLACEMENT_S:g} s to be placed)") from None
+                                  f"within {deadline:g} s (its timeout_s plus {STEP_PLACEMENT_S:g} s to be placed)"
+                                  + (f": {note}" if note else "")) from None
+                finally:
+                    state.pop("waiting_for", None)
                 break
             except Exception as exc:  # noqa: BLE001 - a failed attempt is retried, then fails the run with its error
                 error = _error(translate_error(exc, step.function))
@@ -340,10 +352,28 @@ class FlowRun:
             if self._registry is None:
                 self._registry = Registry(self._db.url)
             version = await asyncio.to_thread(self._registry.active, function)
+            if version:
+                self._specs[function] = version.spec
         except Exception:  # an unknown timeout falls back to the largest allowed
             log.warning("flow run %s: could not read %s's timeout_s", self.run_id, function, exc_info=True)
             version = None
         return (version.spec.timeout_s if version else STEP_TIMEOUT_FALLBACK_S) + STEP_PLACEMENT_S
+
+    async def _note_placement(self, name: str, step: dict[str, Any]) -> None:
+        spec = self._specs.get(next(s.function for s in self.spec.steps if s.name == name))
+        if spec is None or time.time() - step.get("started_at", time.time()) < PLACEMENT_NOTE_AFTER_S:
+            return
+        try:
+            note = await asyncio.wait_for(asyncio.to_thread(placement_note, spec), PLACEMENT_NOTE_TIMEOUT_S)
+        except Exception:  # an explanation that cannot be had is left out, never fails the run
+            log.warning("flow run %s: could not tell why step %s waits", self.run_id, name, exc_info=True)
+            return
+        if step["status"] != "running":
+            return
+        if note:
+            step["waiting_for"] = note
+        else:
+            step.pop("waiting_for", None)
 
     # API for the gateway ------------------------------------------------------------------
     async def put(self, name: str) -> dict[str, Any]:

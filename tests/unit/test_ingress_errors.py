@@ -203,10 +203,28 @@ def test_haproxys_own_errors_are_fns_json_error_with_the_request_id(ingress: str
     assert fn_error(late)["type"] == "Timeout"
 
 
-def test_a_replica_gone_mid_request_on_a_reused_server_connection_gets_no_answer(ingress: str) -> None:
+def test_a_replica_gone_mid_request_on_a_reused_server_connection_gets_no_answer(ingress: str,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # HAProxy 2.8's own rule, no option turns it off: when a reused server connection closes unanswered it
     # closes the client's connection without an answer, which HTTP lets a client retry (RFC 9112 9.3.1).
     # The SDK turns that into fn.Unavailable (an httpx.TransportError); a plain client sees an empty reply.
     assert httpx.get(f"{ingress}/echo/keep").text == "success"  # leaves HAProxy an idle connection to the replica
     with pytest.raises(httpx.RemoteProtocolError, match="disconnected without sending a response"):
         httpx.post(f"{ingress}/echo/die", json={})
+    for name, value in {"FN_HTTP_URL": ingress, "FN_API_URL": ingress, "FN_API_KEY": "k"}.items():
+        monkeypatch.setenv(name, value)
+    assert httpx.get(f"{ingress}/echo/keep").text == "success"
+    with pytest.raises(fn.Unavailable):
+        fn.call("echo/die")
+
+
+def test_the_sdk_raises_these_as_fn_unavailable_with_the_request_id(ingress: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"FN_HTTP_URL": ingress, "FN_API_URL": ingress, "FN_API_KEY": "k", "FN_RETRY_S": "0"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(fn.Unavailable) as died:
+        fn.call("echo/die")
+    assert (died.value.status, died.value.error_type, died.value.retry_after) == (502, "Unavailable", 1)
+    assert died.value.message == MESSAGES[502] and died.value.request_id
+    with pytest.raises(fn.Unavailable) as absent:
+        fn.call("gone")
+    assert (absent.value.status, absent.value.message) == (503, MESSAGES[503])

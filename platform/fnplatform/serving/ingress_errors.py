@@ -10,8 +10,11 @@ The request id is the caller's ``x-request-id``, else one HAProxy makes and forw
 in an error matches the replica's log lines of the same call. ``ray_compat.harden_haproxy_config``
 writes these lines into Serve's HAProxy template.
 
-Not covered: a request HAProxy's HTTP/1 parser refuses before a request exists (malformed, or headers
-not sent in time: 400, 408) gets HAProxy's short HTML page, as HAProxy 2.8 applies no rule there.
+Not covered (HAProxy 2.8 applies no rule there): a request its HTTP/1 parser refuses before a request
+exists (malformed, or headers not sent in time: 400, 408) gets its short HTML page; and a replica that
+dies on a connection HAProxy reused (``http-reuse always``) gets the caller's connection closed without
+an answer, which HTTP lets a client retry. Closing replica connections after each response
+(``option http-server-close``) would turn that into the 502, at one new connection per request.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ import os
 import uuid
 from typing import Any
 
+from . import ingress_errors
+
 RAY_VERSION = "2.60.0"
 
 # Preloaded into every Ray worker (RAY_preload_python_modules) so a replica starting on an idle worker skips
@@ -80,21 +82,41 @@ _HAPROXY_HARDENING = (
     ("    acl routes path -i /-/routes\n", "    acl routes path -i /-/routes\n    acl routes_local src 127.0.0.1 ::1\n"),
     ('string "{{ route_info.routes_message }}" if routes\n', 'string "{{ route_info.routes_message }}" if routes routes_local\n'),
 )
+# Serve answers HAProxy's own 502/503/504 with a plain-text 500 (one errorfile); fn answers them with its
+# JSON error (ingress_errors). Missing public API: error pages and a request id rule in Serve's options.
+_SERVE_ERROR_FILES = """    # Normalize 502/503/504 to 500 per Serve's default behavior. 503
+    # covers HAProxy's own "all retries exhausted / no server" response.
+    {%- if config.error_file_path %}
+    errorfile 502 {{ config.error_file_path }}
+    errorfile 503 {{ config.error_file_path }}
+    errorfile 504 {{ config.error_file_path }}
+    {%- endif %}
+"""
+_HTTP_FRONTEND_BIND = "    bind {{ config.frontend_host }}:{{ config.frontend_port }}\n"
+_HAPROXY_JSON_ERRORS = (
+    (_SERVE_ERROR_FILES, "    # HAProxy's own errors as fn's JSON error (fnplatform.serving.ingress_errors)\n"
+                         + ingress_errors.error_rules()),
+    (_HTTP_FRONTEND_BIND, _HTTP_FRONTEND_BIND + ingress_errors.request_id_rules()),
+)
 HARDEN_HAPROXY_ENV = "FN_HAPROXY_LOCAL_ONLY"
+
+
+def patch_haproxy_template(template: str) -> tuple[str, int]:
+    """*template* (Serve's HAProxy config template) with fn's rewrites, and how many of them applied."""
+    applied = 0
+    for old, new in _HAPROXY_HARDENING + _HAPROXY_JSON_ERRORS:
+        if old in template and new not in template:
+            template, applied = template.replace(old, new), applied + 1
+    return template, applied
 
 
 def harden_haproxy_config() -> int:
     """Rewrite Serve's HAProxy config template in this process (before Serve's HAProxy module imports it):
-    stats and metrics on 127.0.0.1, the admin socket 0600, /-/routes for local callers. Returns how many of
-    the rewrites applied."""
+    stats and metrics on 127.0.0.1, the admin socket 0600, /-/routes for local callers, and HAProxy's own
+    errors as fn's JSON error with the request id. Returns how many of the rewrites applied."""
     from ray.serve._private import haproxy_templates
 
-    template: str = haproxy_templates.HAPROXY_CONFIG_TEMPLATE
-    applied = 0
-    for old, new in _HAPROXY_HARDENING:
-        if old in template and new not in template:
-            template, applied = template.replace(old, new), applied + 1
-    haproxy_templates.HAPROXY_CONFIG_TEMPLATE = template
+    haproxy_templates.HAPROXY_CONFIG_TEMPLATE, applied = patch_haproxy_template(haproxy_templates.HAPROXY_CONFIG_TEMPLATE)
     return applied
 
 

@@ -7,5 +7,5 @@
 - ``flows``: the detached flow-run actors, the flows gateway and their checkpoints. May import ``serving`` and ``storage``.
 - ``control``: the control-plane process (server, API, deploy jobs, deployer, settings, the local Ray). May import all.
 
-``pools`` and ``keys`` are shared leaves. ``tests/unit/test_layers.py`` holds these rules.
+``pools``, ``keys`` and ``deadlines`` are shared leaves. ``tests/unit/test_layers.py`` holds these rules.
 """

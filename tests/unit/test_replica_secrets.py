@@ -136,7 +136,7 @@ class Actor:
 hub = Hub()
 if {publish}:
     asyncio.run(hub.put_secrets({{"api": {{"revision": 1, "values": {{"API_TOKEN": "tok-42"}}}}}}))
-replica.find_hub_or_none = lambda: Actor(hub)
+replica.lazy_hub = lambda: Actor(hub)
 secrets.WAIT_S = 0.5
 print(json.dumps({{"error": replica.validate_version({spec!r}, {sha!r}, {store!r}, {cache!r})}}))
 """

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import math
 import re
 import tempfile
 import uuid
@@ -16,6 +18,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 import fn
@@ -24,10 +27,12 @@ from fnplatform.keys import ROLES, Grant
 from fnplatform.serving.http import read_body
 
 from .edge import Edge, KeyUse, grant_of
+from .outages import registry_outage
 from .plane import ControlPlane
 from .secrets_api import MAX_BODY_BYTES as SECRET_BODY_BYTES
 from .secrets_api import secrets_router
 
+log = logging.getLogger("fnplatform")
 MAX_WAIT_S = 30.0
 # Deploy long-polls wait in their own threads: in the default executor (a handful of threads on a small
 # machine) six of them delayed every other route by seconds. Past this many, a wait queues, not the API.
@@ -66,11 +71,13 @@ class KeyRequest(BaseModel):
         return self
 
 
-def _error(status: int, error_type: str, message: str, detail: Any = None) -> JSONResponse:
+def _error(status: int, error_type: str, message: str, detail: Any = None, retry_after: float | None = None
+           ) -> JSONResponse:
     error: dict[str, Any] = {"type": error_type, "message": message, "request_id": uuid.uuid4().hex[:16]}
     if detail is not None:
         error["detail"] = detail
-    return JSONResponse({"error": error}, status_code=status)
+    headers = {"retry-after": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 def create_app(control: ControlPlane, use: KeyUse | None = None) -> Edge:
@@ -78,7 +85,10 @@ def create_app(control: ControlPlane, use: KeyUse | None = None) -> Edge:
     app = _routes(control)
 
     def lookup(key: str) -> Grant | None:
-        record = control.registry.verify_key(key)
+        try:
+            record = control.registry.verify_key(key)
+        except SQLAlchemyError as exc:  # before the app's handlers: the edge answers a ClientError itself
+            raise registry_outage(exc) or exc from None
         return record.grant if record is not None else None
 
     return Edge(app, lookup, {"bundle": control.settings.max_bundle_bytes,
@@ -93,9 +103,20 @@ def _routes(control: ControlPlane) -> FastAPI:
     @app.exception_handler(FnError)
     async def _fn_error(_request: Request, exc: FnError) -> JSONResponse:
         if isinstance(exc, ClientError):
-            return _error(exc.status or 500, exc.error_type or type(exc).__name__, exc.message, exc.detail)
+            return _error(exc.status or 500, exc.error_type or type(exc).__name__, exc.message, exc.detail,
+                          exc.retry_after)
         status = 400 if isinstance(exc, SpecError) else 500
         return _error(status, type(exc).__name__, str(exc))
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        outage = registry_outage(exc)
+        if outage is not None:
+            log.warning("answering 503: %s", outage.message)
+            return await _fn_error(_request, outage)
+        cause = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[:1]  # not the SQL nor its parameters
+        log.error("registry error: %s: %s", type(exc).__name__, "".join(cause))
+        return _error(500, "RegistryError", f"the registry failed ({type(exc).__name__}); see the control plane's log")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -88,6 +88,7 @@ class ControlPlane:
         self.deployer = deployer
         self.hub = hub
         self.jobs: dict[str, DeployJob] = {}
+        self._filled_hub: str | None = None  # the start id of the hub last refilled whole
         self.secrets = Secrets(secrets or SecretStore(registry.url, open_cipher(settings.home)), registry, hub, deployer,
                                deploying=self._deploying)
 
@@ -354,6 +355,18 @@ class ControlPlane:
         keys = {digest: grant.to_json() for digest, grant in self.registry.grants().items()}
         self.hub.publish({"keys": keys, "functions": functions})
         self.secrets.publish(actives)
+
+    def refill_hub(self) -> bool:
+        """Publish everything at once to a hub that started since it was last refilled, or lacks a topic or the
+        secrets (Ray restarted it empty); True when it did. Until then it answers "nothing published", so the
+        data plane keeps its copies (serving.hub)."""
+        status = self.hub.status()
+        start_id = str(status["start_id"])
+        if start_id == self._filled_hub and status.get("secrets") and {"keys", "functions"} <= set(status["topics"]):
+            return False
+        self.push_state()
+        self._filled_hub = start_id
+        return True
 
     def create_key(self, name: str, role: str = "invoke", functions: list[str] | None = None,
                    flows: list[str] | None = None, rate_limit: float | None = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from fn import Conflict, FunctionSpec, NotFound, Unavailable
+from fnplatform.deadlines import RETRY_AFTER_S
 from fnplatform.storage.registry import Registry, VersionRecord
 from fnplatform.storage.secrets import SecretDecryptError, SecretStore
 
@@ -151,7 +152,7 @@ class Secrets:
             self.publish()
         except Exception as exc:  # noqa: BLE001 - the type only: a Ray error's text is not worth the risk of quoting
             raise Unavailable(f"cannot hand the secrets to the hub ({type(exc).__name__}); is Ray running? "
-                              f"Try again in a few seconds", status=503) from None
+                              f"Try again in a few seconds", status=503, retry_after=RETRY_AFTER_S) from None
 
     def publish(self, actives: Iterable[VersionRecord] | None = None) -> None:
         """Hand the hub the values of every secret a deployed or deploying function names, and only those."""

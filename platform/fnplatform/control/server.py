@@ -78,21 +78,34 @@ def ensure_admin_key(settings: PlatformSettings, registry: Any) -> None:
     _write_private(path, {"api_url": settings.api_url, "http_url": settings.http_url, "api_key": key})
 
 
-def _start_housekeeping(control: Any, use: Any, interval_s: float = 10.0) -> None:
-    """Now and then: re-publish the data plane's state (a restarted hub comes back empty), resume flow
-    runs whose actor is gone (so a run finishes even if nobody asks about it), forget runs past their
-    retention, and record keys' last use."""
+def _start_housekeeping(control: Any, use: Any, interval_s: float = 10.0, hub_check_s: float = 1.0) -> None:
+    """Every second, refill a hub that restarted empty; every *interval_s*: re-publish the data plane's state,
+    resume flow runs whose actor is gone (so a run finishes even if nobody asks about it), forget runs past
+    their retention, and record keys' last use. Each task fails on its own (the registry, the store or the
+    hub unreachable) and is tried again next time: the thread never stops."""
+
+    def attempt(what: str, task: Any) -> None:
+        try:
+            task()
+        except Exception as exc:  # noqa: BLE001 - keep trying; replicas keep their last copy meanwhile
+            log.warning("housekeeping: could not %s: %s: %s", what, type(exc).__name__, exc)
+
+    def refill() -> None:
+        if control.refill_hub():
+            log.info("the hub actor started empty (restarted?): published keys, functions and secrets to it")
 
     def loop() -> None:
+        last = time.monotonic()
         while True:
-            time.sleep(interval_s)
-            try:
-                control.registry.touch_keys(use.take())
-                control.push_state()
-                control.resume_runs()
-                control.expire_runs()
-            except Exception as exc:  # noqa: BLE001 - keep trying; replicas keep their last copy meanwhile
-                log.warning("could not publish state to the hub or resume flow runs: %s", exc)
+            time.sleep(hub_check_s)
+            attempt("refill the hub", refill)
+            if time.monotonic() - last < interval_s:
+                continue
+            last = time.monotonic()
+            attempt("record when keys were last used", lambda: control.registry.touch_keys(use.take()))
+            attempt("publish state to the hub", control.push_state)
+            attempt("resume flow runs", control.resume_runs)
+            attempt("expire old flow runs", control.expire_runs)
 
     threading.Thread(target=loop, name="fn-housekeeping", daemon=True).start()
 

@@ -28,7 +28,7 @@ from fnplatform.keys import Grant
 from fnplatform.serving.auth import KeyCache
 from fnplatform.serving.edge import declared_over, limited, number_query
 from fnplatform.serving.http import client_error_response, error_response, read_form
-from fnplatform.serving.hub import find_hub_or_none
+from fnplatform.serving.hub import lazy_hub
 from fnplatform.storage.blobs import StoreConfig, open_store
 
 from . import run as flow_run
@@ -49,7 +49,7 @@ class FlowGateway:
         self._store_config = store
         self._db = FlowState(database_url_from_env())
         self._store = open_store(StoreConfig(**store))
-        self._keys = KeyCache(find_hub_or_none())
+        self._keys = KeyCache(lazy_hub())
 
     async def __call__(self, request: Request) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]

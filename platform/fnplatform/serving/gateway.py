@@ -33,7 +33,7 @@ from .http import (
     read_body,
     result_response,
 )
-from .hub import find_hub_or_none
+from .hub import lazy_hub
 from .logs import request_id_var
 from .pushed import Pushed
 
@@ -87,7 +87,7 @@ def _table(specs: list[dict[str, Any]]) -> Table:
 class Gateway:
     def __init__(self, hub: Any = None, *, check_keys: bool = True, transport: Any = None) -> None:
         """Serve builds it with no arguments (the hub is found by name); tests pass their own parts."""
-        hub = hub if hub is not None else find_hub_or_none()
+        hub = hub if hub is not None else lazy_hub()
         self._functions = Pushed(hub, "functions", Table({}, []), _table, ttl_s=ROUTES_TTL_S, min_interval_s=MISS_REFRESH_S)
         self._keys = KeyCache(hub) if check_keys else None
         self._transport = transport or HandleTransport()

@@ -1,7 +1,10 @@
 """Replica-side log capture: every line a function prints or logs, tagged with its request id.
 
 Lines are buffered in the replica and shipped to the hub in batches from a background thread, so
-the request path only appends to a list.
+the request path only appends to a list. Every buffer is bounded: a line is cut at ``MAX_LINE_CHARS``,
+text printed without a newline is shipped once it reaches that size, at most ``MAX_PARTIAL_REQUESTS``
+requests' unfinished lines are held, and at most ``MAX_PENDING_LINES`` lines wait for the next batch
+(older ones are dropped and counted, e.g. while the hub is away).
 """
 
 from __future__ import annotations
@@ -13,11 +16,15 @@ import logging
 import sys
 import threading
 import time
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("fn_request_id", default="-")
 FLUSH_INTERVAL_S = 0.5
+MAX_LINE_CHARS = 64 * 1024
+MAX_PARTIAL_REQUESTS = 256
+MAX_PENDING_LINES = 10_000
 
 
 def _stamp() -> str:
@@ -29,15 +36,20 @@ class LogShipper:
         self.function = function
         self.replica_id = replica_id
         self._hub = hub
-        self._lines: list[str] = []
+        self._lines: deque[str] = deque(maxlen=MAX_PENDING_LINES)
+        self._dropped = 0  # lines pushed out of a full buffer since the last batch
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fn-log-shipper", daemon=True)
 
     def line(self, level: str, message: str, request_id: str | None = None) -> None:
         rid = request_id or request_id_var.get()
+        if len(message) > MAX_LINE_CHARS:
+            message = message[:MAX_LINE_CHARS] + f" [cut: {len(message) - MAX_LINE_CHARS} more characters]"
         text = f"{_stamp()} {level:<7} replica={self.replica_id} request={rid} {message}"
         with self._lock:
+            if len(self._lines) == MAX_PENDING_LINES:
+                self._dropped += 1
             self._lines.append(text)
 
     def start(self) -> None:
@@ -49,7 +61,12 @@ class LogShipper:
 
     def flush(self) -> None:
         with self._lock:
-            lines, self._lines = self._lines, []
+            lines, dropped = list(self._lines), self._dropped
+            self._lines.clear()
+            self._dropped = 0
+        if dropped:
+            lines.insert(0, f"{_stamp()} WARNING replica={self.replica_id} request=- {dropped} log lines dropped: "
+                            f"more than {MAX_PENDING_LINES} waited to be shipped")
         if lines and self._hub is not None:
             with contextlib.suppress(Exception):
                 self._hub.push_logs.remote(self.function, lines)
@@ -80,19 +97,24 @@ class _TeeStream(io.TextIOBase):
         self._original = original
         self._shipper = shipper
         self._level = level
-        self._partial: dict[str, str] = {}
+        self._partial: dict[str, str] = {}  # request id -> its text since its last newline
+        self._lock = threading.Lock()  # the function's worker threads print at once
 
     def write(self, text: str) -> int:
         self._original.write(text)
         rid = request_id_var.get()
-        pending = self._partial.get(rid, "") + text
-        *complete, rest = pending.split("\n")
+        with self._lock:
+            pending = self._partial.pop(rid, "") + text
+            *complete, rest = pending.split("\n")
+            if len(rest) >= MAX_LINE_CHARS:  # no newline coming: ship what there is rather than hold it
+                complete.append(rest)
+            elif rest:
+                self._partial[rid] = rest  # re-inserted last: the oldest unfinished line is first
+            evicted = [(oldest, self._partial.pop(oldest)) for oldest in list(self._partial)[:-MAX_PARTIAL_REQUESTS]]
         for line in complete:
             self._shipper.line(self._level, line, rid)
-        if rest:
-            self._partial[rid] = rest
-        else:
-            self._partial.pop(rid, None)
+        for oldest, line in evicted:
+            self._shipper.line(self._level, line, oldest)
         return len(text)
 
     def flush(self) -> None:

@@ -5,7 +5,8 @@ Each copy carries the version it was published with, so a replica can tell it is
 re-read when older than its TTL, and on a miss (a key or a function just created): a caller that
 missed waits for a read that began after its miss, at most one read every ``min_interval_s``, so a
 key is never refused for being a moment new and a flood of misses cannot flood the hub (each one
-waits instead). When the hub cannot be reached the last good copy stays in use.
+waits instead). When the hub cannot be reached, or answers "nothing published" (a restarted hub
+not yet refilled), the last good copy stays in use: a copy is only ever replaced by a published one.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class Pushed(Generic[T]):
         self._min_interval_s = min_interval_s
         self._read_at = -math.inf
         self._lock = asyncio.Lock()  # one read at a time; callers that arrive meanwhile wait for it and use it
+
+    @property
+    def loaded(self) -> bool:
+        """Whether a published value was ever read (else ``value`` is the empty default, not the platform's state)."""
+        return self.version != -1
 
     def _stale(self) -> bool:
         return time.monotonic() - self._read_at > self._ttl_s
@@ -59,7 +65,7 @@ class Pushed(Generic[T]):
         started = time.monotonic()  # what the copy can know of: what was published before the read began
         try:
             version, value = await self._hub.read.remote(self.topic, self.version)
-        except Exception:  # noqa: BLE001 - the hub is restarting or gone: keep serving the last good copy
+        except Exception:  # noqa: BLE001 - the hub is restarting, slow or gone: keep serving the last good copy
             return
         finally:
             self._read_at = started

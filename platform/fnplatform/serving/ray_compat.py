@@ -11,6 +11,8 @@ import os
 import uuid
 from typing import Any
 
+from fnplatform.deadlines import SERVE_CALL_TIMEOUT_S, ray_get
+
 from . import ingress_errors
 
 RAY_VERSION = "2.60.0"
@@ -44,14 +46,15 @@ def delete_app_without_waiting(name: str) -> None:
     serve.delete(name, _blocking=False)
 
 
-def serve_instance_details() -> dict[str, Any]:
-    """Per-replica states (id, pid, node, start time) of every application. Missing public API: ``serve.status()``
-    gives counts, not replicas; the state API needs the dashboard, which the local platform does not run."""
-    import ray
+def serve_instance_details(timeout_s: float = SERVE_CALL_TIMEOUT_S) -> dict[str, Any]:
+    """Per-replica states (id, pid, node, start time) of every application; 503 when Serve's controller does not
+    answer within *timeout_s*. Missing public API: ``serve.status()`` gives counts, not replicas; the state API
+    needs the dashboard, which the local platform does not run."""
     from ray.serve.context import _get_global_client
 
     client: Any = _get_global_client()
-    details: dict[str, Any] = ray.get(client._controller.get_serve_instance_details.remote())
+    details: dict[str, Any] = ray_get(client._controller.get_serve_instance_details.remote(), "Serve's controller",
+                                      timeout_s)
     return details
 
 

@@ -40,7 +40,7 @@ from . import secrets as replica_secrets
 from .auth import KeyCache
 from .handles import HandleTransport
 from .http import client_error_response, error_response, not_found_response, read_arguments, rebuild_request, result_response
-from .hub import find_hub_or_none
+from .hub import lazy_hub
 from .overrun import OverrunCalls, Ticket
 from .signature import Signature
 
@@ -185,7 +185,7 @@ def validate_version(spec_json: str, bundle_sha256: str, store: dict[str, Any], 
     """Body of the deploy-time check actor: None when the function loads, else the error."""
     try:
         spec = FunctionSpec.model_validate_json(spec_json)
-        replica_secrets.install(spec, find_hub_or_none())  # setup() in the check sees them as a replica would
+        replica_secrets.install(spec, lazy_hub())  # setup() in the check sees them as a replica would
         load_target(spec, bundle_sha256, StoreConfig(**store), cache_dir, CachePolicy.from_dict(cache_policy))
     except SetupFailed as exc:
         return str(exc)
@@ -201,7 +201,7 @@ class FunctionReplica:
                  cache_policy: dict[str, Any] | None = None) -> None:
         spec = FunctionSpec.model_validate_json(spec_json)
         replica_id = uuid.uuid4().hex[:8]
-        hub = find_hub_or_none()
+        hub = lazy_hub()
         install_transport(HandleTransport())  # fn.call inside user code goes through Serve handles
         shipper = replica_logs.LogShipper(spec.name, replica_id, hub)
         replica_logs.install(shipper)

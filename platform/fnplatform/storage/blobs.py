@@ -19,6 +19,12 @@ from fn import NotFound, Unavailable
 from fnplatform.bundles.extract import extract_bundle
 from fnplatform.bundles.packaging import BundleError, Manifest, hash_file, inspect_bundle
 from fnplatform.bundles.safety import BundleLimits
+from fnplatform.deadlines import (
+    RETRY_AFTER_S,
+    STORE_CONNECT_TIMEOUT_S,
+    STORE_MAX_ATTEMPTS,
+    STORE_READ_TIMEOUT_S,
+)
 
 from . import cache as node_cache
 from .cache import CachePolicy
@@ -111,14 +117,17 @@ class S3Store:
         self.config = config
         self._client = boto3.client(
             "s3", endpoint_url=config.endpoint, region_name=config.region,
-            config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 2}),
+            # An unreachable store fails in seconds (a 503), never holds a thread: fnplatform.deadlines.
+            config=Config(connect_timeout=STORE_CONNECT_TIMEOUT_S, read_timeout=STORE_READ_TIMEOUT_S,
+                          retries={"max_attempts": STORE_MAX_ATTEMPTS, "mode": "standard"}),
         )
 
     def _key(self, key: str) -> str:
         return f"{self.config.prefix.strip('/')}/{key}" if self.config.prefix.strip("/") else key
 
     def _unavailable(self, action: str, exc: Exception) -> Unavailable:
-        return Unavailable(f"the bundle store {self.config.describe()} is unreachable ({action}): {exc}", status=503)
+        return Unavailable(f"the bundle store {self.config.describe()} is unreachable ({action}): {exc}", status=503,
+                           retry_after=RETRY_AFTER_S)
 
     def ensure_bucket(self) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

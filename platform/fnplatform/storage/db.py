@@ -16,6 +16,8 @@ from sqlalchemy import create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from fnplatform.deadlines import DB_CONNECT_TIMEOUT_S, DB_POOL_TIMEOUT_S
+
 
 class Base(DeclarativeBase):
     pass
@@ -30,10 +32,14 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        connect_args = {"check_same_thread": False} if url.startswith("sqlite") else {}
+        connect_args: dict[str, Any] = {"check_same_thread": False} if url.startswith("sqlite") else {}
         if url.startswith("sqlite"):
             _private_sqlite_file(url)
-        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        elif url.startswith("postgresql") and "connect_timeout" not in url:
+            connect_args["connect_timeout"] = int(DB_CONNECT_TIMEOUT_S)  # a silent server fails a request, not hangs it
+        # pool_pre_ping: a connection a restarted server dropped is replaced before use, so service resumes by itself.
+        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True,
+                                            pool_timeout=DB_POOL_TIMEOUT_S)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)

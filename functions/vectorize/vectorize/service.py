@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -26,7 +27,7 @@ from pydantic import Field
 import fn
 
 from .filters import MAX_STRING_CHARS, FilterError, build_filter, plain_text
-from .milvus_store import RESERVED_FIELDS, Collection, StoreError, VectorStore
+from .milvus_store import RESERVED_FIELDS, STORE_SETTINGS, Collection, StoreError, VectorStore, check_placement
 from .ops import b64_image, check_text, decode_image
 from .pipeline import Item, ItemError, Report
 from .pipelines import COLLECTIONS, KINDS, chunk_stats, embed_image_bytes, image_pipeline, text_pipeline
@@ -82,14 +83,23 @@ class OcrText:
         return "\n".join(str(line) for line in (result.txts or ()))
 
 
+def store_env() -> dict[str, str]:
+    """The store's settings as the deploying shell has them (``FN_MILVUS_URI=http://milvus:19530 fnctl deploy
+    functions/vectorize``): decorator options are read when deploy packages the project, so they reach the replica."""
+    return {name: os.environ[name] for name in STORE_SETTINGS if os.environ.get(name)}
+
+
+# Sync __call__: each call runs on one of the replica's max_concurrency threads, so searches run beside an ingest;
+# writes queue for the store's one writer thread (milvus_store.VectorStore), which no search waits for.
 @fn.model(name="vector-store", pool="cpu", cpus=0.5, memory_mb=1024, min_replicas=0, max_replicas=1,
-          max_concurrency=64, idle_timeout_s=300, timeout_s=120, internal=True)
+          max_concurrency=64, idle_timeout_s=300, timeout_s=120, internal=True, env=store_env())
 class VectorStoreFunction:
     """Owns the Milvus connection. One replica: Milvus Lite lets one process open its file. Internal: its
     callers (ingest, search, admin) check what reaches it; *expression* is built by filters.build_filter."""
 
     def setup(self) -> None:
-        self.store = VectorStore()
+        check_placement()  # the deploy's setup() check fails with the setting to use
+        self.store = VectorStore()  # opened on first use: the deploy's check must not take Milvus Lite's file lock
 
     def __call__(self, op: str, collection: str, rows: list[dict[str, Any]] | None = None,
                  keys: list[str] | None = None, vector: list[float] | None = None, top_k: int = 10,
@@ -98,8 +108,10 @@ class VectorStoreFunction:
             if sink is None or sink.get("name") != collection:
                 raise fn.BadRequest(f"upsert into {collection!r} needs its pipeline's sink (the collection's declaration)",
                                     status=400)
+            if not rows:
+                return 0  # an ingest whose items were all skipped writes nothing
             self.store.ensure(Collection(**sink))
-            return self.store.replace_items(collection, rows or [])
+            return self.store.replace_items(collection, rows)
         if op == "known":
             return self.store.known(collection, keys or [])
         if op == "search":
@@ -219,8 +231,8 @@ async def vector_ingest(pipeline: str, items: Annotated[list[Any], Field(max_len
     failed = {entry["id"] for entry in report.failed}
     rows = [_row(item) for item in outputs if item.key not in failed]
     try:
-        report.outputs = await fn.acall("vector-store", op="upsert", collection=collection, rows=rows,
-                                        sink=dataclasses.asdict(flow.target))
+        report.outputs = 0 if not rows else await fn.acall(
+            "vector-store", op="upsert", collection=collection, rows=rows, sink=dataclasses.asdict(flow.target))
     except (StoreError, fn.FnError) as exc:
         for key in sorted({row["item_key"] for row in rows}):
             report.failed.append({"id": key, "source": "", "error": f"not stored: {exc}"})

@@ -176,8 +176,8 @@ def lock_registry(t: Target) -> Injected:
         end = time.monotonic()
     finally:
         connection.close()
-    readers = ("WAL mode: reads went on, writes waited for the lock (busy_timeout) or failed" if mode == "wal"
-               else f"journal mode {mode}: reads and writes waited or failed")
+    # In WAL mode BEGIN EXCLUSIVE blocks writers only (SQLite's docs): the platform's reads go on.
+    readers = ("WAL mode: writes blocked, reads not" if mode == "wal" else f"journal mode {mode}: reads and writes blocked")
     return Injected(at, end, f"BEGIN EXCLUSIVE on registry.db for {HOLD_S:g} s; {readers}")
 
 

@@ -60,7 +60,9 @@ class Rates:
     http_slow_add: float = 4.0
     sdk_echo: float = 4.0
     sdk_slow_add: float = 3.0
-    flow_runs: float = 0.5  # each: start, two inputs (3 requests), then followed to its end
+    # Each run: start, two inputs (3 requests), then followed to its end. Each run is an actor (a process,
+    # about 1 s of CPU to start, kept 30 s after the run ends): more would take half of a 2-core machine.
+    flow_runs: float = 0.25
 
 
 class Load:

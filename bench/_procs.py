@@ -141,9 +141,11 @@ class LocalPlatform:
 
 
 @contextmanager
-def local_platform(*up_args: str, extra_env: dict[str, str] | None = None) -> Iterator[LocalPlatform]:
-    """A throwaway platform; waits first while any Ray cluster runs here, and checks its own is gone after."""
-    wait_for_no_ray()
+def local_platform(*up_args: str, extra_env: dict[str, str] | None = None, exclusive: bool = True) -> Iterator[LocalPlatform]:
+    """A throwaway platform; waits first while any Ray cluster runs here (unless not *exclusive*: a run
+    that measures no speed may share the machine), and checks its own is gone after."""
+    if exclusive:
+        wait_for_no_ray()
     home = Path(tempfile.mkdtemp(prefix="fnb", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FN_", "RAY_"))} | {"FN_HOME": str(home)}
     env |= extra_env or {}

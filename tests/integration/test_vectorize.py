@@ -170,3 +170,29 @@ def test_ocr_operator_reads_the_text_of_an_image(vectorize: Platform) -> None:
     # may wait for other functions on the gpu node to scale down
     text = transport.result(transport.submit("ocr-text", {"image": buffer.getvalue()}), 300)
     assert "4711" in text and "INVOICE" in text.upper(), text
+
+
+def test_searches_answer_while_the_corpus_is_ingested_again(vectorize: Platform) -> None:
+    """Searches once stalled into 504s right after a re-ingest where every item was skipped."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    docs = [json.loads(line) for line in (VECTORIZE / "samples" / "docs.jsonl").read_text().splitlines()[:40]]
+    query = json.loads(QUERIES.read_text().splitlines()[0])["query"]
+    with vectorize.client() as client, ThreadPoolExecutor(max_workers=6) as pool:
+        def ingest(round_: int) -> Any:
+            new = [{**doc, "id": f"{doc['id']}-r{round_}", "text": f"{doc['text']} (revision {round_})"} for doc in docs[:3]]
+            return client.post("/vector-ingest", json={"pipeline": "text", "items": docs + new}, timeout=300)
+
+        assert ingest(-1).status_code == 200  # the 40 documents are stored before the rounds
+
+        def search(_: int) -> Any:
+            return client.post("/search/text", json={"query": query, "top_k": 5}, timeout=30)
+
+        for round_ in range(20):  # each round: one ingest (40 items skipped, 3 new) and 5 searches at once
+            ingested = pool.submit(ingest, round_)
+            searches = list(pool.map(search, range(5)))
+            assert [(r.status_code, len(r.json()["results"])) for r in searches] == [(200, 5)] * 5, \
+                [r.text for r in searches if r.status_code != 200]
+            report = ingested.result()
+            assert report.status_code == 200, report.text
+            assert (report.json()["stored"], report.json()["skipped"], report.json()["failed"]) == (3, 40, 0), report.json()

@@ -23,7 +23,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fn import BadRequest, ClientError, Conflict, NotFound, PayloadTooLarge, TooManyRequests
+from fn import BadRequest, ClientError, Conflict, NotFound, PayloadTooLarge, TooManyRequests, Unavailable
 from fnplatform.keys import Grant
 from fnplatform.serving.auth import KeyCache
 from fnplatform.serving.edge import declared_over, limited, number_query
@@ -42,6 +42,10 @@ MAX_ACTIVE_RUNS_PER_KEY = int(os.environ.get("FN_MAX_ACTIVE_RUNS_PER_KEY", "100"
 
 def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status_code=status, media_type="application/json")
+
+
+# How long a call to a run's actor that died or is restarting is tried again before the gateway answers 503.
+ACTOR_RETRY_S = 10.0
 
 
 class FlowGateway:
@@ -112,15 +116,22 @@ class FlowGateway:
         return record
 
     async def _ask(self, run_id: str, method: str, *args: Any) -> dict[str, Any]:
-        """Call the run's actor; if it died, once more on a new one resumed from the checkpoint."""
-        for attempt in range(2):
+        """Call the run's actor. One that died or is restarting is asked again, on a new one resumed from
+        the checkpoint if need be, for ACTOR_RETRY_S; then 503, with the run's state safe in the registry."""
+        from ray.exceptions import RayActorError
+
+        loop = asyncio.get_running_loop()
+        deadline, pause = loop.time() + ACTOR_RETRY_S, 0.1
+        while True:
             try:
                 result: dict[str, Any] = await getattr(self._actor(run_id), method).remote(*args)
                 return result
-            except Exception:
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+            except RayActorError as exc:
+                if loop.time() + pause > deadline:
+                    raise Unavailable(f"run {run_id}'s actor is restarting ({type(exc).__name__}); its state is "
+                                      "checkpointed: ask again shortly", status=503, retry_after=1) from None
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     async def _state(self, flow: str, run_id: str, wait: float, grant: Grant) -> dict[str, Any]:
         record = await self._record(flow, run_id, grant)
@@ -154,7 +165,13 @@ class FlowGateway:
             if key is not None:
                 await asyncio.to_thread(self._store.delete, key)
             raise Conflict(f"input {name!r} of run {run_id} was already given; the first one is kept", status=409)
-        return _json(await self._ask(run_id, "put", name), status=202)
+        try:
+            return _json(await self._ask(run_id, "put", name), status=202)
+        except Unavailable:
+            # The input is checkpointed: accepted. The run's actor picks it up when it is back (it loads the
+            # checkpoint, and the control plane resumes unfinished runs), so the caller must not send it again.
+            record = await self._record(flow, run_id, grant)
+            return _json(flow_run.snapshot_from_record(record), status=202)
 
     async def _read_body(self, request: Request) -> tuple[bytes | None, str | None]:
         """(bytes, None) for a file or raw body, (None, JSON text) for a JSON value."""

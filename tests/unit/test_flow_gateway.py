@@ -1,0 +1,54 @@
+"""The flows gateway's calls to a run's actor while that actor dies or restarts. No Ray: the actor is stood in."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from ray.exceptions import ActorUnavailableError
+
+import fn
+from fnplatform.flows import gateway as flows_gateway
+from fnplatform.flows.gateway import FlowGateway
+
+
+class FlakyActor:
+    """A run actor whose first *failures* calls fail as a restarting actor's do."""
+
+    def __init__(self, failures: int | None) -> None:
+        self.failures, self.calls = failures, 0
+        self.state = self
+
+    def remote(self, *args: Any) -> Any:
+        self.calls += 1
+        failing = self.failures is None or self.calls <= self.failures
+
+        async def answer() -> dict[str, Any]:
+            if failing:
+                raise ActorUnavailableError("The actor is temporarily unavailable: IOError: The actor is restarting.",
+                                            None)
+            return {"id": "r1", "status": "running"}
+        return answer()
+
+
+def gateway_with(actor: FlakyActor) -> FlowGateway:
+    gateway = FlowGateway.__new__(FlowGateway)
+    gateway._actor = lambda run_id: actor  # type: ignore[method-assign]
+    return gateway
+
+
+def test_a_restarting_run_actor_is_asked_again_until_it_answers() -> None:
+    actor = FlakyActor(failures=3)
+    assert asyncio.run(gateway_with(actor)._ask("r1", "state")) == {"id": "r1", "status": "running"}
+    assert actor.calls == 4
+
+
+def test_a_run_actor_that_stays_away_is_a_503_with_retry_after_not_a_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(flows_gateway, "ACTOR_RETRY_S", 0.5)
+    actor = FlakyActor(failures=None)
+    with pytest.raises(fn.Unavailable) as caught:
+        asyncio.run(gateway_with(actor)._ask("r1", "state"))
+    assert caught.value.status == 503 and caught.value.retry_after == 1
+    assert "run r1's actor is restarting (ActorUnavailableError)" in str(caught.value)
+    assert actor.calls >= 2

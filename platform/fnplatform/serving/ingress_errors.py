@@ -11,10 +11,10 @@ in an error matches the replica's log lines of the same call. ``ray_compat.harde
 writes these lines into Serve's HAProxy template.
 
 Not covered (HAProxy 2.8 applies no rule there): a request its HTTP/1 parser refuses before a request
-exists (malformed, or headers not sent in time: 400, 408) gets its short HTML page; and a replica that
-dies on a connection HAProxy reused (``http-reuse always``) gets the caller's connection closed without
-an answer, which HTTP lets a client retry. Closing replica connections after each response
-(``option http-server-close``) would turn that into the 502, at one new connection per request.
+exists (malformed, or headers not sent in time: 400, 408) gets its short HTML page. A replica that dies
+on a connection HAProxy reused would get the caller's connection closed without an answer (HAProxy
+leaves that retry to the client), so ``ray_compat`` makes the backends close replica connections after
+each response (``option http-server-close``): that case is the 502 too, at one new connection per request.
 """
 
 from __future__ import annotations

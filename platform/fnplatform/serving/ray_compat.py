@@ -100,6 +100,10 @@ _HAPROXY_JSON_ERRORS = (
     (_SERVE_ERROR_FILES, "    # HAProxy's own errors as fn's JSON error (fnplatform.serving.ingress_errors)\n"
                          + ingress_errors.error_rules()),
     (_HTTP_FRONTEND_BIND, _HTTP_FRONTEND_BIND + ingress_errors.request_id_rules()),
+    # A replica that dies on a connection HAProxy had reused gets the caller's connection closed with no
+    # answer at all (HAProxy leaves the retry to the client); one connection per request makes it the
+    # JSON 502. Measured with bench/suite.py --only warm (docs/benchmarks.md).
+    ("    http-reuse always\n", "    http-reuse always\n    option http-server-close\n"),
 )
 HARDEN_HAPROXY_ENV = "FN_HAPROXY_LOCAL_ONLY"
 

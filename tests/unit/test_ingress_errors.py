@@ -222,3 +222,13 @@ def test_the_sdk_raises_these_as_fn_unavailable_with_the_request_id(ingress: str
     with pytest.raises(fn.Unavailable) as absent:
         fn.call("gone")
     assert (absent.value.status, absent.value.message) == (503, MESSAGES[503])
+
+
+def test_fn_ingress_reuse_keeps_serves_connection_reuse_and_nothing_else_changes() -> None:
+    from ray.serve._private import haproxy_templates
+
+    template = haproxy_templates.HAPROXY_CONFIG_TEMPLATE
+    closing, applied = ray_compat.patch_haproxy_template(template)
+    reusing, reused = ray_compat.patch_haproxy_template(template, reuse=True)
+    assert "option http-server-close" in closing and "option http-server-close" not in reusing
+    assert applied == reused + 1 and reusing == closing.replace("    option http-server-close\n", "")

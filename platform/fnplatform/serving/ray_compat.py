@@ -100,18 +100,21 @@ _HAPROXY_JSON_ERRORS = (
     (_SERVE_ERROR_FILES, "    # HAProxy's own errors as fn's JSON error (fnplatform.serving.ingress_errors)\n"
                          + ingress_errors.error_rules()),
     (_HTTP_FRONTEND_BIND, _HTTP_FRONTEND_BIND + ingress_errors.request_id_rules()),
-    # A replica that dies on a connection HAProxy had reused gets the caller's connection closed with no
-    # answer at all (HAProxy leaves the retry to the client); one connection per request makes it the
-    # JSON 502. Measured with bench/suite.py --only warm (docs/benchmarks.md).
-    ("    http-reuse always\n", "    http-reuse always\n    option http-server-close\n"),
 )
+# A replica that dies on a connection HAProxy had reused gets the caller's connection closed with no
+# answer at all (HAProxy leaves the retry to the client); one connection per request makes it the JSON
+# 502. It costs throughput under many concurrent callers (docs/benchmarks.md), so FN_INGRESS_REUSE=1
+# keeps Serve's connection reuse for those who prefer that.
+_HAPROXY_ONE_CONNECTION_PER_REQUEST = (("    http-reuse always\n", "    http-reuse always\n    option http-server-close\n"),)
+INGRESS_REUSE_ENV = "FN_INGRESS_REUSE"
 HARDEN_HAPROXY_ENV = "FN_HAPROXY_LOCAL_ONLY"
 
 
-def patch_haproxy_template(template: str) -> tuple[str, int]:
+def patch_haproxy_template(template: str, *, reuse: bool = False) -> tuple[str, int]:
     """*template* (Serve's HAProxy config template) with fn's rewrites, and how many of them applied."""
     applied = 0
-    for old, new in _HAPROXY_HARDENING + _HAPROXY_JSON_ERRORS:
+    rewrites = _HAPROXY_HARDENING + _HAPROXY_JSON_ERRORS + (() if reuse else _HAPROXY_ONE_CONNECTION_PER_REQUEST)
+    for old, new in rewrites:
         if old in template and new not in template:
             template, applied = template.replace(old, new), applied + 1
     return template, applied
@@ -123,7 +126,8 @@ def harden_haproxy_config() -> int:
     errors as fn's JSON error with the request id. Returns how many of the rewrites applied."""
     from ray.serve._private import haproxy_templates
 
-    haproxy_templates.HAPROXY_CONFIG_TEMPLATE, applied = patch_haproxy_template(haproxy_templates.HAPROXY_CONFIG_TEMPLATE)
+    haproxy_templates.HAPROXY_CONFIG_TEMPLATE, applied = patch_haproxy_template(
+        haproxy_templates.HAPROXY_CONFIG_TEMPLATE, reuse=os.environ.get(INGRESS_REUSE_ENV) == "1")
     return applied
 
 

@@ -235,7 +235,7 @@ def main() -> int:
             load.drain(GRACE_S)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    row = FaultRow("soak", start=began, end=end)
+    row = FaultRow("soak", start=began, end=float("inf"))  # every request the load sent, to its last burst
     fill(row, load.outcomes, load.runs)
     roles = summarize(samples, Threshold())
     results: dict[str, Any] = {

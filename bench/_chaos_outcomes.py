@@ -11,8 +11,12 @@ import httpx
 
 import fn
 
-OK, CLEAN, REFUSED, OTHER, HUNG = "ok", "clean", "refused", "other", "hung"
-KINDS = (OK, CLEAN, REFUSED, OTHER, HUNG)
+OK, CLEAN, REFUSED, CUT, OTHER, HUNG = "ok", "clean", "refused", "cut", "other", "hung"
+KINDS = (OK, CLEAN, REFUSED, CUT, OTHER, HUNG)
+# Faults that kill the process holding callers' connections (locally the control plane owns Ray, so its
+# kill takes the ingress with it): a connection cut mid-request cannot be answered there. Elsewhere a cut
+# connection is a failure like any other (a dying replica must give fn's JSON 502).
+INGRESS_KILLED = frozenset({"control-plane"})
 # An fn error a caller can act on (wait, retry, give up): no capacity, a full queue, a dependency down,
 # past the deadline. Anything else (500, 401, 404, ...) from a function that never raises is a platform bug.
 CLEAN_STATUSES = frozenset({429, 502, 503, 504})
@@ -74,7 +78,9 @@ def classify_transport(exc: Exception) -> tuple[str, str]:
         return REFUSED, detail  # nothing listening: nothing ran, the caller knows at once
     if isinstance(exc, httpx.TimeoutException):
         return HUNG, detail
-    return OTHER, detail  # reset or closed mid-request: the caller cannot tell whether it ran
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return CUT, detail  # closed mid-request: the caller cannot tell whether it ran
+    return OTHER, detail
 
 
 def classify_sdk_error(exc: BaseException) -> tuple[str, str]:
@@ -90,6 +96,8 @@ def classify_sdk_error(exc: BaseException) -> tuple[str, str]:
             return HUNG, detail
         if isinstance(cause, httpx.ConnectError):
             return REFUSED, detail
+        if isinstance(cause, (httpx.RemoteProtocolError, httpx.ReadError)):
+            return CUT, detail
         return OTHER, detail
     if exc.status in CLEAN_STATUSES and exc.request_id:
         return CLEAN, detail
@@ -153,7 +161,7 @@ def fill(row: FaultRow, outcomes: list[Outcome], runs: list[RunRecord]) -> None:
     row.flows = {"runs": len(verdicts), **{v: verdicts.count(v) for v in ("right", "wrong", "failed", "lost")}}
 
 
-COLUMNS = ("fault", "sent", "ok", "clean err", "refused", "other", "hung", "flow runs", "right", "failed", "wrong",
+COLUMNS = ("fault", "sent", "ok", "clean err", "refused", "cut", "other", "hung", "flow runs", "right", "failed", "wrong",
            "lost", "recovery", "note")
 
 

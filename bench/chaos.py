@@ -21,7 +21,9 @@ for the control plane). The faults, in this order:
 
 Per fault: requests sent (flow starts and inputs included, status polls not), succeeded, failed with a
 clean fn error (JSON with type, message and request id; 429/502/503/504), refused (connection refused:
-nothing ran, the caller knows at once), failed otherwise (target 0), hung (no answer within 30 s, target 0);
+nothing ran, the caller knows at once), cut (the connection closed mid-request; target 0 except when the
+fault kills the ingress itself: the local control plane owns Ray), failed otherwise (target 0), hung (no
+answer within 30 s, target 0);
 flow runs given every input, finished with the right output (target: all), failed, wrong, lost (never
 finished within the run plus a grace period; target 0); and the time from the fault's end (the kill,
 or the lock or stop released) to the first of 5 s of only successes. Requests and runs belong to the
@@ -45,7 +47,7 @@ from typing import Any
 
 from _chaos_faults import FAULTS, QUICK, Fault, FaultError, MotoServer, Target
 from _chaos_load import PROJECT, Load, Rates
-from _chaos_outcomes import KINDS, FaultRow, fill, recovery_s, table
+from _chaos_outcomes import INGRESS_KILLED, KINDS, FaultRow, fill, recovery_s, table
 from _procs import LEFTOVERS, local_platform
 from _report import save
 
@@ -106,10 +108,12 @@ def parse_faults(only: str | None, quick: bool) -> list[Fault]:
 
 
 def missed(rows: list[FaultRow]) -> list[str]:
-    """The target cells that are not met: failed otherwise, hung and lost 0, every run right."""
+    """The target cells that are not met: failed otherwise, hung and lost 0, every run right; cut 0 unless
+    the fault kills the ingress itself."""
     out = []
     for r in rows:
-        for cell, value in (("failed otherwise", r.requests.get("other", 0)), ("hung", r.requests.get("hung", 0)),
+        cut = 0 if r.fault in INGRESS_KILLED else r.requests.get("cut", 0)
+        for cell, value in (("failed otherwise", r.requests.get("other", 0)), ("cut", cut), ("hung", r.requests.get("hung", 0)),
                             ("lost", r.flows.get("lost", 0)),
                             ("runs not right", r.flows.get("runs", 0) - r.flows.get("right", 0))):
             if value:

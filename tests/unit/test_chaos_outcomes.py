@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 # bench/ is not a package: its folder goes on the path first
 from _chaos_outcomes import (
     CLEAN,
+    CUT,
     HUNG,
     OK,
     OTHER,
@@ -58,7 +59,9 @@ def test_a_request_with_no_answer_is_refused_hung_or_cut_off() -> None:
     assert classify_transport(httpx.ConnectError("refused", request=request))[0] == REFUSED
     assert classify_transport(httpx.ReadTimeout("slow", request=request))[0] == HUNG
     assert classify_transport(httpx.ConnectTimeout("slow", request=request))[0] == HUNG
-    assert classify_transport(httpx.RemoteProtocolError("closed", request=request))[0] == OTHER
+    assert classify_transport(httpx.RemoteProtocolError("closed", request=request))[0] == CUT
+    assert classify_transport(httpx.ReadError("reset", request=request))[0] == CUT
+    assert classify_transport(httpx.WriteError("broken", request=request))[0] == OTHER
 
 
 def _raised_from(cause: httpx.TransportError, error: fn.ClientError) -> fn.ClientError:
@@ -107,7 +110,7 @@ def test_a_fault_row_counts_its_own_phase_and_the_table_shows_every_row() -> Non
     runs = [RunRecord("a", 1.0, 4, status="succeeded", output=4), RunRecord("b", 2.0, 4, status="succeeded", output=5),
             RunRecord("c", 3.0, 4), RunRecord("d", 12.0, 4)]
     fill(row, outcomes, runs)
-    assert row.requests == {"sent": 3, OK: 1, CLEAN: 1, REFUSED: 0, OTHER: 0, HUNG: 1}
+    assert row.requests == {"sent": 3, OK: 1, CLEAN: 1, REFUSED: 0, CUT: 0, OTHER: 0, HUNG: 1}
     assert row.flows == {"runs": 3, "right": 1, "wrong": 1, "failed": 0, "lost": 1}
     assert list(row.examples) == [CLEAN, HUNG]
     lines = table([row, FaultRow("store", error="moto did not stop")]).splitlines()

@@ -86,7 +86,7 @@ def test_the_patched_template_answers_haproxys_own_errors_with_fns_json_error() 
     from ray.serve._private import haproxy_templates
 
     template, applied = ray_compat.patch_haproxy_template(haproxy_templates.HAPROXY_CONFIG_TEMPLATE)
-    assert applied == 8  # each rewrite still finds its line in this Ray's template
+    assert applied == 9  # each rewrite still finds its line in this Ray's template
     assert "errorfile 50" not in template  # Serve's plain-text 500 for 502/503/504 is gone
     for status in (400, 408, 500, 502, 503, 504):
         assert template.count(f"http-error status {status} content-type application/json ") == 1
@@ -232,3 +232,12 @@ def test_fn_ingress_reuse_keeps_serves_connection_reuse_and_nothing_else_changes
     reusing, reused = ray_compat.patch_haproxy_template(template, reuse=True)
     assert "option http-server-close" in closing and "option http-server-close" not in reusing
     assert applied == reused + 1 and reusing == closing.replace("    option http-server-close\n", "")
+
+
+def test_a_path_no_route_answers_yet_is_fns_json_503_while_the_platform_restores_its_routes(ingress: str) -> None:
+    # fn's catch-all gateway holds "/" once it runs; before that (a platform starting or restarting), Serve's
+    # HAProxy answered a plain-text 404, which told callers the function did not exist.
+    early = httpx.post(f"{ingress}/not-routed-yet", json={})
+    assert early.status_code == 503 and early.headers["retry-after"] == "1"
+    error = fn_error(early)
+    assert error["type"] == "Unavailable" and "the platform is starting or restoring its functions" in error["message"]

@@ -87,7 +87,7 @@ def test_the_local_platform_binds_haproxys_stats_and_metrics_to_this_machine_onl
 
     original = haproxy_templates.HAPROXY_CONFIG_TEMPLATE
     try:
-        assert ray_compat.harden_haproxy_config() == 8  # each rewrite (JSON errors too) still finds its line in Ray's template
+        assert ray_compat.harden_haproxy_config() == 9  # each rewrite (JSON errors too) still finds its line in Ray's template
         template = haproxy_templates.HAPROXY_CONFIG_TEMPLATE
         assert "bind 127.0.0.1:{{ config.metrics_port }}" in template and "bind 127.0.0.1:{{ config.stats_port }}" in template
         assert "mode 600 level admin" in template and "mode 666" not in template

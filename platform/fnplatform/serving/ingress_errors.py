@@ -69,6 +69,18 @@ def error_rule(error: IngressError) -> str:
     return f"http-error status {error.status} content-type application/json{headers} lf-string {body}"
 
 
+# Serve's HAProxy answers a path no route matches with a plain-text 404. fn's catch-all gateway holds "/",
+# so that only happens while the platform (re)starts, before the gateway's route is back.
+NO_ROUTE_YET = IngressError(503, "Unavailable", "no route answers this path yet: the platform is starting or "
+                            "restoring its functions; retry shortly", retry_after_s=1)
+
+
+def no_route_rule() -> str:
+    """The ``http-request return`` for HAProxy's default backend: fn's JSON 503 instead of a text 404."""
+    return error_rule(NO_ROUTE_YET).replace(f"http-error status {NO_ROUTE_YET.status}",
+                                            f"http-request return status {NO_ROUTE_YET.status}", 1)
+
+
 def error_rules(indent: str = "    ") -> str:
     """Lines for HAProxy's ``defaults`` section (every frontend and backend inherits them)."""
     lines = ["unique-id-format %[uuid]"] + [error_rule(error) for error in INGRESS_ERRORS]

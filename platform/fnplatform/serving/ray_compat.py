@@ -100,6 +100,8 @@ _HAPROXY_JSON_ERRORS = (
     (_SERVE_ERROR_FILES, "    # HAProxy's own errors as fn's JSON error (fnplatform.serving.ingress_errors)\n"
                          + ingress_errors.error_rules()),
     (_HTTP_FRONTEND_BIND, _HTTP_FRONTEND_BIND + ingress_errors.request_id_rules()),
+    ("    http-request return status 404 content-type text/plain lf-string \"Path '%[path]' not found. Ping "
+     "http://.../-/routes for available routes.\"\n", "    " + ingress_errors.no_route_rule() + "\n"),
 )
 # A replica that dies on a connection HAProxy had reused gets the caller's connection closed with no
 # answer at all (HAProxy leaves the retry to the client); one connection per request makes it the JSON

@@ -241,3 +241,23 @@ def test_a_flood_of_misses_shares_one_read_per_interval() -> None:
     elapsed = asyncio.run(flood())
     assert CountingHub.reads <= 1 + 5 * 2, CountingHub.reads  # the first read, then about one per wave
     assert elapsed < 5 * 0.2 * 2 + 1.0
+
+
+class RestoringTransport(EchoTransport):
+    """A platform restarting: the function is registered (in the table) but Serve runs no application of it yet."""
+
+    def submit_http(self, name: str, scope: dict[str, Any], body: bytes) -> Any:
+        from fnplatform.serving.handles import NotDeployed
+
+        raise NotDeployed(f"no function named {name!r} is deployed; list functions with 'fnctl ls'", status=404)
+
+
+def test_a_registered_function_serve_does_not_run_yet_is_a_503_to_retry_not_a_404(hub: Hub) -> None:
+    client = TestClient(serve_like(Gateway(InProcessActor(hub), check_keys=False, transport=RestoringTransport())))
+    response = client.post("/add", json={"a": 2, "b": 3}, headers={"x-request-id": "r-2"})
+    assert response.status_code == 503 and response.headers["retry-after"] == "1", response.text
+    assert response.json()["error"] == {"type": "Unavailable", "request_id": "r-2", "message":
+                                        "function 'add' is registered but not running yet (the platform is deploying "
+                                        "or restoring it); retry shortly"}
+    unknown = client.post("/nothing-like-it", json={})
+    assert unknown.status_code == 404  # a name the platform does not know is still not found

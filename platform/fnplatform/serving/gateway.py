@@ -20,10 +20,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fn import BadRequest, ClientError, FunctionSpec
+from fn import BadRequest, ClientError, FunctionSpec, Unavailable
 
 from .auth import KeyCache
-from .handles import HandleTransport
+from .handles import HandleTransport, NotDeployed
 from .http import (
     client_error_response,
     error_response,
@@ -107,9 +107,14 @@ class Gateway:
                 spec, params = found
                 await self._authorize(spec, request)
                 request_id_var.set(request_id)  # the transport sends it on, so the function's log lines carry it
-                if params is None:
-                    return await self._forward(spec, request, request_id)
-                return await self._call(spec, params, request, request_id)
+                try:
+                    if params is None:
+                        return await self._forward(spec, request, request_id)
+                    return await self._call(spec, params, request, request_id)
+                except NotDeployed:
+                    # Registered (it is in the table) but not in Serve: the platform is (re)deploying it.
+                    raise Unavailable(f"function {spec.name!r} is registered but not running yet (the platform is "
+                                      "deploying or restoring it); retry shortly", status=503, retry_after=1) from None
         except ClientError as exc:
             return client_error_response(exc, request_id)
         except Exception as exc:  # noqa: BLE001 - never a traceback to the client; the type and message instead

@@ -35,6 +35,10 @@ def translate_error(exc: BaseException, name: str) -> BaseException:
                        request_id=request_id_var.get())
 
 
+class NotDeployed(NotFound):
+    """Serve runs no application of that name: a wrong name, or a registered function not (re)deployed yet."""
+
+
 class HandleTransport:
     def __init__(self) -> None:
         self._handles: dict[tuple[str, str], Any] = {}
@@ -48,8 +52,8 @@ class HandleTransport:
         from ray import serve
 
         if name not in serve.status().applications:
-            raise NotFound(f"no function named {name!r} is deployed; list functions with 'fnctl ls'", status=404,
-                           request_id=request_id_var.get())
+            raise NotDeployed(f"no function named {name!r} is deployed; list functions with 'fnctl ls'", status=404,
+                              request_id=request_id_var.get())
         handle = serve.get_deployment_handle(name, app_name=name).options(method_name=method)
         with self._lock:
             self._handles[(name, method)] = handle

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -52,3 +53,26 @@ def test_a_run_actor_that_stays_away_is_a_503_with_retry_after_not_a_500(monkeyp
     assert caught.value.status == 503 and caught.value.retry_after == 1
     assert "run r1's actor is restarting (ActorUnavailableError)" in str(caught.value)
     assert actor.calls >= 2
+
+
+def test_a_locked_checkpoint_database_is_a_503_with_retry_after_not_a_500() -> None:
+    from sqlalchemy.exc import OperationalError
+    from starlette.requests import Request
+
+    class Keys:
+        async def authenticate(self, headers: Any) -> Any:
+            return object()
+
+    gateway = FlowGateway.__new__(FlowGateway)
+    gateway._keys = Keys()  # type: ignore[assignment]
+
+    async def locked(request: Any, grant: Any) -> Any:
+        raise OperationalError("INSERT INTO flow_values ...", {"secret": "x"}, Exception("database is locked"))
+
+    gateway._route = locked  # type: ignore[method-assign]
+    scope = {"type": "http", "method": "PUT", "path": "/flows/f/runs/r/inputs/x", "headers": [], "query_string": b""}
+    response = asyncio.run(gateway(Request(scope)))
+    assert response.status_code == 503 and int(response.headers["retry-after"]) > 0, response.body
+    body = json.loads(bytes(response.body))
+    assert body["error"]["type"] == "Unavailable" and "database is locked" in body["error"]["message"]
+    assert "INSERT" not in body["error"]["message"] and "secret" not in body["error"]["message"]

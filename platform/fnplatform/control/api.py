@@ -25,9 +25,9 @@ import fn
 from fn import BadRequest, ClientError, FnError, NotFound, SpecError
 from fnplatform.keys import ROLES, Grant
 from fnplatform.serving.http import read_body
+from fnplatform.storage.outages import registry_outage
 
 from .edge import Edge, KeyUse, grant_of
-from .outages import registry_outage
 from .plane import ControlPlane
 from .secrets_api import MAX_BODY_BYTES as SECRET_BODY_BYTES
 from .secrets_api import secrets_router

@@ -19,6 +19,7 @@ import os
 import uuid
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,6 +31,7 @@ from fnplatform.serving.edge import declared_over, limited, number_query
 from fnplatform.serving.http import client_error_response, error_response, read_form
 from fnplatform.serving.hub import lazy_hub
 from fnplatform.storage.blobs import StoreConfig, open_store
+from fnplatform.storage.outages import registry_outage
 
 from . import run as flow_run
 from .state import FlowState, database_url_from_env
@@ -62,6 +64,11 @@ class FlowGateway:
             return await self._route(request, grant)
         except ClientError as exc:
             return client_error_response(exc, request_id)
+        except SQLAlchemyError as exc:  # the checkpoint database locked or down: 503, the caller tries again
+            outage = registry_outage(exc)
+            if outage is None:
+                return error_response(500, type(exc).__name__, "the checkpoint database refused the request", request_id)
+            return client_error_response(outage, request_id)
         except Exception as exc:  # noqa: BLE001 - never a traceback to the client; the type and message instead
             return error_response(500, type(exc).__name__, str(exc), request_id)
 

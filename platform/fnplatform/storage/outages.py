@@ -1,8 +1,8 @@
 """Which database errors mean the registry is unreachable rather than wrong, and the 503 they become.
 
 SQLite's "database is locked" or "unable to open database file", PostgreSQL refusing connections or
-dropping them, and a full connection pool are outages: the API answers 503 with ``Retry-After`` and
-the next request tries again (``pool_pre_ping`` replaces connections a restarted server dropped).
+dropping them, and a full connection pool are outages: the control plane and the flows gateway answer
+503 with ``Retry-After`` and the next request tries again (``pool_pre_ping`` replaces connections a restarted server dropped).
 The bundle store and Ray are turned into 503s where they are called (``storage.blobs``,
 ``fnplatform.deadlines``). Only the driver's own first line is quoted, never the SQL or its
 parameters (a key's hash is one).

@@ -239,8 +239,10 @@ def test_a_flood_of_misses_shares_one_read_per_interval() -> None:
         return time.monotonic() - started
 
     elapsed = asyncio.run(flood())
-    assert CountingHub.reads <= 1 + 5 * 2, CountingHub.reads  # the first read, then about one per wave
-    assert elapsed < 5 * 0.2 * 2 + 1.0
+    # Not one read per miss (1,000), and never more than one per interval after the first, however slowly a
+    # loaded machine runs the waves (a time bound here once failed beside a running benchmark).
+    assert CountingHub.reads <= 2 + elapsed / 0.2, (CountingHub.reads, elapsed)
+    assert CountingHub.reads <= 1 + 5 * 3, CountingHub.reads
 
 
 class RestoringTransport(EchoTransport):

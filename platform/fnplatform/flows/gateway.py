@@ -34,7 +34,7 @@ from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.outages import registry_outage
 
 from . import run as flow_run
-from .state import FlowState, database_url_from_env
+from .state import FlowState, database_url_from_env, snapshot_from_record
 
 MAX_WAIT_S = 60.0
 # Unfinished runs hold an actor each; caps keep one flow or one key from taking the cluster.
@@ -143,7 +143,7 @@ class FlowGateway:
     async def _state(self, flow: str, run_id: str, wait: float, grant: Grant) -> dict[str, Any]:
         record = await self._record(flow, run_id, grant)
         if record.status in {"succeeded", "failed"}:
-            return flow_run.snapshot_from_record(record)
+            return snapshot_from_record(record)
         return await self._ask(run_id, "wait" if wait else "state", *([wait] if wait else []))
 
     async def _put(self, flow: str, run_id: str, name: str, request: Request, grant: Grant) -> Response:
@@ -178,7 +178,7 @@ class FlowGateway:
             # The input is checkpointed: accepted. The run's actor picks it up when it is back (it loads the
             # checkpoint, and the control plane resumes unfinished runs), so the caller must not send it again.
             record = await self._record(flow, run_id, grant)
-            return _json(flow_run.snapshot_from_record(record), status=202)
+            return _json(snapshot_from_record(record), status=202)
 
     async def _read_body(self, request: Request) -> tuple[bytes | None, str | None]:
         """(bytes, None) for a file or raw body, (None, JSON text) for a JSON value."""

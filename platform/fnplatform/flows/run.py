@@ -23,7 +23,7 @@ from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.registry import Registry
 
 from .capacity import placement_note
-from .state import FlowState, RunRecord, StoredValue, database_url_from_env
+from .state import FlowState, StoredValue, database_url_from_env, run_state
 
 ACTOR_PREFIX = "fn-run-"
 NAMESPACE = "fn"
@@ -419,26 +419,3 @@ def get_or_create(run_id: str, store: dict[str, Any]) -> Any:
     actor_cls: Any = ray.remote(FlowRun)
     return actor_cls.options(name=actor_name(run_id), get_if_exists=True, **actor_options()).remote(
         run_id, store)
-
-
-def run_state(run_id: str, spec: FlowSpec, status: str, given: set[str], steps: dict[str, Any], output: Any,
-              error: dict[str, Any] | None) -> dict[str, Any]:
-    """The run's state as the API shows it, from the live actor or from the checkpoint."""
-    body: dict[str, Any] = {"id": run_id, "flow": spec.name, "status": status,
-                            "inputs": {name: name in given for name in spec.inputs}, "steps": steps}
-    if status == "succeeded":
-        body["output"] = output
-    if status == "failed":
-        body["error"] = error
-    return body
-
-
-def snapshot_from_record(record: RunRecord) -> dict[str, Any]:
-    """The state of a run whose actor is gone (finished, or not resumed yet)."""
-    steps = {s.name: {"status": "waiting", "attempts": 0} for s in record.spec.steps}
-    for value in record.values.values():
-        if value.kind == "step" and value.name in steps:
-            steps[value.name] = {"status": "succeeded" if value.status == "done" else "failed",
-                                 "attempts": value.attempts, **({"error": value.error} if value.error else {})}
-    given = {v.name for v in record.values.values() if v.kind == "input"}
-    return run_state(record.id, record.spec, record.status, given, steps, record.output, record.error)

@@ -123,12 +123,7 @@ class FlowState(Database):
             return [FlowSpec.model_validate_json(r.spec) for r in session.scalars(select(_Flow).order_by(_Flow.name))]
 
     def delete_flow(self, name: str) -> bool:
-        with self._session() as session:
-            row = session.get(_Flow, name)
-            if row is None:
-                return False
-            session.delete(row)
-            return True
+        return self._delete(_Flow, name)
 
     # runs ----------------------------------------------------------------------------------
     def create_run(self, spec: FlowSpec, owner: str | None = None) -> str:
@@ -217,3 +212,27 @@ class FlowState(Database):
         with self._session() as session:
             rows = session.scalars(query.order_by(_Run.created_at.desc()).limit(limit))
             return [{"id": r.id, "status": r.status, "created_at": r.created_at.isoformat() + "Z"} for r in rows]
+
+
+# the run's state as the API shows it ----------------------------------------------------------
+def run_state(run_id: str, spec: FlowSpec, status: str, given: set[str], steps: dict[str, Any], output: Any,
+              error: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's state as the API shows it, from the live actor or from the checkpoint."""
+    body: dict[str, Any] = {"id": run_id, "flow": spec.name, "status": status,
+                            "inputs": {name: name in given for name in spec.inputs}, "steps": steps}
+    if status == "succeeded":
+        body["output"] = output
+    if status == "failed":
+        body["error"] = error
+    return body
+
+
+def snapshot_from_record(record: RunRecord) -> dict[str, Any]:
+    """The state of a run whose actor is gone (finished, or not resumed yet)."""
+    steps = {s.name: {"status": "waiting", "attempts": 0} for s in record.spec.steps}
+    for value in record.values.values():
+        if value.kind == "step" and value.name in steps:
+            steps[value.name] = {"status": "succeeded" if value.status == "done" else "failed",
+                                 "attempts": value.attempts, **({"error": value.error} if value.error else {})}
+    given = {v.name for v in record.values.values() if v.kind == "input"}
+    return run_state(record.id, record.spec, record.status, given, steps, record.output, record.error)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -101,17 +101,23 @@ def forwarded_scope(request: Request, request_id: str) -> dict[str, Any]:
             "query_string": request.scope.get("query_string", b""), "headers": headers, "client": None, "server": None}
 
 
-def rebuild_request(scope: dict[str, Any], body: bytes) -> Request:
+def replay_receive(body: bytes, then: Callable[[], Awaitable[MutableMapping[str, Any]]] | None = None) -> Any:
+    """An ASGI receive that gives *body* whole, once; then the client's own next message (*then*: its
+    disconnect, when it goes) or, with no client behind it, a disconnect."""
     sent = False
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         nonlocal sent
         if sent:
-            return {"type": "http.disconnect"}
+            return await then() if then is not None else {"type": "http.disconnect"}
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return Request(scope, receive)
+    return receive
+
+
+def rebuild_request(scope: dict[str, Any], body: bytes) -> Request:
+    return Request(scope, replay_receive(body))
 
 
 def result_response(result: Any, request_id: str) -> Response:

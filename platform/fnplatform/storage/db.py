@@ -51,6 +51,15 @@ class Database:
         with self._sessions.begin() as session:
             yield session
 
+    def _delete(self, model: type[Base], key: Any) -> bool:
+        """Delete the row of *model* with primary key *key*; whether it was there."""
+        with self._session() as session:
+            row = session.get(model, key)
+            if row is None:
+                return False
+            session.delete(row)
+            return True
+
 
 def _add_new_columns(engine: Engine) -> None:
     """Columns added to a table after a database was created: nullable ones only, added in place, so a

@@ -269,9 +269,4 @@ class SecretStore(Database):
             return {name: revision for name, revision in rows}
 
     def delete(self, name: str) -> bool:
-        with self._session() as session:
-            row = session.get(_Secret, name)
-            if row is None:
-                return False
-            session.delete(row)
-            return True
+        return self._delete(_Secret, name)

@@ -242,7 +242,7 @@ def test_a_flood_of_misses_shares_one_read_per_interval() -> None:
     # Not one read per miss (1,000), and never more than one per interval after the first, however slowly a
     # loaded machine runs the waves (a time bound here once failed beside a running benchmark).
     assert CountingHub.reads <= 2 + elapsed / 0.2, (CountingHub.reads, elapsed)
-    assert CountingHub.reads <= 1 + 5 * 3, CountingHub.reads
+    assert CountingHub.reads < 50, CountingHub.reads  # 1,000 misses
 
 
 class RestoringTransport(EchoTransport):

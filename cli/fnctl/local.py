@@ -87,6 +87,16 @@ def up(api_port: int, http_port: int, host: str, gpus: float, cpus: float | None
     if state and _alive(int(state["pid"])) and _healthy(state["api_url"]):
         _report_up(state, as_json, already=True)
         return
+    if state and not _alive(int(state["pid"])):
+        # The last platform died without 'fnctl down' (killed, a crash): what it left (HAProxy, Ray's
+        # processes) may still hold the ports. They are ours, found by the runtime folder as 'down' does.
+        from fnplatform.control.local import kill_survivors
+        from fnplatform.control.settings import PlatformSettings
+
+        left = kill_survivors(Path(state.get("runtime_dir") or PlatformSettings(home=home).runtime_dir))
+        (home / STATE_FILE).unlink(missing_ok=True)
+        if left and not as_json:
+            console.print(f"stopped {left} processes left by a platform that ended without 'fnctl down'")
     for port, flag in ((api_port, "--api-port"), (http_port, "--http-port")):
         if not _port_free(host, port):
             raise click.ClickException(f"port {port} on {host} is in use; choose another with {flag} PORT")

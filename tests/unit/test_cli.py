@@ -190,3 +190,27 @@ def test_deploy_refuses_what_the_server_would_before_uploading(fake_platform: Fa
     assert "entry 'lib/fast.so' is refused: native code" in result.output
     assert "Traceback" not in result.output
     assert [r["path"] for r in fake_platform.requests] == ["/v1/info"]  # nothing uploaded
+
+
+def test_up_after_a_platform_that_died_clears_what_it_left_before_checking_ports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from fnplatform.control import local
+
+    home = tmp_path / "home"
+    home.mkdir()
+    dead = 2**22 + 12345  # above the default pid_max: no process has it
+    state = {"pid": dead, "api_url": "http://127.0.0.1:1", "http_url": "http://127.0.0.1:2", "runtime_dir": str(tmp_path / "rt")}
+    (home / "platform.json").write_text(json.dumps(state))
+    cleared: list[Path] = []
+    monkeypatch.setattr(local, "kill_survivors", lambda runtime_dir, grace_s=5.0: cleared.append(runtime_dir) or 3)
+    monkeypatch.setenv("FN_HOME", str(home))
+    with socket.socket() as busy:  # a port still held: up stops there, after the clean-up
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = CliRunner().invoke(cli, ["up", "--api-port", str(busy.getsockname()[1])])
+    assert cleared == [tmp_path / "rt"]
+    assert not (home / "platform.json").exists()
+    assert "stopped 3 processes left by a platform that ended without 'fnctl down'" in result.output
+    assert result.exit_code != 0 and "is in use" in result.output

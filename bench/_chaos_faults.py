@@ -27,7 +27,7 @@ BUCKET = "fn-chaos"
 # while it runs a method; a Serve replica is "ray::ServeReplica:<app>:<deployment>".
 REPLICA = re.compile(r"ray::ServeReplica:echo:echo(\.|\s|$)")
 HUB = re.compile(r"ray::Hub(\.|\s|$)")  # fnplatform.serving.hub.Hub, the actor named HUB_NAME
-FLOW_RUN = re.compile(r"ray::FlowRun(\.|\s|$)")  # fnplatform.flows.run.FlowRun, one actor per run
+FLOW_RUN = re.compile(r"ray::FlowRuns(\.|\s|$)")  # fnplatform.flows.hosts.FlowRuns, the run hosts
 
 
 class FaultError(Exception):
@@ -137,30 +137,26 @@ def kill_hub(t: Target) -> Injected:
 
 
 def kill_flow_run(t: Target) -> Injected:
-    """A run given its first input, whose actor is killed before the second: the second must still finish it."""
+    """A run given its first input, then every run host killed (with every other run of the load they hold)
+    before its second: the second must still finish it, and so must the others."""
     load = t.load
-    load.flows_paused.set()
-    try:
-        time.sleep(3)  # runs being started get their actors first: the victim's is then the only new one
-        before = {p.pid for p in titled(t.platform, FLOW_RUN)}
-        start = time.monotonic()
-        run_id = load.new_run()
-        if run_id is None or not load.put(run_id, "x", 1000):
-            raise FaultError("the victim run could not be started or given its first input")
-        # The put was answered by the run's actor (flows/gateway.py _put asks it): its process is up.
-        new = [p for p in titled(t.platform, FLOW_RUN) if p.pid not in before]
-    finally:
-        load.flows_paused.clear()
-    if not new:
-        raise FaultError(f"no new ray::FlowRun process appeared for run {run_id}")
-    at = _kill(new)
+    start = time.monotonic()
+    run_id = load.new_run()
+    if run_id is None or not load.put(run_id, "x", 1000):
+        raise FaultError("the victim run could not be started or given its first input")
+    # The put was answered by the run's host (flows/gateway.py _put asks it): its process is up.
+    hosts = titled(t.platform, FLOW_RUN)
+    if not hosts:
+        raise FaultError(f"no ray::FlowRuns process is running after run {run_id} was given an input")
+    at = _kill(hosts)
     time.sleep(1)
     pad = b"after the kill"
     accepted = load.put(run_id, "pad", pad)
     if accepted:
         load.follow(RunRecord(run_id, start, flow_output(1000, pad), victim=True))
-    return Injected(at, at, f"SIGKILL run {run_id}'s actor (pid {', '.join(str(p.pid) for p in new)}) after input x, "
-                            f"then gave input pad: " + ("accepted" if accepted else "refused (see the flow put rows)"))
+    return Injected(at, at, f"SIGKILL every run host (pid {', '.join(str(p.pid) for p in hosts)}) after run "
+                            f"{run_id}'s input x, then gave input pad: "
+                            + ("accepted" if accepted else "refused (see the flow put rows)"))
 
 
 def lock_registry(t: Target) -> Injected:

@@ -74,7 +74,6 @@ class Load:
         self.rates = rates or Rates()
         self.outcomes: list[Outcome] = []
         self.runs: list[RunRecord] = []
-        self.flows_paused = threading.Event()  # the flow-run fault's victim must be the only new run
         self._client = httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=hang_s,
                                     limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         self._lock = threading.Lock()
@@ -184,8 +183,6 @@ class Load:
             "PUT", f"flows/{FLOW}/runs/{run_id}/inputs/{name}", lambda r: r.status_code == 202, **body)) == OK
 
     def _flow_run(self) -> None:
-        if self.flows_paused.is_set():
-            return
         n = next(self._numbers)
         pad = b"p" * (n % 50 + 1)  # bytes: checkpointed in the store, not the registry
         start = time.monotonic()

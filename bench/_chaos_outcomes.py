@@ -42,7 +42,7 @@ class RunRecord:
     status: str | None = None  # "succeeded" | "failed"; None: not finished (yet)
     output: Any = None
     error: Any = None
-    victim: bool = False  # the run whose actor the flow-run fault killed
+    victim: bool = False  # the run whose host the flow-run fault killed
 
     @property
     def verdict(self) -> str:

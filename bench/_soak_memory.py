@@ -101,7 +101,7 @@ def verdict(slope_mib_h: float | None, median_mib: float, points: int, th: Thres
 def summarize(samples: list[Sample], th: Threshold = Threshold()) -> list[RoleSummary]:
     """Per role (and the platform's total): processes, RSS at start, end and max, and over the fit window
     the slope in MiB/hour with a verdict. A role absent from some sample of the window (a replica scaled to
-    zero, flow-run actors between runs) comes and goes: its slope would measure the load, not a leak."""
+    zero, a worker between tasks) comes and goes: its slope would measure the load, not a leak."""
     if not samples:
         return []
     ordered = sorted(samples, key=lambda s: s.t_s)

@@ -13,7 +13,7 @@ for the control plane). The faults, in this order:
 
   replica        SIGKILL the process of the echo replica (ray::ServeReplica:echo:echo)
   hub            SIGKILL the hub actor's process (ray::Hub)
-  flow-run       SIGKILL the actor of a run that has one of its two inputs (ray::FlowRun), then give the other
+  flow-run       SIGKILL every run host (ray::FlowRuns) once a run has one of its two inputs, then give the other
   registry       hold BEGIN EXCLUSIVE on FN_HOME/registry.db for 10 s
   store          SIGSTOP the S3 server for 10 s
   control-plane  SIGKILL the control plane, then ``fnctl up`` on the same ports (locally it owns Ray: the

@@ -129,3 +129,10 @@ def test_ray_pods_get_the_region_and_the_ray_identity(raycluster: dict, tf: tf_h
         env = {e["name"]: e["value"] for e in pod["containers"][0]["env"] if "value" in e}
         assert env["AWS_REGION"] == tf.prod.variables["region"]["default"], name
         assert pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_the_head_bounds_what_the_gcs_keeps_as_a_local_platform_does(raycluster: dict) -> None:
+    from fnplatform.control.local import RAY_RECORD_BOUNDS
+
+    env = {e["name"]: e.get("value") for e in groups_container(raycluster, "head")["env"]}
+    assert {name: env.get(name) for name in RAY_RECORD_BOUNDS} == RAY_RECORD_BOUNDS

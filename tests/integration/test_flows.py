@@ -24,11 +24,12 @@ def flows(platform: Platform) -> Platform:
 
 
 def _kill_actor(run_id: str) -> None:
+    """Kill the host that holds the run, for good: a new one must take its runs up from their checkpoints."""
     import ray
 
-    from fnplatform.flows.run import NAMESPACE, actor_name
+    from fnplatform.flows.hosts import NAMESPACE, host_name
 
-    ray.kill(ray.get_actor(actor_name(run_id), namespace=NAMESPACE), no_restart=True)
+    ray.kill(ray.get_actor(host_name(run_id), namespace=NAMESPACE), no_restart=True)
 
 
 def test_three_inputs_in_separate_requests(flows: Platform) -> None:
@@ -147,25 +148,19 @@ def test_flow_with_a_missing_step_function_fails_at_deploy(platform: Platform, t
     assert "not-deployed-anywhere" in job["results"]["flow:broken"]["error"]
 
 
-def test_abandoned_run_fails_after_its_ttl_and_its_actor_ends(flows: Platform, tmp_path: Path) -> None:
+def test_abandoned_run_fails_after_its_ttl_and_its_host_forgets_it(flows: Platform, tmp_path: Path) -> None:
     import ray
 
-    from fnplatform.flows.run import NAMESPACE, actor_name
+    from fnplatform.flows.hosts import NAMESPACE, host_name
 
     run = fn.flows.start("forgotten")
     run.put("counter", str(tmp_path / "never-used"))
+    host = ray.get_actor(host_name(run.id), namespace=NAMESPACE)
+    assert run.id in ray.get(host.held.remote(), timeout=10)
     state = run.status(wait=30)
     assert state["status"] == "failed" and state["error"]["type"] == "Abandoned"
-
-    def actor_gone() -> bool:
-        try:
-            ray.get_actor(actor_name(run.id), namespace=NAMESPACE)
-        except ValueError:
-            return True
-        return False
-
-    wait_for(actor_gone, timeout=30, interval=0.5)
-    assert run.status()["status"] == "failed", "the final state outlives the actor"
+    wait_for(lambda: run.id not in ray.get(host.held.remote(), timeout=10), timeout=30, interval=0.5)
+    assert run.status()["status"] == "failed", "the final state outlives the run's place in its host"
 
 
 def test_removing_a_step_function_names_its_flows_or_removes_them_too(platform: Platform, tmp_path: Path) -> None:

@@ -141,17 +141,21 @@ def test_a_flow_process_without_the_database_url_says_where_it_comes_from(monkey
         database_url_from_env()
 
 
-def test_the_local_platform_hands_its_database_url_to_the_ray_it_starts(
+def test_the_local_platform_hands_its_database_url_and_the_gcs_bounds_to_the_ray_it_starts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fnplatform.control.local import prepare_environment
+    from fnplatform.control.local import RAY_RECORD_BOUNDS, prepare_environment
 
     monkeypatch.setattr(os, "environ", dict(os.environ))  # prepare_environment writes Ray's settings here
+    actors, tasks = RAY_RECORD_BOUNDS  # Ray's names for them are lower case
+    os.environ.pop(actors, None)
+    os.environ[tasks] = "500"  # an operator's own setting is kept
     monkeypatch.setenv("FN_RUNTIME_DIR", f"/tmp/fnu{os.getpid() % 100000}")
     settings = PlatformSettings.from_env(home=tmp_path, ingress="proxy")
     assert settings.database_url == f"sqlite:///{tmp_path / 'registry.db'}"
     try:
         prepare_environment(settings)
         assert os.environ["FN_DATABASE_URL"] == settings.database_url
+        assert (os.environ[actors], os.environ[tasks]) == (RAY_RECORD_BOUNDS[actors], "500")
     finally:
         for path in (settings.ray_temp_dir, settings.runtime_dir):
             if path.is_dir():

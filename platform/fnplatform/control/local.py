@@ -42,6 +42,10 @@ def prepare_environment(settings: PlatformSettings) -> None:
     # Ray kills idle workers above this many processes; the default (the CPU count) is below what the
     # platform's own actors use, so no idle worker would survive for warm_pool to hand out.
     os.environ.setdefault("RAY_num_workers_soft_limit", "64")
+    # What the GCS keeps of ended actors and tasks, for Ray's state API, which the platform does not use:
+    # Ray's defaults (100,000 of each) let a long-lived node grow by hundreds of MiB (bench/soak.py).
+    for name, value in RAY_RECORD_BOUNDS.items():
+        os.environ.setdefault(name, value)
     if settings.ingress == "haproxy":
         # HAProxy in front of the replicas' own HTTP ports (Serve's direct ingress) instead of the Python
         # proxy: measured 10x the requests per second on 2 cores. Its files and side ports are this
@@ -61,6 +65,12 @@ def prepare_environment(settings: PlatformSettings) -> None:
     # Token auth with a token of this platform's own, kept under FN_HOME (Ray would write ~/.ray).
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN"] = _auth_token(settings.home / "ray-auth-token")
+
+
+RAY_RECORD_BOUNDS = {
+    "RAY_maximum_gcs_destroyed_actor_cached_count": "1000",
+    "RAY_task_events_max_num_task_in_gcs": "10000",
+}
 
 
 # Logical CPUs per core that the local node declares. Ray's CPUs are a scheduling count, not a

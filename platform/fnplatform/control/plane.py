@@ -18,7 +18,7 @@ from typing import Any
 from fn import Conflict, FlowSpec, FunctionSpec, NotFound, PayloadTooLarge
 from fnplatform.bundles.packaging import inspect_bundle
 from fnplatform.bundles.safety import BundleTooLarge
-from fnplatform.flows import run as flow_run
+from fnplatform.flows.hosts import resume as resume_runs
 from fnplatform.flows.state import FlowState
 from fnplatform.keys import Grant
 from fnplatform.serving import ray_compat
@@ -245,11 +245,9 @@ class ControlPlane:
             job.emit(key, "deployed", f"POST /flows/{flow.name}/runs")
 
     def resume_runs(self) -> int:
-        """Make sure every unfinished run has a live actor (they resume from their checkpoints)."""
+        """Make sure every unfinished run is held by its host (a restarted host resumes it from its checkpoint)."""
         ids = self.flows.unfinished_runs()
-        for run_id in ids:
-            actor = flow_run.get_or_create(run_id, self.store.config.to_dict())
-            actor.state.remote()
+        resume_runs(ids, self.store.config.to_dict())
         return len(ids)
 
     def expire_runs(self) -> int:

@@ -1,2 +1,3 @@
-"""Flows: one detached actor per run (state, scheduling, retries, resume from checkpoints), the
-``/flows`` gateway, and the checkpoints in the registry's database. May import ``serving`` and ``storage``."""
+"""Flows: run hosts, detached actors that hold the unfinished runs (state, scheduling, retries, resume
+from checkpoints), the ``/flows`` gateway, and the checkpoints in the registry's database. May import
+``serving`` and ``storage``."""

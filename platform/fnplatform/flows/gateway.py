@@ -8,7 +8,7 @@
     GET  /flows                                  declared flows
 
 Every accepted input is written to the store (bytes) or the registry (JSON) before it is
-acknowledged; only then is the run's actor told.
+acknowledged; only then is the run's host told.
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.outages import registry_outage
 
 from . import run as flow_run
+from .hosts import forget_host, host_for
 from .state import FlowState, database_url_from_env, snapshot_from_record
 
 MAX_WAIT_S = 60.0
-# Unfinished runs hold an actor each; caps keep one flow or one key from taking the cluster.
+# Unfinished runs are held in memory by the run hosts; caps keep one flow or one key from taking them.
 MAX_ACTIVE_RUNS_PER_FLOW = int(os.environ.get("FN_MAX_ACTIVE_RUNS_PER_FLOW", "500"))
 MAX_ACTIVE_RUNS_PER_KEY = int(os.environ.get("FN_MAX_ACTIVE_RUNS_PER_KEY", "100"))
 
@@ -46,7 +47,7 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body), status_code=status, media_type="application/json")
 
 
-# How long a call to a run's actor that died or is restarting is tried again before the gateway answers 503.
+# How long a call to a run's host that died or is restarting is tried again before the gateway answers 503.
 ACTOR_RETRY_S = 10.0
 
 
@@ -108,13 +109,12 @@ class FlowGateway:
                                       f"inputs or wait for them to finish (unused runs fail after the flow's ttl_s)",
                                       status=429, retry_after=10)
         run_id = await asyncio.to_thread(self._db.create_run, spec, grant.key_id)
-        # Starting the actor (a new worker process, about a second) overlaps the client's first upload:
-        # its first call loads the run and prewarms every step's deployment.
-        self._actor(run_id).state.remote()
+        # Loading the run in its host overlaps the client's first upload: it prewarms every step's deployment.
+        self._host(run_id).state.remote(run_id)
         return _json({"id": run_id, "flow": flow, "status": "pending"}, status=201)
 
-    def _actor(self, run_id: str) -> Any:
-        return flow_run.get_or_create(run_id, self._store_config)
+    def _host(self, run_id: str) -> Any:
+        return host_for(run_id, self._store_config)
 
     async def _record(self, flow: str, run_id: str, grant: Grant) -> Any:
         record = await asyncio.to_thread(self._db.run, run_id)
@@ -123,19 +123,20 @@ class FlowGateway:
         return record
 
     async def _ask(self, run_id: str, method: str, *args: Any) -> dict[str, Any]:
-        """Call the run's actor. One that died or is restarting is asked again, on a new one resumed from
-        the checkpoint if need be, for ACTOR_RETRY_S; then 503, with the run's state safe in the registry."""
+        """Call the run's host. One that died or is restarting is asked again, on a new one that resumes the
+        run from its checkpoint if need be, for ACTOR_RETRY_S; then 503, with the run's state safe in the registry."""
         from ray.exceptions import RayActorError
 
         loop = asyncio.get_running_loop()
         deadline, pause = loop.time() + ACTOR_RETRY_S, 0.1
         while True:
             try:
-                result: dict[str, Any] = await getattr(self._actor(run_id), method).remote(*args)
+                result: dict[str, Any] = await getattr(self._host(run_id), method).remote(run_id, *args)
                 return result
             except RayActorError as exc:
+                forget_host(run_id)
                 if loop.time() + pause > deadline:
-                    raise Unavailable(f"run {run_id}'s actor is restarting ({type(exc).__name__}); its state is "
+                    raise Unavailable(f"run {run_id}'s host is restarting ({type(exc).__name__}); its state is "
                                       "checkpointed: ask again shortly", status=503, retry_after=1) from None
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
@@ -175,7 +176,7 @@ class FlowGateway:
         try:
             return _json(await self._ask(run_id, "put", name), status=202)
         except Unavailable:
-            # The input is checkpointed: accepted. The run's actor picks it up when it is back (it loads the
+            # The input is checkpointed: accepted. The run's host picks it up when it is back (it loads the
             # checkpoint, and the control plane resumes unfinished runs), so the caller must not send it again.
             record = await self._record(flow, run_id, grant)
             return _json(snapshot_from_record(record), status=202)

@@ -1,6 +1,6 @@
-"""One named, detached Ray actor per flow run: holds the run's state and events, runs steps as soon
+"""One flow run, held by a run host (``flows.hosts``): its state and events; it runs steps as soon
 as their inputs exist, checkpoints every result before moving on, and resumes from the checkpoint
-when it is restarted or recreated. A step that was running when the actor died runs again.
+when its host is restarted or recreated. A step that was running when the host died runs again.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import pydantic_core
 
 from fn import FlowSpec, FunctionSpec, Timeout
 from fn._platform import StepSpec
-from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
 from fnplatform.serving.handles import translate_error
 from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.registry import Registry
@@ -25,8 +24,6 @@ from fnplatform.storage.registry import Registry
 from .capacity import placement_note
 from .state import FlowState, StoredValue, database_url_from_env, run_state
 
-ACTOR_PREFIX = "fn-run-"
-NAMESPACE = "fn"
 FINISHED_GRACE_S = 30.0
 WATCHDOG_INTERVAL_S = 5.0
 # A checkpoint write (database or store) that fails is tried this many times in all, waiting
@@ -46,10 +43,6 @@ PLACEMENT_NOTE_AFTER_S = 15.0
 PLACEMENT_NOTE_TIMEOUT_S = 5.0  # Serve's status and Ray's resource counts, asked from a thread
 
 log = logging.getLogger(__name__)
-
-
-def actor_name(run_id: str) -> str:
-    return ACTOR_PREFIX + run_id
 
 
 # Everything flows write to the store is under this prefix: the Ray pods may write there and nowhere else
@@ -75,8 +68,9 @@ class CheckpointError(Exception):
 class RayRuntime:
     """What a run needs from the cluster: calling a step's function, warming it, holding blobs, ending itself."""
 
-    def __init__(self) -> None:
-        self._handles: dict[str, Any] = {}
+    def __init__(self, handles: dict[str, Any] | None = None, on_exit: Callable[[], None] | None = None) -> None:
+        self._handles: dict[str, Any] = {} if handles is None else handles  # shared by a host's runs
+        self._on_exit = on_exit
 
     async def call(self, function: str, request_id: str, kwargs: dict[str, Any]) -> Any:
         from ray import serve
@@ -100,25 +94,26 @@ class RayRuntime:
         return ray.put(data)
 
     def exit(self) -> None:
-        import ray
-
-        # exit_actor() only works inside a method call; from a task, end the actor for good instead.
-        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+        """The run is over and recorded: its host forgets it (and the objects it held in Ray's store)."""
+        if self._on_exit is not None:
+            self._on_exit()
 
 
 class FlowRun:
-    def __init__(self, run_id: str, store: dict[str, Any], *, runtime: Any = None, database_url: str | None = None) -> None:
+    def __init__(self, run_id: str, store: dict[str, Any], *, runtime: Any = None, database_url: str | None = None,
+                 db: FlowState | None = None, blobs: Any = None, registry: Registry | None = None) -> None:
+        # A host passes its one database, store and registry client to all its runs (an engine each would not do).
         self.run_id = run_id
         self._runtime = runtime or RayRuntime()
-        self._db = FlowState(database_url or database_url_from_env())
-        self._store = open_store(StoreConfig(**store))
+        self._db = db or FlowState(database_url or database_url_from_env())
+        self._store = blobs or open_store(StoreConfig(**store))
         self._loading: asyncio.Task[None] | None = None
         self._inputs: dict[str, StoredValue] = {}
         self._objects: dict[str, Any] = {}  # blob inputs, put in Ray's object store once
         self._results: dict[str, Any] = {}
         self._steps: dict[str, dict[str, Any]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._registry: Registry | None = None
+        self._registry: Registry | None = registry
         self._specs: dict[str, FunctionSpec] = {}  # each step function's active spec, read for its deadline
         self._unrecorded = False  # failed in memory, but finish_run has not written it yet
         self._recording = asyncio.Lock()
@@ -402,20 +397,3 @@ class FlowRun:
         steps = {name: {k: v for k, v in s.items() if k != "started_at"} for name, s in self._steps.items()}
         return run_state(self.run_id, self.spec, self._status, set(self._inputs), steps, self._output, self._error)
 
-
-def actor_options() -> dict[str, Any]:
-    return {"num_cpus": 0, "max_restarts": -1, "max_concurrency": 1000, "namespace": NAMESPACE,
-            "lifetime": "detached", "resources": {pool_resource("api"): REPLICA_POOL_SHARE}}
-
-
-def get_or_create(run_id: str, store: dict[str, Any]) -> Any:
-    """The run's actor: the live one, or a new one that resumes from the checkpoint."""
-    import ray
-
-    try:
-        return ray.get_actor(actor_name(run_id), namespace=NAMESPACE)
-    except ValueError:
-        pass
-    actor_cls: Any = ray.remote(FlowRun)
-    return actor_cls.options(name=actor_name(run_id), get_if_exists=True, **actor_options()).remote(
-        run_id, store)

@@ -1,6 +1,6 @@
 """Flow checkpoints: declared flows, runs, and every accepted input and step result.
 
-A run's actor can die at any time; everything it needs to resume is here (values) or in the
+A run's host can die at any time; everything it needs to resume is here (values) or in the
 store (blobs), written before the input or result is acknowledged.
 """
 

@@ -129,8 +129,9 @@ def get_or_create_hub() -> Any:
     import ray
 
     actor_cls: Any = ray.remote(Hub)
+    # Task events off: every replica's reads would otherwise leave a record each in the GCS.
     return actor_cls.options(num_cpus=0, max_restarts=-1, max_concurrency=64, name=HUB_NAME, namespace=NAMESPACE,
-                             lifetime="detached", get_if_exists=True).remote()
+                             lifetime="detached", get_if_exists=True, enable_task_events=False).remote()
 
 
 def find_hub() -> Any:

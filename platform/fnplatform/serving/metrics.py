@@ -241,6 +241,7 @@ class Totals:
         now = self._clock()
         known = self._sources.pop(source, None)
         if known is not None and seq <= known.seq:
+            known.at = now  # a resent push: not counted again, but the process is alive
             self._sources[source] = known
             return False
         self._sums.add(delta, gauges=False)
@@ -284,3 +285,9 @@ def ship_to_hub(hub: Any) -> MetricsShipper:
             atexit.register(_shipper.stop)
         return _shipper
 
+
+
+def ship_now() -> None:
+    """Push this process's counts now, if it ships any (a replica being stopped: its last calls are done)."""
+    if _shipper is not None:
+        _shipper.ship()

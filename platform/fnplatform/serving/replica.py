@@ -41,7 +41,7 @@ from .auth import KeyCache
 from .handles import HandleTransport
 from .http import client_error_response, error_response, not_found_response, read_arguments, rebuild_request, result_response
 from .hub import lazy_hub
-from .metrics import RECORDER, Recorder, ship_to_hub
+from .metrics import RECORDER, Recorder, ship_now, ship_to_hub
 from .overrun import OverrunCalls, Ticket
 from .signature import Signature
 
@@ -362,6 +362,7 @@ class FunctionReplica:
         shipper = getattr(self, "_shipper", None)
         if shipper is not None:
             shipper.stop()
+        ship_now()  # the process may be killed before its exit handlers run
 
 
 def _is_object_ref(value: Any) -> bool:

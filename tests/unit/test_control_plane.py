@@ -17,6 +17,7 @@ from fnplatform.control.plane import ControlPlane, DeployJob
 from fnplatform.control.settings import PlatformSettings
 from fnplatform.flows.state import FlowState
 from fnplatform.serving.hub import Hub
+from fnplatform.serving.metrics import Delta
 from fnplatform.storage.blobs import StoreConfig, open_store, put_bundle
 from fnplatform.storage.registry import Registry, VersionRecord
 
@@ -68,6 +69,9 @@ class InProcessHub:
 
     def forget(self, function: str) -> None:
         asyncio.run(self.hub.forget(function))
+
+    def metrics(self) -> Delta:
+        return asyncio.run(self.hub.metrics())
 
 
 Deploy = Callable[[dict[str, str]], DeployJob]

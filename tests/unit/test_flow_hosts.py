@@ -19,6 +19,7 @@ from fnplatform.flows import hosts
 from fnplatform.flows import run as flow_run
 from fnplatform.flows.hosts import FlowRuns, host_count, host_name
 from fnplatform.flows.state import FlowState
+from fnplatform.serving import metrics
 
 from .test_flow_run import LocalRuntime, documents_flow, runtime
 
@@ -77,6 +78,7 @@ def test_one_host_runs_many_runs_on_one_engine_and_forgets_each_once_it_is_recor
         state: FlowState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(flow_run, "FINISHED_GRACE_S", 0.05)
     host = new_host(state, tmp_path)
+    metrics.RECORDER.drain()
     ids = [state.create_run(documents_flow()) for _ in range(5)]
 
     async def give(run_id: str, name: str, value: str) -> None:
@@ -103,6 +105,10 @@ def test_one_host_runs_many_runs_on_one_engine_and_forgets_each_once_it_is_recor
     finals = asyncio.run(scenario())
     assert [f["output"] for f in finals] == [{"total": 2 * (n + 1) + 1} for n in range(5)]
     assert host._runs == {}
+    counted = metrics.RECORDER.drain()  # what the host's shipper would push to the hub
+    assert counted.counters == {("fn_flow_runs_total", ("unit-docs", "succeeded")): 5}
+    assert {labels: sum(buckets[:-1]) for (_, labels), buckets in counted.histograms.items()} == {
+        ("unit-docs", "measure-front"): 5, ("unit-docs", "measure-back"): 5, ("unit-docs", "decide"): 5}
     for run_id in ids:
         record = state.run(run_id)
         assert record is not None and record.status == "succeeded"

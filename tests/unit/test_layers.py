@@ -18,7 +18,7 @@ PACKAGE = REPO_ROOT / "platform" / "fnplatform"
 LAYERS = {"pools": 0, "keys": 0, "bundles": 1, "storage": 2, "serving": 3, "flows": 4, "control": 5}
 NEVER = {
     "serving": {"fnplatform.control", "fnplatform.flows", "fnplatform.storage.registry", "fnplatform.storage.db",
-                "sqlalchemy", "fastapi"},
+                "sqlalchemy", "fastapi", "prometheus_client"},
     "bundles": {"ray"},
     "storage": {"ray"},
 }
@@ -103,7 +103,7 @@ def test_the_replica_loads_no_database_web_framework_or_control_plane_code(tmp_p
     code = ("import json, sys\nimport fnplatform.serving.replica, fnplatform.serving.gateway\n"
             "print(json.dumps(sorted(sys.modules)))")
     loaded = run_python(code, cwd=tmp_path)
-    banned = [m for m in loaded if m.split(".")[0] in {"sqlalchemy", "fastapi", "psycopg", "boto3"}
+    banned = [m for m in loaded if m.split(".")[0] in {"sqlalchemy", "fastapi", "psycopg", "boto3", "prometheus_client"}
               or m.startswith(("fnplatform.control", "fnplatform.storage.registry", "fnplatform.storage.db"))]
     assert banned == []
 

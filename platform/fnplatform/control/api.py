@@ -22,12 +22,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 import fn
-from fn import BadRequest, ClientError, FnError, NotFound, SpecError
+from fn import BadRequest, ClientError, FnError, Forbidden, NotFound, SpecError
 from fnplatform.keys import ROLES, Grant
 from fnplatform.serving.http import read_body
 from fnplatform.storage.outages import registry_outage
 
 from .edge import Edge, KeyUse, grant_of
+from .metrics import CONTENT_TYPE
 from .plane import ControlPlane
 from .secrets_api import MAX_BODY_BYTES as SECRET_BODY_BYTES
 from .secrets_api import secrets_router
@@ -134,6 +135,17 @@ def _routes(control: ControlPlane) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    # Prometheus text, not JSON: kept out of the OpenAPI schema, like /healthz (docs/observability.md).
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        grant = grant_of(request.scope)
+        if grant.functions is not None or grant.flows is not None:
+            # The series name every function and flow, and count their calls: only for a key that may call them all.
+            raise Forbidden("this API key is scoped to some functions or flows; /metrics shows every function and "
+                            "flow, so it needs a key without a scope (e.g. 'fnctl keys create prometheus --role invoke')",
+                            status=403)
+        return Response(await asyncio.to_thread(control.metrics_text), media_type=CONTENT_TYPE)
 
     @app.get("/v1/info")
     async def info(request: Request) -> dict[str, Any]:

@@ -118,7 +118,7 @@ def build_application(version: VersionRecord, ctx: DeployContext, secrets_tag: s
     # re-applying an unchanged function restarts nothing
     ray_compat.set_code_version(deployment, version_tag(version, secrets_tag))
     return deployment.bind(spec.model_dump_json(), version.bundle_sha256, ctx.store.to_dict(), ctx.cache_dir,
-                           ctx.cache_policy)
+                           ctx.cache_policy, version.number)
 
 
 def route_prefix(spec: FunctionSpec) -> str | None:

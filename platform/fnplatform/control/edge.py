@@ -52,6 +52,7 @@ RULES = (
     _rule("GET", r"/v1/(info|functions|flows)", "invoke"),
     _rule("GET", r"/v1/functions/[^/]+", "invoke"),
     _rule("GET", r"/(openapi\.json|docs|docs/oauth2-redirect|redoc)", "invoke"),
+    _rule("GET", r"/metrics", "invoke"),  # and no scope (the handler): the least a Prometheus scraper needs
     _rule("PUT", r"/v1/bundles/[^/]+", "deploy", "bundle", streamed=True),
     _rule("PUT", r"/v1/artifacts/[^/]+", "deploy", "artifact", streamed=True),
     _rule(None, r"/v1/(bundles|artifacts)/[^/]+", "deploy"),

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from fn import Conflict, FlowSpec, FunctionSpec, NotFound, PayloadTooLarge
+from fn import Conflict, FlowSpec, FunctionSpec, NotFound, PayloadTooLarge, Unavailable
 from fnplatform.bundles.packaging import inspect_bundle
 from fnplatform.bundles.safety import BundleTooLarge
 from fnplatform.flows.hosts import resume as resume_runs
@@ -36,6 +36,7 @@ from fnplatform.storage.registry import Registry, VersionRecord
 from fnplatform.storage.secrets import SecretStore, open_cipher
 
 from .deployer import Deployer
+from .metrics import ControlMetrics, render
 from .secrets import Secrets
 from .settings import PlatformSettings
 
@@ -89,6 +90,7 @@ class ControlPlane:
         self.hub = hub
         self.jobs: dict[str, DeployJob] = {}
         self._filled_hub: str | None = None  # the start id of the hub last refilled whole
+        self.metrics = ControlMetrics()
         self.secrets = Secrets(secrets or SecretStore(registry.url, open_cipher(settings.home)), registry, hub, deployer,
                                deploying=self._deploying)
 
@@ -167,6 +169,7 @@ class ControlPlane:
         finally:
             self.secrets.release(job.id)
             job.finish()
+            self.metrics.deploy_finished(job.state, (job.finished_at or job.started_at) - job.started_at)
 
     def _deploying(self) -> set[str]:
         return {name for job in self.jobs.values() if job.state == "running" for name in job.functions}
@@ -343,6 +346,14 @@ class ControlPlane:
             raise NotFound(f"no function named {name!r}; list functions with 'fnctl ls'", status=404)
         last, lines = self.hub.read_logs(name, after, limit)
         return {"function": name, "next": last, "lines": lines}
+
+    def metrics_text(self) -> bytes:
+        """The Prometheus text of ``GET /metrics``: the hub's sums of the data plane's counts, and the deploys'."""
+        try:
+            data_plane = self.hub.metrics()
+        except Unavailable:  # the deploy counts are still worth a scrape; fn_data_plane_metrics_up says 0
+            data_plane = None
+        return render(data_plane, self.metrics.totals())
 
     # keys ----------------------------------------------------------------------------------
     def push_state(self) -> None:

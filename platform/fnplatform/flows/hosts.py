@@ -21,6 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
+from fnplatform.serving import metrics
+from fnplatform.serving.hub import lazy_hub
 from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.registry import Registry
 
@@ -66,6 +68,8 @@ class FlowRuns:
         # A run's runtime, given what to call when the run is over (tests stand in for the cluster side).
         self._new_runtime = runtime or (lambda on_exit: RayRuntime(self._handles, on_exit=on_exit))
         self._runs: dict[str, FlowRun] = {}
+        if runtime is None:  # the actor (not a test): its runs' counts go to the hub every few seconds
+            metrics.ship_to_hub(lazy_hub())
 
     def _run(self, run_id: str) -> FlowRun:
         run = self._runs.get(run_id)

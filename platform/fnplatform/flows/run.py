@@ -22,6 +22,7 @@ from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.registry import Registry
 
 from .capacity import placement_note
+from .metrics import run_finished, step_succeeded
 from .state import FlowState, StoredValue, database_url_from_env, run_state
 
 FINISHED_GRACE_S = 30.0
@@ -270,6 +271,7 @@ class FlowRun:
                     return
                 await asyncio.sleep(min(0.5 * 2 ** (state["attempts"] - 1), 5.0))
         state["duration_ms"] = round((time.time() - state["started_at"]) * 1000, 1)
+        step_succeeded(self.spec.name, step.name, state["duration_ms"] / 1000)
         await self._checkpoint(step, result, state["attempts"])
         state.update(status="succeeded", error=None)
         self._last_activity = time.time()
@@ -285,6 +287,7 @@ class FlowRun:
         except Exception as exc:  # noqa: BLE001 - an output that cannot be recorded fails the run, visibly
             await self._fail({**_error(exc), "step": self.spec.output})
             return
+        run_finished(self.spec.name, "succeeded")
         self._status, self._output = "succeeded", output
         self._finish_locally()
 
@@ -327,6 +330,7 @@ class FlowRun:
                 log.exception("flow run %s: could not record its failure; retrying later", self.run_id)
                 return
             self._unrecorded = False
+            run_finished(self.spec.name, "failed")
             self._finish_locally()
 
     async def _write(self, what: str, write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:

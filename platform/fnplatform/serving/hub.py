@@ -2,11 +2,13 @@
 what the control plane publishes for the data plane, each topic with a version number (``keys``:
 hashes of valid API keys; ``functions``: the active specs, for the catch-all gateway's table), read
 by replicas and gateways through ``serving.pushed`` without a database round trip, and a bounded log
-buffer per function (pushed by replicas in batches, read by ``fnctl logs``). Apart from the topics it
-holds the decrypted secrets that deployed functions name, for their replicas to read at start
-(``serving.secrets``; never a topic, so the gateways' reads never carry them). It is cheap (no CPU
-reserved) and rebuilt by the control plane when missing, so losing it loses at most buffered log
-lines.
+buffer per function (pushed by replicas in batches, read by ``fnctl logs``), and the sums of the data
+plane's metrics (``serving.metrics``: pushed by replicas and flow runs, read by the control plane's
+``/metrics``). Apart from the topics it holds the decrypted secrets that deployed functions name, for
+their replicas to read at start (``serving.secrets``; never a topic, so the gateways' reads never carry
+them). It is cheap (no CPU reserved) and rebuilt by the control plane when missing, so losing it loses
+at most buffered log lines and the metrics' sums (Prometheus takes counters that start again from zero
+as a reset).
 
 A restarted hub (Ray restarts it when its process dies) comes back empty, with a new ``start_id``.
 Until the control plane has filled it again, it answers every topic "nothing published" (version 0,
@@ -32,7 +34,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
-from fnplatform.deadlines import HUB_READ_TIMEOUT_S, ray_get
+from fnplatform.deadlines import HUB_CALL_TIMEOUT_S, HUB_READ_TIMEOUT_S, ray_get
+
+from .metrics import Delta, Totals
 
 HUB_NAME = "fn-hub"
 NAMESPACE = "fn"
@@ -53,6 +57,7 @@ class Hub:
         self._logs: dict[str, deque[tuple[int, str]]] = {}
         self._seq = 0
         self._secrets: dict[str, dict[str, Any]] = {}
+        self._metrics = Totals()
 
     async def publish(self, topic: str, value: Any) -> int:
         """Replace *topic*'s value; returns its version (a new one, higher than all before, unless the value is unchanged)."""
@@ -98,6 +103,14 @@ class Hub:
     async def forget(self, function: str) -> None:
         self._logs.pop(function, None)
 
+    async def add_metrics(self, source: str, seq: int, delta: Delta) -> bool:
+        """One process's counts since its last push; a push already applied (a retry) is ignored: False."""
+        return self._metrics.add(source, seq, delta)
+
+    async def metrics(self) -> Delta:
+        """Every process's counts summed since this hub started, and the live processes' gauges."""
+        return self._metrics.snapshot()
+
 
 class HubClient:
     """The control plane's blocking view of the hub actor (tests hand the control plane an in-process one)."""
@@ -122,6 +135,10 @@ class HubClient:
 
     def forget(self, function: str) -> None:
         self._actor.forget.remote(function)  # a few buffered log lines; not worth waiting for
+
+    def metrics(self) -> Delta:
+        totals: Delta = ray_get(self._actor.metrics.remote(), "the hub actor")
+        return totals
 
 
 def get_or_create_hub() -> Any:
@@ -180,6 +197,15 @@ class HubRef:
         with self._lock:
             if self._handle is handle:
                 self._handle = None
+
+    def call(self, method: str, *args: Any) -> Any:
+        """A blocking call with the hub's deadline, for a thread outside the event loop (the metrics shipper)."""
+        handle = self.handle()
+        try:
+            return ray_get(getattr(handle, method).remote(*args), "the hub actor", HUB_CALL_TIMEOUT_S)
+        except Exception:
+            self.drop(handle)
+            raise
 
     @property
     def read(self) -> _Method:

@@ -20,6 +20,8 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from .shipping import Periodic
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("fn_request_id", default="-")
 FLUSH_INTERVAL_S = 0.5
 MAX_LINE_CHARS = 64 * 1024
@@ -39,8 +41,7 @@ class LogShipper:
         self._lines: deque[str] = deque(maxlen=MAX_PENDING_LINES)
         self._dropped = 0  # lines pushed out of a full buffer since the last batch
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fn-log-shipper", daemon=True)
+        self._ticker = Periodic(self.flush, FLUSH_INTERVAL_S, "fn-log-shipper")
 
     def line(self, level: str, message: str, request_id: str | None = None) -> None:
         rid = request_id or request_id_var.get()
@@ -53,11 +54,10 @@ class LogShipper:
             self._lines.append(text)
 
     def start(self) -> None:
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self.flush()
+        self._ticker.stop()
 
     def flush(self) -> None:
         with self._lock:
@@ -70,10 +70,6 @@ class LogShipper:
         if lines and self._hub is not None:
             with contextlib.suppress(Exception):
                 self._hub.push_logs.remote(self.function, lines)
-
-    def _run(self) -> None:
-        while not self._stop.wait(FLUSH_INTERVAL_S):
-            self.flush()
 
 
 class _Handler(logging.Handler):

@@ -41,6 +41,7 @@ from .auth import KeyCache
 from .handles import HandleTransport
 from .http import client_error_response, error_response, not_found_response, read_arguments, rebuild_request, result_response
 from .hub import lazy_hub
+from .metrics import RECORDER, Recorder, ship_now, ship_to_hub
 from .overrun import OverrunCalls, Ticket
 from .signature import Signature
 
@@ -198,7 +199,7 @@ class FunctionReplica:
     """The Serve deployment class behind every function."""
 
     def __init__(self, spec_json: str, bundle_sha256: str, store: dict[str, Any], cache_dir: str,
-                 cache_policy: dict[str, Any] | None = None) -> None:
+                 cache_policy: dict[str, Any] | None = None, version: int = 0) -> None:
         spec = FunctionSpec.model_validate_json(spec_json)
         replica_id = uuid.uuid4().hex[:8]
         hub = lazy_hub()
@@ -208,20 +209,26 @@ class FunctionReplica:
         started = time.perf_counter()
         replica_secrets.install(spec, hub)  # before the user's module is imported
         loaded = load_target(spec, bundle_sha256, StoreConfig(**store), cache_dir, CachePolicy.from_dict(cache_policy))
-        self._serve(spec, loaded, hub, shipper)
+        self._serve(spec, loaded, hub, shipper, RECORDER, version)
+        RECORDER.cold_start(spec.name)
+        ship_to_hub(hub)
         shipper.line("INFO", f"replica ready: {spec.name} bundle {bundle_sha256[:12]} "
                              f"loaded in {replica_logs.elapsed_ms(started):.0f} ms (pid {os.getpid()})")
 
     @classmethod
-    def around(cls, spec: FunctionSpec, loaded: Loaded, hub: Any, shipper: replica_logs.LogShipper) -> FunctionReplica:
+    def around(cls, spec: FunctionSpec, loaded: Loaded, hub: Any, shipper: replica_logs.LogShipper, *,
+               recorder: Recorder | None = None, version: int = 0) -> FunctionReplica:
         """A replica serving an already-loaded function, leaving the process as it is (no log capture, no
-        transport, no thread caps): the seam the unit tests use."""
+        transport, no thread caps, its own metrics not shipped): the seam the unit tests use."""
         replica = cls.__new__(cls)
-        replica._serve(spec, loaded, hub, shipper)
+        replica._serve(spec, loaded, hub, shipper, recorder or Recorder(), version)
         return replica
 
-    def _serve(self, spec: FunctionSpec, loaded: Loaded, hub: Any, shipper: replica_logs.LogShipper) -> None:
+    def _serve(self, spec: FunctionSpec, loaded: Loaded, hub: Any, shipper: replica_logs.LogShipper,
+               recorder: Recorder, version: int) -> None:
         self.spec = spec
+        self.metrics = recorder
+        self._version = str(version)  # the registry's version number: a label of every call it counts
         self.replica_id = shipper.replica_id
         self.loaded = loaded
         self._shipper = shipper
@@ -275,6 +282,12 @@ class FunctionReplica:
     async def __call__(self, request: Request, request_id: str | None = None) -> Response:
         request_id = request_id or ray_compat.request_id(request.headers)
         replica_logs.request_id_var.set(request_id)
+        with self.metrics.call(self.spec.name, self._version) as code:
+            response = await self._answer(request, request_id)
+            code[0] = response.status_code
+        return response
+
+    async def _answer(self, request: Request, request_id: str) -> Response:
         if self.spec.internal:  # the last line: the deployer gives it no route and the gateway no entry
             return not_found_response(request.url.path, request_id)
         started = time.perf_counter()
@@ -309,6 +322,12 @@ class FunctionReplica:
         """The handle path: Python objects in and out, no HTTP; errors as fn errors that pickle."""
         rid = request_id if request_id and request_id != "-" else uuid.uuid4().hex[:16]
         replica_logs.request_id_var.set(rid)
+        with self.metrics.call(self.spec.name, self._version) as code:
+            result = await self._call(rid, arguments, code)
+            code[0] = 200
+        return result
+
+    async def _call(self, rid: str, arguments: dict[str, Any], code: list[int]) -> Any:
         started = time.perf_counter()
         for key, value in arguments.items():
             if _is_object_ref(value):  # large values (flow uploads) travel by reference
@@ -316,6 +335,7 @@ class FunctionReplica:
         try:
             result = await self._invoke(arguments)
         except ClientError as exc:
+            code[0] = exc.status or 400  # the status it travels with (below)
             self._shipper.line("INFO", f"call {self.spec.name} -> {exc.status} in {replica_logs.elapsed_ms(started):.1f} ms")
             if type(exc).__module__.split(".")[0] != "fn":
                 # A user's subclass would not unpickle where the bundle is not importable (the route gateway):
@@ -342,6 +362,7 @@ class FunctionReplica:
         shipper = getattr(self, "_shipper", None)
         if shipper is not None:
             shipper.stop()
+        ship_now()  # the process may be killed before its exit handlers run
 
 
 def _is_object_ref(value: Any) -> bool:

@@ -1,0 +1,52 @@
+"""GET /metrics against the real platform: replicas' counts reach the hub and the control plane exactly,
+N HTTP calls and M SDK calls growing fn_requests_total by N + M, a raising call counted once as a 500."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from harness import Platform, wait_for
+from prometheus_client.parser import text_string_to_metric_families
+
+import fn
+from fnplatform.serving.metrics import PUSH_INTERVAL_S
+
+N_HTTP = 37
+M_SDK = 5
+
+
+def requests_total(platform: Platform, function: str, code: str) -> float:
+    """fn_requests_total of *function* with *code*, summed over its versions."""
+    response = httpx.get(f"{platform.api_url}/metrics", headers={"Authorization": f"Bearer {platform.key}"}, timeout=30)
+    assert response.status_code == 200, response.text
+    return sum(sample.value for family in text_string_to_metric_families(response.text) for sample in family.samples
+               if sample.name == "fn_requests_total" and sample.labels["function"] == function
+               and sample.labels["code"] == code)
+
+
+def settled(platform: Platform, function: str, code: str) -> float:
+    """The count once earlier tests' calls have all been pushed: the same over two push intervals."""
+    before = requests_total(platform, function, code)
+    while True:
+        time.sleep(2 * PUSH_INTERVAL_S + 0.5)
+        now = requests_total(platform, function, code)
+        if now == before:
+            return now
+        before = now
+
+
+def test_calls_are_counted_exactly_once_each_with_their_status_code(basic: Platform) -> None:
+    ok_before = settled(basic, "add", "200")
+    failed_before = settled(basic, "boom", "500")
+    with basic.client() as client:
+        for n in range(N_HTTP):
+            assert client.post("/add", json={"a": n, "b": 1}).json() == n + 1
+        assert client.post("/boom", json={"key": "x"}).status_code == 500
+    for n in range(M_SDK):
+        assert fn.call("add", a=n, b=2) == n + 2
+    expected = ok_before + N_HTTP + M_SDK
+    wait_for(lambda: requests_total(basic, "add", "200") >= expected, timeout=30)
+    time.sleep(2 * PUSH_INTERVAL_S + 0.5)  # a count pushed twice would show by now
+    assert requests_total(basic, "add", "200") == expected
+    assert requests_total(basic, "boom", "500") == failed_before + 1

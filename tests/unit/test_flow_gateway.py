@@ -1,4 +1,4 @@
-"""The flows gateway's calls to a run's actor while that actor dies or restarts. No Ray: the actor is stood in."""
+"""The flows gateway's calls to a run's host while that host dies or restarts. No Ray: the host is stood in."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from fnplatform.flows.gateway import FlowGateway
 
 
 class FlakyActor:
-    """A run actor whose first *failures* calls fail as a restarting actor's do."""
+    """A run host whose first *failures* calls fail as a restarting actor's do."""
 
     def __init__(self, failures: int | None) -> None:
         self.failures, self.calls = failures, 0
@@ -35,23 +35,23 @@ class FlakyActor:
 
 def gateway_with(actor: FlakyActor) -> FlowGateway:
     gateway = FlowGateway.__new__(FlowGateway)
-    gateway._actor = lambda run_id: actor  # type: ignore[method-assign]
+    gateway._host = lambda run_id: actor  # type: ignore[method-assign]
     return gateway
 
 
-def test_a_restarting_run_actor_is_asked_again_until_it_answers() -> None:
+def test_a_restarting_run_host_is_asked_again_until_it_answers() -> None:
     actor = FlakyActor(failures=3)
     assert asyncio.run(gateway_with(actor)._ask("r1", "state")) == {"id": "r1", "status": "running"}
     assert actor.calls == 4
 
 
-def test_a_run_actor_that_stays_away_is_a_503_with_retry_after_not_a_500(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_host_that_stays_away_is_a_503_with_retry_after_not_a_500(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(flows_gateway, "ACTOR_RETRY_S", 0.5)
     actor = FlakyActor(failures=None)
     with pytest.raises(fn.Unavailable) as caught:
         asyncio.run(gateway_with(actor)._ask("r1", "state"))
     assert caught.value.status == 503 and caught.value.retry_after == 1
-    assert "run r1's actor is restarting (ActorUnavailableError)" in str(caught.value)
+    assert "run r1's host is restarting (ActorUnavailableError)" in str(caught.value)
     assert actor.calls >= 2
 
 

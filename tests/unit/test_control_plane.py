@@ -69,6 +69,15 @@ class InProcessHub:
     def forget(self, function: str) -> None:
         asyncio.run(self.hub.forget(function))
 
+    def status(self) -> dict[str, Any]:
+        return asyncio.run(self.hub.status())
+
+    def log_heads(self) -> tuple[str, dict[str, int]]:
+        return asyncio.run(self.hub.log_heads())
+
+    def logs_after(self, function: str, after: int, limit: int) -> tuple[str, int, list[str]]:
+        return asyncio.run(self.hub.logs_after(function, after, limit))
+
 
 Deploy = Callable[[dict[str, str]], DeployJob]
 

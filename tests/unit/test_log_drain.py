@@ -102,6 +102,17 @@ def test_a_restarted_control_plane_reads_on_from_the_stored_cursor(store: LogSto
     assert stored(store) == ["one", "two", "three"]
 
 
+def test_two_drains_over_one_database_store_each_line_once(store: LogStore, hub: InProcessHub) -> None:
+    first, second = logbook(store, hub), logbook(LogStore(store.url), hub)  # a control plane and its replacement
+    push(hub, "add", "one")
+    assert first.drain() == 1
+    push(hub, "add", "two")
+    assert second.drain() == 1
+    push(hub, "add", "three")
+    assert first.drain() == 1  # its own cursor was behind: it reads on from the stored one
+    assert stored(store) == ["one", "two", "three"]
+
+
 def test_one_pass_is_bounded_and_the_rest_waits_for_the_next(store: LogStore, hub: InProcessHub) -> None:
     book = logbook(store, hub, max_drain_lines=250)
     push(hub, "add", *[f"a{i}" for i in range(400)])

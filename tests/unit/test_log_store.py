@@ -136,10 +136,13 @@ def test_retention_by_size_deletes_the_oldest_lines_down_to_90_percent(store: Lo
 
 
 def test_the_cursor_is_stored_with_the_lines(store: LogStore) -> None:
-    store.add("add", [line("a")], hub_start_id="hub1", seq=7)
-    store.add("add", [line("b")], hub_start_id="hub1", seq=9)
-    store.add("platform:control-plane", [line("c")])
-    assert LogStore(store.url).cursors() == {"add": ("hub1", 9)}
+    assert store.add_drained("add", [line("a")], "hub1", 0, 7)
+    assert store.add_drained("add", [line("b")], "hub1", 7, 9)
+    assert not store.add_drained("add", [line("b again")], "hub1", 7, 9)  # another drain stored it first
+    assert store.add_drained("add", [line("c")], "hub2", 0, 1)  # a restarted hub: from 0
+    store.add("platform:control-plane", [line("own")])
+    assert LogStore(store.url).cursors() == {"add": ("hub2", 1)}
+    assert texts(store) == ["a", "b", "c"]
 
 
 def test_the_control_planes_records_are_buffered_scrubbed_and_bounded() -> None:

@@ -140,7 +140,10 @@ class Logbook:
                     continue
             if not lines:
                 break
-            stored += self.store.add(function, lines, hub_start_id=start_id, seq=last)
+            if not self.store.add_drained(function, lines, start_id, after, last):
+                self._cursors = self.store.cursors()  # another drain got there first: read on from where it stopped
+                continue
+            stored += len(lines)
             self._cursors[function] = (start_id, last)
         return stored
 

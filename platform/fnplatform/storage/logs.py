@@ -91,21 +91,35 @@ class LogStore(Database):
                                  text=raw if parsed.at is None else parsed.text))
         return rows
 
-    def add(self, source: str, lines: list[str], *, hub_start_id: str | None = None, seq: int | None = None) -> int:
-        """Store *lines* of *source*; with *hub_start_id* and *seq*, also record that the hub was read up to
-        *seq* (one transaction: after a crash either both are there or neither)."""
+    def add(self, source: str, lines: list[str]) -> int:
+        """Store *lines* of *source* (lines that come from no hub: the control plane's own)."""
         rows = self._rows(source, lines)
         with self.write_lock, self._session() as session:
             session.add_all(rows)
-            if hub_start_id is not None and seq is not None:
-                cursor = session.get(_LogCursor, source)
-                if cursor is None:
-                    session.add(_LogCursor(source=source, hub_start_id=hub_start_id, seq=seq))
-                else:
-                    cursor.hub_start_id, cursor.seq = hub_start_id, seq
-            if self._bytes is not None:
-                self._bytes += sum(len(r.text) + ROW_OVERHEAD_BYTES for r in rows)
+        self._count(rows)
         return len(rows)
+
+    def add_drained(self, source: str, lines: list[str], hub_start_id: str, after: int, seq: int) -> bool:
+        """Store *lines*, read from the hub *hub_start_id* after *after* up to *seq*, and move the cursor to *seq*,
+        in one transaction, unless the stored cursor is no longer at *after* (another drain stored them
+        first): False then, and nothing is stored. So a crash, or two control planes, never store a line twice."""
+        rows = self._rows(source, lines)
+        with self.write_lock, self._session() as session:
+            cursor = session.scalar(select(_LogCursor).where(_LogCursor.source == source).with_for_update())
+            stored = cursor.seq if cursor is not None and cursor.hub_start_id == hub_start_id else 0
+            if stored != after:
+                return False
+            session.add_all(rows)
+            if cursor is None:
+                session.add(_LogCursor(source=source, hub_start_id=hub_start_id, seq=seq))
+            else:
+                cursor.hub_start_id, cursor.seq = hub_start_id, seq
+        self._count(rows)
+        return True
+
+    def _count(self, rows: list[_LogLine]) -> None:
+        if self._bytes is not None:
+            self._bytes += sum(len(r.text) + ROW_OVERHEAD_BYTES for r in rows)
 
     def cursors(self) -> dict[str, tuple[str, int]]:
         """{source: (hub start id, sequence number read up to)} for every source drained from a hub."""

@@ -2,7 +2,8 @@
 what the control plane publishes for the data plane, each topic with a version number (``keys``:
 hashes of valid API keys; ``functions``: the active specs, for the catch-all gateway's table), read
 by replicas and gateways through ``serving.pushed`` without a database round trip, and a bounded log
-buffer per function (pushed by replicas in batches, read by ``fnctl logs``). Apart from the topics it
+buffer per function (pushed by replicas in batches, copied every second by the control plane into
+the registry database, where ``fnctl logs`` reads them: ``control.logbook``). Apart from the topics it
 holds the decrypted secrets that deployed functions name, for their replicas to read at start
 (``serving.secrets``; never a topic, so the gateways' reads never carry them). It is cheap (no CPU
 reserved) and rebuilt by the control plane when missing, so losing it loses at most buffered log

@@ -7,5 +7,6 @@
 - ``flows``: the detached flow-run actors, the flows gateway and their checkpoints. May import ``serving`` and ``storage``.
 - ``control``: the control-plane process (server, API, deploy jobs, deployer, settings, the local Ray). May import all.
 
-``pools``, ``keys`` and ``deadlines`` are shared leaves. ``tests/unit/test_layers.py`` holds these rules.
+``pools``, ``keys``, ``deadlines`` and ``logtext`` (the log line format) are shared leaves.
+``tests/unit/test_layers.py`` holds these rules.
 """

@@ -73,6 +73,15 @@ class InProcessHub:
     def metrics(self) -> Delta:
         return asyncio.run(self.hub.metrics())
 
+    def status(self) -> dict[str, Any]:
+        return asyncio.run(self.hub.status())
+
+    def log_heads(self) -> tuple[str, dict[str, int]]:
+        return asyncio.run(self.hub.log_heads())
+
+    def logs_after(self, function: str, after: int, limit: int) -> tuple[str, int, list[str]]:
+        return asyncio.run(self.hub.logs_after(function, after, limit))
+
 
 Deploy = Callable[[dict[str, str]], DeployJob]
 

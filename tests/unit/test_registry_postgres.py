@@ -80,3 +80,28 @@ def test_flow_checkpoints_on_postgresql(postgres_url: str) -> None:
         assert record.values["a"].value == 1 and state.unfinished_runs() == []
     finally:
         state.engine.dispose()
+
+
+def test_log_store_on_postgresql(postgres_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from fnplatform.logtext import format_line
+    from fnplatform.storage.db import utcnow
+    from fnplatform.storage.logs import LogQuery, LogStore
+
+    logs = LogStore(postgres_url)
+    try:
+        old = datetime.now(UTC) - timedelta(days=5)
+        assert logs.add_drained("add", [format_line("INFO", "r1", "req-1", "50% Done_", old),
+                                        format_line("INFO", "r1", "req-2", "50 done")], "hub1", 0, 2)
+        assert not logs.add_drained("add", [format_line("INFO", "r1", "-", "again")], "hub1", 0, 2)
+        texts = lambda **q: [r.line.text for r in logs.query(LogQuery(source="add", **q))]  # noqa: E731
+        assert texts(grep="%") == ["50% Done_"] and texts(grep="done") == ["50 done"]  # plain, case-sensitive
+        assert texts(request_id="req-1") == ["50% Done_"]
+        assert texts(since=utcnow() - timedelta(hours=1)) == ["50 done"]
+        assert logs.prune(utcnow() - timedelta(hours=72), 2**30) == 1 and texts() == ["50 done"]
+        again = LogStore(postgres_url)  # a restarted control plane
+        assert again.cursors() == {"add": ("hub1", 2)}
+        again.engine.dispose()
+    finally:
+        logs.engine.dispose()

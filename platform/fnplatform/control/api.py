@@ -28,6 +28,7 @@ from fnplatform.serving.http import read_body
 from fnplatform.storage.outages import registry_outage
 
 from .edge import Edge, KeyUse, grant_of
+from .logbook import CONTROL_PLANE
 from .metrics import CONTENT_TYPE
 from .plane import ControlPlane
 from .secrets_api import MAX_BODY_BYTES as SECRET_BODY_BYTES
@@ -46,6 +47,13 @@ class DeployRequest(BaseModel):
 
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# Log queries: since, request_id and grep are checked by control.logbook (a 400 naming the parameter).
+LogCursor = Annotated[int, Query(ge=0, description="continue after this line id (a page's 'next'); 0: the newest lines")]
+LogLimit = Annotated[int, Query(ge=1, le=5000, description="most lines in the page")]
+LogSince = Annotated[str | None, Query(description="only lines of the last N seconds, or 10m, 2h, 1d")]
+LogRequestId = Annotated[str | None, Query(description="only lines of this request id")]
+LogGrep = Annotated[str | None, Query(description="only lines containing this text (case-sensitive, not a pattern; "
+                                                  "at most 200 characters)")]
 ScopeName = Annotated[str, Field(pattern=NAME_PATTERN, description="a function or flow name")]
 
 
@@ -218,9 +226,16 @@ def _routes(control: ControlPlane) -> FastAPI:
         return {"removed": name, "flows_removed": removed}
 
     @app.get("/v1/functions/{name}/logs")
-    async def logs(name: str, after: Annotated[int, Query(ge=0)] = 0,
-                   limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> dict[str, Any]:
-        return await asyncio.to_thread(control.logs, name, after, limit)
+    async def logs(name: str, after: LogCursor = 0, limit: LogLimit = 200, since: LogSince = None,
+                   request_id: LogRequestId = None, grep: LogGrep = None) -> dict[str, Any]:
+        return await asyncio.to_thread(control.logs, name, after, limit, since=since, request_id=request_id, grep=grep)
+
+    @app.get("/v1/logs/control-plane")  # the edge's default rule: admin keys only
+    async def control_plane_logs(after: LogCursor = 0, limit: LogLimit = 200, since: LogSince = None,
+                                 request_id: LogRequestId = None, grep: LogGrep = None) -> dict[str, Any]:
+        page = await asyncio.to_thread(control.logbook.read, CONTROL_PLANE, after=after, limit=limit, since=since,
+                                       request_id=request_id, grep=grep)
+        return {"source": "control-plane", **page}
 
     @app.get("/v1/flows")
     async def list_flows(request: Request) -> list[dict[str, Any]]:

@@ -32,10 +32,12 @@ from fnplatform.storage.blobs import (
     put_bundle,
 )
 from fnplatform.storage.db import utcnow
+from fnplatform.storage.logs import LogStore
 from fnplatform.storage.registry import Registry, VersionRecord
 from fnplatform.storage.secrets import SecretStore, open_cipher
 
 from .deployer import Deployer
+from .logbook import Logbook
 from .metrics import ControlMetrics, render
 from .secrets import Secrets
 from .settings import PlatformSettings
@@ -93,6 +95,8 @@ class ControlPlane:
         self.metrics = ControlMetrics()
         self.secrets = Secrets(secrets or SecretStore(registry.url, open_cipher(settings.home)), registry, hub, deployer,
                                deploying=self._deploying)
+        self.logbook = Logbook(LogStore(registry.url), hub, retention_s=settings.log_retention_s,
+                               max_bytes=settings.log_max_bytes)
 
     # bundles -------------------------------------------------------------------------------
     def has_bundle(self, sha256: str) -> bool:
@@ -341,11 +345,11 @@ class ControlPlane:
         self.hub.forget(name)
         return users
 
-    def logs(self, name: str, after: int, limit: int) -> dict[str, Any]:
+    def logs(self, name: str, after: int, limit: int, **query: str | None) -> dict[str, Any]:
+        """A page of *name*'s stored lines (control.logbook); *query*: since, request_id, grep."""
         if not self.registry.versions(name):
             raise NotFound(f"no function named {name!r}; list functions with 'fnctl ls'", status=404)
-        last, lines = self.hub.read_logs(name, after, limit)
-        return {"function": name, "next": last, "lines": lines}
+        return {"function": name, **self.logbook.read(name, after=after, limit=limit, **query)}
 
     def metrics_text(self) -> bytes:
         """The Prometheus text of ``GET /metrics``: the hub's sums of the data plane's counts, and the deploys'."""

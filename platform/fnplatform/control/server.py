@@ -79,9 +79,10 @@ def ensure_admin_key(settings: PlatformSettings, registry: Any) -> None:
 
 
 def _start_housekeeping(control: Any, use: Any, interval_s: float = 10.0, hub_check_s: float = 1.0) -> None:
-    """Every second, refill a hub that restarted empty; every *interval_s*: re-publish the data plane's state,
-    resume flow runs whose actor is gone (so a run finishes even if nobody asks about it), forget runs past
-    their retention, and record keys' last use. Each task fails on its own (the registry, the store or the
+    """Every second, refill a hub that restarted empty and store new log lines (the hub's, the control plane's);
+    every *interval_s*: re-publish the data plane's state,
+    resume flow runs whose actor is gone (so a run finishes even if nobody asks about it), forget runs and log lines
+    past their retention, and record keys' last use. Each task fails on its own (the registry, the store or the
     hub unreachable) and is tried again next time: the thread never stops."""
 
     def attempt(what: str, task: Any) -> None:
@@ -99,6 +100,7 @@ def _start_housekeeping(control: Any, use: Any, interval_s: float = 10.0, hub_ch
         while True:
             time.sleep(hub_check_s)
             attempt("refill the hub", refill)
+            attempt("store log lines", control.logbook.tick)
             if time.monotonic() - last < interval_s:
                 continue
             last = time.monotonic()
@@ -106,6 +108,7 @@ def _start_housekeeping(control: Any, use: Any, interval_s: float = 10.0, hub_ch
             attempt("publish state to the hub", control.push_state)
             attempt("resume flow runs", control.resume_runs)
             attempt("expire old flow runs", control.expire_runs)
+            attempt("prune stored log lines", control.logbook.prune)
 
     threading.Thread(target=loop, name="fn-housekeeping", daemon=True).start()
 
@@ -160,6 +163,7 @@ def run(settings: PlatformSettings) -> None:
                             secrets)
         control = ControlPlane(settings, registry, store, deployer, HubClient(hub), FlowState(settings.database_url),
                                secrets)
+        logging.getLogger("fnplatform").addHandler(control.logbook.handler)  # stored by the housekeeping thread
         control.push_state()
         interrupted = registry.fail_unfinished("the control plane restarted during this deploy; run 'fnctl deploy' again")
         if interrupted:

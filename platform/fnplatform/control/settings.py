@@ -59,6 +59,8 @@ class PlatformSettings:
     cache_idle_s: float = CachePolicy.idle_s  # FN_CACHE_IDLE_S: only entries idle this long are evicted
     deploy_timeout_s: float = 300.0
     run_retention_s: float = 7 * 86400  # FN_RUN_RETENTION_DAYS: finished flow runs are forgotten after this
+    log_retention_s: float = 72 * 3600  # FN_LOG_RETENTION_HOURS: stored log lines are deleted after this
+    log_max_bytes: int = 512 * 2**20  # FN_LOG_MAX_MB: the oldest stored log lines are deleted past this (estimated)
     ingress: str = "haproxy"  # FN_INGRESS: "haproxy" (in front of the replicas' own ports) or "proxy" (Serve's)
     warm_workers: int = 2  # idle worker processes kept ready for replicas starting from zero (FN_WARM_WORKERS)
     # FN_ADMIN_KEY: the bootstrap admin key, owned by the operator (a Kubernetes Secret); kept out of repr.
@@ -98,6 +100,11 @@ class PlatformSettings:
         settings.run_retention_s = _float("FN_RUN_RETENTION_DAYS", settings.run_retention_s / 86400) * 86400
         if settings.run_retention_s <= 0:
             raise ConfigError(f"FN_RUN_RETENTION_DAYS must be a positive number of days, not {env['FN_RUN_RETENTION_DAYS']}")
+        settings.log_retention_s = _float("FN_LOG_RETENTION_HOURS", settings.log_retention_s / 3600) * 3600
+        settings.log_max_bytes = int(_float("FN_LOG_MAX_MB", settings.log_max_bytes / 2**20) * 2**20)
+        if settings.log_retention_s <= 0 or settings.log_max_bytes <= 0:
+            raise ConfigError(f"FN_LOG_RETENTION_HOURS and FN_LOG_MAX_MB must be positive (got "
+                              f"{settings.log_retention_s / 3600:g} hours and {settings.log_max_bytes / 2**20:g} MB)")
         settings.ingress = env.get("FN_INGRESS", settings.ingress)
         if settings.ingress not in {"proxy", "haproxy"}:
             raise ConfigError(f"FN_INGRESS={settings.ingress!r} is invalid: use 'haproxy' (the default) or 'proxy'")

@@ -2,8 +2,9 @@
 what the control plane publishes for the data plane, each topic with a version number (``keys``:
 hashes of valid API keys; ``functions``: the active specs, for the catch-all gateway's table), read
 by replicas and gateways through ``serving.pushed`` without a database round trip, and a bounded log
-buffer per function (pushed by replicas in batches, read by ``fnctl logs``), and the sums of the data
-plane's metrics (``serving.metrics``: pushed by replicas and flow runs, read by the control plane's
+buffer per function (pushed by replicas in batches, copied every second by the control plane into
+the registry database, where ``fnctl logs`` reads them: ``control.logbook``), and the sums of the data
+plane's metrics (``serving.metrics``: pushed by replicas and run hosts, read by the control plane's
 ``/metrics``). Apart from the topics it holds the decrypted secrets that deployed functions name, for
 their replicas to read at start (``serving.secrets``; never a topic, so the gateways' reads never carry
 them). It is cheap (no CPU reserved) and rebuilt by the control plane when missing, so losing it loses
@@ -100,6 +101,17 @@ class Hub:
         lines = [(seq, line) for seq, line in buffer if seq > after][-limit:]
         return (lines[-1][0] if lines else after), [line for _, line in lines]
 
+    async def log_heads(self) -> tuple[str, dict[str, int]]:
+        """This hub's start id and each function's last sequence number: the control plane's drain asks
+        this once a second and reads only the functions that moved (sequence numbers restart with the hub)."""
+        return self.start_id, {function: buffer[-1][0] for function, buffer in self._logs.items() if buffer}
+
+    async def logs_after(self, function: str, after: int, limit: int) -> tuple[str, int, list[str]]:
+        """The *oldest* lines above *after* (at most *limit*; read_logs gives the newest), the last number
+        read, and this hub's start id: a drain pages through in order and sees when the hub restarted."""
+        lines = [(seq, line) for seq, line in self._logs.get(function, ()) if seq > after][:limit]
+        return self.start_id, (lines[-1][0] if lines else after), [line for _, line in lines]
+
     async def forget(self, function: str) -> None:
         self._logs.pop(function, None)
 
@@ -139,6 +151,14 @@ class HubClient:
     def metrics(self) -> Delta:
         totals: Delta = ray_get(self._actor.metrics.remote(), "the hub actor")
         return totals
+
+    def log_heads(self) -> tuple[str, dict[str, int]]:
+        start_id, heads = ray_get(self._actor.log_heads.remote(), "the hub actor")
+        return str(start_id), dict(heads)
+
+    def logs_after(self, function: str, after: int, limit: int) -> tuple[str, int, list[str]]:
+        start_id, last, lines = ray_get(self._actor.logs_after.remote(function, after, limit), "the hub actor")
+        return str(start_id), int(last), list(lines)
 
 
 def get_or_create_hub() -> Any:

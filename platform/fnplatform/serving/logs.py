@@ -17,8 +17,9 @@ import sys
 import threading
 import time
 from collections import deque
-from datetime import UTC, datetime
 from typing import Any, TextIO
+
+from fnplatform.logtext import format_line
 
 from .shipping import Periodic
 
@@ -27,10 +28,6 @@ FLUSH_INTERVAL_S = 0.5
 MAX_LINE_CHARS = 64 * 1024
 MAX_PARTIAL_REQUESTS = 256
 MAX_PENDING_LINES = 10_000
-
-
-def _stamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class LogShipper:
@@ -47,7 +44,7 @@ class LogShipper:
         rid = request_id or request_id_var.get()
         if len(message) > MAX_LINE_CHARS:
             message = message[:MAX_LINE_CHARS] + f" [cut: {len(message) - MAX_LINE_CHARS} more characters]"
-        text = f"{_stamp()} {level:<7} replica={self.replica_id} request={rid} {message}"
+        text = format_line(level, self.replica_id, rid, message)  # the control plane parses it back (logtext)
         with self._lock:
             if len(self._lines) == MAX_PENDING_LINES:
                 self._dropped += 1
@@ -65,8 +62,8 @@ class LogShipper:
             self._lines.clear()
             self._dropped = 0
         if dropped:
-            lines.insert(0, f"{_stamp()} WARNING replica={self.replica_id} request=- {dropped} log lines dropped: "
-                            f"more than {MAX_PENDING_LINES} waited to be shipped")
+            lines.insert(0, format_line("WARNING", self.replica_id, "-", f"{dropped} log lines dropped: more than "
+                                        f"{MAX_PENDING_LINES} waited to be shipped"))
         if lines and self._hub is not None:
             with contextlib.suppress(Exception):
                 self._hub.push_logs.remote(self.function, lines)

@@ -80,9 +80,9 @@ def ensure_admin_key(settings: PlatformSettings, registry: Any) -> None:
 
 def _start_housekeeping(control: Any, use: Any, interval_s: float = 10.0, hub_check_s: float = 1.0) -> None:
     """Every second, refill a hub that restarted empty and store new log lines (the hub's, the control plane's);
-    every *interval_s*: re-publish the data plane's state,
-    resume flow runs whose actor is gone (so a run finishes even if nobody asks about it), forget runs and log lines
-    past their retention, and record keys' last use. Each task fails on its own (the registry, the store or the
+    every *interval_s*: re-publish the data plane's state, have every unfinished flow run held by its host (so a
+    run whose host restarted finishes even if nobody asks about it), forget runs and log lines past their
+    retention, and record keys' last use. Each task fails on its own (the registry, the store or the
     hub unreachable) and is tried again next time: the thread never stops."""
 
     def attempt(what: str, task: Any) -> None:

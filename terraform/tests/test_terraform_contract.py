@@ -291,7 +291,10 @@ def test_services_expose_only_serve_and_the_control_plane_internally(tf: tf_hcl.
     ray = tf.modules["ray"]
     control_plane_port = ray.variables["control_plane"]["default"]["port"]
     services = ray.resources("kubernetes_service_v1")
-    assert {n for _, n, _ in services} == {"serve", "control_plane"}
+    # control_plane_internal: the scraper's in-cluster address (metrics.tf), a ClusterIP on the API's port.
+    assert {n for _, n, _ in services} == {"serve", "control_plane", "control_plane_internal"}
+    internal = ray.resource("kubernetes_service_v1", "control_plane_internal")
+    assert internal["spec"][0]["type"] == "ClusterIP" and "annotations" not in internal["metadata"][0]
     annotations = ray.locals["internal_nlb_annotations"]
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
     assert ray.locals["lb_annotations"].startswith("${merge(local.internal_nlb_annotations,")
@@ -410,6 +413,7 @@ def test_control_plane_is_wired_to_ray_s3_and_the_database(tf: tf_hcl.Terraform)
     assert secrets == {
         "FN_DATABASE_URL": {"name": "${local.database_url_secret}", "key": "url"},
         "FN_ADMIN_KEY": {"name": "${local.admin_key_secret}", "key": "api_key"},
+        "FN_METRICS_KEY": {"name": "${local.metrics_key_secret}", "key": "api_key"},
         "FN_SECRETS_KEY": {"name": "${local.secrets_key_secret}", "key": "key"},
         "RAY_AUTH_TOKEN": {"name": "${local.ray_auth_secret}", "key": "auth_token"},
     }

@@ -12,7 +12,7 @@ from fnplatform.control.settings import ADMIN_KEY_CHARS, ADMIN_KEY_MIN_LEN
 from fnplatform.flows.run import BLOB_PREFIX, blob_key
 from fnplatform.flows.state import DATABASE_URL_ENV
 
-SECRET_NAMES = {"RAY_AUTH_TOKEN", "FN_DATABASE_URL", "FN_ADMIN_KEY"}
+SECRET_NAMES = {"RAY_AUTH_TOKEN", "FN_DATABASE_URL", "FN_ADMIN_KEY", "FN_METRICS_KEY"}
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,8 @@ def test_vpc_cni_enforces_network_policies(tf: tf_hcl.Terraform) -> None:
 
 def test_nothing_reaches_the_namespace_unless_a_policy_admits_it(ray: tf_hcl.Module) -> None:
     policies = _policies(ray)
-    assert set(policies) == {"default_deny", "ray_internal", "serve_ingress", "control_plane_ingress"}
+    assert set(policies) == {"default_deny", "ray_internal", "serve_ingress", "control_plane_ingress",
+                             "control_plane_from_scraper"}
     deny = policies["default_deny"]
     assert deny["pod_selector"] == [{}] and deny["policy_types"] == ["Ingress"] and "ingress" not in deny
     for spec in policies.values():

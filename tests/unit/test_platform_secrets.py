@@ -1,5 +1,6 @@
-"""Secrets the platform takes from its environment: the bootstrap admin key (FN_ADMIN_KEY) and the
-registry URL of the flows gateway and run actors (FN_DATABASE_URL), never from init arguments."""
+"""Secrets the platform takes from its environment: the bootstrap admin key (FN_ADMIN_KEY), the scraper's
+metrics key (FN_METRICS_KEY) and the registry URL of the flows gateway and run actors (FN_DATABASE_URL), never
+from init arguments."""
 
 from __future__ import annotations
 
@@ -7,21 +8,31 @@ import json
 import logging
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient` is deprecated")
+    from starlette.testclient import TestClient
+
 import fn
-from fnplatform.control.server import ensure_admin_key
+from fnplatform.control.api import create_app
+from fnplatform.control.plane import ControlPlane
+from fnplatform.control.server import METRICS_KEY_NAME, ensure_admin_key, ensure_metrics_key
 from fnplatform.control.settings import PlatformSettings
 from fnplatform.flows.run import FlowRun
-from fnplatform.flows.state import database_url_from_env
+from fnplatform.flows.state import FlowState, database_url_from_env
 from fnplatform.keys import hash_key
-from fnplatform.storage.blobs import StoreConfig
+from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.registry import Registry
 
+from .test_control_plane import FakeDeployer, InProcessHub
+
 ADMIN_KEY = "k" * 20 + "Zq-_.~0123456789abc"  # 39 characters from the allowed set
+METRICS_KEY = "m" * 20 + "Zq-_.~0123456789abc"
 
 
 def _settings(tmp_path: Path) -> PlatformSettings:
@@ -100,6 +111,106 @@ def test_ensure_key_returns_the_existing_record(tmp_path: Path) -> None:
     record, created = registry.ensure_key(ADMIN_KEY, "bootstrap")
     again, created_again = registry.ensure_key(ADMIN_KEY, "another name")
     assert created and not created_again and again == record and again.name == "bootstrap"
+
+
+# --- FN_METRICS_KEY --------------------------------------------------------------------------------
+
+
+def test_the_metrics_key_is_stored_once_as_an_unscoped_invoke_key_only_as_its_hash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FN_METRICS_KEY", METRICS_KEY)
+    for _ in range(2):  # two control-plane starts against the same registry
+        settings = _settings(tmp_path)
+        ensure_metrics_key(settings, Registry(settings.database_url))
+    registry = Registry(settings.database_url)
+    (record,) = registry.keys()
+    assert (record.name, record.role, record.functions, record.flows, record.revoked) == (
+        METRICS_KEY_NAME, "invoke", None, None, False)
+    assert registry.verify_key(METRICS_KEY) == record
+    assert registry.key_hashes() == [hash_key(METRICS_KEY)]
+    database = Path(settings.database_url.removeprefix("sqlite:///"))
+    assert METRICS_KEY.encode() not in database.read_bytes()
+    assert not (settings.home / "credentials.json").exists()
+
+
+def test_without_the_metrics_key_no_key_is_made(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    assert settings.metrics_key == ""
+    ensure_metrics_key(settings, registry := Registry(settings.database_url))
+    assert registry.keys() == []
+
+
+def test_the_metrics_key_reads_get_metrics_and_cannot_list_or_make_keys(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FN_METRICS_KEY", METRICS_KEY)
+    settings = _settings(tmp_path)
+    assert settings.store is not None
+    registry = Registry(settings.database_url)
+    ensure_metrics_key(settings, registry)
+    plane = ControlPlane(settings, registry, open_store(settings.store), FakeDeployer(),  # type: ignore[arg-type]
+                         InProcessHub(), FlowState(settings.database_url))  # type: ignore[arg-type]
+    auth = {"authorization": f"Bearer {METRICS_KEY}"}
+    with TestClient(create_app(plane)) as api:
+        response = api.get("/metrics", headers=auth)
+        assert response.status_code == 200 and "fn_requests_total" in response.text
+        assert api.get("/v1/keys", headers=auth).status_code == 403
+        assert api.post("/v1/keys", headers=auth, json={"name": "x", "role": "admin"}).status_code == 403
+
+
+def test_a_revoked_metrics_key_stays_revoked_after_a_restart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("FN_METRICS_KEY", METRICS_KEY)
+    settings = _settings(tmp_path)
+    registry = Registry(settings.database_url)
+    ensure_metrics_key(settings, registry)
+    assert registry.revoke_key(registry.keys()[0].id)
+    with caplog.at_level(logging.WARNING, logger="fnplatform"):
+        ensure_metrics_key(_settings(tmp_path), registry)
+    assert registry.verify_key(METRICS_KEY) is None and len(registry.keys()) == 1
+    assert "FN_METRICS_KEY is revoked" in caplog.text and METRICS_KEY not in caplog.text
+
+
+def test_a_metrics_key_stored_earlier_with_another_grant_is_reported_not_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    settings = _settings(tmp_path)
+    registry = Registry(settings.database_url)
+    registry.ensure_key(METRICS_KEY, "an operator's deploy key", role="deploy")
+    monkeypatch.setenv("FN_METRICS_KEY", METRICS_KEY)
+    with caplog.at_level(logging.WARNING, logger="fnplatform"):
+        ensure_metrics_key(_settings(tmp_path), registry)
+    (record,) = registry.keys()
+    assert record.role == "deploy"
+    assert "with role 'deploy', not an unscoped invoke key" in caplog.text and METRICS_KEY not in caplog.text
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("short", "has 5 characters"),
+    (METRICS_KEY + "\n", "contains whitespace (a trailing newline from echo?)"),
+    (METRICS_KEY + "$", "contains characters other than letters, digits and - _ . ~"),
+])
+def test_a_bad_metrics_key_is_refused_by_name_without_quoting_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                 value: str, problem: str) -> None:
+    monkeypatch.setenv("FN_METRICS_KEY", value)
+    with pytest.raises(fn.ConfigError) as info:
+        PlatformSettings.from_env(home=tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"FN_METRICS_KEY {problem}; it must be at least 32 random letters")
+    assert "fnctl keys create prometheus --role invoke" in message
+    assert value.strip() not in message
+
+
+def test_the_metrics_key_must_not_be_the_admin_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FN_ADMIN_KEY", ADMIN_KEY)
+    monkeypatch.setenv("FN_METRICS_KEY", ADMIN_KEY)
+    with pytest.raises(fn.ConfigError, match="FN_METRICS_KEY is the same key as FN_ADMIN_KEY") as info:
+        PlatformSettings.from_env(home=tmp_path)
+    assert ADMIN_KEY not in str(info.value)
+
+
+def test_the_metrics_key_is_not_in_the_settings_repr(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FN_METRICS_KEY", METRICS_KEY)
+    settings = PlatformSettings.from_env(home=tmp_path)
+    assert settings.metrics_key == METRICS_KEY and METRICS_KEY not in repr(settings)
 
 
 # --- FN_DATABASE_URL ----------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from .settings import STATE_FILE, PlatformSettings
 
 log = logging.getLogger("fnplatform")
 BOOTSTRAP_KEY_NAME = "admin (FN_ADMIN_KEY)"
+METRICS_KEY_NAME = "metrics (FN_METRICS_KEY)"
+METRICS_KEY_ROLE = "invoke"  # the least role GET /metrics takes (control/edge.py); there is no read-only one
 
 
 def _write_private(path: Path, data: dict[str, Any]) -> None:
@@ -76,6 +78,27 @@ def ensure_admin_key(settings: PlatformSettings, registry: Any) -> None:
         record, key = registry.create_key("admin (fnctl up)", "admin")
         log.info("created admin API key %s", record.id)
     _write_private(path, {"api_url": settings.api_url, "http_url": settings.http_url, "api_key": key})
+
+
+def ensure_metrics_key(settings: PlatformSettings, registry: Any) -> None:
+    """With FN_METRICS_KEY set, make sure that exact key exists: role invoke, no scope, stored only as its hash,
+    so a scraper given the same Secret reads GET /metrics across restarts without anyone running fnctl."""
+    if not settings.metrics_key:
+        return
+    record, created = registry.ensure_key(settings.metrics_key, METRICS_KEY_NAME, role=METRICS_KEY_ROLE)
+    if created:
+        log.info("stored the FN_METRICS_KEY API key (role %s, no scope) as %s", METRICS_KEY_ROLE, record.id)
+    elif record.revoked:
+        # Like the admin key: a revocation is the operator's decision, a restart must not undo it.
+        log.warning("FN_METRICS_KEY is revoked (key %s); it stays revoked and GET /metrics answers it 401. "
+                    "Set a new FN_METRICS_KEY to scrape again", record.id)
+    elif record.role != METRICS_KEY_ROLE or record.functions is not None or record.flows is not None:
+        # The same plaintext was stored earlier as another key: changing its grant here would widen or narrow
+        # a key someone else may rely on, so it is only reported.
+        log.warning("FN_METRICS_KEY is key %s (%r) with role %r%s, not an unscoped %s key; it is left as it is",
+                    record.id, record.name, record.role,
+                    " and a scope (GET /metrics answers it 403)" if record.functions is not None
+                    or record.flows is not None else "", METRICS_KEY_ROLE)
 
 
 def _start_housekeeping(control: Any, use: Any, interval_s: float = 10.0, hub_check_s: float = 1.0) -> None:
@@ -136,8 +159,10 @@ def run(settings: PlatformSettings) -> None:
     assert settings.store is not None
     registry = Registry(settings.database_url)
     ensure_admin_key(settings, registry)
+    ensure_metrics_key(settings, registry)
     secrets = SecretStore(settings.database_url, open_cipher(settings.home))
-    for read in (MASTER_KEY_ENV, "FN_ADMIN_KEY"):  # read: the local Ray's workers and the replicas must not inherit them
+    # read: the local Ray's workers and the replicas must not inherit them
+    for read in (MASTER_KEY_ENV, "FN_ADMIN_KEY", "FN_METRICS_KEY"):
         os.environ.pop(read, None)
     unreadable = secrets.foreign()
     if unreadable:

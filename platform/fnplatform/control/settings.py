@@ -65,6 +65,8 @@ class PlatformSettings:
     warm_workers: int = 2  # idle worker processes kept ready for replicas starting from zero (FN_WARM_WORKERS)
     # FN_ADMIN_KEY: the bootstrap admin key, owned by the operator (a Kubernetes Secret); kept out of repr.
     admin_key: str = field(default="", repr=False)
+    # FN_METRICS_KEY: an unscoped invoke key for a Prometheus scraper (GET /metrics), owned like FN_ADMIN_KEY.
+    metrics_key: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, **overrides: object) -> PlatformSettings:
@@ -111,7 +113,16 @@ class PlatformSettings:
         settings.warm_workers = max(0, int(_float("FN_WARM_WORKERS", settings.warm_workers)))
         settings.admin_key = settings.admin_key or env.get("FN_ADMIN_KEY", "")
         if settings.admin_key:
-            _check_admin_key(settings.admin_key)
+            _check_key("FN_ADMIN_KEY", settings.admin_key, "or unset to let the platform create an admin key in "
+                                                           "FN_HOME/credentials.json")
+        settings.metrics_key = settings.metrics_key or env.get("FN_METRICS_KEY", "")
+        if settings.metrics_key:
+            _check_key("FN_METRICS_KEY", settings.metrics_key, "or unset (then give the scraper a key made with "
+                                                               "'fnctl keys create prometheus --role invoke')")
+            if settings.metrics_key == settings.admin_key:
+                # The scraper's copy would then be an admin key: it could mint keys and deploy code.
+                raise ConfigError("FN_METRICS_KEY is the same key as FN_ADMIN_KEY; give the scraper a key of its own "
+                                  "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         return settings
 
     @property
@@ -143,9 +154,9 @@ ADMIN_KEY_MIN_LEN = 32
 ADMIN_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
 
 
-def _check_admin_key(key: str) -> None:
+def _check_key(env_name: str, key: str, otherwise: str) -> None:
     # Keys are stored as a fast hash (fnplatform.keys), which is only safe for long random keys; the value
-    # itself is never quoted in the error.
+    # itself is never quoted in the error. FN_ADMIN_KEY and FN_METRICS_KEY follow the same rule.
     bad = {c for c in key if c not in ADMIN_KEY_CHARS}
     if len(key) < ADMIN_KEY_MIN_LEN:
         problem = f"has {len(key)} characters"
@@ -155,9 +166,8 @@ def _check_admin_key(key: str) -> None:
         problem = "contains characters other than letters, digits and - _ . ~"
     else:
         return
-    raise ConfigError(f"FN_ADMIN_KEY {problem}; it must be at least {ADMIN_KEY_MIN_LEN} random letters, digits or "
-                      f"- _ . ~ (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'), or unset to "
-                      f"let the platform create an admin key in FN_HOME/credentials.json")
+    raise ConfigError(f"{env_name} {problem}; it must be at least {ADMIN_KEY_MIN_LEN} random letters, digits or "
+                      f"- _ . ~ (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'), {otherwise}")
 
 
 def runtime_dir(home: Path) -> Path:

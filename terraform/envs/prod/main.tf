@@ -108,5 +108,7 @@ module "ray" {
   internal_client_cidrs = concat([module.network.vpc_cidr_block], var.extra_internal_client_cidrs)
   tls_certificate_arn   = var.tls_certificate_arn
 
+  metrics_scraper = var.metrics_scraper
+
   depends_on = [module.karpenter, module.lb_controller]
 }

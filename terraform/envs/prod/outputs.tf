@@ -38,6 +38,11 @@ output "ray_namespace" {
   value       = module.ray.namespace
 }
 
+output "metrics_key_secret" {
+  description = "Kubernetes Secret in ray_namespace (and in metrics_scraper.namespace when set) whose api_key is the Prometheus scraper's API key (role invoke, no scope)."
+  value       = module.ray.metrics_key_secret
+}
+
 output "admin_key_secret" {
   description = "Kubernetes Secret in ray_namespace whose api_key is the bootstrap admin API key: kubectl -n <ray_namespace> get secret <this> -o jsonpath='{.data.api_key}' | base64 -d"
   value       = module.ray.admin_key_secret

@@ -211,3 +211,17 @@ variable "tls_certificate_arn" {
     error_message = "tls_certificate_arn must be empty or an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)."
   }
 }
+
+variable "metrics_scraper" {
+  type = object({
+    namespace  = string
+    pod_labels = map(string)
+    key_dir    = string
+  })
+  description = "An existing Prometheus to wire to the control plane's GET /metrics (modules/ray metrics_scraper): its namespace (empty: none), its pods' labels and where they mount the Secret fn-metrics-key."
+  default = {
+    namespace  = ""
+    pod_labels = { "app.kubernetes.io/name" = "prometheus" }
+    key_dir    = "/etc/prometheus/secrets/fn-metrics-key"
+  }
+}

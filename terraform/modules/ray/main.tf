@@ -2,7 +2,7 @@
 # plane (fnctl server) and the two internal load balancers (Serve on 8000, control-plane API),
 # plus the pod identities that give Ray read access (and write access to flow blobs) and the
 # control plane write access to the bundles bucket. Secrets are in secrets.tf, network
-# policies in network_policy.tf.
+# policies in network_policy.tf, the Prometheus scrape wiring in metrics.tf.
 
 data "aws_caller_identity" "current" {}
 
@@ -392,6 +392,15 @@ resource "kubernetes_deployment_v1" "control_plane" {
             }
           }
           env {
+            name = "FN_METRICS_KEY"
+            value_from {
+              secret_key_ref {
+                name = local.metrics_key_secret
+                key  = "api_key"
+              }
+            }
+          }
+          env {
             name = "FN_SECRETS_KEY"
             value_from {
               secret_key_ref {
@@ -502,6 +511,7 @@ resource "kubernetes_deployment_v1" "control_plane" {
     kubernetes_service_account_v1.control_plane,
     kubernetes_secret_v1.database_url,
     kubernetes_secret_v1.admin_key,
+    kubernetes_secret_v1.metrics_key,
     kubernetes_secret_v1.ray_auth,
   ]
 }

@@ -4,7 +4,8 @@
 #     node manager, object manager and worker ports Ray picks at random) from the Ray pods and the
 #     control plane only;
 #   - Serve's HTTP ingress (8000, head pod) and the control-plane API from internal_client_cidrs, the
-#     ranges the internal NLBs admit (the NLBs' own addresses are in the VPC CIDR, which it includes).
+#     ranges the internal NLBs admit (the NLBs' own addresses are in the VPC CIDR, which it includes);
+#   - the control-plane API from the Prometheus pods of metrics_scraper (metrics.tf), when it is set.
 # Ray token authentication (secrets.tf) is the second lock on the same doors.
 
 locals {
@@ -97,6 +98,37 @@ resource "kubernetes_network_policy_v1" "control_plane_ingress" {
           ip_block {
             cidr = from.value
           }
+        }
+      }
+    }
+  }
+}
+
+# The scraper (metrics.tf): its pods, selected by namespace and labels together (one peer, so both must
+# match), reach the control plane's port and nothing else in the namespace.
+resource "kubernetes_network_policy_v1" "control_plane_from_scraper" {
+  count = local.metrics_scrape ? 1 : 0
+
+  metadata {
+    name      = "control-plane-from-metrics-scraper"
+    namespace = kubernetes_namespace_v1.fn.metadata[0].name
+  }
+  spec {
+    pod_selector {
+      match_labels = local.control_plane_pods
+    }
+    policy_types = ["Ingress"]
+    ingress {
+      ports {
+        port     = var.control_plane.port
+        protocol = "TCP"
+      }
+      from {
+        namespace_selector {
+          match_labels = { "kubernetes.io/metadata.name" = var.metrics_scraper.namespace }
+        }
+        pod_selector {
+          match_labels = var.metrics_scraper.pod_labels
         }
       }
     }

@@ -37,3 +37,13 @@ output "admin_key_secret" {
   description = "Kubernetes Secret (namespace fn) whose api_key is the bootstrap admin API key (FN_ADMIN_KEY of the control plane)."
   value       = kubernetes_secret_v1.admin_key.metadata[0].name
 }
+
+output "metrics_key_secret" {
+  description = "Kubernetes Secret (namespace fn, and metrics_scraper.namespace when set) whose api_key is the scraper's API key (FN_METRICS_KEY of the control plane: role invoke, no scope)."
+  value       = kubernetes_secret_v1.metrics_key.metadata[0].name
+}
+
+output "prometheus_scrape_config_map" {
+  description = "ConfigMap in metrics_scraper.namespace with fn.yaml, the fn scrape job (a scrape_config_files file); empty without metrics_scraper."
+  value       = local.metrics_scrape ? kubernetes_config_map_v1.prometheus_scrape[0].metadata[0].name : ""
+}

@@ -8,6 +8,7 @@ locals {
   database_url_secret = "fn-database-url"
   admin_key_secret    = "fn-admin-key"
   secrets_key_secret  = "fn-secrets-key"
+  metrics_key_secret  = "fn-metrics-key"
 }
 
 # Ray's cluster token (RAY_AUTH_MODE=token): every Ray pod, the autoscaler and the control plane
@@ -21,6 +22,13 @@ resource "random_password" "ray_auth_token" {
 # The bootstrap admin API key (FN_ADMIN_KEY of the control plane): the registry stores only its hash,
 # and a restart reuses it instead of minting another. 48 letters and digits (about 285 bits).
 resource "random_password" "admin_key" {
+  length  = 48
+  special = false
+}
+
+# The scraper's API key (FN_METRICS_KEY of the control plane): role invoke, no scope, stored only as its
+# hash, the least GET /metrics takes. Never the admin key: a scraper's copy must not mint keys or deploy.
+resource "random_password" "metrics_key" {
   length  = 48
   special = false
 }
@@ -52,6 +60,28 @@ resource "kubernetes_secret_v1" "admin_key" {
     namespace = kubernetes_namespace_v1.fn.metadata[0].name
   }
   data = { api_key = random_password.admin_key.result }
+  type = "Opaque"
+}
+
+resource "kubernetes_secret_v1" "metrics_key" {
+  metadata {
+    name      = local.metrics_key_secret
+    namespace = kubernetes_namespace_v1.fn.metadata[0].name
+  }
+  data = { api_key = random_password.metrics_key.result }
+  type = "Opaque"
+}
+
+# The same key where the scraper runs (metrics.tf): a pod mounts only Secrets of its own namespace, and
+# Prometheus reads the key as a file (credentials_file), so this copy is what its pods mount.
+resource "kubernetes_secret_v1" "metrics_key_scraper" {
+  count = local.metrics_scrape ? 1 : 0
+
+  metadata {
+    name      = local.metrics_key_secret
+    namespace = var.metrics_scraper.namespace
+  }
+  data = { api_key = random_password.metrics_key.result }
   type = "Opaque"
 }
 

@@ -236,3 +236,40 @@ variable "internal_client_cidrs" {
     error_message = "Give at least one CIDR and never 0.0.0.0/0."
   }
 }
+
+variable "metrics_scraper" {
+  type = object({
+    namespace  = string
+    pod_labels = map(string)
+    key_dir    = string
+  })
+  description = "An existing Prometheus that scrapes the control plane's GET /metrics: its namespace (empty: no scrape wiring), the labels of its pods (admitted to the control plane's port by a network policy) and the folder where its pods mount the Secret fn-metrics-key (prometheus-operator's spec.secrets mounts it at /etc/prometheus/secrets/fn-metrics-key). The module writes the Secret and the ConfigMap fn-prometheus-scrape into that namespace; mounting them is the Prometheus deployment's part."
+  default = {
+    namespace  = ""
+    pod_labels = { "app.kubernetes.io/name" = "prometheus" }
+    key_dir    = "/etc/prometheus/secrets/fn-metrics-key"
+  }
+
+  validation {
+    condition     = var.metrics_scraper.namespace == "" || can(regex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", var.metrics_scraper.namespace))
+    error_message = "metrics_scraper.namespace must be empty or a Kubernetes namespace name (a DNS label)."
+  }
+
+  # Its copy of fn-metrics-key would collide with the control plane's; the scraper's own namespace keeps its
+  # pods (and what they may mount) apart from fn's.
+  validation {
+    condition     = var.metrics_scraper.namespace != var.namespace
+    error_message = "metrics_scraper.namespace must be the scraper's own namespace, not the fn namespace."
+  }
+
+  # An empty selector would admit every pod of that namespace to the control plane's API.
+  validation {
+    condition     = length(var.metrics_scraper.pod_labels) > 0
+    error_message = "metrics_scraper.pod_labels must name at least one label of the Prometheus pods."
+  }
+
+  validation {
+    condition     = startswith(var.metrics_scraper.key_dir, "/") && !endswith(var.metrics_scraper.key_dir, "/")
+    error_message = "metrics_scraper.key_dir must be an absolute folder path without a trailing slash."
+  }
+}

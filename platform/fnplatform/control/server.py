@@ -78,11 +78,13 @@ def ensure_admin_key(settings: PlatformSettings, registry: Any) -> None:
     _write_private(path, {"api_url": settings.api_url, "http_url": settings.http_url, "api_key": key})
 
 
-def _start_housekeeping(control: Any, use: Any, interval_s: float = 10.0, hub_check_s: float = 1.0) -> None:
+def _start_housekeeping(control: Any, use: Any, sample: Any = None, interval_s: float = 10.0,
+                        hub_check_s: float = 1.0) -> None:
     """Every second, refill a hub that restarted empty; every *interval_s*: re-publish the data plane's state,
     resume flow runs whose actor is gone (so a run finishes even if nobody asks about it), forget runs past
-    their retention, and record keys' last use. Each task fails on its own (the registry, the store or the
-    hub unreachable) and is tried again next time: the thread never stops."""
+    their retention, record keys' last use and *sample* the metrics for the console's charts. Each task fails
+    on its own (the registry, the store or the hub unreachable) and is tried again next time: the thread never
+    stops."""
 
     def attempt(what: str, task: Any) -> None:
         try:
@@ -106,6 +108,8 @@ def _start_housekeeping(control: Any, use: Any, interval_s: float = 10.0, hub_ch
             attempt("publish state to the hub", control.push_state)
             attempt("resume flow runs", control.resume_runs)
             attempt("expire old flow runs", control.expire_runs)
+            if sample is not None:
+                attempt("sample the metrics for the console", sample)
 
     threading.Thread(target=loop, name="fn-housekeeping", daemon=True).start()
 
@@ -125,6 +129,8 @@ def run(settings: PlatformSettings) -> None:
     from fnplatform.storage.secrets import MASTER_KEY_ENV, SecretStore, open_cipher
 
     from .api import create_app
+    from .console.history import History
+    from .console.routes import sampler
     from .deployer import DeployContext, Deployer
     from .edge import KeyUse
     from .local import start_ray, start_serve, stop_ray
@@ -165,7 +171,8 @@ def run(settings: PlatformSettings) -> None:
         if interrupted:
             log.warning("%d versions were mid-deploy when the control plane stopped; marked failed", interrupted)
         use = KeyUse()
-        _start_housekeeping(control, use)
+        history = History()
+        _start_housekeeping(control, use, sampler(control, history))
         if settings.ray_address is None and settings.warm_workers:
             from .warm_pool import keep_workers_warm
 
@@ -178,7 +185,7 @@ def run(settings: PlatformSettings) -> None:
         _write_private(state_path, {"pid": os.getpid(), "api_url": settings.api_url, "http_url": settings.http_url,
                                     "runtime_dir": str(settings.runtime_dir), "home": str(settings.home)})
         log.info("fn platform ready: API %s, functions %s", settings.api_url, settings.http_url)
-        uvicorn.run(create_app(control, use), host=settings.api_host, port=settings.api_port, log_level="warning",
+        uvicorn.run(create_app(control, use, history), host=settings.api_host, port=settings.api_port, log_level="warning",
                     access_log=False)
     finally:
         log.info("stopping")

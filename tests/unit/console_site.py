@@ -72,12 +72,13 @@ def build_site(tmp: Path) -> Site:
     owner = registry.verify_key(keys["invoke"])
     assert owner is not None
 
-    # Calls: 10 in the first interval, then 40 more (4 of them failed) in the next.
+    # Calls sampled every 10 s: a few quiet intervals, then 40 calls (4 of them failed) in the last one.
     history = History()
-    asyncio.run(hub.hub.add_metrics("replica-1", 1, _calls([0.004] * 10)))
-    history.add(hub.metrics(), 1_700_000_000.0)
-    asyncio.run(hub.hub.add_metrics("replica-1", 2, _calls([0.02] * 30 + [0.2] * 10, failed=4)))
-    history.add(hub.metrics(), 1_700_000_010.0)
+    for seq, count in enumerate((10, 20, 5, 30, 15), start=1):
+        asyncio.run(hub.hub.add_metrics("replica-1", seq, _calls([0.004] * count)))
+        history.add(hub.metrics(), 1_700_000_000.0 + 10 * seq)
+    asyncio.run(hub.hub.add_metrics("replica-1", 9, _calls([0.02] * 30 + [0.2] * 10, failed=4)))
+    history.add(hub.metrics(), 1_700_000_060.0)
     asyncio.run(hub.hub.push_logs("add", [
         "2026-12-01T06:00:00.001Z INFO    replica=add-r0 request=req0001 POST /add -> 200 in 3.2 ms",
         "2026-12-01T06:00:00.002Z INFO    replica=add-r0 request=req0002 hello from the user's code",

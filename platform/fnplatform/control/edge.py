@@ -61,7 +61,7 @@ RULES = (
     # The web console (control/console): read-only pages by cookie; the JSON API below never reads the cookie
     # (a page of another site could otherwise make a signed-in browser call it: CSRF).
     _rule("GET", r"/", None, cookie=True),
-    _rule("GET", r"/console/static/[a-z]+\.(js|css)", None),
+    _rule("GET", r"/console/static/[a-z]+\.(js|css|svg)", None),
     _rule("POST", r"/console/sign-(in|out)", None, "form"),  # the handler checks the key and the form's origin
     _rule("GET", r"/console/keys", "admin", cookie=True),
     _rule("GET", r"/console/(functions|flows)(/[^/]+|/[^/]+/runs/[^/]+)?", "invoke", cookie=True),

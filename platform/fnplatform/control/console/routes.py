@@ -31,7 +31,8 @@ from .gantt import timeline
 from .history import History
 
 HERE = Path(__file__).parent
-STATIC = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
+STATIC = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8",
+          "favicon.svg": "image/svg+xml"}
 # No inline script or style anywhere (the charts' data is a JSON block, read by console.js); no framing.
 # Referrer-Policy is same-origin, not no-referrer: under no-referrer browsers post the console's own forms with
 # "Origin: null", which the sign-in's origin check must refuse; same-origin still tells other sites nothing.

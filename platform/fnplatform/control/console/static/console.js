@@ -35,7 +35,10 @@
         runs[runs.length - 1].push(x.toFixed(2) + "," + (height - p[1] / top * (height - 2)).toFixed(2));
       });
       runs.forEach(function (run) {
-        if (run.length === 1) run.push(run[0]);
+        if (run.length === 1) {  // a lone value (one interval so far, or between gaps): a dot, not an empty line
+          var xy = run[0].split(",");
+          svg.appendChild(el("circle", { "class": "dot s" + index, cx: xy[0], cy: xy[1], r: 1.5 }));
+        }
         if (run.length) svg.appendChild(el("polyline", { "class": "line s" + index, points: run.join(" ") }));
       });
     });

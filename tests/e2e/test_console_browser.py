@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import uvicorn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the unit tests' site builder
-from unit.console_site import Site, build_site, patch_serve  # noqa: E402
+from fnplatform.control.api import create_app
 
-from fnplatform.control.api import create_app  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the unit tests' site builder
+from unit.console_site import Site, build_site, patch_serve
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"

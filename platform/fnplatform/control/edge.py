@@ -1,6 +1,7 @@
 """The control plane's HTTP edge, an ASGI middleware in front of the API: the key, its role for the
 route, its rate limit and the route's body limit are all checked before the API sees a byte of the
-body (FastAPI would otherwise parse a JSON body before any dependency runs)."""
+body (FastAPI would otherwise parse a JSON body before any dependency runs). The key comes from a header,
+except on the web console's GET pages, which read it from the console's cookie and from nothing else."""
 
 from __future__ import annotations
 

@@ -27,6 +27,8 @@ from fnplatform.keys import ROLES, Grant
 from fnplatform.serving.http import read_body
 from fnplatform.storage.outages import registry_outage
 
+from .console.history import History
+from .console.routes import console_router, error_page
 from .edge import Edge, KeyUse, grant_of
 from .logbook import CONTROL_PLANE
 from .metrics import CONTENT_TYPE
@@ -89,9 +91,9 @@ def _error(status: int, error_type: str, message: str, detail: Any = None, retry
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
-def create_app(control: ControlPlane, use: KeyUse | None = None) -> Edge:
-    """The API behind its edge (which authenticates, authorizes and limits before any body is read)."""
-    app = _routes(control)
+def create_app(control: ControlPlane, use: KeyUse | None = None, history: History | None = None) -> Edge:
+    """The API and the web console behind their edge (which authenticates, authorizes and limits before any
+    body is read); *history* is what the console charts (the server samples the metrics into it)."""
 
     def lookup(key: str) -> Grant | None:
         try:
@@ -100,8 +102,11 @@ def create_app(control: ControlPlane, use: KeyUse | None = None) -> Edge:
             raise registry_outage(exc) or exc from None
         return record.grant if record is not None else None
 
+    app = _routes(control)
+    app.include_router(console_router(control, history or History(), lookup))  # sign-in checks keys as the edge does
     return Edge(app, lookup, {"bundle": control.settings.max_bundle_bytes,
-                              "artifact": control.settings.max_artifact_bytes, "secret": SECRET_BODY_BYTES}, use)
+                              "artifact": control.settings.max_artifact_bytes, "secret": SECRET_BODY_BYTES}, use,
+                page_error=error_page)
 
 
 def _routes(control: ControlPlane) -> FastAPI:

@@ -1,6 +1,7 @@
 """The control plane's HTTP edge, an ASGI middleware in front of the API: the key, its role for the
 route, its rate limit and the route's body limit are all checked before the API sees a byte of the
-body (FastAPI would otherwise parse a JSON body before any dependency runs)."""
+body (FastAPI would otherwise parse a JSON body before any dependency runs). The key comes from a header,
+except on the web console's GET pages, which read it from the console's cookie and from nothing else."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 
 from fn import BadRequest, ClientError, Unauthorized
 from fnplatform.keys import Grant
@@ -23,11 +25,14 @@ from fnplatform.serving.http import client_error_response, replay_receive
 from fnplatform.storage.db import utcnow
 
 JSON_LIMIT_BYTES = 1024 * 1024
+FORM_LIMIT_BYTES = 4096  # the console's sign-in form: one key
 # Each body limit: what the body is, and the setting that changes the limit.
 LIMITS = {"json": ("the JSON body", ""), "bundle": ("the bundle", "FN_MAX_BUNDLE_MB"),
-          "artifact": ("the artifact", "FN_MAX_ARTIFACT_MB"), "secret": ("the secret", "")}
+          "artifact": ("the artifact", "FN_MAX_ARTIFACT_MB"), "secret": ("the secret", ""), "form": ("the form", "")}
 GRANT_SCOPE_KEY = "fn.grant"
+CONSOLE_COOKIE = "fn_console"  # the web console's credential: the API key itself, in an HttpOnly cookie
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+PageError = Callable[[ClientError, dict[str, Any]], Any]  # an ASGI response for a console page's refusal
 
 
 @dataclass(frozen=True)
@@ -37,18 +42,30 @@ class Rule:
     role: str | None  # None: no key needed
     limit: str = "json"  # which of LIMITS applies
     streamed: bool = False  # the handler reads the body as a stream (checked there); else read here
+    # The key comes from the console's cookie, never from a header: the console's GET pages only. With role
+    # None the page is open and a valid cookie's grant is passed on (the console's home: sign-in or functions).
+    cookie: bool = False
 
 
-def _rule(methods: str | None, path: str, role: str | None, limit: str = "json", streamed: bool = False) -> Rule:
+def _rule(methods: str | None, path: str, role: str | None, limit: str = "json", streamed: bool = False,
+          cookie: bool = False) -> Rule:
     # A path with a control character is refused before any rule is matched; DOTALL keeps the rules total
     # anyway (the last, admin-only rule matches a path holding a newline too), should that check ever move.
-    return Rule(frozenset(methods.split()) if methods else None, re.compile(path, re.DOTALL), role, limit, streamed)
+    return Rule(frozenset(methods.split()) if methods else None, re.compile(path, re.DOTALL), role, limit, streamed,
+                cookie)
 
 
 # First match wins; what no rule names needs an admin key (deny by default). Reading functions and
 # flows, the API docs and /v1/info are open to every role; the handlers narrow by scope and role.
 RULES = (
     _rule("GET", r"/healthz", None),
+    # The web console (control/console): read-only pages by cookie; the JSON API below never reads the cookie
+    # (a page of another site could otherwise make a signed-in browser call it: CSRF).
+    _rule("GET", r"/", None, cookie=True),
+    _rule("GET", r"/console/static/[a-z]+\.(js|css|svg)", None),
+    _rule("POST", r"/console/sign-(in|out)", None, "form"),  # the handler checks the key and the form's origin
+    _rule("GET", r"/console/keys", "admin", cookie=True),
+    _rule("GET", r"/console/(functions|flows)(/[^/]+|/[^/]+/runs/[^/]+)?", "invoke", cookie=True),
     _rule("GET", r"/v1/(info|functions|flows)", "invoke"),
     _rule("GET", r"/v1/functions/[^/]+", "invoke"),
     _rule("GET", r"/(openapi\.json|docs|docs/oauth2-redirect|redoc)", "invoke"),
@@ -94,10 +111,11 @@ class Edge:
     """ASGI middleware: authenticate, authorize, rate-limit and size-limit every request to the API."""
 
     def __init__(self, app: ASGIApp, lookup: Callable[[str], Grant | None], limits: dict[str, int],
-                 use: KeyUse | None = None) -> None:
+                 use: KeyUse | None = None, page_error: PageError | None = None) -> None:
         self.app = app
         self._lookup = lookup
-        self._limits = {"json": JSON_LIMIT_BYTES, **limits}
+        self._limits = {"json": JSON_LIMIT_BYTES, "form": FORM_LIMIT_BYTES, **limits}
+        self._page_error = page_error
         self._limiter = RateLimiter()
         self.use = use or KeyUse()
 
@@ -113,22 +131,27 @@ class Edge:
                 # The router's "$" matches before a final newline where the rules' fullmatch does not: a path
                 # like "/v1/keys\n" must never reach a route under another rule than its own.
                 raise BadRequest("the path holds a control character", status=400)
-            if rule.role is not None:
-                key = api_key(headers)
+            if rule.role is not None or rule.cookie:
+                key = cookie_parser(headers.get("cookie", "")).get(CONSOLE_COOKIE) if rule.cookie else api_key(headers)
                 grant = await asyncio.to_thread(self._lookup, key) if key else None
-                if grant is None:
+                if grant is None and rule.role is not None:
                     raise Unauthorized(NO_KEY, status=401)
-                grant.require(rule.role)
-                self._limiter.check(grant)
-                self.use.note(grant.key_id)
-                scope[GRANT_SCOPE_KEY] = grant
+                if grant is not None:
+                    if rule.role is not None:
+                        grant.require(rule.role)
+                    self._limiter.check(grant)
+                    self.use.note(grant.key_id)
+                    scope[GRANT_SCOPE_KEY] = grant
             what, setting = LIMITS[rule.limit]
             declared_over(headers, limit, what, setting)
             receive = limited(receive, limit, what, setting)
             if not rule.streamed:
                 receive = await _buffered(receive)
         except ClientError as exc:
-            response = client_error_response(exc, headers.get("x-request-id") or uuid.uuid4().hex[:16])
+            if rule.cookie and self._page_error is not None:
+                response = self._page_error(exc, scope)  # a person at a browser: a page, not JSON
+            else:
+                response = client_error_response(exc, headers.get("x-request-id") or uuid.uuid4().hex[:16])
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

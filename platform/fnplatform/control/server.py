@@ -101,12 +101,13 @@ def ensure_metrics_key(settings: PlatformSettings, registry: Any) -> None:
                     or record.flows is not None else "", METRICS_KEY_ROLE)
 
 
-def _start_housekeeping(control: Any, use: Any, interval_s: float = 10.0, hub_check_s: float = 1.0) -> None:
+def _start_housekeeping(control: Any, use: Any, sample: Any = None, interval_s: float = 10.0,
+                        hub_check_s: float = 1.0) -> None:
     """Every second, refill a hub that restarted empty and store new log lines (the hub's, the control plane's);
     every *interval_s*: re-publish the data plane's state, have every unfinished flow run held by its host (so a
     run whose host restarted finishes even if nobody asks about it), forget runs and log lines past their
-    retention, and record keys' last use. Each task fails on its own (the registry, the store or the
-    hub unreachable) and is tried again next time: the thread never stops."""
+    retention, record keys' last use and *sample* the metrics for the console's charts. Each task fails on its
+    own (the registry, the store or the hub unreachable) and is tried again next time: the thread never stops."""
 
     def attempt(what: str, task: Any) -> None:
         try:
@@ -132,6 +133,8 @@ def _start_housekeeping(control: Any, use: Any, interval_s: float = 10.0, hub_ch
             attempt("resume flow runs", control.resume_runs)
             attempt("expire old flow runs", control.expire_runs)
             attempt("prune stored log lines", control.logbook.prune)
+            if sample is not None:
+                attempt("sample the metrics for the console", sample)
 
     threading.Thread(target=loop, name="fn-housekeeping", daemon=True).start()
 
@@ -151,6 +154,8 @@ def run(settings: PlatformSettings) -> None:
     from fnplatform.storage.secrets import MASTER_KEY_ENV, SecretStore, open_cipher
 
     from .api import create_app
+    from .console.history import History
+    from .console.routes import sampler
     from .deployer import DeployContext, Deployer
     from .edge import KeyUse
     from .local import start_ray, start_serve, stop_ray
@@ -194,7 +199,8 @@ def run(settings: PlatformSettings) -> None:
         if interrupted:
             log.warning("%d versions were mid-deploy when the control plane stopped; marked failed", interrupted)
         use = KeyUse()
-        _start_housekeeping(control, use)
+        history = History()
+        _start_housekeeping(control, use, sampler(control, history))
         if settings.ray_address is None and settings.warm_workers:
             from .warm_pool import keep_workers_warm
 
@@ -207,7 +213,7 @@ def run(settings: PlatformSettings) -> None:
         _write_private(state_path, {"pid": os.getpid(), "api_url": settings.api_url, "http_url": settings.http_url,
                                     "runtime_dir": str(settings.runtime_dir), "home": str(settings.home)})
         log.info("fn platform ready: API %s, functions %s", settings.api_url, settings.http_url)
-        uvicorn.run(create_app(control, use), host=settings.api_host, port=settings.api_port, log_level="warning",
+        uvicorn.run(create_app(control, use, history), host=settings.api_host, port=settings.api_port, log_level="warning",
                     access_log=False)
     finally:
         log.info("stopping")

@@ -80,6 +80,7 @@ class StoredValue:
     value: Any
     attempts: int
     error: dict[str, Any] | None
+    recorded_at: datetime | None = None  # when the input arrived, or the step's result (or failure) was recorded
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ class FlowState(Database):
                 return None
             values = {
                 v.name: StoredValue(name=v.name, kind=v.kind, status=v.status, blob_key=v.blob_key, value=_loads(v.value),
-                                    attempts=v.attempts, error=_loads(v.error))
+                                    attempts=v.attempts, error=_loads(v.error), recorded_at=v.created_at)
                 for v in session.scalars(select(_Value).where(_Value.run_id == run_id))
             }
             return RunRecord(id=row.id, flow=row.flow, spec=FlowSpec.model_validate_json(row.spec), status=row.status,

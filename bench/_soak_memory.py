@@ -85,6 +85,9 @@ class RoleSummary:
     median_mib: float  # over the fit window, absent samples as 0
     slope_mib_per_h: float | None = None  # only for a role present in every sample of the window
     verdict: str = ""
+    # The slope (and its verdict's median) is of the RSS per process: the role's process count changed
+    # within the window (replicas added by the autoscaler or a redeploy), which a sum's slope would measure.
+    per_process: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
@@ -119,8 +122,17 @@ def summarize(samples: list[Sample], th: Threshold = Threshold()) -> list[RoleSu
             start_mib=at(ordered[0])[1] if counts[0] else None, end_mib=at(ordered[-1])[1] if counts[-1] else None,
             max_mib=max(at(s)[1] for s in ordered), median_mib=statistics.median(at(s)[1] for s in window))
         if all(at(s)[0] for s in window):
-            row.slope_mib_per_h = slope([(s.t_s / 3600, at(s)[1]) for s in window])
-            row.verdict = verdict(row.slope_mib_per_h, row.median_mib, len(window), th)
+            row.per_process = per_process = name != TOTAL and len({at(s)[0] for s in window}) > 1
+
+            def value(s: Sample, per_process: bool = per_process) -> float:
+                procs, mib = at(s)
+                return mib / procs if per_process else mib
+
+            row.slope_mib_per_h = slope([(s.t_s / 3600, value(s)) for s in window])
+            median = statistics.median(value(s) for s in window)
+            row.verdict = verdict(row.slope_mib_per_h, median, len(window), th)
+            if name == TOTAL and len({at(s)[0] for s in window}) > 1:
+                row.verdict = "moves with the process count"  # the roles above say which grow
         else:
             row.verdict = "comes and goes"
         out.append(row)
@@ -135,7 +147,7 @@ def table(rows: list[RoleSummary]) -> str:
     cells: list[tuple[str, ...]] = [("role", "procs", "start MiB", "end MiB", "max MiB", "slope MiB/h", "verdict")]
     for r in rows:
         procs = str(r.procs_min) if r.procs_min == r.procs_max else f"{r.procs_min}-{r.procs_max}"
-        trend = "-" if r.slope_mib_per_h is None else f"{r.slope_mib_per_h:+,.1f}"
+        trend = "-" if r.slope_mib_per_h is None else f"{r.slope_mib_per_h:+,.1f}" + (" /proc" if r.per_process else "")
         cells.append((r.role, procs, _mib(r.start_mib), _mib(r.end_mib), _mib(r.max_mib), trend, r.verdict))
     widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
     return "\n".join("  ".join(c[i].ljust(widths[i]) if i in (0, 6) else c[i].rjust(widths[i])
@@ -143,5 +155,5 @@ def table(rows: list[RoleSummary]) -> str:
 
 
 def growing(rows: list[RoleSummary]) -> list[str]:
-    return [f"{r.role}: {r.slope_mib_per_h:+.1f} MiB/h (median {r.median_mib:.0f} MiB)"
+    return [f"{r.role}: {r.slope_mib_per_h:+.1f} MiB/h{' per process' if r.per_process else ''} (median {r.median_mib:.0f} MiB)"
             for r in rows if r.verdict == "GROWS" and r.slope_mib_per_h is not None]

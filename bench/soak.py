@@ -11,11 +11,12 @@ a burst of calls to nap, then a gap long enough for it to scale to zero, again a
 redeploy of the project with one constant changed (every function gets a new version) every 5 minutes.
 
 Every 15 s it samples the RSS of every process of the platform (the control plane and everything under
-it: Ray's GCS, raylet and agents, Serve's controller and proxy, HAProxy, the hub, replicas, flow runs),
+it: Ray's GCS, raylet and agents, Serve's controller and proxy, HAProxy, the hub, replicas, run hosts),
 summed per role. Per role: processes, RSS at start, end and max, and the least-squares slope over the
-last two thirds of the run (the first is warm-up) in MiB/hour. A role GROWS when its slope exceeds both
-5 % of its median per hour and 20 MiB/hour; a role absent from some sample (nap's replica, flow runs)
-comes and goes and gets no slope. Also: calls by outcome (as the chaos suite classifies them), flow runs
+last two thirds of the run (the first is warm-up) in MiB/hour; of the RSS per process ("/proc") when the
+role's process count changed within that window (a redeploy's new replicas beside the old). A role GROWS
+when its slope exceeds both 5 % of its median per hour and 20 MiB/hour; a role absent from some sample
+(nap's replica) comes and goes and gets no slope. Also: calls by outcome (as the chaos suite classifies them), flow runs
 by verdict, deploys and the versions they made, and nap's bursts that found it at zero and were answered
 by a new replica (cold starts).
 """

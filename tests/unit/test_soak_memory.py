@@ -85,3 +85,16 @@ def test_a_short_run_and_an_empty_one() -> None:
     assert {r.verdict for r in rows} <= {"too few samples", "comes and goes"}
     text = table(rows)
     assert text.splitlines()[0].split()[:2] == ["role", "procs"] and "control plane" in text
+
+
+def test_a_role_whose_process_count_changes_is_judged_per_process() -> None:
+    """A redeploy starts new replicas beside the old: the sum jumps, each process is flat."""
+    samples = []
+    for i in range(30):
+        roles: dict[str, tuple[int, float]] = {}
+        for _ in range(1 + (i % 5 == 0) + (i > 20)):  # one, two now and then, always two at the end
+            add(roles, "ray::ServeReplica:echo:echo", 200 * 2**20)
+        samples.append(Sample(i * 60.0, roles))
+    row = next(r for r in summarize(samples) if r.role == "ray::ServeReplica:echo:echo")
+    assert row.per_process and row.verdict == "flat" and row.slope_mib_per_h == pytest.approx(0.0, abs=1e-9)
+    assert "/proc" in table([row])

@@ -46,6 +46,9 @@ def prepare_environment(settings: PlatformSettings) -> None:
     # Ray's defaults (100,000 of each) let a long-lived node grow by hundreds of MiB (bench/soak.py).
     for name, value in RAY_RECORD_BOUNDS.items():
         os.environ.setdefault(name, value)
+    # Ray's own metrics (its agent keeps a series per replica process, and replicas come and go) have no
+    # reader on a local node: no dashboard runs. The platform's own metrics are GET /metrics.
+    os.environ.setdefault("RAY_enable_metrics_collection", "0")
     if settings.ingress == "haproxy":
         # HAProxy in front of the replicas' own HTTP ports (Serve's direct ingress) instead of the Python
         # proxy: measured 10x the requests per second on 2 cores. Its files and side ports are this

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from harness import Platform, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 import fn
+from fnplatform.serving.metrics import PUSH_INTERVAL_S
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "functions" / "examples"
 PROJECTS = Path(__file__).parent / "projects"
@@ -57,6 +61,42 @@ def test_three_inputs_in_separate_requests(flows: Platform) -> None:
         assert client.get("/flows/documents/runs/no-such-run").status_code == 404
         assert client.post("/flows/no-such-flow/runs").status_code == 404
         assert client.put(f"/flows/documents/runs/{run_id}/inputs/back", content=b"").status_code in {400, 409}
+
+
+def flow_counts(platform: Platform) -> dict[str, float]:
+    """From GET /metrics: documents' runs that succeeded, and how many calls of its compare step were timed."""
+    response = httpx.get(f"{platform.api_url}/metrics", headers={"Authorization": f"Bearer {platform.key}"}, timeout=30)
+    assert response.status_code == 200, response.text
+    found = {"runs": 0.0, "compare": 0.0}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.labels.get("flow") != "documents":
+                continue
+            if sample.name == "fn_flow_runs_total" and sample.labels["status"] == "succeeded":
+                found["runs"] += sample.value
+            elif sample.name == "fn_flow_step_duration_seconds_count" and sample.labels["step"] == "compare":
+                found["compare"] += sample.value
+    return found
+
+
+def test_a_run_host_counts_each_run_and_step_once(flows: Platform) -> None:
+    def settled() -> dict[str, float]:
+        before = flow_counts(flows)
+        for _ in range(20):  # until earlier tests' runs are all pushed to the hub: the same over two pushes
+            time.sleep(2 * PUSH_INTERVAL_S + 0.5)
+            now = flow_counts(flows)
+            if now == before:
+                return now
+            before = now
+        raise AssertionError(f"the flow counts kept changing: {before}")
+
+    start = settled()
+    for _ in range(3):
+        run = fn.flows.start("documents")
+        for name in ("front", "back", "selfie"):
+            run.put(name, f"{name} of the counted run".encode())
+        assert run.result(timeout=60)["decision"] == "approve"
+    assert settled() == {"runs": start["runs"] + 3, "compare": start["compare"] + 3}
 
 
 def test_sdk_and_fnctl(flows: Platform, tmp_path: Path) -> None:

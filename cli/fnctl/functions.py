@@ -59,6 +59,21 @@ def describe(name: str, as_json: bool) -> None:
         console.print("replicas:")
         print_table(["REPLICA", "STATE", "PID", "NODE"],
                     [[r["replica_id"], r["state"], r["pid"], r["node_ip"]] for r in info["replicas"]])
+    _print_cold_starts(info.get("cold_starts") or [])
+
+
+COLD_PHASES = ("total", "scale", "place", "start", "fetch", "import", "setup", "route")
+
+
+def _print_cold_starts(calls: list[dict[str, Any]]) -> None:
+    """The last calls that waited for a replica to start, in seconds per phase (docs/observability.md)."""
+    if not calls:
+        console.print("cold starts: none recorded (a call that waits for a replica gets an Fn-Cold-Start header)")
+        return
+    console.print("last cold starts (seconds):")
+    print_table(["AT", "REQUEST", *(phase.upper() for phase in COLD_PHASES)],
+                [[c["at"], c["request_id"], *(f"{c['seconds'].get(phase, 0.0):.2f}" for phase in COLD_PHASES)]
+                 for c in calls])
 
 
 @click.command()

@@ -136,3 +136,11 @@ def test_the_head_bounds_what_the_gcs_keeps_as_a_local_platform_does(raycluster:
 
     env = {e["name"]: e.get("value") for e in groups_container(raycluster, "head")["env"]}
     assert {name: env.get(name) for name in RAY_RECORD_BOUNDS} == RAY_RECORD_BOUNDS
+
+
+def test_every_groups_serve_proxy_stamps_arrivals_as_a_local_platform_does(raycluster: dict) -> None:
+    from fnplatform.serving.arrival import ARRIVAL_STAMP, PROXY_CALLBACK_ENV
+
+    for group in ("head", "api", "cpu", "gpu"):
+        env = {e["name"]: e.get("value") for e in groups_container(raycluster, group)["env"]}
+        assert env.get(PROXY_CALLBACK_ENV) == ARRIVAL_STAMP, group

@@ -63,7 +63,9 @@ def ray_cluster(workdir: Path, s3_endpoint: str) -> Iterator[dict[str, Any]]:
     from ray.cluster_utils import Cluster
 
     from fnplatform.control.local import kill_survivors
+    from fnplatform.serving.arrival import ARRIVAL_STAMP, PROXY_CALLBACK_ENV
 
+    os.environ.setdefault(PROXY_CALLBACK_ENV, ARRIVAL_STAMP)  # Serve's proxy stamps arrivals, as on `fnctl up`
     os.environ["RAY_TMPDIR"] = str(workdir)  # Ray writes its "current cluster" file there, not /tmp/ray
     os.environ["FN_HOME"] = str(workdir / "home")  # replicas inherit it (vectorize keeps Milvus Lite there)
     # The flows gateway and run actors read the checkpoint database from their environment, as in production.

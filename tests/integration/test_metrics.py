@@ -3,6 +3,7 @@ N HTTP calls and M SDK calls growing fn_requests_total by N + M, a raising call 
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -50,3 +51,40 @@ def test_calls_are_counted_exactly_once_each_with_their_status_code(basic: Platf
     time.sleep(2 * PUSH_INTERVAL_S + 0.5)  # a count pushed twice would show by now
     assert requests_total(basic, "add", "200") == expected
     assert requests_total(basic, "boom", "500") == failed_before + 1
+
+
+def scrape(platform: Platform, name: str, **labels: str) -> float:
+    response = httpx.get(f"{platform.api_url}/metrics", headers={"Authorization": f"Bearer {platform.key}"}, timeout=30)
+    assert response.status_code == 200, response.text
+    return sum(sample.value for family in text_string_to_metric_families(response.text) for sample in family.samples
+               if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()))
+
+
+def test_a_call_that_waited_for_a_replica_says_why_in_its_header_metrics_and_describe(basic: Platform) -> None:
+    from fnplatform.serving.coldstart import PHASES, parse_breakdown
+
+    assert fn.call("add", a=1, b=1) == 2
+    wait_for(lambda: basic.fnctl("describe", "add", "--json").output.count('"state"') == 0, timeout=90, interval=1)
+    totals_before = scrape(basic, "fn_cold_start_seconds_count", function="add", phase="total")
+    with basic.client() as client:
+        started = time.time()
+        cold = client.post("/add", json={"a": 2, "b": 3})
+        waited = time.time() - started
+        warm = client.post("/add", json={"a": 2, "b": 4})
+    assert cold.status_code == 200 and cold.json() == 5, cold.text
+    phases = parse_breakdown(cold.headers["fn-cold-start"])
+    assert list(phases) == ["total", *PHASES], cold.headers["fn-cold-start"]
+    parts = sum(phases[name] for name in PHASES)
+    assert abs(parts - phases["total"]) <= 0.1 * phases["total"] + 0.02  # rounded to 10 ms each
+    assert 0 < phases["total"] <= waited + 0.05  # the wait was inside the caller's own
+    assert phases["fetch"] + phases["import"] + phases["start"] + phases["place"] > 0  # a replica did start
+    assert warm.status_code == 200 and "fn-cold-start" not in warm.headers  # served warm: nothing to explain
+    wait_for(lambda: scrape(basic, "fn_cold_start_seconds_count", function="add", phase="total") > totals_before,
+             timeout=30)
+    assert scrape(basic, "fn_cold_start_seconds_count", function="add", phase="fetch") >= 1
+    assert scrape(basic, "fn_replicas", function="add", state="running") >= 1
+    request_id = cold.headers["x-request-id"]
+    described = json.loads(basic.fnctl("describe", "add", "--json").output)
+    assert request_id in [c["request_id"] for c in described["cold_starts"]]
+    shown = basic.fnctl("describe", "add").output
+    assert "last cold starts (seconds):" in shown  # the table itself wraps to the terminal's width

@@ -217,3 +217,21 @@ def test_an_internal_function_deploys_with_no_endpoint_and_is_listed_as_internal
     assert (row["name"], row["internal"], row["endpoint"]) == ("add", True, None)
     described = plane.describe("add")
     assert (described["internal"], described["endpoint"], described["spec"]["internal"]) == (True, None, True)
+
+
+def test_describe_shows_the_last_calls_that_waited_for_a_replica_from_their_log_lines(
+        plane: ControlPlane, deploy: Deploy, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fnplatform.logtext import format_line
+    from fnplatform.serving import ray_compat
+
+    monkeypatch.setattr(ray_compat, "serve_instance_details", lambda: {"applications": {}})
+    deploy(project())
+    cold = "total=1.21, scale=0.66, place=0.02, start=0.12, fetch=0.01, import=0.05, setup=0.00, route=0.35"
+    lines = [format_line("INFO", "r1", f"rid{n}", f"POST /add -> 200 in 3.0 ms, cold start: {cold}") for n in range(7)]
+    lines.insert(3, format_line("INFO", "r1", "user", "my own print: cold start: soon"))  # not a breakdown
+    lines.append(format_line("INFO", "r1", "warm", "POST /add -> 200 in 1.0 ms"))
+    plane.logbook.store.add("add", lines)
+    described = plane.describe("add")["cold_starts"]
+    assert [c["request_id"] for c in described] == ["rid3", "rid4", "rid5", "rid6"]  # the last 5 marked lines
+    assert described[-1]["seconds"] == {"total": 1.21, "scale": 0.66, "place": 0.02, "start": 0.12, "fetch": 0.01,
+                                        "import": 0.05, "setup": 0.0, "route": 0.35}

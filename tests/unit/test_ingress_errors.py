@@ -110,9 +110,10 @@ def test_haproxy_accepts_the_rendered_config_with_no_warning_of_its_own(short_di
 
 
 class FakeReplica(socketserver.ThreadingTCPServer):
-    """Healthy to HAProxy's checks. On /echo/die it closes the connection unanswered, as a replica process
-    that exits mid-request does; on /echo/slow it answers nothing until the test ends. It closes each
-    connection after answering, except on /echo/keep, which leaves HAProxy an idle connection to reuse."""
+    """Healthy to HAProxy's checks. On /echo/headers it answers with the request's headers. On /echo/die it
+    closes the connection unanswered, as a replica process that exits mid-request does; on /echo/slow it
+    answers nothing until the test ends. It closes each connection after answering, except on /echo/keep,
+    which leaves HAProxy an idle connection to reuse."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -132,16 +133,18 @@ class _ReplicaHandler(socketserver.StreamRequestHandler):
     def answer(self) -> None:
         while line := self.rfile.readline():
             path = line.split()[1] if len(line.split()) > 1 else b""
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass
+            headers = b""
+            while (header := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
+                headers += header
             if path == b"/echo/die":
                 return
             if path == b"/echo/slow":
                 self.server.done.wait(10)
                 return
             keep = path == b"/echo/keep"
-            self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n" + (b"" if keep else b"connection: close\r\n")
-                             + b"\r\nsuccess")
+            body = headers if path == b"/echo/headers" else b"success"
+            self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n" % len(body)
+                             + (b"" if keep else b"connection: close\r\n") + b"\r\n" + body)
             if not keep:
                 return
 
@@ -241,3 +244,12 @@ def test_a_path_no_route_answers_yet_is_fns_json_503_while_the_platform_restores
     assert early.status_code == 503 and early.headers["retry-after"] == "1"
     error = fn_error(early)
     assert error["type"] == "Unavailable" and "the platform is starting or restoring its functions" in error["message"]
+
+
+def test_haproxy_stamps_each_request_with_when_it_arrived_replacing_a_callers_stamp(ingress: str) -> None:
+    before = time.time()
+    sent = httpx.post(f"{ingress}/echo/headers", json={}, headers={"fn-arrived": "1000"}).text
+    after = time.time()
+    stamps = [line.split(":", 1)[1].strip() for line in sent.splitlines() if line.lower().startswith("fn-arrived:")]
+    assert len(stamps) == 1, sent  # the caller's own value is replaced, not kept beside HAProxy's
+    assert before - 0.01 <= int(stamps[0]) / 1000 <= after + 0.01  # ms since the epoch, when HAProxy took it

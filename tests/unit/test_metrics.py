@@ -313,3 +313,30 @@ def test_metrics_show_the_hubs_sums_and_each_deploy_job_that_ended(plane: Contro
     assert samples[(REQUESTS, (("code", "200"), ("function", "add"), ("version", "1")))] == 37
     assert samples[("fn_deploys_total", (("status", "failed"),))] == 2
     assert samples[("fn_deploy_duration_seconds_count", ())] == 2
+
+
+def test_replicas_by_state_count_every_active_function_zero_included() -> None:
+    from fnplatform.control.metrics import replica_gauges
+
+    applications = {
+        "add": {"deployments": {"add": {"replicas": [{"state": "RUNNING"}, {"state": "STARTING"}, {"state": "RUNNING"},
+                                                      {"state": "STOPPING"}, {"state": "UPDATING"}]}}},
+        "gone": {"deployments": {"gone": {"replicas": [{"state": "RUNNING"}]}}},  # no longer active: left out
+        "fn-gateway": {"deployments": {"Gateway": {"replicas": [{"state": "RUNNING"}]}}},  # not a function
+    }
+    replicas = replica_gauges(applications, ["add", "idle"])
+    samples = parse(render(Recorder().drain(), ControlMetrics().totals(), replicas))
+    state = {labels: value for (name, labels), value in samples.items() if name == "fn_replicas"}
+    assert state == {(("function", "add"), ("state", "running")): 2, (("function", "add"), ("state", "starting")): 2,
+                     (("function", "add"), ("state", "stopping")): 1, (("function", "idle"), ("state", "running")): 0,
+                     (("function", "idle"), ("state", "starting")): 0, (("function", "idle"), ("state", "stopping")): 0}
+    assert not any(name == "fn_replicas" for name, _ in parse(render(None, ControlMetrics().totals())))
+
+
+def test_cold_start_phases_are_a_histogram_by_function_and_phase() -> None:
+    recorder = Recorder()
+    recorder.observe("fn_cold_start_seconds", ("add", "scale"), 0.6)
+    recorder.observe("fn_cold_start_seconds", ("add", "total"), 1.2)
+    samples = parse(render(recorder.drain(), ControlMetrics().totals()))
+    assert samples[("fn_cold_start_seconds_count", (("function", "add"), ("phase", "scale")))] == 1
+    assert samples[("fn_cold_start_seconds_sum", (("function", "add"), ("phase", "total")))] == pytest.approx(1.2)

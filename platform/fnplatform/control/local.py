@@ -18,7 +18,7 @@ import psutil
 
 from fn import ConfigError
 from fnplatform.pools import DEFAULT_POOLS, NODE_POOL_CAPACITY, pool_resource
-from fnplatform.serving import ray_compat
+from fnplatform.serving import arrival, ray_compat
 
 from .settings import PlatformSettings, ensure_private_dir
 
@@ -49,6 +49,8 @@ def prepare_environment(settings: PlatformSettings) -> None:
     # Ray's own metrics (its agent keeps a series per replica process, and replicas come and go) have no
     # reader on a local node: no dashboard runs. The platform's own metrics are GET /metrics.
     os.environ.setdefault("RAY_enable_metrics_collection", "0")
+    # Serve's proxy stamps when each request arrived (HAProxy does too, first): a cold call's breakdown starts there.
+    os.environ.setdefault(arrival.PROXY_CALLBACK_ENV, arrival.ARRIVAL_STAMP)
     if settings.ingress == "haproxy":
         # HAProxy in front of the replicas' own HTTP ports (Serve's direct ingress) instead of the Python
         # proxy: measured 10x the requests per second on 2 cores. Its files and side ports are this

@@ -4,7 +4,8 @@ own (deploy jobs), in Prometheus' text format. Only the control plane imports ``
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -12,7 +13,7 @@ from prometheus_client.registry import Collector
 
 from fnplatform.serving.metrics import BUCKETS, COUNTERS, GAUGES, HISTOGRAMS, Delta, Recorder
 
-__all__ = ["CONTENT_TYPE", "ControlMetrics", "render"]
+__all__ = ["CONTENT_TYPE", "ControlMetrics", "render", "replica_gauges"]
 
 # The classic text format (what generate_latest writes), which every Prometheus version reads.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -26,6 +27,9 @@ HELP = {
     "fn_request_duration_seconds": "Time a replica took to answer a call, from receiving it to its response",
     "fn_requests_in_flight": "Calls replicas are answering now",
     "fn_cold_starts_total": "Replicas that started and loaded their function (setup() included)",
+    "fn_cold_start_seconds": "A replica start by phase (scale, place, start, fetch, import, setup, route; total: from "
+                             "the first waiting call's arrival until it reached the replica), once per start",
+    "fn_replicas": "Replicas of each function by state (starting, running, stopping), as Serve's controller reports them",
     "fn_flow_runs_total": "Flow runs that ended, by status (succeeded, failed)",
     "fn_flow_step_duration_seconds": "Time a flow step's call took until it returned (its last attempt)",
     "fn_deploys_total": "Deploy jobs that ended, by status (succeeded, failed)",
@@ -54,6 +58,25 @@ class ControlMetrics:
                          histograms={k: list(v) for k, v in self._totals.histograms.items()})
 
 
+# Serve's replica states, as fn_replicas names them (a replica being updated or recovered is not serving yet).
+REPLICA_STATES = {"STARTING": "starting", "UPDATING": "starting", "RECOVERING": "starting", "RUNNING": "running",
+                  "PENDING_MIGRATION": "running", "STOPPING": "stopping"}
+Replicas = dict[tuple[str, str], float]  # (function, state) -> replicas
+
+
+def replica_gauges(applications: Mapping[str, Any], functions: Iterable[str]) -> Replicas:
+    """``fn_replicas`` from Serve's instance details: every state of every active function, 0 included, so a
+    function scaled to zero reads 0 running rather than nothing."""
+    counts: Replicas = {(function, state): 0.0 for function in functions for state in ("starting", "running", "stopping")}
+    for name, app in applications.items():
+        deployment = ((app or {}).get("deployments") or {}).get(name) or {}
+        for replica in deployment.get("replicas") or []:
+            state = REPLICA_STATES.get(str(replica.get("state")))
+            if state is not None and (name, state) in counts:
+                counts[(name, state)] += 1
+    return counts
+
+
 def _label(value: float) -> str:
     return "+Inf" if value == float("inf") else repr(float(value))
 
@@ -61,9 +84,10 @@ def _label(value: float) -> str:
 class _Snapshot(Collector):
     """One scrape's families, from the deltas already summed (prometheus_client only formats them)."""
 
-    def __init__(self, data_plane: Delta | None, control: Delta) -> None:
+    def __init__(self, data_plane: Delta | None, control: Delta, replicas: Replicas | None) -> None:
         self._data_plane = data_plane
         self._control = control
+        self._replicas = replicas
 
     def collect(self) -> Iterable[Metric]:
         parts = [(self._data_plane or Delta(), COUNTERS, HISTOGRAMS, GAUGES), (self._control, DEPLOY_COUNTERS,
@@ -77,6 +101,10 @@ class _Snapshot(Collector):
         yield dropped
         yield GaugeMetricFamily("fn_data_plane_metrics_up", HELP["fn_data_plane_metrics_up"],
                                 value=0 if self._data_plane is None else 1)
+        replicas = GaugeMetricFamily("fn_replicas", HELP["fn_replicas"], labels=["function", "state"])
+        for (function, state), count in sorted((self._replicas or {}).items()):
+            replicas.add_metric([function, state], count)
+        yield replicas
 
 
 def _series(values: dict[tuple[str, tuple[str, ...]], object], name: str) -> list[tuple[str, ...]]:
@@ -114,7 +142,8 @@ def _gauges(delta: Delta, declared: dict[str, tuple[str, ...]]) -> Iterator[Metr
         yield family
 
 
-def render(data_plane: Delta | None, control: Delta) -> bytes:
+def render(data_plane: Delta | None, control: Delta, replicas: Replicas | None = None) -> bytes:
     """The text a Prometheus scrape gets; *data_plane* is None when the hub did not answer (its families are
-    then empty and ``fn_data_plane_metrics_up`` is 0, so the deploy metrics are still scraped)."""
-    return generate_latest(_Snapshot(data_plane, control))
+    then empty and ``fn_data_plane_metrics_up`` is 0, so the deploy metrics are still scraped), *replicas*
+    None when Serve's controller did not (``fn_replicas`` is then empty)."""
+    return generate_latest(_Snapshot(data_plane, control, replicas))

@@ -21,7 +21,7 @@ from fnplatform.bundles.safety import BundleTooLarge
 from fnplatform.flows.hosts import resume as resume_runs
 from fnplatform.flows.state import FlowState
 from fnplatform.keys import Grant
-from fnplatform.serving import ray_compat
+from fnplatform.serving import coldstart, ray_compat
 from fnplatform.serving.hub import HubClient
 from fnplatform.storage.blobs import (
     BundleStore,
@@ -38,7 +38,7 @@ from fnplatform.storage.secrets import SecretStore, open_cipher
 
 from .deployer import Deployer
 from .logbook import Logbook
-from .metrics import ControlMetrics, render
+from .metrics import ControlMetrics, render, replica_gauges
 from .secrets import Secrets
 from .settings import PlatformSettings
 
@@ -323,7 +323,17 @@ class ControlPlane:
                 "active_version": active.number if active else None,
                 "spec": spec.model_dump(mode="json"),
                 "bundle_sha256": active.bundle_sha256 if active else None,
-                "versions": [v.to_json() for v in versions], **self._replicas(self._details(), name)}
+                "versions": [v.to_json() for v in versions], **self._replicas(self._details(), name),
+                "cold_starts": self._cold_starts(name)}
+
+    def _cold_starts(self, name: str, last: int = 5) -> list[dict[str, Any]]:
+        """The last calls of *name* that waited for a replica, with their breakdown (from their log lines)."""
+        found = []
+        for entry in self.logbook.read(name, limit=last, grep=coldstart.LOG_MARK)["entries"]:
+            phases = coldstart.parse_breakdown(str(entry["text"]).rpartition(coldstart.LOG_MARK)[2])
+            if phases:  # a line of the user's own that happens to hold the mark is not one
+                found.append({"at": entry["at"], "request_id": entry["request_id"], "seconds": phases})
+        return found
 
     def _endpoint(self, spec: FunctionSpec) -> str | None:
         """Where HTTP reaches the function; None for an internal one (only other functions and flows call it)."""
@@ -357,7 +367,11 @@ class ControlPlane:
             data_plane = self.hub.metrics()
         except Unavailable:  # the deploy counts are still worth a scrape; fn_data_plane_metrics_up says 0
             data_plane = None
-        return render(data_plane, self.metrics.totals())
+        try:
+            replicas = replica_gauges(self._details(), (v.function for v in self.registry.actives()))
+        except Unavailable:  # Serve's controller busy or restarting: fn_replicas is left out of this scrape
+            replicas = None
+        return render(data_plane, self.metrics.totals(), replicas)
 
     # keys ----------------------------------------------------------------------------------
     def push_state(self) -> None:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from .coldstart import ARRIVED_HEADER
+
 REQUEST_ID_VAR = "txn.fn_request_id"
 _RID_SLOT = "@@request_id@@"
 
@@ -90,5 +92,11 @@ def error_rules(indent: str = "    ") -> str:
 def request_id_rules(indent: str = "    ") -> str:
     """Lines for the HTTP frontend, before its other rules: the request id every later answer carries."""
     lines = ["http-request set-header x-request-id %[unique-id] if !{ req.hdr(x-request-id) -m found }",
-             f"http-request set-var({REQUEST_ID_VAR}) req.hdr(x-request-id)"]
+             f"http-request set-var({REQUEST_ID_VAR}) req.hdr(x-request-id)", arrival_rule()]
     return "".join(f"{indent}{line}\n" for line in lines)
+
+
+def arrival_rule() -> str:
+    """When HAProxy took the request, in ms since the epoch: a cold call's breakdown starts there
+    (serving.coldstart). Set, never kept from the caller, so a client cannot shift its own breakdown."""
+    return f"http-request set-header {ARRIVED_HEADER} %[date(0,ms)]"

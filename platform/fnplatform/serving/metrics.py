@@ -34,6 +34,7 @@ COUNTERS: dict[str, tuple[str, ...]] = {
 HISTOGRAMS: dict[str, tuple[str, ...]] = {
     "fn_request_duration_seconds": ("function", "version"),
     "fn_flow_step_duration_seconds": ("flow", "step"),
+    "fn_cold_start_seconds": ("function", "phase"),  # phases: serving.coldstart.PHASES, and "total"
 }
 GAUGES: dict[str, tuple[str, ...]] = {"fn_requests_in_flight": ("function",)}
 # Upper bounds in seconds (a last, +Inf bucket follows): from a fast model call up to the largest timeouts.

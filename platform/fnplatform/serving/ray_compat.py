@@ -11,7 +11,7 @@ import os
 import uuid
 from typing import Any
 
-from fnplatform.deadlines import SERVE_CALL_TIMEOUT_S, ray_get
+from fnplatform.deadlines import SERVE_CALL_TIMEOUT_S, ray_get, unavailable
 
 from . import ingress_errors
 
@@ -50,12 +50,33 @@ def serve_instance_details(timeout_s: float = SERVE_CALL_TIMEOUT_S) -> dict[str,
     """Per-replica states (id, pid, node, start time) of every application; 503 when Serve's controller does not
     answer within *timeout_s*. Missing public API: ``serve.status()`` gives counts, not replicas; the state API
     needs the dashboard, which the local platform does not run."""
+    import ray
     from ray.serve.context import _get_global_client
 
+    if not ray.is_initialized():  # _get_global_client would start a Ray of its own in this process
+        raise unavailable("Serve's controller", "this process is not connected to Ray")
     client: Any = _get_global_client()
     details: dict[str, Any] = ray_get(client._controller.get_serve_instance_details.remote(), "Serve's controller",
                                       timeout_s)
     return details
+
+
+def replica_scheduled_at(timeout_s: float = SERVE_CALL_TIMEOUT_S) -> float | None:
+    """When Serve's controller asked Ray for this replica's actor (wall-clock seconds), or None when it does not
+    say. Called from inside a replica, off its event loop. Missing public API: the replica context has no
+    start time, and the controller's deployment details are only reachable through its actor handle."""
+    import ray
+    from ray import serve
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    replica = serve.get_replica_context().replica_id
+    controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    details = ray_get(controller.get_deployment_details.remote(replica.deployment_id.app_name,
+                                                               replica.deployment_id.name), "Serve's controller", timeout_s)
+    for found in details.replicas:
+        if found.replica_id == replica.unique_id:
+            return float(found.start_time_s) or None  # 0 until the controller has asked for the actor
+    return None
 
 
 def request_id(headers: Any) -> str:

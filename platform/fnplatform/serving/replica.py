@@ -38,6 +38,7 @@ from . import logs as replica_logs
 from . import ray_compat
 from . import secrets as replica_secrets
 from .auth import KeyCache
+from .coldstart import ARRIVED_HEADER, HEADER, LOG_MARK, Breakdown, ColdStarts, ReplicaStart
 from .handles import HandleTransport
 from .http import client_error_response, error_response, not_found_response, read_arguments, rebuild_request, result_response
 from .hub import lazy_hub
@@ -140,14 +141,17 @@ def _patch_onnxruntime(module: Any, threads: int) -> None:
 
 
 def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cache_dir: str,
-                cache_policy: CachePolicy | None = None) -> Loaded:
-    """Fetch, import and set up the function; raises SetupFailed with the user's error."""
+                cache_policy: CachePolicy | None = None, start: ReplicaStart | None = None) -> Loaded:
+    """Fetch, import and set up the function; raises SetupFailed with the user's error. *start* gets the
+    moments its bundle was fetched, its entry point imported and its model set up (serving.coldstart)."""
+    start = start or ReplicaStart()
     _limit_threads(cpu_threads(spec))
     bundle_dir = fetch_bundle(store, bundle_sha256, cache_dir, cache_policy)
     if spec.artifacts:
         manifest = Manifest.from_json((bundle_dir / MANIFEST_NAME).read_bytes())
         install_artifacts({name: fetch_artifact(store, ref.sha256, cache_dir, cache_policy)
                            for name, ref in manifest.artifacts_of(spec).items()})
+    start.stamp("fetched")
     cap_onnxruntime_threads(cpu_threads(spec))
     if str(bundle_dir) not in sys.path:
         sys.path.insert(0, str(bundle_dir))
@@ -157,6 +161,7 @@ def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cach
         obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
+        start.stamp("imported")
         if spec.kind == "model":
             stage = f"creating {qualname}()"
             instance = obj()
@@ -172,6 +177,7 @@ def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cach
     except BaseException as exc:  # noqa: BLE001 - any failure of user code becomes a readable deploy error
         frames = _user_traceback(exc, bundle_dir)
         raise SetupFailed(f"{stage} raised {type(exc).__name__}: {exc}" + (f"\n{frames}" if frames else "")) from None
+    start.stamp("set_up")
     _limit_threads(cpu_threads(spec))
     signature = Signature(target, spec.name, batched=spec.max_batch_size > 1)
     return Loaded(target=target, signature=signature, is_async=inspect.iscoroutinefunction(target))
@@ -200,6 +206,7 @@ class FunctionReplica:
 
     def __init__(self, spec_json: str, bundle_sha256: str, store: dict[str, Any], cache_dir: str,
                  cache_policy: dict[str, Any] | None = None, version: int = 0) -> None:
+        start = ReplicaStart()
         spec = FunctionSpec.model_validate_json(spec_json)
         replica_id = uuid.uuid4().hex[:8]
         hub = lazy_hub()
@@ -208,12 +215,16 @@ class FunctionReplica:
         replica_logs.install(shipper)
         started = time.perf_counter()
         replica_secrets.install(spec, hub)  # before the user's module is imported
-        loaded = load_target(spec, bundle_sha256, StoreConfig(**store), cache_dir, CachePolicy.from_dict(cache_policy))
+        loaded = load_target(spec, bundle_sha256, StoreConfig(**store), cache_dir, CachePolicy.from_dict(cache_policy),
+                             start)
         self._serve(spec, loaded, hub, shipper, RECORDER, version)
         RECORDER.cold_start(spec.name)
         ship_to_hub(hub)
         shipper.line("INFO", f"replica ready: {spec.name} bundle {bundle_sha256[:12]} "
                              f"loaded in {replica_logs.elapsed_ms(started):.0f} ms (pid {os.getpid()})")
+        self._cold = ColdStarts(spec.name, start, RECORDER, shipper)
+        start.stamp("ready")
+        self._cold.learn_schedule(ray_compat.replica_scheduled_at)
 
     @classmethod
     def around(cls, spec: FunctionSpec, loaded: Loaded, hub: Any, shipper: replica_logs.LogShipper, *,
@@ -222,6 +233,9 @@ class FunctionReplica:
         transport, no thread caps, its own metrics not shipped): the seam the unit tests use."""
         replica = cls.__new__(cls)
         replica._serve(spec, loaded, hub, shipper, recorder or Recorder(), version)
+        start = ReplicaStart()
+        start.stamp("ready")
+        replica._cold = ColdStarts(spec.name, start, replica.metrics, shipper)
         return replica
 
     def _serve(self, spec: FunctionSpec, loaded: Loaded, hub: Any, shipper: replica_logs.LogShipper,
@@ -282,12 +296,13 @@ class FunctionReplica:
     async def __call__(self, request: Request, request_id: str | None = None) -> Response:
         request_id = request_id or ray_compat.request_id(request.headers)
         replica_logs.request_id_var.set(request_id)
+        cold = await self._cold.of_call(request.headers.get(ARRIVED_HEADER))
         with self.metrics.call(self.spec.name, self._version) as code:
-            response = await self._answer(request, request_id)
+            response = await self._answer(request, request_id, cold)
             code[0] = response.status_code
         return response
 
-    async def _answer(self, request: Request, request_id: str) -> Response:
+    async def _answer(self, request: Request, request_id: str, cold: Breakdown | None = None) -> Response:
         if self.spec.internal:  # the last line: the deployer gives it no route and the gateway no entry
             return not_found_response(request.url.path, request_id)
         started = time.perf_counter()
@@ -303,8 +318,12 @@ class FunctionReplica:
         except Exception as exc:  # noqa: BLE001 - the user's exception becomes a 500, the replica keeps serving
             self._shipper.line("ERROR", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", request_id)
             response = error_response(500, type(exc).__name__, str(exc), request_id)
+        waited = ""
+        if cold is not None:  # this call waited for the replica to start: why, phase by phase
+            response.headers[HEADER] = cold.header()
+            waited = f", {LOG_MARK} {cold.header()}"
         self._shipper.line("INFO", f"{request.method} /{self.spec.name} -> {response.status_code} "
-                                   f"in {replica_logs.elapsed_ms(started):.1f} ms", request_id)
+                                   f"in {replica_logs.elapsed_ms(started):.1f} ms{waited}", request_id)
         return response
 
     async def http(self, request_id: str, scope: dict[str, Any], body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

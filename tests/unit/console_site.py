@@ -80,7 +80,8 @@ def build_site(tmp: Path) -> Site:
     asyncio.run(hub.hub.add_metrics("replica-1", 9, _calls([0.02] * 30 + [0.2] * 10, failed=4)))
     history.add(hub.metrics(), 1_700_000_060.0)
     asyncio.run(hub.hub.push_logs("add", [
-        "2026-12-01T06:00:00.001Z INFO    replica=add-r0 request=req0001 POST /add -> 200 in 3.2 ms",
+        "2026-12-01T06:00:00.001Z INFO    replica=add-r0 request=req0001 POST /add -> 200 in 3.2 ms, cold start: "
+        "total=1.21, scale=0.66, place=0.02, start=0.12, fetch=0.01, import=0.05, setup=0.00, route=0.35",
         "2026-12-01T06:00:00.002Z INFO    replica=add-r0 request=req0002 hello from the user's code",
         "2026-12-01T06:00:01.000Z INFO    replica=add-r0 request=req0003 call add -> ok in 2.5 ms",
         "2026-12-01T06:00:02.000Z INFO    replica=add-r0 request=req0004 POST /add -> 422 in 0.9 ms",

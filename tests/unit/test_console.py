@@ -134,8 +134,11 @@ def test_an_admin_sees_functions_with_their_numbers_flows_runs_and_keys(site: Si
     assert "0/0" in home.text.split('id="function-mul"')[1].split("</tr>")[0]
     page = browser.get("/console/functions/add")
     assert page.status_code == 200
-    for shown in ("req0001", "req0003", "not measured", "hello from the user", "add-r0", "main:add"):
+    for shown in ("req0001", "req0003", "1.21 s", "warm", "hello from the user", "add-r0", "main:add"):
         assert shown in page.text, shown
+    cold_bar = page.text.split("<code>req0001</code>")[1].split("</tr>")[0]  # its phases, then its work, stacked
+    assert [c.split('"')[0] for c in cold_bar.split('<rect class="')[1:]] == [
+        "cold scale", "cold place", "cold start", "cold fetch", "cold import", "cold setup", "cold route", "work"]
     found = browser.get("/console/functions/add", params={"grep": "HELLO"}).text.split('<pre class="logs">')[1]
     assert "hello from the user" in found and "req0001" not in found
     flows = browser.get("/console/flows").text
@@ -252,6 +255,16 @@ def test_the_calls_are_read_from_the_replicas_lines() -> None:
     assert data.calls(lines) == [data.Call("2026-12-01T06:00:02.000Z", "-", "handle", 504, 30001.0),
                                  data.Call("2026-12-01T06:00:01.000Z", "bb", "handle", 200, 2.5),
                                  data.Call("2026-12-01T06:00:00.001Z", "aa", "POST", 200, 3.2)]
+
+
+def test_a_call_that_waited_for_a_replica_is_read_with_its_cold_start_phases() -> None:
+    cold = "total=1.21, scale=0.66, place=0.02, start=0.12, fetch=0.01, import=0.05, setup=0.00, route=0.35"
+    (call,) = data.calls([f"2026-12-01T06:00:00.001Z INFO    replica=r1 request=aa POST /add -> 200 in 3.0 ms, "
+                          f"cold start: {cold}"])
+    assert (call.request_id, call.status, call.ms) == ("aa", 200, 3.0)
+    assert [phase for phase, _ in call.cold] == ["scale", "place", "start", "fetch", "import", "setup", "route"]
+    assert call.cold_ms == pytest.approx(1210.0) and call.total_ms == pytest.approx(1213.0)
+    assert call.segments()[0] == ("scale", pytest.approx(660.0)) and call.segments()[-1] == ("work", 3.0)
 
 
 def test_the_timeline_draws_waiting_until_the_inputs_were_there_then_work() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from fn import ClientError, NotFound
 from fnplatform.keys import Grant
+from fnplatform.serving import coldstart
 
 from ..plane import ControlPlane
 from .history import History, Point
@@ -17,9 +18,11 @@ from .history import History, Point
 LOG_TAIL = 200  # log lines a function's page shows
 RUNS_SHOWN = 20  # runs per flow on the flows page
 # The line a replica writes for each answered call (serving.replica): "GET /add -> 200 in 3.1 ms" for HTTP,
-# "call add -> ok in 2.0 ms" (or "-> 404") for a handle call, after the stamp, level, replica and request id.
+# "call add -> ok in 2.0 ms" (or "-> 404") for a handle call, after the stamp, level, replica and request id;
+# an HTTP call that waited for its replica ends with ", cold start: total=1.21, scale=0.66, ..." (serving.coldstart).
 _CALL = re.compile(r"^(?P<at>\S+) +\S+ +replica=\S+ request=(?P<rid>\S+) "
-                   r"(?:(?P<method>[A-Z]+) /(?P<path>\S*)|call (?P<fn>\S+)) -> (?P<status>\S+) in (?P<ms>[0-9.]+) ms$")
+                   r"(?:(?P<method>[A-Z]+) /(?P<path>\S*)|call (?P<fn>\S+)) -> (?P<status>\S+) in (?P<ms>[0-9.]+) ms"
+                   rf"(?:, {re.escape(coldstart.LOG_MARK)} (?P<cold>.+))?$")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,19 @@ class Call:
     via: str  # "GET", "POST"... or "handle"
     status: int
     ms: float
+    cold: tuple[tuple[str, float], ...] = ()  # (phase, seconds) of the wait for a replica, in order; () when warm
+
+    @property
+    def cold_ms(self) -> float:
+        return 1000 * sum(seconds for _, seconds in self.cold)
+
+    @property
+    def total_ms(self) -> float:
+        return self.cold_ms + self.ms
+
+    def segments(self) -> list[tuple[str, float]]:
+        """The call's bar: each phase of its cold start, then the replica's work, in ms."""
+        return [*((phase, 1000 * seconds) for phase, seconds in self.cold), ("work", self.ms)]
 
 
 def log_lines(control: ControlPlane, name: str, grep: str = "", limit: int = LOG_TAIL) -> list[str]:
@@ -50,8 +66,10 @@ def calls(lines: list[str]) -> list[Call]:
         if match is None:
             continue
         status = match["status"]
+        phases = coldstart.parse_breakdown(match["cold"] or "")
         found.append(Call(at=match["at"], request_id=match["rid"], via=match["method"] or "handle",
-                          status=200 if status == "ok" else int(status) if status.isdigit() else 0, ms=float(match["ms"])))
+                          status=200 if status == "ok" else int(status) if status.isdigit() else 0, ms=float(match["ms"]),
+                          cold=tuple((phase, phases[phase]) for phase in coldstart.PHASES if phase in phases)))
     return found[::-1]
 
 

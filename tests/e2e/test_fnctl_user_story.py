@@ -85,6 +85,16 @@ def test_user_story_from_up_to_down() -> None:
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
         assert json.loads(fnctl(env, "ls", "--json").stdout) and {
             row["name"]: row["version"] for row in json.loads(fnctl(env, "ls", "--json").stdout)} == {"add": 1, "reverser": 1}
+        # add (min_replicas=0) came back with no replica: its first call over HTTP (HAProxy) waited for one, and says why.
+        assert json.loads(fnctl(env, "describe", "add", "--json").stdout)["running"] == 0
+        first = httpx.post(f"http://127.0.0.1:{http_port}/add", json={"a": 20, "b": 22}, timeout=120,
+                           headers={"Authorization": f"Bearer {api_key}"})
+        assert first.status_code == 200 and first.json() == 42, first.text
+        phases = dict(part.split("=") for part in first.headers["fn-cold-start"].split(", "))
+        assert list(phases) == ["total", "scale", "place", "start", "fetch", "import", "setup", "route"]
+        assert abs(sum(float(v) for k, v in phases.items() if k != "total") - float(phases["total"])) <= 0.1 * float(
+            phases["total"]) + 0.02
+        assert "cold start: total=" in fnctl(env, "logs", "add").stdout
         assert fnctl(env, "invoke", "add", "--data", '{"a": 20, "b": 22}').stdout.strip() == "42"
 
         # The shipped identity flow, while hello's add replica is up and idle, holding its CPUs: with the

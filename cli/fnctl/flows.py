@@ -71,6 +71,8 @@ def status(name: str, run_id: str, wait: float, as_json: bool) -> None:
         print_json(state)
         return
     console.print(f"run {state['id']} of {state['flow']}: [bold]{state['status']}[/]")
+    if state.get("trace_id"):
+        console.print(f"trace: {state['trace_id']} (fnctl trace {state['id']})")
     console.print("inputs: " + ", ".join(f"{k}{'' if v else ' (missing)'}" for k, v in state["inputs"].items()))
     print_table(["STEP", "STATUS", "ATTEMPTS", "MS", "ERROR"],
                 [[step, s["status"], s.get("attempts", 0), s.get("duration_ms", ""),

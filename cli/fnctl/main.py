@@ -8,7 +8,7 @@ import click
 
 from fn import FnError
 
-from . import deploy, flows, functions, keys, local, secrets
+from . import deploy, flows, functions, keys, local, secrets, traces
 
 
 class _Group(click.Group):
@@ -36,6 +36,7 @@ for command in (*local.COMMANDS, deploy.deploy, *functions.COMMANDS):
 cli.add_command(keys.keys)
 cli.add_command(secrets.secrets)
 cli.add_command(flows.flow)
+cli.add_command(traces.trace)
 
 
 def _broken(name: str, error: BaseException) -> click.Command:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+SPAN_LEVEL = "SPAN"  # a line of trace spans (serving.tracing), stored with the logs, read apart from them
 MAX_GREP_CHARS = 200
 MAX_REQUEST_ID_CHARS = 128
 MAX_SINCE_S = 366 * 86400

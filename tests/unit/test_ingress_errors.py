@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import socket
 import socketserver
@@ -90,7 +91,7 @@ def test_the_patched_template_answers_haproxys_own_errors_with_fns_json_error() 
     assert "errorfile 50" not in template  # Serve's plain-text 500 for 502/503/504 is gone
     for status in (400, 408, 500, 502, 503, 504):
         assert template.count(f"http-error status {status} content-type application/json ") == 1
-    assert ingress_errors.request_id_rules() in template and "unique-id-format %[uuid]" in template
+    assert ingress_errors.request_id_rules() in template and "unique-id-format %[uuid,regsub(-,,g)]" in template
     assert ray_compat.patch_haproxy_template(template) == (template, 0)  # applied once
 
 
@@ -192,6 +193,7 @@ def test_haproxys_own_errors_are_fns_json_error_with_the_request_id(ingress: str
     died = httpx.post(f"{ingress}/echo/die", json={})  # the replica is gone mid-request
     assert died.status_code == 502 and died.headers["retry-after"] == "1"
     assert fn_error(died) == {"type": "Unavailable", "message": MESSAGES[502], "request_id": died.headers["x-request-id"]}
+    assert re.fullmatch(r"[0-9a-f]{32}", died.headers["x-request-id"])  # HAProxy's id is a W3C trace id
 
     caller_id = 'caller "7"\\'  # quoted and escaped in the JSON body, sent back as is in the header
     absent = httpx.post(f"{ingress}/gone", json={}, headers={"x-request-id": caller_id})  # no replica up

@@ -84,7 +84,7 @@ class KeyRequest(BaseModel):
 
 def _error(status: int, error_type: str, message: str, detail: Any = None, retry_after: float | None = None
            ) -> JSONResponse:
-    error: dict[str, Any] = {"type": error_type, "message": message, "request_id": uuid.uuid4().hex[:16]}
+    error: dict[str, Any] = {"type": error_type, "message": message, "request_id": uuid.uuid4().hex}
     if detail is not None:
         error["detail"] = detail
     headers = {"retry-after": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
@@ -234,6 +234,11 @@ def _routes(control: ControlPlane) -> FastAPI:
     async def logs(name: str, after: LogCursor = 0, limit: LogLimit = 200, since: LogSince = None,
                    request_id: LogRequestId = None, grep: LogGrep = None) -> dict[str, Any]:
         return await asyncio.to_thread(control.logs, name, after, limit, since=since, request_id=request_id, grep=grep)
+
+    @app.get("/v1/traces/{trace_id}")
+    async def trace(trace_id: str) -> dict[str, Any]:
+        """The spans of a trace (a trace id, a request id, or a flow run's id), oldest first."""
+        return await asyncio.to_thread(control.logbook.trace, trace_id)
 
     @app.get("/v1/logs/control-plane")  # the edge's default rule: admin keys only
     async def control_plane_logs(after: LogCursor = 0, limit: LogLimit = 200, since: LogSince = None,

@@ -77,6 +77,7 @@ RULES = (
     _rule("PUT", r"/v1/secrets/[^/]+", "deploy", "secret", streamed=True),
     _rule(None, r"/v1/secrets(/.*)?", "deploy"),
     _rule("GET", r"/v1/functions/[^/]+/logs", "deploy"),
+    _rule("GET", r"/v1/traces/[^/]+", "deploy"),  # a trace crosses functions: no function scope narrows it
     _rule("DELETE", r"/v1/functions/[^/]+", "deploy"),
     _rule(None, r".*", "admin"),
 )
@@ -151,7 +152,7 @@ class Edge:
             if rule.cookie and self._page_error is not None:
                 response = self._page_error(exc, scope)  # a person at a browser: a page, not JSON
             else:
-                response = client_error_response(exc, headers.get("x-request-id") or uuid.uuid4().hex[:16])
+                response = client_error_response(exc, headers.get("x-request-id") or uuid.uuid4().hex)
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -18,8 +18,9 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from fn import BadRequest
-from fnplatform.logtext import InvalidQuery, check_grep, check_request_id, format_line, parse_since
+from fn import BadRequest, NotFound
+from fnplatform.logtext import SPAN_LEVEL, InvalidQuery, check_grep, check_request_id, format_line, parse_line, parse_since
+from fnplatform.serving.tracing import spans_of_line, trace_of
 from fnplatform.storage.db import utcnow
 from fnplatform.storage.logs import LogQuery, LogStore
 
@@ -84,9 +85,13 @@ class OwnLogHandler(logging.Handler):
         return lines
 
 
+class SpanSink(Protocol):
+    def offer(self, source: str, spans: list[dict[str, Any]]) -> None: ...
+
+
 class Logbook:
     def __init__(self, store: LogStore, hub: LogHub, *, retention_s: float, max_bytes: int,
-                 max_drain_lines: int = MAX_DRAIN_LINES) -> None:
+                 max_drain_lines: int = MAX_DRAIN_LINES, export: SpanSink | None = None) -> None:
         self.store = store
         self.hub = hub
         self.retention_s = retention_s
@@ -96,6 +101,7 @@ class Logbook:
         self._draining = threading.Lock()
         self._cursors: dict[str, tuple[str, int]] | None = None  # loaded from the store on the first drain
         self._hub_start: str | None = None  # the start id of the hub last heard from
+        self.export = export  # OTLP (control.otlp), when OTEL_EXPORTER_OTLP_ENDPOINT is set
 
     # draining ------------------------------------------------------------------------------------
     def _after(self, source: str) -> int:
@@ -145,7 +151,16 @@ class Logbook:
                 continue
             stored += len(lines)
             self._cursors[function] = (start_id, last)
+            if self.export is not None:
+                self._export(function, lines)
         return stored
+
+    def _export(self, source: str, lines: list[str]) -> None:
+        spans = [span for line in lines if f" {SPAN_LEVEL} " in line[:40]
+                 for span in spans_of_line(parse_line(line).text)]
+        if spans:
+            assert self.export is not None
+            self.export.offer(source, spans)
 
     def store_own(self) -> int:
         """Store the control plane's own records buffered since the last call."""
@@ -161,6 +176,26 @@ class Logbook:
         return self.store.prune(utcnow() - timedelta(seconds=self.retention_s), self.max_bytes)
 
     # reading -------------------------------------------------------------------------------------
+    def trace(self, trace_or_request_id: str) -> dict[str, Any]:
+        """Every stored span of a trace, named by its trace id, a request id, or a flow run's id; oldest first.
+        A NotFound when there is none (yet: spans are shipped within a second or two of their end)."""
+        try:
+            wanted = check_request_id(trace_or_request_id)
+        except InvalidQuery as exc:
+            raise BadRequest(f"trace id: {exc}", status=400, detail={"parameter": "trace_id"}) from None
+        trace_id = trace_of(wanted)
+        try:
+            self.drain(wait_s=DRAIN_WAIT_S)
+        except Exception as exc:  # noqa: BLE001 - the hub away: what is stored is still an answer
+            log.debug("trace read: could not drain first: %s: %s", type(exc).__name__, exc)
+        spans = [{**span, "source": row.source} for row in self.store.spans(trace_id)
+                 for span in spans_of_line(row.line.text)]
+        if not spans:
+            raise NotFound(f"no spans stored for trace {trace_id} ({wanted!r}); spans arrive a second or two after "
+                           f"their request ends and are kept as long as the logs", status=404)
+        spans.sort(key=lambda span: (span["start"], span["end"]))
+        return {"trace_id": trace_id, "spans": spans}
+
     def read(self, source: str, *, after: int = 0, limit: int = 200, since: str | None = None,
              request_id: str | None = None, grep: str | None = None) -> dict[str, Any]:
         """A page of *source*'s lines (see LogQuery) with ``next``, the cursor to continue after; bad

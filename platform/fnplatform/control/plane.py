@@ -36,6 +36,7 @@ from fnplatform.storage.logs import LogStore
 from fnplatform.storage.registry import Registry, VersionRecord
 from fnplatform.storage.secrets import SecretStore, open_cipher
 
+from . import otlp
 from .deployer import Deployer
 from .logbook import Logbook
 from .metrics import ControlMetrics, render, replica_gauges
@@ -96,7 +97,7 @@ class ControlPlane:
         self.secrets = Secrets(secrets or SecretStore(registry.url, open_cipher(settings.home)), registry, hub, deployer,
                                deploying=self._deploying)
         self.logbook = Logbook(LogStore(registry.url), hub, retention_s=settings.log_retention_s,
-                               max_bytes=settings.log_max_bytes)
+                               max_bytes=settings.log_max_bytes, export=otlp.from_environment())
 
     # bundles -------------------------------------------------------------------------------
     def has_bundle(self, sha256: str) -> bool:

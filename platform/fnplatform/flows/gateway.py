@@ -26,6 +26,7 @@ from starlette.responses import Response
 
 from fn import BadRequest, ClientError, Conflict, NotFound, PayloadTooLarge, TooManyRequests, Unavailable
 from fnplatform.keys import Grant
+from fnplatform.serving import tracing
 from fnplatform.serving.auth import KeyCache
 from fnplatform.serving.edge import declared_over, limited, number_query
 from fnplatform.serving.http import client_error_response, error_response, read_form
@@ -59,7 +60,7 @@ class FlowGateway:
         self._keys = KeyCache(lazy_hub())
 
     async def __call__(self, request: Request) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        request_id = tracing.request_id_of(request.headers)
         try:
             grant = await self._keys.authenticate(request.headers)
             return await self._route(request, grant)

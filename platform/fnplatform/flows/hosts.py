@@ -21,12 +21,14 @@ from collections.abc import Callable
 from typing import Any
 
 from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
-from fnplatform.serving import metrics
+from fnplatform.serving import metrics, tracing
 from fnplatform.serving.hub import lazy_hub
+from fnplatform.serving.logs import LogShipper
 from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.registry import Registry
 
 from .run import FlowRun, RayRuntime
+from .spans import Ship
 from .state import FlowState, database_url_from_env
 
 HOST_PREFIX = "fn-runs-"
@@ -59,7 +61,7 @@ class FlowRuns:
     """The run host actor: calls name a run; the run is loaded from its checkpoint if it is not held yet."""
 
     def __init__(self, store: dict[str, Any], *, database_url: str | None = None,
-                 runtime: Callable[[Callable[[], None]], Any] | None = None) -> None:
+                 runtime: Callable[[Callable[[], None]], Any] | None = None, spans: Ship | None = None) -> None:
         self._store_config = store
         self._db = FlowState(database_url or database_url_from_env())
         self._blobs = open_store(StoreConfig(**store))
@@ -68,14 +70,25 @@ class FlowRuns:
         # A run's runtime, given what to call when the run is over (tests stand in for the cluster side).
         self._new_runtime = runtime or (lambda on_exit: RayRuntime(self._handles, on_exit=on_exit))
         self._runs: dict[str, FlowRun] = {}
-        if runtime is None:  # the actor (not a test): its runs' counts go to the hub every few seconds
-            metrics.ship_to_hub(lazy_hub())
+        self._spans = spans
+        self._shippers: dict[str, LogShipper] = {}  # one per flow: its runs' spans, stored as source flow:<name>
+        if runtime is None:  # the actor (not a test): its runs' counts and spans go to the hub every few seconds
+            self._hub = lazy_hub()
+            metrics.ship_to_hub(self._hub)
+            self._spans = spans or self._ship_spans
+
+    def _ship_spans(self, flow: str, trace: tracing.Trace) -> None:
+        shipper = self._shippers.get(flow)
+        if shipper is None:
+            shipper = self._shippers[flow] = LogShipper(f"flow:{flow}", f"runs-{os.getpid()}", self._hub)
+            shipper.start()
+        shipper.line(tracing.LEVEL, trace.line_text(), trace.trace_id)
 
     def _run(self, run_id: str) -> FlowRun:
         run = self._runs.get(run_id)
         if run is None:
             run = FlowRun(run_id, self._store_config, runtime=self._new_runtime(lambda: self._forget(run_id, run)),
-                          db=self._db, blobs=self._blobs, registry=self._registry)
+                          db=self._db, blobs=self._blobs, registry=self._registry, spans=self._spans)
             self._runs[run_id] = run
         return run
 

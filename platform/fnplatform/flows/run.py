@@ -23,6 +23,7 @@ from fnplatform.storage.registry import Registry
 
 from .capacity import placement_note
 from .metrics import run_finished, step_succeeded
+from .spans import RunTrace, Ship
 from .state import FlowState, StoredValue, database_url_from_env, run_state
 
 FINISHED_GRACE_S = 30.0
@@ -102,7 +103,8 @@ class RayRuntime:
 
 class FlowRun:
     def __init__(self, run_id: str, store: dict[str, Any], *, runtime: Any = None, database_url: str | None = None,
-                 db: FlowState | None = None, blobs: Any = None, registry: Registry | None = None) -> None:
+                 db: FlowState | None = None, blobs: Any = None, registry: Registry | None = None,
+                 spans: Ship | None = None) -> None:
         # A host passes its one database, store and registry client to all its runs (an engine each would not do).
         self.run_id = run_id
         self._runtime = runtime or RayRuntime()
@@ -122,6 +124,7 @@ class FlowRun:
         self._output: Any = None
         self._error: dict[str, Any] | None = None
         self._last_activity = time.time()
+        self._ship_spans = spans
 
     # lifecycle ----------------------------------------------------------------------------
     async def _ensure(self) -> None:
@@ -139,6 +142,8 @@ class FlowRun:
         if record is None:
             raise KeyError(f"run {self.run_id} is not in the registry")
         self.spec: FlowSpec = record.spec
+        self._trace = RunTrace(self.run_id, self.spec.name, self._ship_spans)
+        self._created_at = record.created_at
         self._steps = {s.name: {"status": "waiting", "attempts": 0} for s in self.spec.steps}
         for value in record.values.values():
             if value.kind == "input":
@@ -245,13 +250,14 @@ class FlowRun:
         while True:
             state["attempts"] += 1
             state["started_at"] = time.time()
+            trace, span = self._trace.attempt(step.name, step.function, state["attempts"])
             try:
                 kwargs = {param: await self._input(src[6:]) if src.startswith("input:") else self._results[src[5:]]
                           for param, src in step.inputs.items()}
                 deadline = await self._call_deadline(step.function)
                 try:
                     result = await asyncio.wait_for(
-                        self._runtime.call(step.function, f"{self.run_id}:{step.name}", kwargs), deadline)
+                        self._runtime.call(step.function, self._trace.hop(step.name, trace, span), kwargs), deadline)
                 except TimeoutError:
                     note = state.get("waiting_for")
                     raise Timeout(f"step {step.name!r}: {step.function} could not be placed or did not answer "
@@ -259,10 +265,12 @@ class FlowRun:
                                   + (f": {note}" if note else "")) from None
                 finally:
                     state.pop("waiting_for", None)
+                self._trace.attempt_ended(trace, span)
                 break
             except Exception as exc:  # noqa: BLE001 - a failed attempt is retried, then fails the run with its error
                 error = _error(translate_error(exc, step.function))
                 state["error"] = error
+                self._trace.attempt_ended(trace, span, error.get("message"))
                 if state["attempts"] > step.retries:
                     state["status"] = "failed"
                     await self._write(f"the failure of step {step.name!r}", self._db.record_step, self.run_id,
@@ -288,6 +296,7 @@ class FlowRun:
             await self._fail({**_error(exc), "step": self.spec.output})
             return
         run_finished(self.spec.name, "succeeded")
+        self._trace.run_ended("succeeded", self._created_at)
         self._status, self._output = "succeeded", output
         self._finish_locally()
 
@@ -331,6 +340,7 @@ class FlowRun:
                 return
             self._unrecorded = False
             run_finished(self.spec.name, "failed")
+            self._trace.run_ended("failed", self._created_at)
             self._finish_locally()
 
     async def _write(self, what: str, write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fn import ConfigError, FlowSpec
+from fnplatform.serving.tracing import trace_of
 from fnplatform.storage.db import Base, Database, utcnow
 
 # The flows gateway and the run actors find the checkpoint database here, in their own environment, never
@@ -219,7 +220,7 @@ class FlowState(Database):
 def run_state(run_id: str, spec: FlowSpec, status: str, given: set[str], steps: dict[str, Any], output: Any,
               error: dict[str, Any] | None) -> dict[str, Any]:
     """The run's state as the API shows it, from the live actor or from the checkpoint."""
-    body: dict[str, Any] = {"id": run_id, "flow": spec.name, "status": status,
+    body: dict[str, Any] = {"id": run_id, "flow": spec.name, "status": status, "trace_id": trace_of(run_id),
                             "inputs": {name: name in given for name in spec.inputs}, "steps": steps}
     if status == "succeeded":
         body["output"] = output

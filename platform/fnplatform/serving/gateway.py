@@ -13,7 +13,6 @@ most twice a second) when a path names no known function.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,7 @@ from starlette.responses import Response
 
 from fn import BadRequest, ClientError, FunctionSpec, Unavailable
 
+from . import tracing
 from .auth import KeyCache
 from .handles import HandleTransport, NotDeployed
 from .http import (
@@ -97,7 +97,7 @@ class Gateway:
 
     async def __call__(self, request: Request) -> Response:
         path = request.url.path
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        request_id = tracing.request_id_of(request.headers)
         if path in {"/-/healthz", "/healthz"}:
             return Response('{"status": "ok"}', media_type="application/json")
         parts = [p for p in path.split("/") if p]

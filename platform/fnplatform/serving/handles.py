@@ -1,7 +1,8 @@
 """Function-to-function calls inside the cluster: Serve deployment handles, no HTTP hop.
 
 Handles are resolved by name at run time and cached. The caller's request id rides along as the
-first argument of the callee's ``call`` method, so one id follows a request through every hop.
+first argument of the callee's ``call`` method, with the span of the hop (``tracing.hop_token``), so one
+id follows a request through every hop and the callee's span hangs under the caller's.
 Errors come back as the ``fn`` error the callee raised (type, message and request id kept).
 """
 
@@ -9,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
-from fn import FnError, NotFound, Pending, RemoteError, Timeout, Unavailable
+from fn import ClientError, FnError, NotFound, Pending, RemoteError, Timeout, Unavailable
 
+from . import tracing
 from .logs import request_id_var
+
+_SPAN_ATTRIBUTE = "_fn_span"  # the caller's span of a hop, kept on Serve's response object until it is awaited
 
 
 def _unwrap(value: Any) -> Any:
@@ -61,11 +66,27 @@ class HandleTransport:
 
     def submit(self, name: str, kwargs: dict[str, Any]) -> Any:
         arguments = {key: _unwrap(value) for key, value in kwargs.items()}
-        return self._handle(name).remote(request_id_var.get(), **arguments)
+        handle = self._handle(name)
+        trace = tracing.current.get()
+        span = trace.begin(f"call {name}", {"fn.function": name}, kind="client") if trace is not None else None
+        pending = handle.remote(tracing.hop_token(request_id_var.get(), trace, span), **arguments)
+        if span is not None:
+            try:
+                setattr(pending, _SPAN_ATTRIBUTE, span)
+            except AttributeError:  # a response type without a __dict__: the hop's span ends at once
+                span.end = time.time()
+        return pending
 
     def submit_http(self, name: str, scope: dict[str, Any], body: bytes) -> Any:
         """An HTTP request for the function's own route, answered by its replica's ``http`` method."""
         return self._handle(name, "http").remote(request_id_var.get(), scope, body)
+
+    @staticmethod
+    def _ended(pending: Any, failed: bool) -> None:
+        span = getattr(pending, _SPAN_ATTRIBUTE, None)
+        if isinstance(span, tracing.Span) and not span.end:
+            span.end = time.time()
+            span.error = failed
 
     def result(self, pending: Any, timeout: float) -> Any:
         try:
@@ -75,14 +96,28 @@ class HandleTransport:
         else:
             raise RuntimeError("fn.call() blocks; inside an async function use 'await fn.acall(...)'")
         try:
-            return pending.result(timeout_s=timeout)
+            result = pending.result(timeout_s=timeout)
         except Exception as exc:  # noqa: BLE001 - every failure becomes the fn error it stands for
-            raise translate_error(exc, str(getattr(pending, "deployment_name", "function"))) from None
+            error = translate_error(exc, str(getattr(pending, "deployment_name", "function")))
+            self._ended(pending, _is_failure(error))
+            raise error from None
+        self._ended(pending, False)
+        return result
 
     async def aresult(self, pending: Any, timeout: float) -> Any:
         try:
-            return await asyncio.wait_for(pending, timeout=timeout)
+            result = await asyncio.wait_for(pending, timeout=timeout)
         except TimeoutError:
+            self._ended(pending, True)
             raise Timeout(f"no answer within {timeout:g} s", status=504, request_id=request_id_var.get()) from None
         except Exception as exc:  # noqa: BLE001 - every failure becomes the fn error it stands for
-            raise translate_error(exc, "function") from None
+            error = translate_error(exc, "function")
+            self._ended(pending, _is_failure(error))
+            raise error from None
+        self._ended(pending, False)
+        return result
+
+
+def _is_failure(error: BaseException) -> bool:
+    """A hop failed when the callee could not answer (5xx); a 4xx is the callee refusing the arguments."""
+    return not isinstance(error, ClientError) or (error.status or 500) >= 500

@@ -85,7 +85,8 @@ def no_route_rule() -> str:
 
 def error_rules(indent: str = "    ") -> str:
     """Lines for HAProxy's ``defaults`` section (every frontend and backend inherits them)."""
-    lines = ["unique-id-format %[uuid]"] + [error_rule(error) for error in INGRESS_ERRORS]
+    lines = ["unique-id-format %[uuid,regsub(-,,g)]"]  # 32 hex digits: a W3C trace id (serving.tracing)
+    lines += [error_rule(error) for error in INGRESS_ERRORS]
     return "".join(f"{indent}{line}\n" for line in lines)
 
 

@@ -90,7 +90,7 @@ def request_id(headers: Any) -> str:
             return str(rid)
     except Exception:  # noqa: BLE001 - the internal moved: fall back to our own id
         pass
-    return str(headers.get("x-request-id") or uuid.uuid4().hex[:16])
+    return str(headers.get("x-request-id") or uuid.uuid4().hex)
 
 
 # Serve's HAProxy config binds its stats and Prometheus ports on every interface, makes its admin

@@ -35,7 +35,7 @@ from fnplatform.storage.blobs import StoreConfig, fetch_artifact, fetch_bundle
 from fnplatform.storage.cache import CachePolicy
 
 from . import logs as replica_logs
-from . import ray_compat
+from . import ray_compat, tracing
 from . import secrets as replica_secrets
 from .auth import KeyCache
 from .coldstart import ARRIVED_HEADER, HEADER, LOG_MARK, Breakdown, ColdStarts, ReplicaStart
@@ -274,7 +274,26 @@ class FunctionReplica:
         self._shipper.line("INFO", f"batch of {len(calls)} in {replica_logs.elapsed_ms(started):.1f} ms")
         return list(results)
 
-    async def _invoke(self, arguments: dict[str, Any]) -> Any:
+    async def _invoke(self, arguments: dict[str, Any], kind: str = "internal") -> Any:
+        """Run the function, in a span of the request's trace (its parent: the edge's span, or the caller's
+        span across a handle hop); a handle call the function makes hangs from this span."""
+        trace = tracing.current.get()
+        if trace is None:
+            return await self._run(arguments)
+        span = trace.begin(self.spec.name, {"fn.function": self.spec.name, "fn.version": self._version}, kind=kind)
+        trace.parent = span.span
+        try:
+            return await self._run(arguments)
+        except ClientError as exc:
+            span.error = (exc.status or 400) >= 500  # a caller's mistake is not this function's failure
+            raise
+        except BaseException:
+            span.error = True
+            raise
+        finally:
+            span.end = time.time()
+
+    async def _run(self, arguments: dict[str, Any]) -> Any:
         values = self.loaded.signature.validate(arguments)
         ticket: Ticket | None = None
         if self._batched is not None:
@@ -294,12 +313,33 @@ class FunctionReplica:
             raise Timeout(f"{self.spec.name} ran past its timeout_s of {self.spec.timeout_s:g} s", status=504) from None
 
     async def __call__(self, request: Request, request_id: str | None = None) -> Response:
-        request_id = request_id or ray_compat.request_id(request.headers)
+        parent = tracing.parse_traceparent(request.headers.get(tracing.HEADER))
+        # A caller's traceparent names the trace, and the trace id is the request id (one id finds everything).
+        request_id = parent[0] if parent else tracing.plain_request_id(
+            request_id or ray_compat.request_id(request.headers))
         replica_logs.request_id_var.set(request_id)
+        routed = time.time()
         cold = await self._cold.of_call(request.headers.get(ARRIVED_HEADER))
-        with self.metrics.call(self.spec.name, self._version) as code:
-            response = await self._answer(request, request_id, cold)
-            code[0] = response.status_code
+        trace = tracing.Trace(tracing.trace_of(request_id), parent[1] if parent else None)
+        edge = trace.begin(f"{request.method} /{self.spec.name}",
+                           {"http.method": request.method, "http.route": f"/{self.spec.name}",
+                            "fn.function": self.spec.name, "fn.version": self._version},
+                           kind="server", start=routed - (cold.total if cold is not None else 0.0))
+        trace.parent = edge.span
+        if cold is not None:
+            _cold_spans(trace, cold, edge.start)
+        token = tracing.current.set(trace)
+        try:
+            with self.metrics.call(self.spec.name, self._version) as code:
+                response = await self._answer(request, request_id, cold)
+                code[0] = response.status_code
+        finally:
+            tracing.current.reset(token)
+            edge.end = time.time()
+        edge.attrs["http.status_code"] = response.status_code
+        edge.error = response.status_code >= 500
+        response.headers[tracing.HEADER] = tracing.traceparent(trace.trace_id, edge.span)
+        self._shipper.line(tracing.LEVEL, trace.line_text(), trace.trace_id)
         return response
 
     async def _answer(self, request: Request, request_id: str, cold: Breakdown | None = None) -> Response:
@@ -337,13 +377,21 @@ class FunctionReplica:
             body_bytes = bytes(response.body)
         return response.status_code, list(response.raw_headers), body_bytes
 
-    async def call(self, request_id: str | None, /, **arguments: Any) -> Any:
-        """The handle path: Python objects in and out, no HTTP; errors as fn errors that pickle."""
-        rid = request_id if request_id and request_id != "-" else uuid.uuid4().hex[:16]
+    async def call(self, hop: str | None, /, **arguments: Any) -> Any:
+        """The handle path: Python objects in and out, no HTTP; errors as fn errors that pickle. *hop* is the
+        caller's request id, with the caller's span when it has one (``tracing.hop_token``)."""
+        request_id, trace_id, parent = tracing.from_hop(hop)
+        rid = request_id or tracing.new_trace_id()
         replica_logs.request_id_var.set(rid)
-        with self.metrics.call(self.spec.name, self._version) as code:
-            result = await self._call(rid, arguments, code)
-            code[0] = 200
+        trace = tracing.Trace(trace_id or tracing.trace_of(rid), parent)
+        token = tracing.current.set(trace)
+        try:
+            with self.metrics.call(self.spec.name, self._version) as code:
+                result = await self._call(rid, arguments, code)
+                code[0] = 200
+        finally:
+            tracing.current.reset(token)
+            self._shipper.line(tracing.LEVEL, trace.line_text(), trace.trace_id)
         return result
 
     async def _call(self, rid: str, arguments: dict[str, Any], code: list[int]) -> Any:
@@ -352,7 +400,7 @@ class FunctionReplica:
             if _is_object_ref(value):  # large values (flow uploads) travel by reference
                 arguments[key] = await value
         try:
-            result = await self._invoke(arguments)
+            result = await self._invoke(arguments, kind="server")
         except ClientError as exc:
             code[0] = exc.status or 400  # the status it travels with (below)
             self._shipper.line("INFO", f"call {self.spec.name} -> {exc.status} in {replica_logs.elapsed_ms(started):.1f} ms")
@@ -382,6 +430,16 @@ class FunctionReplica:
         if shipper is not None:
             shipper.stop()
         ship_now()  # the process may be killed before its exit handlers run
+
+
+def _cold_spans(trace: tracing.Trace, cold: Breakdown, start: float) -> None:
+    """The wait for a replica as a span of the request, with a child span per phase, end to end."""
+    span = trace.begin("cold start", {"fn.cold_start_s": round(cold.total, 3)}, start=start)
+    at = start
+    for phase, seconds in cold.phases.items():
+        trace.begin(phase, parent=span.span, start=at).end = at + seconds
+        at += seconds
+    span.end = at
 
 
 def _is_object_ref(value: Any) -> bool:

@@ -1,0 +1,162 @@
+"""Traces: W3C trace context in and out, and spans recorded where the work happens.
+
+A trace id is the request id: an id the platform makes is 32 hex digits, which is a trace id as it
+stands; a caller's ``traceparent`` makes its trace id the request id; any other id a caller chose as
+``x-request-id`` is mapped by ``trace_of`` (a UUID without its dashes, else the first 32 hex digits of
+its SHA-256), so ``fnctl trace`` finds a trace by either. A flow run's trace is ``trace_of(run_id)``.
+
+Spans are plain records (name, ids, epoch seconds, status, a few attributes), not OpenTelemetry
+objects: a replica imports nothing for them, and they travel as one ``SPAN`` log line per request
+(a JSON list, stored with the durable logs under the trace id). The control plane reads them back for
+``GET /v1/traces/{id}`` and, when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, exports them by OTLP.
+
+Across a handle hop the callee's first argument is a *hop token*: the request id, then a space and a
+``traceparent`` naming the caller's span, so the callee's span is the caller's child.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fnplatform.logtext import SPAN_LEVEL
+
+LEVEL = SPAN_LEVEL  # the level of a line of spans; `fnctl logs` and the console leave such lines out
+HEADER = "traceparent"
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+MAX_SPANS_PER_TRACE = 256  # a function that makes thousands of calls keeps its first spans, not its memory
+_random = random.SystemRandom()
+
+
+def parse_traceparent(value: str | None) -> tuple[str, str] | None:
+    """The (trace id, parent span id) of a W3C ``traceparent`` header; None when absent or invalid (the
+    standard says: start a new trace then, never fail the request)."""
+    if not value:
+        return None
+    match = _TRACEPARENT.fullmatch(value.strip())
+    if match is None:
+        return None
+    version, trace_id, span_id, _flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest) or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    return trace_id, span_id
+
+
+def traceparent(trace_id: str, span_id: str) -> str:
+    return f"00-{trace_id}-{span_id}-01"
+
+
+def trace_of(request_id: str) -> str:
+    """The trace id that stands for *request_id* (see the module's text)."""
+    if _TRACE_ID.fullmatch(request_id) and request_id != _ZERO_TRACE:
+        return request_id
+    if _UUID.fullmatch(request_id):
+        return request_id.replace("-", "").lower()
+    return hashlib.sha256(request_id.encode()).hexdigest()[:32]
+
+
+def plain_request_id(request_id: str) -> str:
+    """A UUID-shaped id (what Serve's proxy and older HAProxy configs make) as its 32 hex digits, so the
+    request id in logs and the trace id are the same string; any other id unchanged."""
+    return request_id.replace("-", "").lower() if _UUID.fullmatch(request_id) else request_id
+
+
+def request_id_of(headers: Any) -> str:
+    """The id of an HTTP request a gateway answers: the caller's trace (``traceparent``), else its
+    ``x-request-id``, else a new trace id."""
+    parent = parse_traceparent(headers.get(HEADER))
+    if parent is not None:
+        return parent[0]
+    given = headers.get("x-request-id")
+    return plain_request_id(given) if given else new_trace_id()
+
+
+def new_id() -> str:
+    return f"{_random.getrandbits(64) or 1:016x}"
+
+
+def new_trace_id() -> str:
+    return f"{_random.getrandbits(128) or 1:032x}"
+
+
+@dataclass
+class Span:
+    name: str
+    trace: str
+    span: str
+    parent: str | None
+    start: float  # epoch seconds
+    end: float = 0.0
+    kind: str = "internal"  # server, client or internal (OpenTelemetry's span kinds)
+    error: bool = False
+    attrs: dict[str, str | int | float | bool] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "trace": self.trace, "span": self.span, "parent": self.parent,
+                "start": round(self.start, 6), "end": round(self.end or self.start, 6), "kind": self.kind,
+                "status": "error" if self.error else "ok", "attrs": self.attrs}
+
+
+class Trace:
+    """The spans one process records for one request (or one flow run), shipped together as one line."""
+
+    def __init__(self, trace_id: str, parent: str | None = None) -> None:
+        self.trace_id = trace_id
+        self.parent = parent  # the span new children hang from
+        self.spans: list[Span] = []
+
+    def begin(self, name: str, attrs: dict[str, str | int | float | bool] | None = None, *, parent: str | None = None,
+              kind: str = "internal", start: float | None = None) -> Span:
+        span = Span(name, self.trace_id, new_id(), parent if parent is not None else self.parent,
+                    time.time() if start is None else start, kind=kind, attrs=dict(attrs or {}))
+        if len(self.spans) < MAX_SPANS_PER_TRACE:
+            self.spans.append(span)  # list.append is atomic: user threads may add hop spans at once
+        return span
+
+    def line_text(self) -> str:
+        """The text of the ``SPAN`` log line of these spans (logtext's format around it)."""
+        return json.dumps([span.to_json() for span in self.spans], separators=(",", ":"))
+
+
+# The trace of the request this code runs for: set by the replica (and a flow run) around the work, and
+# copied into the threads a function runs in, so a handle call made by user code finds its parent.
+current: contextvars.ContextVar[Trace | None] = contextvars.ContextVar("fn_trace", default=None)
+
+
+def hop_token(request_id: str, trace: Trace | None, span: Span | None) -> str:
+    """The first argument of a handle call: the request id, and the span the callee's span belongs under."""
+    if trace is None or span is None:
+        return request_id
+    return f"{request_id} {traceparent(trace.trace_id, span.span)}"
+
+
+def from_hop(token: str | None) -> tuple[str | None, str | None, str | None]:
+    """(request id, trace id, parent span id) of a hop token; a bare request id has no parent."""
+    if not token or token == "-":
+        return None, None, None
+    rid, _, context = token.partition(" ")
+    parsed = parse_traceparent(context)
+    if parsed is None:
+        return rid, trace_of(rid), None
+    return rid, parsed[0], parsed[1]
+
+
+def spans_of_line(text: str) -> list[dict[str, Any]]:
+    """The spans of a stored ``SPAN`` line's text; [] when it is not one (a foreign or damaged line)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    if not isinstance(value, list):
+        return []
+    return [span for span in value if isinstance(span, dict) and isinstance(span.get("span"), str)
+            and isinstance(span.get("start"), int | float) and isinstance(span.get("end"), int | float)]

@@ -90,3 +90,11 @@ def test_a_call_that_waited_for_a_replica_says_why_in_its_header_metrics_and_des
     assert request_id in [c["request_id"] for c in described["cold_starts"]]
     shown = basic.fnctl("describe", "add").output
     assert "last cold starts (seconds):" in shown  # the table itself wraps to the terminal's width
+    # the same wait in the call's trace: a cold-start span under the edge's, a child span per phase, end to end
+    spans = json.loads(basic.fnctl("trace", request_id, "--json", "--wait", "30").output)["spans"]
+    edge = next(span for span in spans if span["name"] == "POST /add")
+    started = next(span for span in spans if span["name"] == "cold start")
+    children = sorted((span for span in spans if span["parent"] == started["span"]), key=lambda span: span["start"])
+    assert started["parent"] == edge["span"] and [span["name"] for span in children] == list(PHASES)
+    assert abs((started["end"] - started["start"]) - phases["total"]) <= 0.02
+    assert edge["start"] == started["start"] and children[-1]["end"] <= edge["end"]

@@ -47,8 +47,9 @@ def test_an_invalid_traceparent_is_ignored_not_an_error(value: str | None) -> No
 
 
 def test_a_valid_traceparent_gives_its_trace_and_parent_and_a_later_version_is_read_too() -> None:
-    assert tracing.parse_traceparent(f"00-{CALLER_TRACE}-{CALLER_SPAN}-01") == (CALLER_TRACE, CALLER_SPAN)
-    assert tracing.parse_traceparent(f"01-{CALLER_TRACE}-{CALLER_SPAN}-00-more") == (CALLER_TRACE, CALLER_SPAN)
+    assert tracing.parse_traceparent(f"00-{CALLER_TRACE}-{CALLER_SPAN}-01") == (CALLER_TRACE, CALLER_SPAN, True)
+    assert tracing.parse_traceparent(f"01-{CALLER_TRACE}-{CALLER_SPAN}-00-more") == (CALLER_TRACE, CALLER_SPAN, False)
+    assert tracing.parse_traceparent(f"00-{CALLER_TRACE}-{CALLER_SPAN}-03") == (CALLER_TRACE, CALLER_SPAN, True)
 
 
 def test_the_trace_id_of_a_request_id() -> None:
@@ -64,9 +65,11 @@ def test_a_hop_token_carries_the_request_id_and_the_callers_span() -> None:
     trace = tracing.Trace(CALLER_TRACE)
     span = trace.begin("call b")
     token = tracing.hop_token("r-1", trace, span)
-    assert tracing.from_hop(token) == ("r-1", CALLER_TRACE, span.span)
-    assert tracing.from_hop("r-1") == ("r-1", tracing.trace_of("r-1"), None)  # a caller without a trace
-    assert tracing.from_hop("-") == (None, None, None)
+    assert tracing.from_hop(token) == ("r-1", (CALLER_TRACE, span.span, True))
+    assert tracing.from_hop("r-1") == ("r-1", None)  # a caller without a trace
+    assert tracing.from_hop("-") == (None, None)
+    unrecorded = tracing.Trace(CALLER_TRACE, sampled=False)
+    assert tracing.from_hop(tracing.hop_token("r-1", unrecorded, unrecorded.begin("x")))[1].sampled is False
 
 
 def test_an_http_call_continues_the_callers_trace_and_answers_with_its_traceparent() -> None:
@@ -162,7 +165,7 @@ def test_a_handle_hop_is_a_client_span_of_the_callers_trace_and_the_callee_hangs
     (hop,) = trace.spans
     assert (hop.name, hop.kind, hop.parent, hop.error) == ("call double", "client", "bbbbbbbbbbbbbbbb", False)
     assert hop.end >= hop.start > 0
-    assert tracing.from_hop(handle.tokens[0])[1:] == (CALLER_TRACE, hop.span)
+    assert tracing.from_hop(handle.tokens[0])[1] == (CALLER_TRACE, hop.span, True)
 
 
 def test_the_callee_of_a_hop_records_its_span_under_the_callers() -> None:
@@ -208,7 +211,42 @@ def test_a_flow_run_is_one_trace_its_steps_under_the_run_and_each_call_under_its
     assert sorted(s.name for s in steps) == ["step decide", "step measure-back", "step measure-front"]
     assert all(root.start <= s.start <= s.end <= root.end for s in steps)
     # each step's call carries its request id (run:step, as in its log lines) and its step's span
-    hops = {tracing.from_hop(token)[0]: tracing.from_hop(token) for token in local.tokens}
+    hops = dict(tracing.from_hop(token) for token in local.tokens)
     assert set(hops) == {f"{run_id}:measure-front", f"{run_id}:measure-back", f"{run_id}:decide"}
-    assert {hop[2] for hop in hops.values()} == {s.span for s in steps}
+    assert {hop.span for hop in hops.values() if hop is not None} == {s.span for s in steps}
     assert run.snapshot()["trace_id"] == tracing.trace_of(run_id)
+
+
+@pytest.mark.parametrize("raw", ["-0.1", "1.5", "half", "nan", "inf"])
+def test_a_bad_sample_share_is_refused_naming_the_variable_and_the_range(raw: str) -> None:
+    with pytest.raises(ValueError, match=r"FN_TRACE_SAMPLE=.* is invalid: the share of new traces to record, from 0"):
+        tracing.sample_ratio(raw)
+
+
+def test_sampling_by_trace_id_is_the_same_everywhere_and_keeps_about_the_share() -> None:
+    assert tracing.sample_ratio(None) == tracing.sample_ratio("") == 1.0 and tracing.sample_ratio("0.25") == 0.25
+    ids = [tracing.new_trace_id() for _ in range(4000)]
+    assert all(tracing.sampled(i, 1.0) for i in ids) and not any(tracing.sampled(i, 0.0) for i in ids)
+    kept = [i for i in ids if tracing.sampled(i, 0.25)]
+    assert 800 < len(kept) < 1200 and kept == [i for i in ids if tracing.sampled(i, 0.25)]
+    assert set(kept) <= {i for i in ids if tracing.sampled(i, 0.5)}  # a larger share keeps what a smaller one kept
+
+
+def test_an_unsampled_call_is_answered_with_its_context_and_ships_no_spans() -> None:
+    response, spans = _call_and_spans(plus, {"a": 1}, {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-00"})
+    assert response.status_code == 200 and spans == []  # the caller said: not recorded
+    assert response.headers["x-request-id"] == CALLER_TRACE and response.headers["traceparent"].endswith("-00")
+    the_replica = replica(plus)
+    the_replica._sample = 0.0  # FN_TRACE_SAMPLE=0: no new trace is recorded
+    assert asyncio.run(the_replica.call("r-1", a=1)) == 11 and shipped_spans(the_replica._shipper) == []
+
+
+def test_the_platform_refuses_to_start_with_a_bad_sample_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fn
+    from fnplatform.control.settings import PlatformSettings
+
+    monkeypatch.setenv("FN_TRACE_SAMPLE", "10%")
+    with pytest.raises(fn.ConfigError, match=r"FN_TRACE_SAMPLE='10%' is invalid"):
+        PlatformSettings.from_env()
+    monkeypatch.setenv("FN_TRACE_SAMPLE", "0.1")
+    PlatformSettings.from_env()

@@ -19,6 +19,7 @@ from pathlib import Path
 from fn import ConfigError, fn_home
 from fnplatform.bundles.packaging import DEFAULT_MAX_BUNDLE_BYTES
 from fnplatform.bundles.safety import BundleLimits
+from fnplatform.serving.tracing import SAMPLE_VARIABLE, sample_ratio
 from fnplatform.storage.blobs import StoreConfig
 from fnplatform.storage.cache import CachePolicy
 
@@ -107,6 +108,10 @@ class PlatformSettings:
         if settings.log_retention_s <= 0 or settings.log_max_bytes <= 0:
             raise ConfigError(f"FN_LOG_RETENTION_HOURS and FN_LOG_MAX_MB must be positive (got "
                               f"{settings.log_retention_s / 3600:g} hours and {settings.log_max_bytes / 2**20:g} MB)")
+        try:  # read again by every replica and run host (serving.tracing): refused here, at start, once
+            sample_ratio(env.get(SAMPLE_VARIABLE))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         settings.ingress = env.get("FN_INGRESS", settings.ingress)
         if settings.ingress not in {"proxy", "haproxy"}:
             raise ConfigError(f"FN_INGRESS={settings.ingress!r} is invalid: use 'haproxy' (the default) or 'proxy'")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from fnplatform.serving.tracing import Span, Trace, hop_token, trace_of
+from fnplatform.serving.tracing import Span, Trace, configured_ratio, hop_token, sampled, trace_of
 
 Ship = Callable[[str, Trace], None]  # (flow name, spans of one trace) -> shipped with the host's lines
 
@@ -28,10 +28,11 @@ class RunTrace:
         self.flow = flow
         self.trace_id = trace_of(run_id)
         self.root = root_span_id(run_id)
+        self.sampled = sampled(self.trace_id, configured_ratio())  # as every replica of its steps decides
         self._ship = ship
 
     def attempt(self, step: str, function: str, attempt: int) -> tuple[Trace, Span]:
-        trace = Trace(self.trace_id, self.root)
+        trace = Trace(self.trace_id, self.root, self.sampled)
         span = trace.begin(f"step {step}", {"fn.flow": self.flow, "fn.step": step, "fn.function": function,
                                             "fn.attempt": attempt}, kind="client")
         return trace, span
@@ -50,12 +51,12 @@ class RunTrace:
     def run_ended(self, status: str, created_at: datetime | None) -> None:
         ended = time.time()
         start = created_at.replace(tzinfo=UTC).timestamp() if created_at is not None else ended
-        trace = Trace(self.trace_id)
+        trace = Trace(self.trace_id, None, self.sampled)
         trace.spans.append(Span(f"flow {self.flow}", self.trace_id, self.root, None, min(start, ended), ended,
                                 kind="server", error=status != "succeeded",
                                 attrs={"fn.flow": self.flow, "fn.run": self.run_id, "fn.status": status}))
         self._send(trace)
 
     def _send(self, trace: Trace) -> None:
-        if self._ship is not None:
+        if self._ship is not None and trace.sampled:
             self._ship(self.flow, trace)

@@ -243,6 +243,7 @@ class FunctionReplica:
         self.spec = spec
         self.metrics = recorder
         self._version = str(version)  # the registry's version number: a label of every call it counts
+        self._sample = tracing.configured_ratio()  # FN_TRACE_SAMPLE: the share of new traces recorded
         self.replica_id = shipper.replica_id
         self.loaded = loaded
         self._shipper = shipper
@@ -315,12 +316,12 @@ class FunctionReplica:
     async def __call__(self, request: Request, request_id: str | None = None) -> Response:
         parent = tracing.parse_traceparent(request.headers.get(tracing.HEADER))
         # A caller's traceparent names the trace, and the trace id is the request id (one id finds everything).
-        request_id = parent[0] if parent else tracing.plain_request_id(
+        request_id = parent.trace if parent else tracing.plain_request_id(
             request_id or ray_compat.request_id(request.headers))
         replica_logs.request_id_var.set(request_id)
         routed = time.time()
         cold = await self._cold.of_call(request.headers.get(ARRIVED_HEADER))
-        trace = tracing.Trace(tracing.trace_of(request_id), parent[1] if parent else None)
+        trace = tracing.trace_for(request_id, parent, self._sample)
         edge = trace.begin(f"{request.method} /{self.spec.name}",
                            {"http.method": request.method, "http.route": f"/{self.spec.name}",
                             "fn.function": self.spec.name, "fn.version": self._version},
@@ -338,9 +339,13 @@ class FunctionReplica:
             edge.end = time.time()
         edge.attrs["http.status_code"] = response.status_code
         edge.error = response.status_code >= 500
-        response.headers[tracing.HEADER] = tracing.traceparent(trace.trace_id, edge.span)
-        self._shipper.line(tracing.LEVEL, trace.line_text(), trace.trace_id)
+        response.headers[tracing.HEADER] = tracing.traceparent(trace.trace_id, edge.span, trace.sampled)
+        self._ship(trace)
         return response
+
+    def _ship(self, trace: tracing.Trace) -> None:
+        if trace.sampled:
+            self._shipper.line(tracing.LEVEL, trace.line_text(), trace.trace_id)
 
     async def _answer(self, request: Request, request_id: str, cold: Breakdown | None = None) -> Response:
         if self.spec.internal:  # the last line: the deployer gives it no route and the gateway no entry
@@ -380,10 +385,10 @@ class FunctionReplica:
     async def call(self, hop: str | None, /, **arguments: Any) -> Any:
         """The handle path: Python objects in and out, no HTTP; errors as fn errors that pickle. *hop* is the
         caller's request id, with the caller's span when it has one (``tracing.hop_token``)."""
-        request_id, trace_id, parent = tracing.from_hop(hop)
+        request_id, parent = tracing.from_hop(hop)
         rid = request_id or tracing.new_trace_id()
         replica_logs.request_id_var.set(rid)
-        trace = tracing.Trace(trace_id or tracing.trace_of(rid), parent)
+        trace = tracing.trace_for(rid, parent, self._sample)
         token = tracing.current.set(trace)
         try:
             with self.metrics.call(self.spec.name, self._version) as code:
@@ -391,7 +396,7 @@ class FunctionReplica:
                 code[0] = 200
         finally:
             tracing.current.reset(token)
-            self._shipper.line(tracing.LEVEL, trace.line_text(), trace.trace_id)
+            self._ship(trace)
         return result
 
     async def _call(self, rid: str, arguments: dict[str, Any], code: list[int]) -> Any:

@@ -12,18 +12,27 @@ objects: a replica imports nothing for them, and they travel as one ``SPAN`` log
 
 Across a handle hop the callee's first argument is a *hop token*: the request id, then a space and a
 ``traceparent`` naming the caller's span, so the callee's span is the caller's child.
+
+Sampling is decided once per trace and followed by every hop: a caller's ``traceparent`` decides by its
+sampled flag (W3C, parent-based); a new trace is recorded when its id falls in the share
+``FN_TRACE_SAMPLE`` gives (0 to 1, default 1), a test of the id itself, so every process decides alike
+with nothing passed. An unrecorded trace still has its ids, its request id and its ``traceparent``.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import json
+import logging
+import math
+import os
 import random
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from fnplatform.logtext import SPAN_LEVEL
 
@@ -33,26 +42,63 @@ _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
-MAX_SPANS_PER_TRACE = 256  # a function that makes thousands of calls keeps its first spans, not its memory
+MAX_SPANS_PER_TRACE = 128  # a function that makes thousands of calls keeps its first spans (one line), not its memory
+SAMPLE_VARIABLE = "FN_TRACE_SAMPLE"
 _random = random.SystemRandom()
+log = logging.getLogger(__name__)
 
 
-def parse_traceparent(value: str | None) -> tuple[str, str] | None:
-    """The (trace id, parent span id) of a W3C ``traceparent`` header; None when absent or invalid (the
-    standard says: start a new trace then, never fail the request)."""
+class Parent(NamedTuple):
+    trace: str
+    span: str
+    sampled: bool
+
+
+def sample_ratio(raw: str | None) -> float:
+    """The share of new traces to record, from ``FN_TRACE_SAMPLE``'s text; a ValueError names what is allowed."""
+    if raw is None or not raw.strip():
+        return 1.0
+    try:
+        ratio = float(raw)
+    except ValueError:
+        ratio = math.nan
+    if not 0 <= ratio <= 1:
+        raise ValueError(f"{SAMPLE_VARIABLE}={raw!r} is invalid: the share of new traces to record, from 0 (none) "
+                         f"to 1 (every one, the default), e.g. 0.1")
+    return ratio
+
+
+@functools.cache
+def configured_ratio() -> float:
+    """This process's ``FN_TRACE_SAMPLE`` (the control plane refuses a bad one at start; here it means 1)."""
+    try:
+        return sample_ratio(os.environ.get(SAMPLE_VARIABLE))
+    except ValueError as exc:
+        log.warning("%s; recording every trace", exc)
+        return 1.0
+
+
+def sampled(trace_id: str, ratio: float) -> bool:
+    """Whether a new trace is recorded: its id's last 64 bits below the share (OpenTelemetry's TraceIdRatio)."""
+    return ratio >= 1 or (ratio > 0 and int(trace_id[16:], 16) < int(ratio * 2**64))
+
+
+def parse_traceparent(value: str | None) -> Parent | None:
+    """The trace id, parent span id and sampled flag of a W3C ``traceparent`` header; None when absent or
+    invalid (the standard says: start a new trace then, never fail the request)."""
     if not value:
         return None
     match = _TRACEPARENT.fullmatch(value.strip())
     if match is None:
         return None
-    version, trace_id, span_id, _flags, rest = match.groups()
+    version, trace_id, span_id, flags, rest = match.groups()
     if version == "ff" or (version == "00" and rest) or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return None
-    return trace_id, span_id
+    return Parent(trace_id, span_id, bool(int(flags, 16) & 1))
 
 
-def traceparent(trace_id: str, span_id: str) -> str:
-    return f"00-{trace_id}-{span_id}-01"
+def traceparent(trace_id: str, span_id: str, sampled: bool = True) -> str:
+    return f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
 
 
 def trace_of(request_id: str) -> str:
@@ -75,7 +121,7 @@ def request_id_of(headers: Any) -> str:
     ``x-request-id``, else a new trace id."""
     parent = parse_traceparent(headers.get(HEADER))
     if parent is not None:
-        return parent[0]
+        return parent.trace
     given = headers.get("x-request-id")
     return plain_request_id(given) if given else new_trace_id()
 
@@ -109,9 +155,10 @@ class Span:
 class Trace:
     """The spans one process records for one request (or one flow run), shipped together as one line."""
 
-    def __init__(self, trace_id: str, parent: str | None = None) -> None:
+    def __init__(self, trace_id: str, parent: str | None = None, sampled: bool = True) -> None:
         self.trace_id = trace_id
         self.parent = parent  # the span new children hang from
+        self.sampled = sampled  # False: ids and context go on, nothing is shipped
         self.spans: list[Span] = []
 
     def begin(self, name: str, attrs: dict[str, str | int | float | bool] | None = None, *, parent: str | None = None,
@@ -136,18 +183,23 @@ def hop_token(request_id: str, trace: Trace | None, span: Span | None) -> str:
     """The first argument of a handle call: the request id, and the span the callee's span belongs under."""
     if trace is None or span is None:
         return request_id
-    return f"{request_id} {traceparent(trace.trace_id, span.span)}"
+    return f"{request_id} {traceparent(trace.trace_id, span.span, trace.sampled)}"
 
 
-def from_hop(token: str | None) -> tuple[str | None, str | None, str | None]:
-    """(request id, trace id, parent span id) of a hop token; a bare request id has no parent."""
+def from_hop(token: str | None) -> tuple[str | None, Parent | None]:
+    """The request id and the caller's span of a hop token; a bare request id (or none) has no parent."""
     if not token or token == "-":
-        return None, None, None
+        return None, None
     rid, _, context = token.partition(" ")
-    parsed = parse_traceparent(context)
-    if parsed is None:
-        return rid, trace_of(rid), None
-    return rid, parsed[0], parsed[1]
+    return rid, parse_traceparent(context)
+
+
+def trace_for(request_id: str, parent: Parent | None, ratio: float) -> Trace:
+    """The trace a request continues (its caller's) or starts (named by its request id, sampled by *ratio*)."""
+    if parent is not None:
+        return Trace(parent.trace, parent.span, parent.sampled)
+    trace_id = trace_of(request_id)
+    return Trace(trace_id, None, sampled(trace_id, ratio))
 
 
 def spans_of_line(text: str) -> list[dict[str, Any]]:

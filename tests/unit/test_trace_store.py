@@ -1,6 +1,6 @@
-"""Traces in the control plane, with no Ray: spans drained from an in-process hub into a real SQLite log store,
-``GET /v1/traces/{id}`` through the edge (who may read, bad and unknown ids), the index an older database
-gets, ``fnctl trace``'s tree, and the OTLP export to a real OTLP/HTTP receiver on loopback."""
+"""Traces in the control plane, with no Ray: spans drained from an in-process hub beside a real SQLite log store
+(kept in memory, not stored), ``GET /v1/traces/{id}`` through the edge (who may read, bad and unknown ids),
+the bounds of what is kept, ``fnctl trace``'s tree, and the OTLP export to a real OTLP/HTTP receiver."""
 
 from __future__ import annotations
 
@@ -12,16 +12,17 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import inspect, text
+from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from fnctl import traces
 from fnctl.main import cli
 from fnplatform.control.otlp import OtlpExport
 from fnplatform.control.plane import ControlPlane
+from fnplatform.control.traces import RecentTraces
 from fnplatform.logtext import format_line
 from fnplatform.serving import tracing
-from fnplatform.storage.logs import LogQuery, LogStore
+from fnplatform.storage.logs import LogStore, _LogLine
 
 from .test_control_plane import InProcessHub
 from .test_edge import key
@@ -81,22 +82,29 @@ def test_who_may_read_a_trace_and_bad_or_unknown_ids(plane: ControlPlane, api: T
     assert api.get(f"/v1/traces/{TRACE}").status_code == 401
     assert api.get(f"/v1/traces/{TRACE}", headers=key(plane, "invoke")).status_code == 403  # crosses functions
     unknown = api.get(f"/v1/traces/{'1' * 32}", headers=key(plane, "deploy"))
-    assert unknown.status_code == 404 and "no spans stored for trace" in unknown.json()["error"]["message"]
+    assert unknown.status_code == 404 and "no spans kept for trace" in unknown.json()["error"]["message"]
     bad = api.get(f"/v1/traces/{'x' * 129}", headers=key(plane, "deploy"))
     assert bad.status_code == 400 and bad.json()["error"]["detail"] == {"parameter": "trace_id"}
 
 
-def test_an_older_database_gets_the_request_id_index(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    store = LogStore(url)
-    with store.engine.begin() as connection:  # as a database made before traces
-        connection.execute(text("DROP INDEX ix_log_lines_request"))
-    assert "ix_log_lines_request" not in {i["name"] for i in inspect(store.engine).get_indexes("log_lines")}
-    reopened = LogStore(url)
-    assert "ix_log_lines_request" in {i["name"] for i in inspect(reopened.engine).get_indexes("log_lines")}
-    reopened.add("caller", [spans_line(span("x", "a" * 16, None, 1.0, 2.0))])
-    assert [row.source for row in reopened.spans(TRACE)] == ["caller"]
-    assert reopened.query(LogQuery(source="caller")) == []
+def test_lines_of_spans_are_kept_in_memory_not_stored_with_the_logs(plane: ControlPlane) -> None:
+    chain(plane.hub)  # type: ignore[arg-type]
+    push_text(plane.hub, "caller", "a printed line")  # type: ignore[arg-type]
+    plane.logbook.drain()
+    with plane.logbook.store.engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(_LogLine)) == 1  # the printed line only
+    assert sorted(source for source, _ in plane.logbook.traces.get(TRACE)) == ["callee", "caller"]
+
+
+def test_the_newest_traces_are_kept_and_a_trace_keeps_its_first_lines() -> None:
+    kept = RecentTraces(max_traces=2, max_lines=2)
+    kept.add("t1", "a", "1")
+    kept.add("t2", "a", "2")
+    kept.add("t1", "b", "1b")  # t1 grows: it is recent again
+    kept.add("t3", "a", "3")  # t2, the least recent, goes
+    assert (kept.get("t2"), len(kept)) == ([], 2)
+    kept.add("t1", "c", "1c")
+    assert kept.get("t1") == [("a", "1"), ("b", "1b")] and kept.get("t3") == [("a", "3")]
 
 
 # fnctl trace ---------------------------------------------------------------------------------------------
@@ -147,9 +155,9 @@ def test_fnctl_trace_refuses_a_bad_id_and_says_when_nothing_arrived(fake_api: ty
 
     bad = CliRunner().invoke(cli, ["trace", "a b"])
     assert bad.exit_code == 2 and "is not a trace or request id" in bad.output and fake_api.asked == []
-    fake_api.answers = [fn.NotFound("no spans stored for trace x", status=404)] * 3
+    fake_api.answers = [fn.NotFound("no spans kept for trace x", status=404)] * 3
     missing = CliRunner().invoke(cli, ["trace", TRACE, "--wait", "0"])
-    assert missing.exit_code == 1 and "no spans stored for trace" in missing.output
+    assert missing.exit_code == 1 and "no spans kept for trace" in missing.output
 
 
 # OTLP ----------------------------------------------------------------------------------------------------
@@ -231,7 +239,8 @@ def test_the_drain_offers_what_it_stores_of_spans_to_the_export(tmp_path: Path) 
             offered.append((source, [s["name"] for s in spans]))
 
     hub = InProcessHub()
-    book = Logbook(LogStore(f"sqlite:///{tmp_path / 'r.db'}"), hub, retention_s=3600, max_bytes=2**30, export=Sink())
+    book = Logbook(LogStore(f"sqlite:///{tmp_path / 'r.db'}"), hub, retention_s=3600, max_bytes=2**30,
+                   export=Sink())
     push_text(hub, "caller", "a printed line")
     chain(hub)
     book.drain()

@@ -24,6 +24,8 @@ from fnplatform.serving.tracing import spans_of_line, trace_of
 from fnplatform.storage.db import utcnow
 from fnplatform.storage.logs import LogQuery, LogStore
 
+from .traces import MAX_TRACES, RecentTraces
+
 CONTROL_PLANE = "platform:control-plane"  # not a function name (no ':' allowed), so no function can read it as its own
 MAX_DRAIN_LINES = 5000  # per pass; the rest waits a second
 PAGE_LINES = 1000
@@ -85,6 +87,10 @@ class OwnLogHandler(logging.Handler):
         return lines
 
 
+def _is_spans(line: str) -> bool:
+    return line[24:30] == f" {SPAN_LEVEL} "  # after the stamp (logtext's format): cheaper than parsing every line
+
+
 class SpanSink(Protocol):
     def offer(self, source: str, spans: list[dict[str, Any]]) -> None: ...
 
@@ -102,6 +108,7 @@ class Logbook:
         self._cursors: dict[str, tuple[str, int]] | None = None  # loaded from the store on the first drain
         self._hub_start: str | None = None  # the start id of the hub last heard from
         self.export = export  # OTLP (control.otlp), when OTEL_EXPORTER_OTLP_ENDPOINT is set
+        self.traces = RecentTraces()  # lines of spans are kept here, not stored (control.traces)
 
     # draining ------------------------------------------------------------------------------------
     def _after(self, source: str) -> int:
@@ -146,21 +153,27 @@ class Logbook:
                     continue
             if not lines:
                 break
-            if not self.store.add_drained(function, lines, start_id, after, last):
+            spans = [line for line in lines if _is_spans(line)]
+            kept = [line for line in lines if not _is_spans(line)] if spans else lines
+            if not self.store.add_drained(function, kept, start_id, after, last):
                 self._cursors = self.store.cursors()  # another drain got there first: read on from where it stopped
                 continue
-            stored += len(lines)
+            stored += len(kept)
             self._cursors[function] = (start_id, last)
-            if self.export is not None:
-                self._export(function, lines)
+            if spans:
+                self._keep_spans(function, spans)
         return stored
 
-    def _export(self, source: str, lines: list[str]) -> None:
-        spans = [span for line in lines if f" {SPAN_LEVEL} " in line[:40]
-                 for span in spans_of_line(parse_line(line).text)]
-        if spans:
-            assert self.export is not None
-            self.export.offer(source, spans)
+    def _keep_spans(self, source: str, lines: list[str]) -> None:
+        exported: list[dict[str, Any]] = []
+        for line in lines:
+            parsed = parse_line(line)
+            if parsed.request_id:
+                self.traces.add(parsed.request_id, source, parsed.text)
+            if self.export is not None:
+                exported += spans_of_line(parsed.text)
+        if self.export is not None and exported:
+            self.export.offer(source, exported)
 
     def store_own(self) -> int:
         """Store the control plane's own records buffered since the last call."""
@@ -188,11 +201,12 @@ class Logbook:
             self.drain(wait_s=DRAIN_WAIT_S)
         except Exception as exc:  # noqa: BLE001 - the hub away: what is stored is still an answer
             log.debug("trace read: could not drain first: %s: %s", type(exc).__name__, exc)
-        spans = [{**span, "source": row.source} for row in self.store.spans(trace_id)
-                 for span in spans_of_line(row.line.text)]
+        spans = [{**span, "source": source} for source, text in self.traces.get(trace_id)
+                 for span in spans_of_line(text)]
         if not spans:
-            raise NotFound(f"no spans stored for trace {trace_id} ({wanted!r}); spans arrive a second or two after "
-                           f"their request ends and are kept as long as the logs", status=404)
+            raise NotFound(f"no spans kept for trace {trace_id} ({wanted!r}): spans arrive a second or two after "
+                           f"their request ends, and the control plane keeps the last {MAX_TRACES:,} traces "
+                           f"since it started", status=404)
         spans.sort(key=lambda span: (span["start"], span["end"]))
         return {"trace_id": trace_id, "spans": spans}
 

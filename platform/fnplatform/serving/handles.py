@@ -68,7 +68,7 @@ class HandleTransport:
         arguments = {key: _unwrap(value) for key, value in kwargs.items()}
         handle = self._handle(name)
         trace = tracing.current.get()
-        span = trace.begin(f"call {name}", {"fn.function": name}, kind="client") if trace is not None else None
+        span = trace.begin(f"call {name}", kind="client") if trace is not None else None
         pending = handle.remote(tracing.hop_token(request_id_var.get(), trace, span), **arguments)
         if span is not None:
             try:

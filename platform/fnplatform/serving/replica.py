@@ -281,7 +281,7 @@ class FunctionReplica:
         trace = tracing.current.get()
         if trace is None:
             return await self._run(arguments)
-        span = trace.begin(self.spec.name, {"fn.function": self.spec.name, "fn.version": self._version}, kind=kind)
+        span = trace.begin(self.spec.name, kind=kind)  # where it ran is the source of its line: no attribute repeats it
         trace.parent = span.span
         try:
             return await self._run(arguments)
@@ -322,9 +322,7 @@ class FunctionReplica:
         routed = time.time()
         cold = await self._cold.of_call(request.headers.get(ARRIVED_HEADER))
         trace = tracing.trace_for(request_id, parent, self._sample)
-        edge = trace.begin(f"{request.method} /{self.spec.name}",
-                           {"http.method": request.method, "http.route": f"/{self.spec.name}",
-                            "fn.function": self.spec.name, "fn.version": self._version},
+        edge = trace.begin(f"{request.method} /{self.spec.name}", {"fn.version": self._version},
                            kind="server", start=routed - (cold.total if cold is not None else 0.0))
         trace.parent = edge.span
         if cold is not None:

@@ -44,7 +44,7 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 MAX_SPANS_PER_TRACE = 128  # a function that makes thousands of calls keeps its first spans (one line), not its memory
 SAMPLE_VARIABLE = "FN_TRACE_SAMPLE"
-_random = random.SystemRandom()
+_random = random.Random()  # seeded from os.urandom; W3C asks ids to be random, not secret (and SystemRandom is a syscall)
 log = logging.getLogger(__name__)
 
 

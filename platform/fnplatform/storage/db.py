@@ -44,7 +44,6 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
         _add_new_columns(self.engine)
-        _add_new_indexes(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -75,18 +74,6 @@ def _add_new_columns(engine: Engine) -> None:
                 kind = column.type.compile(dialect=engine.dialect)
                 with engine.begin() as connection:
                     connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
-def _add_new_indexes(engine: Engine) -> None:
-    """Indexes added to a table after a database was created (create_all makes them with new tables only)."""
-    existing_tables = set(inspect(engine).get_table_names())
-    for table in Base.metadata.sorted_tables:
-        if table.name not in existing_tables:
-            continue
-        present = {index["name"] for index in inspect(engine).get_indexes(table.name)}
-        for index in table.indexes:
-            if index.name not in present:
-                index.create(engine, checkfirst=True)
-
-
 def _private_sqlite_file(url: str) -> None:
     """Create the SQLite file 0600 before SQLite does (it would use the umask, often 0644); SQLite gives its
     -wal and -shm files the database file's mode. A file made earlier with a wider mode is narrowed."""

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Index, Integer, String, Text, delete, func, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from fnplatform.logtext import SPAN_LEVEL, ParsedLine, parse_line
+from fnplatform.logtext import ParsedLine, parse_line
 
 from .db import Base, Database, utcnow
 
@@ -32,8 +32,7 @@ PRUNE_BATCH = 20_000  # rows deleted per statement: a long delete would hold SQL
 class _LogLine(Base):
     __tablename__ = "log_lines"
     __table_args__ = (Index("ix_log_lines_source_id", "source", "id"), Index("ix_log_lines_source_at", "source", "at"),
-                      Index("ix_log_lines_source_request", "source", "request_id"), Index("ix_log_lines_at", "at"),
-                      Index("ix_log_lines_request", "request_id"))  # a trace's spans come from every source
+                      Index("ix_log_lines_source_request", "source", "request_id"), Index("ix_log_lines_at", "at"))
     # BIGINT on PostgreSQL (years of lines); SQLite's INTEGER PRIMARY KEY is already 64-bit and the rowid.
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(String(80))
@@ -137,8 +136,7 @@ class LogStore(Database):
             return int(session.scalar(select(func.max(_LogLine.id)).where(_LogLine.source == source)) or 0)
 
     def query(self, q: LogQuery) -> list[StoredLine]:
-        """Log lines; lines of spans are left out (``spans`` reads them)."""
-        stmt = select(_LogLine).where(_LogLine.source == q.source, _LogLine.id > q.after, _LogLine.level != SPAN_LEVEL)
+        stmt = select(_LogLine).where(_LogLine.source == q.source, _LogLine.id > q.after)
         if q.since is not None:
             stmt = stmt.where(_LogLine.at >= q.since)
         if q.request_id is not None:
@@ -153,14 +151,6 @@ class LogStore(Database):
             rows = list(session.scalars(stmt))
         if newest_first:
             rows.reverse()
-        return [StoredLine(r.id, r.source, ParsedLine(r.at, r.level, r.replica, r.request_id, r.text)) for r in rows]
-
-    def spans(self, trace_id: str, limit: int = 1000) -> list[StoredLine]:
-        """The lines of spans stored under *trace_id*, from every source, oldest first."""
-        stmt = (select(_LogLine).where(_LogLine.request_id == trace_id, _LogLine.level == SPAN_LEVEL)
-                .order_by(_LogLine.id).limit(limit))
-        with self._session() as session:
-            rows = list(session.scalars(stmt))
         return [StoredLine(r.id, r.source, ParsedLine(r.at, r.level, r.replica, r.request_id, r.text)) for r in rows]
 
     def size_bytes(self) -> int:

@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="A B rounds (default 2)")
     parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run (default 10)")
     args = parser.parse_args()
-    baseline_env = dict(_setting(parser, text) for text in args.baseline_env)
+    baseline_env = dict(setting(parser, text) for text in args.baseline_env)
     if args.baseline is None and not baseline_env:
         parser.error("give --baseline REV, --baseline-env NAME=VALUE, or both")
     ensure_wrk()
@@ -97,7 +97,7 @@ def main() -> None:
     print(f"\nmedians over {args.rounds} rounds; every number: {RESULTS}")
 
 
-def _setting(parser: argparse.ArgumentParser, text: str) -> tuple[str, str]:
+def setting(parser: argparse.ArgumentParser, text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name.startswith(("FN_", "RAY_")):
         parser.error(f"--baseline-env {text!r}: use NAME=VALUE with a FN_ or RAY_ variable (e.g. FN_TRACE_SAMPLE=0)")

@@ -16,19 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
-from pathlib import Path
 
-import httpx
 import psutil
+from _ab import HERE, ab_rounds, add_baseline_options, warm_noop
 from _procs import local_platform
-from _wrk import ensure_wrk, run_wrk
-from first_call import export
-from warm_vs import SAME_RAY, setting
+from _wrk import run_wrk
 
-HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "cpu_per_call.json"
 # First match wins: a process's role by its command line.
 ROLES = (
@@ -65,15 +59,9 @@ def cpu_by_process() -> dict[tuple[str, int], float]:
     return seconds
 
 
-def measure(pythonpath: str | None, seconds: int, connections: int, env: dict[str, str]) -> dict[str, float]:
-    extra = {**SAME_RAY, **env, **({"PYTHONPATH": pythonpath} if pythonpath else {})}
-    with local_platform(extra_env=extra) as platform:
-        platform.deploy(HERE / "projects" / "warm")
-        url = f"{platform.http_url}/noop"
-        answer = httpx.post(url, json={"x": 1}, headers={"Authorization": f"Bearer {platform.key}"}, timeout=60)
-        if answer.status_code != 200 or answer.json() != {"x": 1}:
-            raise RuntimeError(f"{url} answered {answer.status_code} {answer.text[:200]}")
-        run_wrk(url, platform.key, 4, 3)  # warm-up, discarded
+def measure(env: dict[str, str], seconds: int, connections: int) -> dict[str, float]:
+    with local_platform(extra_env=env) as platform:
+        url, _ = warm_noop(platform)
         before = cpu_by_process()
         result = run_wrk(url, platform.key, connections, seconds)
         after = cpu_by_process()
@@ -86,29 +74,10 @@ def measure(pythonpath: str | None, seconds: int, connections: int, env: dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline", default=None, help="git revision to compare with; default: this checkout")
-    parser.add_argument("--baseline-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="a setting of the baseline's platform only (repeatable), e.g. FN_TRACE_SAMPLE=0")
-    parser.add_argument("--rounds", type=int, default=2, help="A B rounds (default 2)")
-    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run (default 10)")
+    add_baseline_options(parser)
     parser.add_argument("--connections", type=int, default=1, help="wrk connections (default 1)")
     args = parser.parse_args()
-    baseline_env = dict(setting(parser, text) for text in args.baseline_env)
-    if args.baseline is None and not baseline_env:
-        parser.error("give --baseline REV, --baseline-env NAME=VALUE, or both")
-    ensure_wrk()
-    old = export(args.baseline) if args.baseline else None
-    baseline_path = os.pathsep.join(str(old / p) for p in ("sdk", "cli", "platform")) if old else None
-    label = " ".join([args.baseline or "this", *args.baseline_env])
-    runs: dict[str, list[dict[str, float]]] = {"this": [], "baseline": []}
-    try:
-        for round_no in range(1, args.rounds + 1):
-            for which, path, env in (("this", None, {}), ("baseline", baseline_path, baseline_env)):
-                print(f"round {round_no}: {which}", flush=True)
-                runs[which].append(measure(path, args.seconds, args.connections, env))
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    label, runs = ab_rounds(parser, args, lambda env: measure(env, args.seconds, args.connections))
     keys = ["requests/s", "p50 ms"] + [role for _, role in ROLES]
     rows = []
     for key in keys:

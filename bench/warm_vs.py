@@ -13,36 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
-from pathlib import Path
 from typing import Any
 
-import httpx
+from _ab import HERE, ab_rounds, add_baseline_options, warm_noop
 from _procs import local_platform
-from _wrk import ensure_wrk, run_wrk
-from first_call import export
+from _wrk import run_wrk
 
-HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "warm_vs.json"
 
 
-# Both versions run Ray as `fnctl up` now starts it (control/local.py), so only the code differs.
-SAME_RAY = {"RAY_enable_metrics_collection": "0"}
-
-
-def measure(pythonpath: str | None, seconds: int, env: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
-    with local_platform(extra_env={**SAME_RAY, **(env or {}), **({"PYTHONPATH": pythonpath} if pythonpath else {})}) as platform:
-        platform.deploy(HERE / "projects" / "warm")
-        url = f"{platform.http_url}/noop"
-        answer = httpx.post(url, json={"x": 1}, headers={"Authorization": f"Bearer {platform.key}"}, timeout=60)
-        if answer.status_code != 200 or answer.json() != {"x": 1}:
-            raise RuntimeError(f"{url} answered {answer.status_code} {answer.text[:200]}")
+def measure(env: dict[str, str], seconds: int) -> dict[str, dict[str, float]]:
+    with local_platform(extra_env=env) as platform:
+        url, answer = warm_noop(platform)
         # what this platform does with traces: the answer's traceparent flag (an older revision sends none)
-        flag = answer.headers.get("traceparent", "")[-2:]
-        traced = {"01": 1.0, "00": 0.0}.get(flag, -1.0)
-        run_wrk(url, platform.key, 4, 3)  # warm-up, discarded
+        traced = {"01": 1.0, "00": 0.0}.get(answer.headers.get("traceparent", "")[-2:], -1.0)
         return {"c1": run_wrk(url, platform.key, 1, seconds), "c32": run_wrk(url, platform.key, 32, seconds),
                 "traced": {"sampled": traced}}
 
@@ -53,29 +38,9 @@ def _median(runs: list[dict[str, dict[str, float]]], conns: str, key: str) -> fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline", default=None,
-                        help="git revision to compare with (e.g. the commit before a change); default: this checkout")
-    parser.add_argument("--baseline-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="a setting of the baseline's platform only (repeatable), e.g. FN_TRACE_SAMPLE=0")
-    parser.add_argument("--rounds", type=int, default=2, help="A B rounds (default 2)")
-    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run (default 10)")
+    add_baseline_options(parser)
     args = parser.parse_args()
-    baseline_env = dict(setting(parser, text) for text in args.baseline_env)
-    if args.baseline is None and not baseline_env:
-        parser.error("give --baseline REV, --baseline-env NAME=VALUE, or both")
-    ensure_wrk()
-    old = export(args.baseline) if args.baseline else None
-    baseline_path = os.pathsep.join(str(old / p) for p in ("sdk", "cli", "platform")) if old else None
-    label = " ".join([args.baseline or "this", *args.baseline_env])
-    runs: dict[str, list[dict[str, dict[str, float]]]] = {"this": [], "baseline": []}
-    try:
-        for round_no in range(1, args.rounds + 1):
-            for which, path, env in (("this", None, None), ("baseline", baseline_path, baseline_env)):
-                print(f"round {round_no}: {which}", flush=True)
-                runs[which].append(measure(path, args.seconds, env))
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    label, runs = ab_rounds(parser, args, lambda env: measure(env, args.seconds))
     rows: list[dict[str, Any]] = []
     for conns in ("c1", "c32"):
         for key, better in (("rps", "higher"), ("p50_ms", "lower")):
@@ -95,13 +60,6 @@ def main() -> None:
         print(f"{which}: " + ", ".join({1.0: "traces recorded", 0.0: "traces not recorded",
                                        -1.0: "no traceparent (no traces)"}[f] for f in sorted(flags)))
     print(f"\nmedians over {args.rounds} rounds; every number: {RESULTS}")
-
-
-def setting(parser: argparse.ArgumentParser, text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name.startswith(("FN_", "RAY_")):
-        parser.error(f"--baseline-env {text!r}: use NAME=VALUE with a FN_ or RAY_ variable (e.g. FN_TRACE_SAMPLE=0)")
-    return name, value
 
 
 if __name__ == "__main__":

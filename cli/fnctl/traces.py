@@ -27,7 +27,7 @@ def _checked_id(_ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.command()
 @click.argument("trace_id", metavar="ID", callback=_checked_id)
 @click.option("--wait", default=5.0, show_default=True, type=click.FloatRange(0, 300),
-              help="Seconds to wait for the spans to arrive (they are stored a second or two after a request ends).")
+              help="Seconds to wait for the spans to arrive (they arrive a second or two after a request ends).")
 @json_option
 def trace(trace_id: str, wait: float, as_json: bool) -> None:
     """Print the spans of a trace as a tree: ID is a request id (the x-request-id of a call's answer), a
@@ -57,7 +57,7 @@ def trace(trace_id: str, wait: float, as_json: bool) -> None:
 
 def render_tree(spans: list[dict[str, Any]]) -> list[str]:
     """One line per span, children indented under their parent, siblings by start; a span whose parent
-    was not stored (the caller's own, outside fn) is a root."""
+    was not recorded here (the caller's own, outside fn) is a root."""
     if not spans:
         return []
     ids = {span["span"] for span in spans}

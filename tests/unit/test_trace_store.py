@@ -247,3 +247,18 @@ def test_the_drain_offers_what_it_stores_of_spans_to_the_export(tmp_path: Path) 
     assert sorted(offered) == [("callee", ["callee"]), ("caller", ["POST /caller", "caller", "call callee"])]
     book.drain()  # nothing new: nothing offered twice
     assert len(offered) == 2
+
+
+def test_lines_of_spans_count_against_a_drain_pass_bound(tmp_path: Path) -> None:
+    from fnplatform.control.logbook import PAGE_LINES, Logbook
+
+    hub = InProcessHub()
+    book = Logbook(LogStore(f"sqlite:///{tmp_path / 'r.db'}"), hub, retention_s=3600, max_bytes=2**30,
+                   max_drain_lines=PAGE_LINES // 10)
+    import asyncio
+
+    lines = [spans_line(span(f"s{i}", f"{i + 1:016x}", None, 1.0, 2.0)) for i in range(PAGE_LINES // 4)]
+    asyncio.run(hub.hub.push_logs("caller", lines))
+    assert book.drain() == PAGE_LINES // 10  # a pass of spans alone is bounded like any other
+    assert len(book.traces.get(TRACE)) == PAGE_LINES // 10
+    assert book.drain() + book.drain() == PAGE_LINES // 4 - PAGE_LINES // 10  # the rest on later passes

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import fn
 from fnplatform.flows.run import FlowRun
 from fnplatform.flows.state import FlowState
 from fnplatform.logtext import parse_line
@@ -250,3 +251,13 @@ def test_the_platform_refuses_to_start_with_a_bad_sample_share(monkeypatch: pyte
         PlatformSettings.from_env()
     monkeypatch.setenv("FN_TRACE_SAMPLE", "0.1")
     PlatformSettings.from_env()
+
+
+@pytest.mark.parametrize(("error", "failed"), [
+    (RuntimeError("boom"), True), (TimeoutError(), True),
+    (fn.RemoteError("callee raised", status=500), True), (fn.Unavailable("full", status=503), True),
+    (fn.BadRequest("bad argument", status=400), False), (fn.NotFound("no such", status=404), False),
+    (fn.ClientError("no status given"), False),  # answered as a 400 by the replica
+])
+def test_what_marks_a_span_failed_is_one_rule_for_the_callee_and_the_caller(error: BaseException, failed: bool) -> None:
+    assert tracing.failed(error) is failed

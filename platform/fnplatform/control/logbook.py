@@ -1,5 +1,6 @@
 """The control plane's side of durable logs: drain the hub's buffers into the log store, store the control
-plane's own log records, prune by age and size, and answer log queries.
+plane's own log records, prune by age and size, and answer log queries. Lines of spans (``serving.tracing``)
+are drained with the rest and kept in memory (``control.traces``), not stored.
 
 The hub keeps a few thousand lines per function in memory and loses them when it restarts; once a second
 the housekeeping thread asks it which functions have lines past the cursor stored with the lines
@@ -117,7 +118,8 @@ class Logbook:
         return seq if start_id == self._hub_start else 0
 
     def drain(self, only: str | None = None, wait_s: float = 0.0) -> int:
-        """Copy new lines from the hub into the store (every function's, or *only* one's); the count stored.
+        """Copy new lines from the hub into the store, lines of spans into ``traces`` (every function's, or
+        *only* one's); the count of lines drained.
         A drain already under way is waited for *wait_s* at most, then this one is skipped (0)."""
         acquired = self._draining.acquire(timeout=wait_s) if wait_s > 0 else self._draining.acquire(blocking=False)
         if not acquired:
@@ -130,39 +132,41 @@ class Logbook:
             start_id, heads = self.hub.log_heads()
             self._hub_start = start_id
             pending = sorted(f for f, head in heads.items() if head > self._after(f))
-            stored = 0
+            drained = 0
             for index, function in enumerate(pending):
-                budget = self.max_drain_lines - stored
+                budget = self.max_drain_lines - drained
                 if budget <= 0:
                     break
                 # a fair share each, so one chatty function does not hold the others back a whole pass
-                stored += self._drain_one(function, max(PAGE_LINES // 10, budget // (len(pending) - index)))
-            return stored
+                drained += self._drain_one(function, max(PAGE_LINES // 10, budget // (len(pending) - index)))
+            return drained
         finally:
             self._draining.release()
 
     def _drain_one(self, function: str, budget: int) -> int:
         assert self._cursors is not None
-        stored = 0
-        while stored < budget:
+        drained = 0
+        while drained < budget:
             after = self._after(function)
-            start_id, last, lines = self.hub.logs_after(function, after, min(PAGE_LINES, budget - stored))
+            start_id, last, lines = self.hub.logs_after(function, after, min(PAGE_LINES, budget - drained))
             if start_id != self._hub_start:  # the hub restarted (or is first heard of): its numbers start again
                 self._hub_start = start_id
                 if self._after(function) != after:
                     continue
             if not lines:
                 break
-            spans = [line for line in lines if _is_spans(line)]
-            kept = [line for line in lines if not _is_spans(line)] if spans else lines
-            if not self.store.add_drained(function, kept, start_id, after, last):
+            logged: list[str] = []
+            spans: list[str] = []
+            for line in lines:
+                (spans if _is_spans(line) else logged).append(line)
+            if not self.store.add_drained(function, logged, start_id, after, last):
                 self._cursors = self.store.cursors()  # another drain got there first: read on from where it stopped
                 continue
-            stored += len(kept)
+            drained += len(lines)  # spans too: the pass's bound is on lines read from the hub
             self._cursors[function] = (start_id, last)
             if spans:
                 self._keep_spans(function, spans)
-        return stored
+        return drained
 
     def _keep_spans(self, source: str, lines: list[str]) -> None:
         exported: list[dict[str, Any]] = []
@@ -190,7 +194,7 @@ class Logbook:
 
     # reading -------------------------------------------------------------------------------------
     def trace(self, trace_or_request_id: str) -> dict[str, Any]:
-        """Every stored span of a trace, named by its trace id, a request id, or a flow run's id; oldest first.
+        """Every kept span of a trace, named by its trace id, a request id, or a flow run's id; oldest first.
         A NotFound when there is none (yet: spans are shipped within a second or two of their end)."""
         try:
             wanted = check_request_id(trace_or_request_id)

@@ -1,11 +1,11 @@
 """Spans out by OTLP/HTTP (protobuf) when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is set.
 
 The replicas and run hosts record spans as plain records (``serving.tracing``) that reach the control plane
-with the logs; as the log drain stores them, it offers them here. A background thread turns them into
+with the logs; as the log drain keeps them (``control.traces``), it offers them here. A background thread turns them into
 OpenTelemetry spans and hands them to OpenTelemetry's own OTLP exporter, which reads its endpoint, headers
 and timeout from the standard ``OTEL_EXPORTER_OTLP_*`` variables. Each source (a function, ``flow:<name>``)
 is a ``service.name``. The queue is bounded: when the collector is away, the oldest spans are dropped and
-counted; the stored copy (``fnctl trace``) is kept either way.
+counted; the copy in memory (``fnctl trace``) is kept either way.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class OtlpExport:
             if spans and self._exporter.export(spans) != SpanExportResult.SUCCESS:
                 self.dropped += len(spans)
                 if not self._failing:  # once per outage, not once per batch
-                    log.warning("OTLP export failed: %d spans dropped (they stay stored for 'fnctl trace')", len(spans))
+                    log.warning("OTLP export failed: %d spans dropped (they stay in memory for 'fnctl trace')", len(spans))
                 self._failing = True
                 return
             self._failing = False
@@ -94,7 +94,7 @@ class OtlpExport:
         return resource
 
     def _readable(self, source: str, record: dict[str, Any]) -> Any:
-        """An OpenTelemetry span of a stored record; None for one that is not well formed."""
+        """An OpenTelemetry span of a shipped record; None for one that is not well formed."""
         from opentelemetry.sdk.trace import ReadableSpan
         from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 

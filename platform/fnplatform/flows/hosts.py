@@ -71,7 +71,7 @@ class FlowRuns:
         self._new_runtime = runtime or (lambda on_exit: RayRuntime(self._handles, on_exit=on_exit))
         self._runs: dict[str, FlowRun] = {}
         self._spans = spans
-        self._shippers: dict[str, LogShipper] = {}  # one per flow: its runs' spans, stored as source flow:<name>
+        self._shippers: dict[str, LogShipper] = {}  # one per flow: its runs' spans, from source flow:<name>
         if runtime is None:  # the actor (not a test): its runs' counts and spans go to the hub every few seconds
             self._hub = lazy_hub()
             metrics.ship_to_hub(self._hub)

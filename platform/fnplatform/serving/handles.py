@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from fn import ClientError, FnError, NotFound, Pending, RemoteError, Timeout, Unavailable
+from fn import FnError, NotFound, Pending, RemoteError, Timeout, Unavailable
 
 from . import tracing
 from .logs import request_id_var
@@ -99,7 +99,7 @@ class HandleTransport:
             result = pending.result(timeout_s=timeout)
         except Exception as exc:  # noqa: BLE001 - every failure becomes the fn error it stands for
             error = translate_error(exc, str(getattr(pending, "deployment_name", "function")))
-            self._ended(pending, _is_failure(error))
+            self._ended(pending, tracing.failed(error))
             raise error from None
         self._ended(pending, False)
         return result
@@ -112,12 +112,7 @@ class HandleTransport:
             raise Timeout(f"no answer within {timeout:g} s", status=504, request_id=request_id_var.get()) from None
         except Exception as exc:  # noqa: BLE001 - every failure becomes the fn error it stands for
             error = translate_error(exc, "function")
-            self._ended(pending, _is_failure(error))
+            self._ended(pending, tracing.failed(error))
             raise error from None
         self._ended(pending, False)
         return result
-
-
-def _is_failure(error: BaseException) -> bool:
-    """A hop failed when the callee could not answer (5xx); a 4xx is the callee refusing the arguments."""
-    return not isinstance(error, ClientError) or (error.status or 500) >= 500

@@ -285,11 +285,8 @@ class FunctionReplica:
         trace.parent = span.span
         try:
             return await self._run(arguments)
-        except ClientError as exc:
-            span.error = (exc.status or 400) >= 500  # a caller's mistake is not this function's failure
-            raise
-        except BaseException:
-            span.error = True
+        except BaseException as exc:
+            span.error = tracing.failed(exc)
             raise
         finally:
             span.end = time.time()

@@ -7,8 +7,8 @@ its SHA-256), so ``fnctl trace`` finds a trace by either. A flow run's trace is 
 
 Spans are plain records (name, ids, epoch seconds, status, a few attributes), not OpenTelemetry
 objects: a replica imports nothing for them, and they travel as one ``SPAN`` log line per request
-(a JSON list, stored with the durable logs under the trace id). The control plane reads them back for
-``GET /v1/traces/{id}`` and, when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, exports them by OTLP.
+(a JSON list, under the trace id, shipped with the logs). The control plane's log drain keeps them in
+memory for ``GET /v1/traces/{id}`` and, when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, exports them by OTLP.
 
 Across a handle hop the callee's first argument is a *hop token*: the request id, then a space and a
 ``traceparent`` naming the caller's span, so the callee's span is the caller's child.
@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from fn import ClientError
 from fnplatform.logtext import SPAN_LEVEL
 
 LEVEL = SPAN_LEVEL  # the level of a line of spans; `fnctl logs` and the console leave such lines out
@@ -81,6 +82,12 @@ def configured_ratio() -> float:
 def sampled(trace_id: str, ratio: float) -> bool:
     """Whether a new trace is recorded: its id's last 64 bits below the share (OpenTelemetry's TraceIdRatio)."""
     return ratio >= 1 or (ratio > 0 and int(trace_id[16:], 16) < int(ratio * 2**64))
+
+
+def failed(error: BaseException) -> bool:
+    """Whether *error* marks its span failed: anything but an fn client error under 500. A caller's mistake
+    (a 4xx) is not the callee's failure; a client error without a status is a 400, as the replica answers it."""
+    return not isinstance(error, ClientError) or (error.status or 400) >= 500
 
 
 def parse_traceparent(value: str | None) -> Parent | None:
@@ -203,7 +210,7 @@ def trace_for(request_id: str, parent: Parent | None, ratio: float) -> Trace:
 
 
 def spans_of_line(text: str) -> list[dict[str, Any]]:
-    """The spans of a stored ``SPAN`` line's text; [] when it is not one (a foreign or damaged line)."""
+    """The spans of a ``SPAN`` line's text; [] when it is not one (a foreign or damaged line)."""
     try:
         value = json.loads(text)
     except ValueError:

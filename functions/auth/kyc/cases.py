@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from . import synth
-from .synth import KINDS, LEVEL_PARAMS, PEOPLE, Case
+from .synth import DESIGNS, KINDS, LEVEL_PARAMS, PEOPLE, Case
 
 EXPECTED = {
     "genuine": ("approve", ()),
@@ -37,13 +37,18 @@ EXPECTED = {
 }
 
 
-def make_case(seed: int, level: str = "easy", kind: str = "genuine") -> Case:
-    """The case of this seed, degradation level and kind; the same arguments give the same bytes."""
-    if level not in LEVEL_PARAMS or kind not in KINDS:
-        raise ValueError(f"level must be one of {list(LEVEL_PARAMS)} and kind one of {list(KINDS)}")
-    rng = np.random.default_rng([seed, list(LEVEL_PARAMS).index(level), KINDS.index(kind)])
+def make_case(seed: int, level: str = "easy", kind: str = "genuine", design: str = "A") -> Case:
+    """The case of this seed, degradation level, kind and card design; the same arguments give the same bytes."""
+    if level not in LEVEL_PARAMS or kind not in KINDS or design not in DESIGNS:
+        raise ValueError(f"level must be one of {list(LEVEL_PARAMS)}, kind one of {list(KINDS)} and design one of "
+                         f"{list(DESIGNS)}")
+    key = [seed, list(LEVEL_PARAMS).index(level), KINDS.index(kind)]
+    rng = np.random.default_rng(key if design == "A" else [*key, DESIGNS.index(design)])  # A's cases keep their bytes
     person = PEOPLE[int(rng.integers(0, len(PEOPLE)))].name
-    identity = synth.random_identity(rng, person, expired=kind == "expired")
+    identity = synth.random_identity(rng, person, expired=kind == "expired", nationality=synth.NATIONALITY[design])
+    if design == "C":  # it prints the issue date too: one more date on the front that is not in the MRZ
+        issued = identity.expiry_date - dt.timedelta(days=3652 - int(rng.integers(0, 60)))
+        identity = dataclasses.replace(identity, issue_date=issued)
     lines = synth.mrz_lines(identity)
     notes: dict[str, str] = {}
     shown = None
@@ -52,7 +57,7 @@ def make_case(seed: int, level: str = "easy", kind: str = "genuine") -> Case:
     elif kind == "front_mismatch":
         shown, notes["tampered"] = _other_front(identity, rng)
     quality = LEVEL_PARAMS[level][5]
-    front_card = synth.render_front(identity, rng, shown=shown)
+    front_card = synth.render_front(identity, rng, shown=shown, design=design)
     front = synth.encode(synth.phone_photo(front_card, level, rng), quality)
     back = synth.encode(synth.phone_photo(synth.render_back(lines, rng), level, rng), quality)
     selfie_person = person
@@ -60,7 +65,7 @@ def make_case(seed: int, level: str = "easy", kind: str = "genuine") -> Case:
         others = [p.name for p in PEOPLE if p.name != person]
         selfie_person = others[int(rng.integers(0, len(others)))]
     if kind == "replay":  # noqa: SIM108 - the two ways of making a selfie read better apart
-        selfie_image = replay_selfie(front_card, rng)
+        selfie_image = replay_selfie(front_card, rng, design)
     else:
         selfie_image = synth.selfie(selfie_person, rng, level)
     decision, reasons = EXPECTED[kind]
@@ -69,7 +74,7 @@ def make_case(seed: int, level: str = "easy", kind: str = "genuine") -> Case:
         reasons, notes["degraded"] = (reason,), reason
     return Case(seed=seed, level=level, kind=kind, identity=identity, front=front, back=back,
                 selfie=synth.encode(selfie_image, 88), expected_decision=decision, expected_reasons=reasons,
-                selfie_person=selfie_person, mrz=tuple(lines), printed=shown, notes=notes)
+                selfie_person=selfie_person, mrz=tuple(lines), printed=shown, notes=notes, design=design)
 
 
 def _change_mrz_digit(lines: list[str], rng: np.random.Generator) -> tuple[list[str], str]:
@@ -104,9 +109,9 @@ def _other_front(identity: synth.Identity, rng: np.random.Generator) -> tuple[sy
     return dataclasses.replace(identity, **{which: value}), f"front {which} differs"
 
 
-def replay_selfie(front_card: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def replay_selfie(front_card: np.ndarray, rng: np.random.Generator, design: str = "A") -> np.ndarray:
     """The card's portrait as a selfie: cut out of the card, enlarged, slightly re-lit and recompressed."""
-    x, y, w, h = (round(v * synth.PX_PER_MM) for v in synth.PORTRAIT_MM)
+    x, y, w, h = (round(v * synth.PX_PER_MM) for v in synth.PORTRAITS_MM[design])
     portrait = front_card[y:y + h, x:x + w]
     big = cv2.resize(portrait, (480, 600), interpolation=cv2.INTER_CUBIC)
     return np.clip(big.astype(np.float32) * rng.uniform(0.85, 1.15) + rng.normal(0, 3, big.shape), 0, 255).astype(np.uint8)

@@ -21,8 +21,6 @@ THRESHOLDS_FILE = Path(__file__).with_name("thresholds.json")
 # ID-1 card format (ISO/IEC 7810): 85.60 x 53.98 mm.
 CARD_WIDTH_MM = 85.60
 CARD_HEIGHT_MM = 53.98
-# Where the issuer prints the portrait on the front, in mm (x, y, w, h) from the top-left corner.
-PORTRAIT_BOX_MM = (4.0, 11.0, 26.0, 33.0)
 
 
 @dataclass(frozen=True)

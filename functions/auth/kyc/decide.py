@@ -18,10 +18,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from . import verify
 from .config import CONFIG, Config
-from .front import canonical_number, edit_distance
 
 REJECT = frozenset({"mrz_invalid", "front_mrz_mismatch", "document_expired", "face_mismatch", "replay"})
+POOR_SELFIE = frozenset({"selfie_blurry", "selfie_dark"})
 DOCUMENT_FIELDS = ("surname", "given_names", "document_number", "birth_date", "expiry_date", "nationality", "sex")
 
 
@@ -35,20 +36,22 @@ def _step(result: Any, name: str, reasons: list[dict[str, str]]) -> dict[str, An
     return result
 
 
-def _compare(mrz: dict[str, str], printed: dict[str, str], config: Config) -> list[str]:
-    """Names of the fields on which the MRZ and the printed front disagree (only fields both have)."""
-    differ = []
-    for name in ("surname", "given_names"):
-        a, b = mrz.get(name, ""), printed.get(name, "")
-        if a and b and edit_distance(a.replace(" ", ""), b.replace(" ", "")) > config.name_max_edit_distance:
-            differ.append(name)
-    for name in ("birth_date", "expiry_date"):
-        if mrz.get(name) and printed.get(name) and mrz[name] != printed[name]:
-            differ.append(name)
-    a, b = mrz.get("document_number", ""), printed.get("document_number", "")
-    if a and b and canonical_number(a) != canonical_number(b):
-        differ.append("document_number")
-    return differ
+def _front_check(mrz: dict[str, str], front: dict[str, Any], config: Config,
+                 reasons: list[dict[str, str]]) -> dict[str, dict[str, str]]:
+    """The MRZ's values looked for on the front (``verify``): shown otherwise is a reject, not found a review."""
+    text = [str(line) for line in front.get("text") or [] if isinstance(line, str)]
+    claims = {k: str(v) for k, v in (front.get("fields") or {}).items() if isinstance(v, str)}
+    checks = verify.check_front(text, claims, mrz, max_name_edits=config.name_max_edit_distance)
+    differ = {name: check for name, check in checks.items() if check.status == verify.DIFFERS}
+    missing = [name for name, check in checks.items() if check.status == verify.NOT_FOUND]
+    if differ:
+        detail = "; ".join(f"{n}: MRZ {mrz.get(n)!r} vs front {c.front!r}" for n, c in differ.items())
+        reasons.append({"code": "front_mrz_mismatch", "message": f"the MRZ and the printed front disagree ({detail})"})
+    if missing:
+        reasons.append({"code": "front_values_not_found",
+                        "message": f"the MRZ's {', '.join(n.replace('_', ' ') for n in missing)} could not be found "
+                                   f"on the card front: photograph the whole front, sharp and without glare"})
+    return {name: check.as_dict() for name, check in checks.items()}
 
 
 def decide(front: Any, back: Any, face: Any, quality: Any, *, config: Config = CONFIG,
@@ -64,11 +67,7 @@ def decide(front: Any, back: Any, face: Any, quality: Any, *, config: Config = C
     if mrz is not None and not mrz.get("valid"):
         failed = ", ".join(mrz.get("failed_checks") or ["format"])
         reasons.append({"code": "mrz_invalid", "message": f"the MRZ fails its check digit(s): {failed}"})
-    if mrz_fields and printed:
-        differ = _compare(mrz_fields, printed, config)
-        if differ:
-            detail = "; ".join(f"{n}: MRZ {mrz_fields.get(n)!r} vs front {printed.get(n)!r}" for n in differ)
-            reasons.append({"code": "front_mrz_mismatch", "message": f"the MRZ and the printed front disagree ({detail})"})
+    front_check = _front_check(mrz_fields, front_r, config, reasons) if mrz_fields and front_r.get("card_found") else {}
     expiry = mrz_fields.get("expiry_date") if mrz and mrz.get("valid") else None
     expiry = expiry or printed.get("expiry_date")
     if expiry:
@@ -78,10 +77,17 @@ def decide(front: Any, back: Any, face: Any, quality: Any, *, config: Config = C
         except ValueError:
             reasons.append({"code": "expiry_unreadable", "message": f"the expiry date {expiry!r} is not a date"})
     distance = face_r.get("distance")
+    # A face compared on a blurred or dark selfie is weak evidence: a large distance there is a review.
+    poor_selfie = {str(p.get("code")) for p in quality_r.get("problems") or [] if isinstance(p, dict)} & POOR_SELFIE
     if isinstance(distance, int | float):
-        if distance >= config.face_reject_min:
+        if distance >= config.face_reject_min and not poor_selfie:
             reasons.append({"code": "face_mismatch", "message": f"the selfie does not show the card holder (face distance "
                                                                 f"{distance:.2f} >= {config.face_reject_min:.2f})"})
+        elif distance >= config.face_reject_min:
+            poor = " and ".join(sorted(code.split("_")[1] for code in poor_selfie))
+            reasons.append({"code": "face_uncertain", "message": f"the selfie may not show the card holder (face distance "
+                                                                 f"{distance:.2f} >= {config.face_reject_min:.2f}, but "
+                                                                 f"on a {poor} selfie)"})
         elif distance > config.face_match_max:
             reasons.append({"code": "face_uncertain", "message": f"the selfie may not show the card holder (face distance "
                                                                  f"{distance:.2f} between {config.face_match_max:.2f} and "
@@ -96,6 +102,7 @@ def decide(front: Any, back: Any, face: Any, quality: Any, *, config: Config = C
     return {"decision": decision, "reasons": reasons, "document": document,
             "face_distance": round(distance, 4) if isinstance(distance, int | float) else None,
             "replay_similarity": quality_r.get("replay_similarity"), "mrz_valid": bool(mrz and mrz.get("valid")),
+            "front_check": front_check,
             "thresholds": config.thresholds()}
 
 

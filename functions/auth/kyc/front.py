@@ -1,69 +1,119 @@
-"""Reading the printed fields of a card's front from OCR lines, by their labels.
+"""What a card's front prints under each caption, read from OCR lines: evidence, not the check itself.
 
-Why labels and not fixed boxes: the label text ("Surname", "Date of birth", ...) is what a
-person reads too, and finding it tolerates small layout shifts and imperfect straightening. The
-value is the text line just below its label, left-aligned with it (how ID cards print fields),
-or the rest of the label's own line when OCR merged the two. Values are normalised per field
-type (names: letters; dates: DD.MM.YYYY -> ISO; document number: letters and digits), so they
-compare directly with the MRZ.
+The front is verified against the MRZ by looking for the MRZ's values anywhere on it (``verify``); the
+values under the captions are what the front *claims* a field is, used only as evidence that it shows
+another value. Captions come in the languages most ID documents use, often two at once (``Surname /
+Nom``, ``NAZWISKO / SURNAME``); the value is the rest of the caption's line or the line just below it,
+left-aligned with it (how ID cards print fields). A caption is never taken for a value.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import difflib
 import re
 
+from .dates import parse_date, plain
 from .ocr import TextLine
 
+__all__ = ["LABELS", "canonical_number", "caption_of", "edit_distance", "is_caption", "normalise", "parse_date", "read_fields"]
+
+# Captions (upper case, no accents) in English, French, German, Spanish, Italian, Dutch, Portuguese, Polish.
 LABELS = {
-    "surname": ("surname", "family name"),
-    "given_names": ("given names", "given name", "prenoms", "forenames"),
-    "birth_date": ("date of birth", "birth date"),
-    "sex": ("sex",),
-    "nationality": ("nationality",),
-    "document_number": ("document no.", "document no", "document number", "card no."),
-    "expiry_date": ("date of expiry", "expiry date", "valid until"),
+    "surname": ("SURNAME", "FAMILY NAME", "LAST NAME", "NAME", "NOM", "NOM DE FAMILLE", "NACHNAME", "FAMILIENNAME",
+                "APELLIDOS", "APELLIDO", "COGNOME", "ACHTERNAAM", "NAAM", "SOBRENOME", "APELIDO", "NAZWISKO"),
+    "given_names": ("GIVEN NAMES", "GIVEN NAME", "FIRST NAME", "FIRST NAMES", "FORENAMES", "PRENOMS", "PRENOM",
+                    "VORNAMEN", "VORNAME", "NOMBRE", "NOMBRES", "NOME", "NOMI", "VOORNAMEN", "IMIONA", "IMIE"),
+    "birth_date": ("DATE OF BIRTH", "BIRTH DATE", "BORN", "DATE DE NAISSANCE", "NE LE", "NEE LE", "GEBURTSDATUM",
+                   "FECHA DE NACIMIENTO", "DATA DI NASCITA", "GEBOORTEDATUM", "DATA DE NASCIMENTO", "DATA URODZENIA"),
+    "sex": ("SEX", "SEXE", "GESCHLECHT", "SEXO", "SESSO", "GESLACHT", "PLEC"),
+    "nationality": ("NATIONALITY", "NATIONALITE", "STAATSANGEHORIGKEIT", "NACIONALIDAD", "CITTADINANZA",
+                    "NAZIONALITA", "NATIONALITEIT", "NACIONALIDADE", "OBYWATELSTWO"),
+    "document_number": ("DOCUMENT NO.", "DOCUMENT NO", "DOCUMENT NUMBER", "CARD NO.", "CARD NO", "CARD NUMBER",
+                        "PASSPORT NO.", "PASSPORT NO", "NO. DU DOCUMENT", "NO DU DOCUMENT", "N DU DOCUMENT",
+                        "DOKUMENTNUMMER", "AUSWEISNUMMER", "NUMERO DE DOCUMENTO", "NUMERO DOCUMENTO",
+                        "DOCUMENTNUMMER", "NUMER DOKUMENTU"),
+    "expiry_date": ("DATE OF EXPIRY", "EXPIRY DATE", "EXPIRES", "VALID UNTIL", "DATE D'EXPIRATION",
+                    "DATE D EXPIRATION", "EXPIRATION", "GULTIG BIS", "ABLAUFDATUM", "FECHA DE CADUCIDAD", "CADUCIDAD",
+                    "VALIDO FINO AL", "SCADENZA", "GELDIG TOT", "VERVALDATUM", "DATA DE VALIDADE",
+                    "TERMIN WAZNOSCI", "DATA WAZNOSCI"),
 }
+# Captions of fields the reader does not use, so that they are not taken for a value either.
+OTHER_CAPTIONS = ("DATE OF ISSUE", "ISSUE DATE", "DATE DE DELIVRANCE", "AUSSTELLUNGSDATUM", "DATA WYDANIA",
+                  "PLACE OF BIRTH", "LIEU DE NAISSANCE", "GEBURTSORT", "MIEJSCE URODZENIA", "SIGNATURE",
+                  "HOLDER'S SIGNATURE", "AUTHORITY", "AUTORITE", "BEHORDE", "ORGAN WYDAJACY", "HEIGHT",
+                  "TAILLE", "IDENTITY CARD", "CARTE D'IDENTITE", "PERSONALAUSWEIS", "DOWOD OSOBISTY", "PASSPORT")
+_ALL_CAPTIONS = sorted({c for captions in LABELS.values() for c in captions} | set(OTHER_CAPTIONS), key=len,
+                       reverse=True)
 _LETTERS = str.maketrans({"0": "O", "1": "I", "5": "S", "8": "B", "2": "Z", "6": "G", "4": "A"})
-_DIGITS = str.maketrans({"O": "0", "o": "0", "D": "0", "Q": "0", "I": "1", "l": "1", "L": "1", "|": "1", "Z": "2",
-                         "S": "5", "B": "8", "G": "6", "T": "7", "A": "4", ",": ".", " ": ""})
 
 
 def _similarity(a: str, b: str) -> float:
-    return difflib.SequenceMatcher(None, a.lower().strip(" .:"), b.lower().strip(" .:")).ratio()
+    return difflib.SequenceMatcher(None, a.strip(" .:"), b.strip(" .:")).ratio()
 
 
-def _label_of(line: TextLine) -> tuple[str, float, str]:
-    """(field, similarity, rest of the line after the label) of the best-matching label, or ('', 0, '')."""
-    best = ("", 0.0, "")
-    lowered = line.text.lower()
-    for name, labels in LABELS.items():
-        for label in labels:
-            score = _similarity(line.text, label)
-            rest = ""
-            if lowered.startswith(label) and len(lowered) > len(label) + 1:  # OCR merged label and value
-                score, rest = 0.95, line.text[len(label):].strip(" .:")
-            if score > best[1]:
-                best = (name, score, rest)
-    return best
+def is_caption(text: str) -> bool:
+    """Whether *text* is a caption (in one language or several: ``Surname / Nom``), allowing an OCR slip."""
+    parts = [p.strip(" .:;,") for p in plain(text).split("/")]
+    return all(p and any(_similarity(p, caption) >= 0.8 for caption in _ALL_CAPTIONS) for p in parts)
+
+
+def _caption_prefix(part: str) -> tuple[str, str] | None:
+    """(field or '', the rest) when *part* starts with a caption; the field is '' for captions not read."""
+    for caption in _ALL_CAPTIONS:
+        if part.startswith(caption) and (len(part) == len(caption) or not part[len(caption)].isalnum()):
+            field = next((name for name, captions in LABELS.items() if caption in captions), "")
+            return field, part[len(caption):].strip(" .:;,")
+    return None
+
+
+def caption_of(line: TextLine) -> tuple[str, float, str]:
+    """(field, similarity, value on the same line) of the caption(s) the line starts with, or ('', 0, '').
+
+    A line may hold a caption in two languages (``Surname / Nom``), then maybe the value (``NAZWISKO /
+    SURNAME: NOVAK``): every part that is a caption is skipped, what follows is the value. A part before
+    a slash that is no caption listed here is taken for one in another language (``PRIJMENI / SURNAME``).
+    """
+    field, score, value = "", 0.0, ""
+    parts = re.split(r"\s*/\s*", plain(line.text).strip())
+    for index, part in enumerate(parts):
+        prefix = _caption_prefix(part)
+        if prefix is not None:
+            field = field or prefix[0]
+            score = max(score, 1.0 if prefix[0] else 0.0)
+            if prefix[1]:
+                value = prefix[1]
+                break
+            continue
+        best = max(((name, _similarity(part, caption)) for name, captions in LABELS.items() for caption in captions),
+                   key=lambda item: item[1])
+        if best[1] >= 0.8:
+            field, score = field or best[0], max(score, best[1])
+            continue
+        if field:  # not a caption: the value, on the caption's own line
+            value = part
+        elif index + 1 < len(parts):  # a caption in a language not listed, before its translation
+            continue
+        break
+    return field, score, value.strip(" .:;,")
 
 
 def read_fields(lines: list[TextLine]) -> dict[str, str]:
-    """Field name -> normalised value ('' when its label or value was not found)."""
-    labels: dict[str, tuple[TextLine, str]] = {}
-    label_lines: set[int] = set()
+    """Field name -> normalised value under its caption ('' when no caption or value was found)."""
+    labels: dict[str, tuple[TextLine, str, float]] = {}
+    caption_lines: set[int] = set()
     for i, line in enumerate(lines):
-        name, score, rest = _label_of(line)
-        if score >= 0.8 and (name not in labels or score > _label_of(labels[name][0])[1]):
-            labels[name] = (line, rest)
-            label_lines.add(i)
+        name, score, rest = caption_of(line)
+        if score >= 0.8 and not rest:
+            caption_lines.add(i)
+        if score >= 0.8 and (name not in labels or score > labels[name][2]):
+            labels[name] = (line, rest, score)
     values: dict[str, str] = {}
     for name in LABELS:
         raw = ""
         if name in labels:
-            label, rest = labels[name]
-            raw = rest or _value_below(label, [t for i, t in enumerate(lines) if i not in label_lines])
+            label, rest, _ = labels[name]
+            raw = rest or _value_below(label, [t for i, t in enumerate(lines)
+                                               if i not in caption_lines and not is_caption(t.text)])
         values[name] = normalise(name, raw)
     return values
 
@@ -85,7 +135,7 @@ def normalise(name: str, raw: str) -> str:
     if not raw:
         return ""
     if name in ("surname", "given_names"):
-        return " ".join(re.sub(r"[^A-Z ]", " ", raw.upper().translate(_LETTERS)).split())
+        return " ".join(re.sub(r"[^A-Z ]", " ", plain(raw).translate(_LETTERS)).split())
     if name in ("birth_date", "expiry_date"):
         return parse_date(raw)
     if name == "document_number":
@@ -94,20 +144,8 @@ def normalise(name: str, raw: str) -> str:
         letter = re.sub(r"[^A-Z]", "", raw.upper())[:1]
         return letter if letter in ("M", "F", "X") else ""
     if name == "nationality":
-        return re.sub(r"[^A-Z]", "", raw.upper().translate(_LETTERS))[:3]
+        return re.sub(r"[^A-Z]", "", plain(raw).translate(_LETTERS))[:3]
     return raw
-
-
-def parse_date(raw: str) -> str:
-    """'DD.MM.YYYY' (with OCR confusions) -> ISO 'YYYY-MM-DD'; '' when it is not a real date."""
-    text = raw.translate(_DIGITS)
-    match = re.search(r"(\d{1,2})[./-]?(\d{1,2})[./-]?(\d{4})", text)
-    if not match:
-        return ""
-    try:
-        return dt.date(int(match.group(3)), int(match.group(2)), int(match.group(1))).isoformat()
-    except ValueError:
-        return ""
 
 
 def canonical_number(value: str) -> str:

@@ -4,14 +4,26 @@ A case is fully determined by its seed (``numpy.random.default_rng(seed)``; Pill
 render and encode deterministically), so tests and the benchmark can name cases by seed and a
 separate *tuning* seed range never overlaps the reported one.
 
-The card is a fictional "UTOPIA" ID-1 card: printed fields on the front beside a portrait, and on
-the back a TD1 machine-readable zone made by ``mrz``'s generator and set in OCR-B (Debian package
-``fonts-ocr-b``; ``KYC_OCRB_FONT`` may point at another copy). Front text uses the font that ships
-inside Pillow. Portraits and selfies come from the real photos that ship with scikit-image
-(astronaut Eileen Collins, the cameraman) and matplotlib (Grace Hopper): only three real people,
-and only one photo of each, so a "same person" selfie is another crop of the *same* photo with
-new pose, exposure, lighting, mirroring and noise. That makes same-person face distances look
-better than real life will; README says so.
+Cards are ID-1 cards of three designs (``DESIGNS``), each with a TD1 machine-readable zone on the back
+made by ``mrz``'s generator and set in OCR-B (Debian package ``fonts-ocr-b``; ``KYC_OCRB_FONT`` may
+point at another copy):
+
+- ``A``: the fictional "UTOPIA" card, English captions with the value below, dates ``DD.MM.YYYY``,
+  portrait on the left, the font that ships inside Pillow;
+- ``B``: a bilingual English/French card (``Surname / Nom``), given names in mixed case, sex and
+  nationality on one line, dates ``07 MAR/MARS 1985``, a spaced document number, portrait on the
+  right, DejaVu Sans;
+- ``C``: a bilingual Czech/English card, the value on the caption's line (``PRIJMENI / SURNAME:
+  NOVAK``, with the national spelling ``NOVÁK``), birth date ``YYYY-MM-DD``, an issue date and the
+  expiry ``DD MM YYYY`` side by side, a smaller portrait lower down and a faded second portrait,
+  DejaVu Serif. C is held out: the reading rules and thresholds are tuned on A and B only
+  (bench/kyc.py reports C apart).
+
+B and C use fonts that ship inside matplotlib, a test requirement. Portraits and selfies come from
+the real photos that ship with scikit-image (astronaut Eileen Collins, the cameraman) and matplotlib
+(Grace Hopper): only three real people, and only one photo of each, so a "same person" selfie is
+another crop of the *same* photo with new pose, exposure, lighting, mirroring and noise. That makes
+same-person face distances look better than real life will; README says so.
 """
 
 from __future__ import annotations
@@ -26,12 +38,14 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .config import CARD_HEIGHT_MM, CARD_WIDTH_MM, PORTRAIT_BOX_MM
+from .config import CARD_HEIGHT_MM, CARD_WIDTH_MM
 
 OCRB_PATHS = ("/usr/share/fonts/opentype/ocr-b/OCRB.otf", "/usr/share/fonts/truetype/ocr-b/OCRB.ttf")
 PX_PER_MM = 12.0  # card rendering resolution (1027 x 648 px)
 CARD_W, CARD_H = round(CARD_WIDTH_MM * PX_PER_MM), round(CARD_HEIGHT_MM * PX_PER_MM)
 LEVELS = ("easy", "medium", "hard")
+DESIGNS = ("A", "B", "C")
+TUNING_DESIGNS = ("A", "B")  # C is held out of all tuning
 KINDS = ("genuine", "mrz_digit", "front_mismatch", "other_person", "expired", "replay", "low_quality")
 # Expiry dates are absolute (not relative to today), so a case is the same whenever it is generated:
 # valid cards expire in 2031-2036, expired ones expired in 2018-2025.
@@ -86,6 +100,7 @@ class Identity:
     sex: str
     nationality: str
     person: str
+    issue_date: dt.date | None = None
 
     def document(self) -> dict[str, str]:
         """The ``document`` block a correct decision reports (dates ISO)."""
@@ -111,6 +126,7 @@ class Case:
     mrz: tuple[str, ...] = ()            # the MRZ lines as printed (tampered ones included)
     printed: Identity | None = None      # what the front prints, when it differs from the identity
     notes: dict[str, str] = field(default_factory=dict)
+    design: str = "A"
 
 
 def ocrb_font(size: int) -> ImageFont.FreeTypeFont:
@@ -126,7 +142,8 @@ def _sans(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def random_identity(rng: np.random.Generator, person: str, *, expired: bool = False) -> Identity:
+def random_identity(rng: np.random.Generator, person: str, *, expired: bool = False,
+                    nationality: str = "UTO") -> Identity:
     """A fictional identity; its card is valid until 2031 at least, or expired before mid-2025."""
     birth = dt.date(1950, 1, 1) + dt.timedelta(days=int(rng.integers(0, 365 * 50)))
     days = int(rng.integers(0, 365 * 5))
@@ -135,14 +152,14 @@ def random_identity(rng: np.random.Generator, person: str, *, expired: bool = Fa
     digits = "".join(str(d) for d in rng.integers(0, 10, size=9 - len(letters)))
     given = " ".join(rng.choice(GIVEN, size=int(rng.integers(1, 3)), replace=False))
     return Identity(surname=str(rng.choice(SURNAMES)), given_names=given, document_number=letters + digits,
-                    birth_date=birth, expiry_date=expiry, sex=str(rng.choice(["F", "M"])), nationality="UTO",
+                    birth_date=birth, expiry_date=expiry, sex=str(rng.choice(["F", "M"])), nationality=nationality,
                     person=person)
 
 
 def mrz_lines(identity: Identity) -> list[str]:
     """The three 30-character TD1 lines for *identity*, from ``mrz``'s generator."""
     from mrz.generator.td1 import TD1CodeGenerator
-    code = TD1CodeGenerator("ID", "UTO", identity.document_number, identity.birth_date.strftime("%y%m%d"),
+    code = TD1CodeGenerator("ID", identity.nationality, identity.document_number, identity.birth_date.strftime("%y%m%d"),
                             identity.sex, identity.expiry_date.strftime("%y%m%d"), identity.nationality,
                             identity.surname, identity.given_names)
     return str(code).split("\n")
@@ -169,7 +186,10 @@ def _mm(value: float) -> int:
     return round(value * PX_PER_MM)
 
 
-PORTRAIT_MM = PORTRAIT_BOX_MM  # the reader crops the same box
+PORTRAIT_MM = (4.0, 11.0, 26.0, 33.0)  # design A's portrait box, in mm (x, y, w, h) from the top-left corner
+# Where each design prints the portrait, in mm (x, y, w, h); the reader finds it by face detection.
+PORTRAITS_MM = {"A": PORTRAIT_MM, "B": (59.0, 12.0, 22.0, 28.0), "C": (5.0, 17.0, 19.0, 24.0)}
+NATIONALITY = {"A": "UTO", "B": "CAN", "C": "CZE"}  # the issuer, and its citizens' nationality
 
 
 def portrait_crop(person: str, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -191,8 +211,12 @@ def _crop(image: np.ndarray, x: float, y: float, w: float, h: float) -> np.ndarr
     return padded[y0:y0 + round(h), x0:x0 + round(w)].copy()
 
 
-def render_front(identity: Identity, rng: np.random.Generator, *, shown: Identity | None = None) -> np.ndarray:
+def render_front(identity: Identity, rng: np.random.Generator, *, shown: Identity | None = None,
+                 design: str = "A") -> np.ndarray:
     """The front of the card (BGR). *shown* prints other text than the MRZ carries (a tampered front)."""
+    if design != "A":
+        from .designs import render_front_b, render_front_c
+        return (render_front_b if design == "B" else render_front_c)(identity, rng, shown or identity)
     text = shown or identity
     card = _card_base(rng)
     draw = ImageDraw.Draw(card)

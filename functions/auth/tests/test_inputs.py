@@ -118,3 +118,34 @@ def test_a_forged_portrait_becomes_a_problem_not_a_decode() -> None:
     assert portrait is None
     assert [p["code"] for p in problems] == ["portrait_image_too_large"]
     assert selfie._portrait({"portrait_jpeg_b64": None}, imaging.CONFIG)[1][0]["code"] == "portrait_missing"
+
+
+def test_dates_in_any_common_format_with_every_reading() -> None:
+    from kyc.dates import find_dates
+    readings = {text: [d.readings for d in find_dates(text)] for text in (
+        "12.O8.1974", "Date of birth 12 08 1974", "1985-03-07", "07 MAR/MARS 1985", "07 Mär 1985", "3 avril 1990",
+        "12081974", "31.02.1990", "D23145890", "VYDANO / ISSUED: 09 01 2025  PLATNOST DO / EXPIRY: 09 01 2035")}
+    assert readings["12.O8.1974"] == [("1974-08-12", "1974-12-08")]  # day first, else month first
+    assert readings["Date of birth 12 08 1974"] == [("1974-08-12", "1974-12-08")]
+    assert readings["1985-03-07"] == [("1985-03-07",)]
+    assert readings["07 MAR/MARS 1985"] == [("1985-03-07",)]
+    assert readings["07 Mär 1985"] == [("1985-03-07",)]
+    assert readings["3 avril 1990"] == [("1990-04-03",)]
+    assert readings["12081974"] == [("1974-08-12", "1974-12-08")]
+    assert readings["31.02.1990"] == [] and readings["D23145890"] == []
+    assert readings["VYDANO / ISSUED: 09 01 2025  PLATNOST DO / EXPIRY: 09 01 2035"] == [
+        ("2025-01-09", "2025-09-01"), ("2035-01-09", "2035-09-01")]
+    assert front.parse_date("12 FEB/AUG 1990") == ""  # the two halves disagree: not a date
+
+
+def test_bilingual_captions_are_never_taken_for_the_value() -> None:
+    lines = [_line("Surname / Nom", 380, 130, 18), _line("VANDERMEER", 380, 160),
+             _line("Given names / Prénoms", 380, 210, 18), _line("Jan Pieter", 380, 240),
+             _line("PRIJMENI / SURNAME: NOVAK", 380, 500), _line("Date of birth / Date de naissance", 380, 290, 18),
+             _line("12 MAR/MARS 1985", 380, 320)]
+    fields = front.read_fields(lines[:4] + lines[5:])
+    assert fields["surname"] == "VANDERMEER" and fields["given_names"] == "JAN PIETER"
+    assert fields["birth_date"] == "1985-03-12"
+    assert front.read_fields([lines[4]])["surname"] == "NOVAK"  # a caption in an unlisted language, then English
+    assert front.read_fields([_line("Surname / Nom", 380, 130, 18)])["surname"] == ""
+    assert front.is_caption("Surname / Nom") and not front.is_caption("VANDERMEER")

@@ -28,3 +28,14 @@ def test_plan_mixes_kinds_and_levels() -> None:
     assert {level for _, level, _ in plan} == set(synth.LEVELS)
     assert {kind for _, _, kind in plan} == set(synth.KINDS)
     assert sum(kind == "genuine" for _, _, kind in plan) == 14
+
+
+def test_designs_differ_and_carry_their_issuer() -> None:
+    fronts = {design: cases.make_case(7, "easy", "genuine", design) for design in synth.DESIGNS}
+    assert len({case.front for case in fronts.values()}) == len(synth.DESIGNS)
+    for design, case in fronts.items():
+        assert case.design == design
+        assert case.identity.nationality == synth.NATIONALITY[design]
+        assert parse(list(case.mrz)).valid and parse(list(case.mrz)).fields["issuing_state"] == synth.NATIONALITY[design]
+    assert fronts["C"].identity.issue_date is not None and fronts["A"].identity.issue_date is None
+    assert "C" not in synth.TUNING_DESIGNS

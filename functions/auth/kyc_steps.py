@@ -45,8 +45,8 @@ class KycBack:
         from kyc.ocr import engine
         engine()
 
-    def __call__(self, back: bytes) -> dict[str, Any]:
-        from kyc.documents import read_back
+    def __call__(self, back: bytes | None) -> dict[str, Any]:
+        from kyc.documents import read_back  # None: no back was given (a passport has none)
         return read_back(back)
 
 

@@ -1,10 +1,12 @@
-"""Find an ID-1 card in a photo and straighten it (contours + perspective warp).
+"""Find an ID-1 card (or an ID-3 passport page) in a photo and straighten it (contours + perspective warp).
 
 Why this approach: a card is the largest convex quadrilateral in a document photo, with a known
 aspect ratio (85.60 / 53.98 = 1.586). Classic geometry needs no model weights, runs in a few
 milliseconds and fails loudly (no quad of the right shape) rather than hallucinating one.
 Several binarisations are tried (edges, Otsu, adaptive on saturation/lightness) because the
 card/background contrast varies; the candidate whose straightened aspect is closest to ID-1 wins.
+A passport's data page (ID-3, 125 x 88 mm, aspect 1.42; a TD2 document's is the same shape) is
+looked for where the front of any document may be given, and straightened to its own shape.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .config import CARD_HEIGHT_MM, CARD_WIDTH_MM, CONFIG, Config
 from .imaging import gray
 
 ID1_ASPECT = CARD_WIDTH_MM / CARD_HEIGHT_MM
+ID3_ASPECT = 125.0 / 88.0
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class FoundCard:
     corners: np.ndarray  # 4 x 2, tl tr br bl, in the input image's pixels
     area_fraction: float
     aspect_error: float
+    aspect: float = ID1_ASPECT  # the document shape it was straightened to
 
 
 def order_corners(points: np.ndarray) -> np.ndarray:
@@ -66,19 +70,20 @@ def _quad(contour: np.ndarray) -> np.ndarray:
     return cv2.boxPoints(cv2.minAreaRect(hull)).astype(np.float32)
 
 
-def _target_size(config: Config) -> tuple[int, int]:
+def _target_size(config: Config, aspect: float = ID1_ASPECT) -> tuple[int, int]:
     width = round(CARD_WIDTH_MM * config.card_px_per_mm)
-    return width, round(width / ID1_ASPECT)
+    return width, round(width / aspect)
 
 
-def find_card(image: np.ndarray, config: Config = CONFIG) -> FoundCard | None:
-    """The card in *image*, straightened to ID-1 proportions; None when no card-shaped quad is found."""
+def find_card(image: np.ndarray, config: Config = CONFIG, aspects: tuple[float, ...] = (ID1_ASPECT,)) -> FoundCard | None:
+    """The card in *image*, straightened to the nearest of *aspects* (ID-1 by default); None when no
+    card-shaped quad is found."""
     height, width = image.shape[:2]
     scale = 800 / max(height, width)
     small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
     scale = min(scale, 1.0)
     total = small.shape[0] * small.shape[1]
-    best: tuple[float, np.ndarray, float, float] | None = None
+    best: tuple[float, np.ndarray, float, float, float] | None = None
     for mask in _candidates(small):
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         for contour in sorted(contours, key=cv2.contourArea, reverse=True)[:3]:
@@ -88,24 +93,25 @@ def find_card(image: np.ndarray, config: Config = CONFIG) -> FoundCard | None:
             quad = order_corners(_quad(contour))
             sides = [np.linalg.norm(quad[i] - quad[(i + 1) % 4]) for i in range(4)]
             aspect = (sides[0] + sides[2]) / max(sides[1] + sides[3], 1e-6)
-            aspect_error = abs(aspect / ID1_ASPECT - 1)
+            target = min(aspects, key=lambda a: abs(aspect / a - 1))
+            aspect_error = abs(aspect / target - 1)
             fill = cv2.contourArea(contour) / max(cv2.contourArea(quad), 1e-6)  # a card fills its quad
             if aspect_error > config.card_max_aspect_error or fill < 0.85:
                 continue
             score = aspect_error + abs(1 - fill) - 0.2 * area
             if best is None or score < best[0]:
-                best = (score, quad / scale, area, aspect_error)
+                best = (score, quad / scale, area, aspect_error, target)
     if best is None:
         return None
-    _, corners, area, aspect_error = best
+    _, corners, area, aspect_error, target = best
     corners = np.clip(corners, [0, 0], [width - 1, height - 1]).astype(np.float32)
-    return FoundCard(image=warp(image, corners, config), corners=corners, area_fraction=float(area),
-                     aspect_error=float(aspect_error))
+    return FoundCard(image=warp(image, corners, config, target), corners=corners, area_fraction=float(area),
+                     aspect_error=float(aspect_error), aspect=target)
 
 
-def warp(image: np.ndarray, corners: np.ndarray, config: Config = CONFIG) -> np.ndarray:
-    """Perspective-warp the quad *corners* (tl tr br bl) to a straight ID-1 image."""
-    width, height = _target_size(config)
+def warp(image: np.ndarray, corners: np.ndarray, config: Config = CONFIG, aspect: float = ID1_ASPECT) -> np.ndarray:
+    """Perspective-warp the quad *corners* (tl tr br bl) to a straight image of the document's shape."""
+    width, height = _target_size(config, aspect)
     dst = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], np.float32)
     matrix = cv2.getPerspectiveTransform(corners.astype(np.float32), dst)
     return cv2.warpPerspective(image, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)

@@ -49,7 +49,8 @@ def make_case(seed: int, level: str = "easy", kind: str = "genuine", design: str
     if design == "C":  # it prints the issue date too: one more date on the front that is not in the MRZ
         issued = identity.expiry_date - dt.timedelta(days=3652 - int(rng.integers(0, 60)))
         identity = dataclasses.replace(identity, issue_date=issued)
-    lines = synth.mrz_lines(identity)
+    passport = design in synth.PASSPORTS
+    lines = synth.mrz_lines(identity, passport=passport)
     notes: dict[str, str] = {}
     shown = None
     if kind == "mrz_digit":
@@ -57,9 +58,10 @@ def make_case(seed: int, level: str = "easy", kind: str = "genuine", design: str
     elif kind == "front_mismatch":
         shown, notes["tampered"] = _other_front(identity, rng)
     quality = LEVEL_PARAMS[level][5]
-    front_card = synth.render_front(identity, rng, shown=shown, design=design)
+    front_card = synth.render_front(identity, rng, shown=shown, design=design, mrz=lines)
     front = synth.encode(synth.phone_photo(front_card, level, rng), quality)
-    back = synth.encode(synth.phone_photo(synth.render_back(lines, rng), level, rng), quality)
+    # A passport has no back to photograph: its data page carries the MRZ.
+    back = None if passport else synth.encode(synth.phone_photo(synth.render_back(lines, rng), level, rng), quality)
     selfie_person = person
     if kind == "other_person":
         others = [p.name for p in PEOPLE if p.name != person]
@@ -80,14 +82,17 @@ def make_case(seed: int, level: str = "easy", kind: str = "genuine", design: str
 def _change_mrz_digit(lines: list[str], rng: np.random.Generator) -> tuple[list[str], str]:
     """Change one digit of the birth date or the document number without fixing its check digit."""
     lines = list(lines)
+    td1 = len(lines) == 3  # else TD3: both on the second line, the number first, the birth date at 13
+    birth, number = (0, (0, 5)) if td1 else (13, (1, 0))
     if rng.random() < 0.5:
-        row, positions = 1, list(range(0, 6))          # birth date YYMMDD
+        row, positions = 1, list(range(birth, birth + 6))  # birth date YYMMDD
     else:
-        row, positions = 0, [i for i in range(5, 14) if lines[0][i].isdigit()]  # document number digits
+        row = number[0]
+        positions = [i for i in range(number[1], number[1] + 9) if lines[row][i].isdigit()]  # document number digits
     pos = int(rng.choice(positions))
     old = lines[row][pos]
     new = str((int(old) + int(rng.integers(1, 9))) % 10)
-    if row == 1 and pos in (2, 4):  # keep the tampered date a real date (month/day tens digit)
+    if row == 1 and pos - birth in (2, 4) and positions[0] == birth:  # keep the date a real date (month/day tens)
         new = str((int(old) + 1) % 2)
     lines[row] = lines[row][:pos] + new + lines[row][pos + 1:]
     return lines, f"MRZ line {row + 1} position {pos + 1}: {old} -> {new}"

@@ -10,6 +10,7 @@ path to use another file (e.g. thresholds calibrated on real, consented data).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ class Config:
     card_blur_min: float = 25.0         # straightened card sharper than this, or OCR may misread
     ocr_min_score: float = 0.5          # OCR lines scored below this are ignored
     name_max_edit_distance: int = 1     # front vs MRZ name: this many character edits still agree (OCR noise)
+    # Which thresholds decided (a decision's evidence): the SHA-256 of the file's bytes, or "defaults".
+    source_sha256: str = "defaults"
 
     def thresholds(self) -> dict[str, Any]:
         """The decision thresholds as a plain dict (what a result reports it used)."""
@@ -59,13 +62,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     target = Path(path) if path is not None else Path(os.environ.get("KYC_THRESHOLDS", THRESHOLDS_FILE))
     if not target.is_file():
         return Config()
-    body = json.loads(target.read_text())
+    raw = target.read_bytes()
+    body = json.loads(raw)
     values = body.get("values", {})
-    known = {f.name: f.type for f in dataclasses.fields(Config)}
+    known = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "source_sha256"}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(f"{target}: unknown threshold(s) {unknown}; known: {sorted(known)}")
-    return dataclasses.replace(Config(), **values)
+    return dataclasses.replace(Config(), **values, source_sha256=hashlib.sha256(raw).hexdigest())
 
 
 CONFIG = load_config()

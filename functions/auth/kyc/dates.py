@@ -80,14 +80,12 @@ def _date(year: int, month: int, day: int) -> str | None:
 
 
 def month_of(token: str) -> int | None:
-    """The month a name means, in any of the languages above; ``MAR/MARS``: both halves must agree."""
+    """The month a name means, in any of the languages above. Bilingual names (``MAR/MARS``, ``LUN/AUG``):
+    the halves known here must agree, and a half in a language not listed here is ignored."""
     months = set()
     for part in token.split("/"):
-        name = part.strip(" .").translate(_AS_LETTERS)
-        if name:
-            number = MONTHS.get(name)
-            if number is None:
-                return None
+        number = MONTHS.get(part.strip(" .").translate(_AS_LETTERS))
+        if number is not None:
             months.add(number)
     return months.pop() if len(months) == 1 else None
 

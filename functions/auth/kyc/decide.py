@@ -59,10 +59,18 @@ def decide(front: Any, back: Any, face: Any, quality: Any, *, config: Config = C
     """The output of the flow: decision, reasons, the document's data and the face distance."""
     today = today or dt.date.today()
     reasons: list[dict[str, str]] = []
-    front_r, back_r = _step(front, "front", reasons), _step(back, "back", reasons)
+    front_r = _step(front, "front", reasons)
+    front_mrz = front_r.get("mrz") or None
+    back_mrz = back.get("mrz") if isinstance(back, dict) else None
+    # A passport page (TD3) or TD2 document carries its MRZ on the front: its back is not needed, so
+    # whatever was or was not uploaded as a back does not count.
+    back_r = _step(back, "back", reasons) if back_mrz or not front_mrz else back
     face_r, quality_r = _step(face, "face", reasons), _step(quality, "quality", reasons)
     printed: dict[str, str] = front_r.get("fields") or {}
-    mrz = back_r.get("mrz") or None
+    mrz = back_mrz or front_mrz
+    if mrz is None and isinstance(back_r, dict) and back_r.get("given") is False:
+        reasons.append({"code": "back_missing", "message": "this document's machine-readable zone is on its back, "
+                                                           "which was not given: upload the back of the card too"})
     mrz_fields: dict[str, str] = (mrz or {}).get("fields") or {}
     if mrz is not None and not mrz.get("valid"):
         failed = ", ".join(mrz.get("failed_checks") or ["format"])
@@ -102,8 +110,9 @@ def decide(front: Any, back: Any, face: Any, quality: Any, *, config: Config = C
     return {"decision": decision, "reasons": reasons, "document": document,
             "face_distance": round(distance, 4) if isinstance(distance, int | float) else None,
             "replay_similarity": quality_r.get("replay_similarity"), "mrz_valid": bool(mrz and mrz.get("valid")),
+            "mrz_format": (mrz or {}).get("format"), "mrz_from": "back" if back_mrz else "front" if front_mrz else None,
             "front_check": front_check,
-            "thresholds": config.thresholds()}
+            "thresholds": config.thresholds(), "thresholds_sha256": config.source_sha256}
 
 
 def _unique(reasons: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -94,3 +94,43 @@ def render_front_c(identity: Identity, rng: np.random.Generator, text: Identity)
         draw.text((_mm(x), _mm(y)), line, font=face, fill=ink)
     draw.text((_mm(40), _mm(47.5)), "~" * 5, font=_font("DejaVuSerif.ttf", 4.0), fill=(30, 30, 120))
     return cv2.cvtColor(np.asarray(card), cv2.COLOR_RGB2BGR)
+
+
+RENDERERS = {"B": render_front_b, "C": render_front_c}
+MONTHS_GA_EN = ("EAN/JAN", "FEA/FEB", "MÁR/MAR", "AIB/APR", "BEA/MAY", "MEI/JUN", "IÚIL/JUL", "LÚN/AUG", "MFÓM/SEP",
+                "DFÓM/OCT", "SAM/NOV", "NOD/DEC")
+
+
+def render_passport(identity: Identity, rng: np.random.Generator, text: Identity, mrz: list[str]) -> np.ndarray:
+    """Design P: a passport's data page (ID-3, TD3 MRZ of two lines of 44 at the bottom), Irish/English
+    captions above their values, dates with bilingual month names (``12 LÚN/AUG 1974``)."""
+    from .synth import PASSPORT_MM, ocrb_font
+    size = (_mm(PASSPORT_MM[0]), _mm(PASSPORT_MM[1]))
+    page = _card_base(rng, size)
+    draw = ImageDraw.Draw(page)
+    ink, caption_ink = (20, 20, 30), (40, 90, 60)
+    draw.text((_mm(6), _mm(4)), "ÉIRE / IRELAND", font=_font("DejaVuSans-Bold.ttf", 4.0), fill=(20, 80, 40))
+    draw.text((_mm(70), _mm(5)), "PAS / PASSPORT", font=_font("DejaVuSans.ttf", 3.2), fill=(20, 80, 40))
+    _paste_portrait(page, identity, rng, PORTRAITS_MM["P"])
+    caption, value = _font("DejaVuSans.ttf", 2.0), _font("DejaVuSans.ttf", 3.2)
+
+    def date(day: dt.date) -> str:
+        return f"{day.day:02d} {MONTHS_GA_EN[day.month - 1]} {day.year}"
+
+    issued = text.expiry_date - dt.timedelta(days=3652)
+    rows = [((46, 12), "Cineál / Type", "P"), ((66, 12), "Cód / Code", text.nationality),
+            ((86, 12), "Uimhir phas / Passport No.", text.document_number),
+            ((46, 20), "Sloinne / Surname", text.surname), ((46, 28), "Réamhainm / Given names", text.given_names),
+            ((46, 36), "Náisiúntacht / Nationality", "ÉIREANNACH / IRISH"),
+            ((46, 44), "Dáta breithe / Date of birth", date(text.birth_date)), ((100, 44), "Gnéas / Sex", text.sex),
+            ((46, 52), "Dáta eisiúna / Date of issue", date(issued)),
+            ((46, 60), "Dáta éaga / Date of expiry", date(text.expiry_date))]
+    for (x, y), name, val in rows:
+        draw.text((_mm(x), _mm(y)), name, font=caption, fill=caption_ink)
+        draw.text((_mm(x), _mm(y + 2.3)), val, font=value, fill=ink)
+    draw.rectangle((0, _mm(67), size[0], size[1]), fill=(248, 248, 244))  # the MRZ's clear zone
+    font, pitch = ocrb_font(_mm(3.3)), _mm(2.54)  # ICAO 9303: 2.54 mm per character
+    for row, line in enumerate(mrz):
+        for col, char in enumerate(line):
+            draw.text((_mm(6.6) + col * pitch, _mm(71) + row * _mm(6.5)), char, font=font, fill=(15, 15, 15))
+    return cv2.cvtColor(np.asarray(page), cv2.COLOR_RGB2BGR)

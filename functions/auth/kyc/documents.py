@@ -22,24 +22,27 @@ from .imaging import BadImage, decode, encode_jpeg_b64
 from .result import guarded, problem
 
 
-def _load_card(data: bytes | None, side: str, config: Config) -> tuple[card.FoundCard | None, list[dict[str, str]]]:
+def _load_card(data: bytes | None, side: str, config: Config, aspects: tuple[float, ...] = (card.ID1_ASPECT,),
+               ) -> tuple[card.FoundCard | None, list[dict[str, str]]]:
     try:
         image = decode(data, what=f"card {side}", config=config)
     except BadImage as exc:
         return None, [problem(f"{side}_image_{exc.code}", exc.message)]
-    found = card.find_card(image, config)
+    found = card.find_card(image, config, aspects)
     if found is None:
-        return None, [problem(f"{side}_card_not_found", f"no ID card was found in the {side} photo: photograph the whole "
-                                                          f"card flat, on a darker background, filling most of the frame")]
+        what = "ID card or passport data page" if card.ID3_ASPECT in aspects else "ID card"
+        return None, [problem(f"{side}_card_not_found", f"no {what} was found in the {side} photo: photograph the whole "
+                                                          f"document flat, on a darker background, filling most of the frame")]
     return found, []
 
 
 @guarded("kyc-front")
 def read_front(data: bytes | None, config: Config = CONFIG) -> dict[str, Any]:
     """Card front -> its text lines, the values under its captions, the portrait (JPEG, base64) and problems."""
-    found, problems = _load_card(data, "front", config)
+    found, problems = _load_card(data, "front", config, (card.ID1_ASPECT, card.ID3_ASPECT))
     if found is None:
-        return {"card_found": False, "fields": {}, "text": [], "portrait_jpeg_b64": None, "problems": problems}
+        return {"card_found": False, "fields": {}, "text": [], "mrz": None, "portrait_jpeg_b64": None,
+                "problems": problems}
     found, face_box = _upright(found)
     lines = ocr.read(found.image, min_score=config.ocr_min_score)
     if face_box is None:  # no face either way up to tell the orientation: keep the way with more to read
@@ -58,7 +61,8 @@ def read_front(data: bytes | None, config: Config = CONFIG) -> dict[str, Any]:
     else:
         portrait = encode_jpeg_b64(_portrait(found.image, face_box))
     text = [line.text for line in lines]
-    return {"card_found": True, "fields": front.read_fields(lines), "text": text, "portrait_jpeg_b64": portrait,
+    return {"card_found": True, "fields": front.read_fields(lines), "text": text,
+            "mrz": _front_mrz(found.image, lines, config), "portrait_jpeg_b64": portrait,
             "portrait_box": list(face_box) if face_box else None,
             "card_corners": found.corners.round(1).tolist(), "card_sharpness": sharp, "problems": problems}
 
@@ -95,7 +99,7 @@ def _portrait(card_image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndar
 
 def _rotated(found: card.FoundCard) -> card.FoundCard:
     return card.FoundCard(image=cv2.rotate(found.image, cv2.ROTATE_180), corners=np.roll(found.corners, 2, axis=0),
-                          area_fraction=found.area_fraction, aspect_error=found.aspect_error)
+                          area_fraction=found.area_fraction, aspect_error=found.aspect_error, aspect=found.aspect)
 
 
 def _padded(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -112,7 +116,10 @@ MRZ_BAND_MM = (0.0, CARD_HEIGHT_MM - 22.0, CARD_WIDTH_MM, 22.0)
 
 @guarded("kyc-back")
 def read_back(data: bytes | None, config: Config = CONFIG) -> dict[str, Any]:
-    """Card back -> the MRZ (fixed lines, fields, which check digits failed) and problems."""
+    """Card back -> the MRZ (fixed lines, fields, which check digits failed) and problems. No back at
+    all (``None``: a passport has none) is not a problem here; the decision says whether one was needed."""
+    if data is None:
+        return {"given": False, "card_found": False, "mrz": None, "problems": []}
     found, problems = _load_card(data, "back", config)
     if found is None:
         return {"card_found": False, "mrz": None, "problems": problems}
@@ -126,6 +133,11 @@ def read_back(data: bytes | None, config: Config = CONFIG) -> dict[str, Any]:
         problems.append(problem("mrz_not_found", "no machine-readable zone (3 lines of 30 characters) could be read on "
                                                  "the card back: photograph the back, sharp and without glare"))
         return {"card_found": True, "mrz": None, "problems": problems}
+    return {"card_found": True, "problems": problems, "mrz": _parse_mrz(band, rows)}
+
+
+def _parse_mrz(band: np.ndarray, rows: list[tuple[str, tuple[float, float, float, float]]]) -> dict[str, Any]:
+    """The MRZ of OCR'd *rows* (in *band*'s pixels): parsed, and read again line by line if it fails a check."""
     raw = [text for text, _ in rows]
     result = mrz_read.parse(raw)
     if not result.valid:  # a second opinion: each line recognised alone, from a padded crop
@@ -134,6 +146,20 @@ def read_back(data: bytes | None, config: Config = CONFIG) -> dict[str, Any]:
         if retry.valid or len(retry.failed_checks) < len(result.failed_checks):
             raw, result = second, retry
             result.corrections.append("read again line by line")
-    return {"card_found": True, "problems": problems,
-            "mrz": {"raw": raw, "lines": result.lines, "valid": result.valid, "failed_checks": result.failed_checks,
-                    "fields": result.fields, "corrections": result.corrections}}
+    return {"raw": raw, "lines": result.lines, "valid": result.valid, "failed_checks": result.failed_checks,
+            "fields": result.fields, "corrections": result.corrections, "format": result.format}
+
+
+def _front_mrz(image: np.ndarray, lines: list[ocr.TextLine], config: Config) -> dict[str, Any] | None:
+    """A passport page (TD3) or TD2 document prints its MRZ on the front: where the whole-page reading saw one,
+    its band is read again at full resolution."""
+    rows = mrz_read.find_mrz_rows(lines)
+    if rows is None or len(rows) != 2:
+        return None
+    top, bottom = min(box[1] for _, box in rows), max(box[3] for _, box in rows)
+    pad = 0.6 * (bottom - top) / len(rows)
+    band = image[max(0, int(top - pad)):min(image.shape[0], int(bottom + pad)), :]
+    again = mrz_read.find_mrz_rows(ocr.read(band, min_score=config.ocr_min_score))
+    if again is None or len(again) != 2:
+        return _parse_mrz(image, rows)
+    return _parse_mrz(band, again)

@@ -1,4 +1,7 @@
-"""Reading a TD1 machine-readable zone from OCR lines: clean-up, position-aware fixes, check digits.
+"""Reading a machine-readable zone from OCR lines: clean-up, position-aware fixes, check digits.
+
+Three formats (ICAO 9303 parts 4-6): TD1 (identity cards: 3 lines of 30), TD2 (2 lines of 36) and
+TD3 (passports: 2 lines of 44); which one is told by the number and length of the lines found.
 
 OCR confuses glyphs that look alike (O/0, I/1, S/5, B/8, Z/2, G/6) and renders the filler ``<``
 as ``K``, ``«`` or drops one in a long run. The TD1 layout (ICAO 9303 part 5) says, for every
@@ -38,6 +41,36 @@ _LINE2 = "NNNNNN" + "N" + "F" + "NNNNNN" + "N" + "AAA" + "XXXXXXXXXXX" + "N"
 _LINE3 = "A" * 30
 LAYOUT = (_LINE1, _LINE2, _LINE3)
 _WEIGHTS = (7, 3, 1)
+
+
+@dataclass(frozen=True)
+class Format:
+    """Where each field of one MRZ format is: (line, start, end) slices, 0-based, end excluded."""
+
+    name: str
+    length: int
+    layout: tuple[str, ...]
+    number: tuple[int, int, int]      # the document number; its check digit follows it
+    birth: tuple[int, int, int]       # YYMMDD, check digit after
+    expiry: tuple[int, int, int]
+    sex: tuple[int, int]
+    nationality: tuple[int, int, int]
+    names: tuple[int, int, int]
+    composite: tuple[tuple[int, int], ...]  # slices of the data line the composite check digit covers
+    composite_at: int                 # on the data line (the last line for TD1, the second otherwise)
+
+
+TD1 = Format("TD1", 30, LAYOUT, number=(0, 5, 14), birth=(1, 0, 6), expiry=(1, 8, 14), sex=(1, 7),
+             nationality=(1, 15, 18), names=(2, 0, 30), composite=(), composite_at=29)
+# TD2 and TD3 share a data line: number, check, nationality, birth, check, sex, expiry, check, optional, composite.
+_DATA = "XXXXXXXXX" + "N" + "AAA" + "NNNNNN" + "N" + "F" + "NNNNNN" + "N"
+TD2 = Format("TD2", 36, ("AA" + "AAA" + "A" * 31, _DATA + "X" * 7 + "N"), number=(1, 0, 9), birth=(1, 13, 19),
+             expiry=(1, 21, 27), sex=(1, 20), nationality=(1, 10, 13), names=(0, 5, 36),
+             composite=((0, 10), (13, 20), (21, 35)), composite_at=35)
+TD3 = Format("TD3", 44, ("AA" + "AAA" + "A" * 39, _DATA + "X" * 15 + "N"), number=(1, 0, 9), birth=(1, 13, 19),
+             expiry=(1, 21, 27), sex=(1, 20), nationality=(1, 10, 13), names=(0, 5, 44),
+             composite=((0, 10), (13, 20), (21, 43)), composite_at=43)
+FORMATS = (TD1, TD2, TD3)
 
 
 def check_digit(text: str) -> str:
@@ -85,6 +118,19 @@ def fix_positions(line: str, pattern: str) -> tuple[str, list[str]]:
     return "".join(chars), notes
 
 
+_FILLER_AS_LETTERS = frozenset("<CEK")
+
+
+def _names_tail(names: str) -> tuple[str, list[str]]:
+    """The filler run after the last name, where OCR read many '<' as C, E or K (``FELIX<CECE<<EE<E``): from
+    the first name-separator after which only fillers and those letters stand, everything is filler."""
+    for start in range(1, len(names)):
+        tail = names[start:]
+        if names[start - 1] == "<" and len(tail) >= 5 and set(tail) <= _FILLER_AS_LETTERS and set(tail) != {"<"}:
+            return names[:start] + "<" * len(tail), [f"{start + 1}-{len(names)}: {tail} -> fillers"]
+    return names, []
+
+
 def _between_fillers(line: str, i: int) -> bool:
     before = line[i - 1] if i > 0 else "<"
     after = line[i + 1] if i + 1 < len(line) else "<"
@@ -128,10 +174,11 @@ class MrzResult:
     failed_checks: list[str]
     fields: dict[str, str]
     corrections: list[str] = field(default_factory=list)
+    format: str = "TD1"
 
 
 def find_mrz_lines(lines: list[TextLine]) -> list[str] | None:
-    """The three MRZ lines among OCR lines: the last three long lines rich in '<', merged per row."""
+    """The MRZ lines among OCR lines: the last two (TD2, TD3) or three (TD1) long lines rich in '<', merged per row."""
     rows = find_mrz_rows(lines)
     return [text for text, _ in rows] if rows else None
 
@@ -153,13 +200,26 @@ def find_mrz_rows(lines: list[TextLine]) -> list[tuple[str, tuple[float, float, 
         box = (min(t.box[0] for t in row), min(t.box[1] for t in row), max(t.box[2] for t in row), max(t.box[3] for t in row))
         merged.append((text, box))
     candidates = [(t, b) for t, b in merged if len(t) >= 24 and (t.count("<") >= 2 or len(t) >= 28)]
+    if len(candidates) >= 2 and min(len(t) for t, _ in candidates[-2:]) >= 33:  # TD2 or TD3: two long lines
+        return candidates[-2:]
     if len(candidates) < 3:
         return None
     return candidates[-3:]
 
 
+def format_of(raw_lines: list[str]) -> Format:
+    """TD1 for three lines; for two, TD3 (44 characters) or TD2 (36), whichever length they are nearer."""
+    if len(raw_lines) >= 3:
+        return TD1
+    mean = sum(len(line) for line in raw_lines) / max(len(raw_lines), 1)
+    return TD3 if mean >= 40 else TD2
+
+
 def parse(raw_lines: list[str]) -> MrzResult:
-    """Fix and validate three raw TD1 lines."""
+    """Fix and validate the raw lines of an MRZ: three of TD1, or two of TD2 or TD3."""
+    fmt = format_of(raw_lines)
+    if fmt is not TD1:
+        return _parse_two_lines(raw_lines[-2:], fmt)
     from mrz.checker.td1 import TD1CodeChecker
 
     corrections: list[str] = []
@@ -170,6 +230,8 @@ def parse(raw_lines: list[str]) -> MrzResult:
         corrections += [f"line {n + 1} {note}" for note in notes]
     fixed[0], notes = _resolve_document_number(fixed[0], fixed[1])
     corrections += [f"line 1 {note} (check digit)" for note in notes]
+    fixed[2], notes = _names_tail(fixed[2])
+    corrections += [f"line 3 {note}" for note in notes]
     l1, l2 = fixed[0], fixed[1]
     failed = []
     if check_digit(l1[5:14]) != l1[14]:
@@ -193,6 +255,91 @@ def parse(raw_lines: list[str]) -> MrzResult:
         "given_names": " ".join(given.replace("<", " ").split()),
     }
     return MrzResult(lines=fixed, valid=valid, failed_checks=failed, fields=fields, corrections=corrections)
+
+
+def _fit(line: str, length: int) -> str:
+    """Make *line* *length* characters by growing or shrinking its last run of fillers (OCR drops or adds
+    one in a long run), else at its end."""
+    if len(line) == length:
+        return line
+    runs = list(re.finditer(r"<{2,}", line))
+    if runs:
+        run = runs[-1]
+        size = max(1, run.end() - run.start() + length - len(line))
+        line = line[:run.start()] + "<" * size + line[run.end():]
+    return line[:length] + "<" * (length - len(line))
+
+
+def _check(line: str, start: int, end: int) -> bool:
+    return check_digit(line[start:end]) == line[end]
+
+
+def _composite_of(data: str, fmt: Format) -> str:
+    return check_digit("".join(data[a:b] for a, b in fmt.composite))
+
+
+def _resolve_number(data: str, fmt: Format) -> tuple[str, list[str]]:
+    """As :func:`_resolve_document_number`, for a two-line format (the number on the data line)."""
+    _, start, end = fmt.number
+    number, check = data[start:end], data[end]
+    if check_digit(number) == check:
+        return data, []
+    first_digit = next((i for i, c in enumerate(number) if c.isdigit()), len(number))
+    spots = [i for i, c in enumerate(number) if c in LETTER_FOR_DIGIT and i > first_digit]
+    solutions = []
+    for count in (1, 2):
+        for combo in itertools.combinations(spots, count):
+            trial = list(number)
+            for i in combo:
+                trial[i] = LETTER_FOR_DIGIT[trial[i]]
+            candidate = data[:start] + "".join(trial) + data[end:]
+            if check_digit("".join(trial)) == check and _composite_of(candidate, fmt) == candidate[fmt.composite_at]:
+                solutions.append((candidate, combo))
+        if solutions:
+            break
+    if len(solutions) != 1:
+        return data, []
+    fixed, combo = solutions[0]
+    return fixed, [f"{start + i + 1}:{number[i]}->{fixed[start + i]}" for i in combo]
+
+
+def _parse_two_lines(raw_lines: list[str], fmt: Format) -> MrzResult:
+    from mrz.checker.td2 import TD2CodeChecker
+    from mrz.checker.td3 import TD3CodeChecker
+
+    corrections: list[str] = []
+    fixed = []
+    for n, (raw, pattern) in enumerate(zip(raw_lines, fmt.layout, strict=True)):
+        line, notes = fix_positions(_fit(raw, fmt.length), pattern)
+        fixed.append(line)
+        corrections += [f"line {n + 1} {note}" for note in notes]
+    fixed[1], notes = _resolve_number(fixed[1], fmt)
+    corrections += [f"line 2 {note} (check digit)" for note in notes]
+    _, a, b = fmt.names
+    names, notes = _names_tail(fixed[0][a:b])
+    fixed[0] = fixed[0][:a] + names
+    corrections += [f"line 1 {note}" for note in notes]
+    head, data = fixed
+    failed = [name for name, (_, a, b) in (("document_number", fmt.number), ("birth_date", fmt.birth),
+                                           ("expiry_date", fmt.expiry)) if not _check(data, a, b)]
+    if _composite_of(data, fmt) != data[fmt.composite_at]:
+        failed.append("composite")
+    checker_type = TD3CodeChecker if fmt is TD3 else TD2CodeChecker
+    valid = bool(checker_type("\n".join(fixed), check_expiry=False, compute_warnings=False)) and not failed
+    if not valid and not failed:
+        failed.append("format")
+    _, a, b = fmt.names
+    surname, _, given = head[a:b].partition("<<")
+    fields = {
+        "document_type": head[0:2].rstrip("<"), "issuing_state": head[2:5].rstrip("<"),
+        "document_number": data[fmt.number[1]:fmt.number[2]].rstrip("<"),
+        "birth_date": _date(data[fmt.birth[1]:fmt.birth[2]], past=True), "sex": data[fmt.sex[1]].replace("<", "X"),
+        "expiry_date": _date(data[fmt.expiry[1]:fmt.expiry[2]], past=False),
+        "nationality": data[fmt.nationality[1]:fmt.nationality[2]].rstrip("<"),
+        "surname": surname.replace("<", " ").strip(), "given_names": " ".join(given.replace("<", " ").split()),
+    }
+    return MrzResult(lines=fixed, valid=valid, failed_checks=failed, fields=fields, corrections=corrections,
+                     format=fmt.name)
 
 
 def _date(yymmdd: str, *, past: bool, today: dt.date | None = None) -> str:

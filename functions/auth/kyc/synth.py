@@ -44,7 +44,8 @@ OCRB_PATHS = ("/usr/share/fonts/opentype/ocr-b/OCRB.otf", "/usr/share/fonts/true
 PX_PER_MM = 12.0  # card rendering resolution (1027 x 648 px)
 CARD_W, CARD_H = round(CARD_WIDTH_MM * PX_PER_MM), round(CARD_HEIGHT_MM * PX_PER_MM)
 LEVELS = ("easy", "medium", "hard")
-DESIGNS = ("A", "B", "C")
+DESIGNS = ("A", "B", "C", "P")  # three ID-1 card designs and a passport data page
+PASSPORTS = ("P",)
 TUNING_DESIGNS = ("A", "B")  # C is held out of all tuning
 KINDS = ("genuine", "mrz_digit", "front_mismatch", "other_person", "expired", "replay", "low_quality")
 # Expiry dates are absolute (not relative to today), so a case is the same whenever it is generated:
@@ -118,7 +119,7 @@ class Case:
     kind: str
     identity: Identity
     front: bytes
-    back: bytes
+    back: bytes | None  # None for a passport: its data page (the front) carries the MRZ
     selfie: bytes
     expected_decision: str
     expected_reasons: tuple[str, ...]
@@ -156,8 +157,14 @@ def random_identity(rng: np.random.Generator, person: str, *, expired: bool = Fa
                     person=person)
 
 
-def mrz_lines(identity: Identity) -> list[str]:
-    """The three 30-character TD1 lines for *identity*, from ``mrz``'s generator."""
+def mrz_lines(identity: Identity, passport: bool = False) -> list[str]:
+    """The three 30-character TD1 lines for *identity* (a passport's: two TD3 lines of 44), from ``mrz``'s generator."""
+    if passport:
+        from mrz.generator.td3 import TD3CodeGenerator
+        td3 = TD3CodeGenerator("P", identity.nationality, identity.surname, identity.given_names,
+                               identity.document_number, identity.nationality, identity.birth_date.strftime("%y%m%d"),
+                               identity.sex, identity.expiry_date.strftime("%y%m%d"))
+        return str(td3).split("\n")
     from mrz.generator.td1 import TD1CodeGenerator
     code = TD1CodeGenerator("ID", identity.nationality, identity.document_number, identity.birth_date.strftime("%y%m%d"),
                             identity.sex, identity.expiry_date.strftime("%y%m%d"), identity.nationality,
@@ -165,17 +172,18 @@ def mrz_lines(identity: Identity) -> list[str]:
     return str(code).split("\n")
 
 
-def _card_base(rng: np.random.Generator) -> Image.Image:
-    """Pastel background with guilloche-like wavy lines, as security prints have."""
+def _card_base(rng: np.random.Generator, size: tuple[int, int] = (CARD_W, CARD_H)) -> Image.Image:
+    """Pastel background with guilloche-like wavy lines, as security prints have (*size*: width, height px)."""
+    width, height = size
     hue = int(rng.integers(0, 180))
-    hsv = np.zeros((CARD_H, CARD_W, 3), np.uint8)
+    hsv = np.zeros((height, width, 3), np.uint8)
     hsv[..., 0] = hue
-    hsv[..., 1] = np.linspace(25, 55, CARD_W, dtype=np.uint8)[None, :]
+    hsv[..., 1] = np.linspace(25, 55, width, dtype=np.uint8)[None, :]
     hsv[..., 2] = 238
     rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-    xs = np.arange(CARD_W)
+    xs = np.arange(width)
     for k in range(14):
-        ys = (CARD_H * (k + 0.5) / 14 + 9 * np.sin(xs / (35 + 3 * k) + k)).astype(np.int32)
+        ys = (height * (k + 0.5) / 14 + 9 * np.sin(xs / (35 + 3 * k) + k)).astype(np.int32)
         pts = np.stack([xs, ys], axis=1).reshape(-1, 1, 2)
         color = tuple(int(c) for c in np.clip(rgb[0, 0].astype(int) - 28, 0, 255))
         cv2.polylines(rgb, [pts], False, color, 1, cv2.LINE_AA)
@@ -188,8 +196,9 @@ def _mm(value: float) -> int:
 
 PORTRAIT_MM = (4.0, 11.0, 26.0, 33.0)  # design A's portrait box, in mm (x, y, w, h) from the top-left corner
 # Where each design prints the portrait, in mm (x, y, w, h); the reader finds it by face detection.
-PORTRAITS_MM = {"A": PORTRAIT_MM, "B": (59.0, 12.0, 22.0, 28.0), "C": (5.0, 17.0, 19.0, 24.0)}
-NATIONALITY = {"A": "UTO", "B": "CAN", "C": "CZE"}  # the issuer, and its citizens' nationality
+PORTRAITS_MM = {"A": PORTRAIT_MM, "B": (59.0, 12.0, 22.0, 28.0), "C": (5.0, 17.0, 19.0, 24.0), "P": (6.0, 17.0, 34.0, 43.0)}
+NATIONALITY = {"A": "UTO", "B": "CAN", "C": "CZE", "P": "IRL"}  # the issuer, and its citizens' nationality
+PASSPORT_MM = (125.0, 88.0)  # ID-3, a passport's data page
 
 
 def portrait_crop(person: str, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -212,11 +221,15 @@ def _crop(image: np.ndarray, x: float, y: float, w: float, h: float) -> np.ndarr
 
 
 def render_front(identity: Identity, rng: np.random.Generator, *, shown: Identity | None = None,
-                 design: str = "A") -> np.ndarray:
-    """The front of the card (BGR). *shown* prints other text than the MRZ carries (a tampered front)."""
+                 design: str = "A", mrz: list[str] | None = None) -> np.ndarray:
+    """The front of the card (BGR). *shown* prints other text than the MRZ carries (a tampered front);
+    a passport page prints its MRZ (*mrz*, the TD3 lines) too."""
+    if design in PASSPORTS:
+        from .designs import render_passport
+        return render_passport(identity, rng, shown or identity, mrz or mrz_lines(identity, passport=True))
     if design != "A":
-        from .designs import render_front_b, render_front_c
-        return (render_front_b if design == "B" else render_front_c)(identity, rng, shown or identity)
+        from .designs import RENDERERS
+        return RENDERERS[design](identity, rng, shown or identity)
     text = shown or identity
     card = _card_base(rng)
     draw = ImageDraw.Draw(card)
@@ -278,17 +291,19 @@ def phone_photo(card: np.ndarray, level: str, rng: np.random.Generator) -> np.nd
     jitter, max_rot, light, sigma, noise, _ = LEVEL_PARAMS[level]
     out_w, out_h = 1280, 960
     bg = _background(rng, out_h, out_w)
-    scale = rng.uniform(0.6, 0.78) * out_w / CARD_W
-    cw, ch = CARD_W * scale, CARD_H * scale
+    card_h, card_w = card.shape[:2]
+    # A passport page is taller than a card: photographed from a little further, so it stays in the frame.
+    scale = rng.uniform(0.6, 0.78) * out_w / card_w * (1.0 if card_w / card_h > 1.5 else 0.85)
+    cw, ch = card_w * scale, card_h * scale
     angle = np.deg2rad(rng.uniform(-max_rot, max_rot))
     corners = np.array([[-cw / 2, -ch / 2], [cw / 2, -ch / 2], [cw / 2, ch / 2], [-cw / 2, ch / 2]])
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     center = np.array([out_w / 2, out_h / 2]) + rng.uniform(-0.05, 0.05, size=2) * [out_w, out_h]
     dst = corners @ rot.T + center + rng.uniform(-jitter, jitter, size=(4, 2)) * cw
-    src = np.array([[0, 0], [CARD_W, 0], [CARD_W, CARD_H], [0, CARD_H]], np.float32)
+    src = np.array([[0, 0], [card_w, 0], [card_w, card_h], [0, card_h]], np.float32)
     matrix = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
     warped = cv2.warpPerspective(card, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR)
-    mask = cv2.warpPerspective(np.full((CARD_H, CARD_W), 255, np.uint8), matrix, (out_w, out_h))
+    mask = cv2.warpPerspective(np.full((card_h, card_w), 255, np.uint8), matrix, (out_w, out_h))
     mask = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None] / 255
     photo = warped * mask + bg * (1 - mask)
     return _camera(photo, light, sigma, noise, rng)

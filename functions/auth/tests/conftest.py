@@ -52,7 +52,7 @@ def steps() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def run_flow(steps: dict[str, Any]) -> Run:
     """Run the flow's steps in dependency order on (front, back, selfie) bytes; returns every step's result."""
-    def run(front: bytes, back: bytes, selfie: bytes) -> dict[str, Any]:
+    def run(front: bytes, back: bytes | None, selfie: bytes) -> dict[str, Any]:
         f = steps["front"](front)
         b = steps["back"](back)
         face = steps["face"](selfie, f)

@@ -61,6 +61,27 @@ def test_other_card_designs_are_read_without_knowing_their_layout(run_flow: Run,
         assert out["front"]["portrait_box"] is not None
 
 
+@pytest.mark.parametrize(("kind", "seed", "level"), [("genuine", 6, "medium"), ("mrz_digit", 7, "easy")])
+def test_a_passport_page_is_verified_from_its_own_mrz_without_a_back(run_flow: Run, kind: str, seed: int,
+                                                                      level: str) -> None:
+    case = cases.make_case(seed, level, kind, "P")
+    assert case.back is None
+    out = run_flow(case.front, None, case.selfie)
+    decision = out["decision"]
+    assert decision["decision"] == case.expected_decision, (case.notes, decision["reasons"])
+    assert set(case.expected_reasons) <= set(codes(out))
+    assert decision["mrz_from"] == "front" and decision["mrz_format"] == "TD3"
+    assert out["front"]["mrz"]["lines"] == list(case.mrz)
+    if kind == "genuine":
+        assert decision["document"] == case.identity.document()
+    assert "back_missing" not in codes(out)
+
+
+def test_an_id_card_without_its_back_is_a_review_asking_for_it(run_flow: Run, genuine: Case) -> None:
+    out = run_flow(genuine.front, None, genuine.selfie)
+    assert out["decision"]["decision"] == "review" and codes(out) == ["back_missing"]
+
+
 @pytest.mark.parametrize(("kind", "seed", "level"), [
     ("mrz_digit", 11, "medium"),
     ("front_mismatch", 12, "medium"),

@@ -11,6 +11,10 @@
 A step calls the deployed function of that name. Each input becomes the keyword argument of the
 same name (a step's result: the step name with ``-`` -> ``_``); pass a dict to choose the
 parameter names: ``inputs={"image": "front", "card": front}``.
+
+``optional=["back"]`` names inputs a run may finish without: once a caller closes the run's inputs
+(``run.close_inputs()``), a step that takes an optional input never given gets ``None`` for it, so
+its parameter must say so (``back: bytes | None``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class FlowSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=NAME_PATTERN)
     inputs: tuple[str, ...]
+    # Inputs a run may finish without, once its inputs are closed; a spec stored before optional inputs has none.
+    optional: tuple[str, ...] = ()
     steps: tuple[StepSpec, ...]
     output: str
     ttl_s: float = Field(gt=0, le=7 * 86400)
@@ -53,6 +59,12 @@ class FlowSpec(BaseModel):
             raise ValueError(f"flow {self.name!r} declares a step name twice")
         if self.output not in steps:
             raise ValueError(f"flow {self.name!r}: the output step {self.output!r} is not declared")
+        for name in self.optional:
+            if name not in self.inputs:
+                raise ValueError(f"flow {self.name!r}: optional input {name!r} is not one of the flow's inputs "
+                                 f"{list(self.inputs)}")
+        if len(set(self.optional)) != len(self.optional):
+            raise ValueError(f"flow {self.name!r}: optional={list(self.optional)} names an input twice")
         for step in self.steps:
             for param, source in step.inputs.items():
                 kind, _, ref = source.partition(":")
@@ -93,11 +105,12 @@ class StepRef:
 class Flow:
     """Declare a flow; see the module docstring. Options: ``retries`` per step (default 2),
     ``ttl_s`` (a run with no progress for this long is abandoned, default 3600) and
-    ``max_input_mb`` (largest accepted input, default 20) and ``prewarm`` (scale every step's function
-    up from zero when a run starts, so cold starts overlap; default True)."""
+    ``max_input_mb`` (largest accepted input, default 20), ``prewarm`` (scale every step's function
+    up from zero when a run starts, so cold starts overlap; default True) and ``optional`` (inputs a
+    run may finish without once its inputs are closed: their steps get ``None``; default none)."""
 
-    def __init__(self, name: str, *, inputs: list[str], retries: int = 2, ttl_s: float = 3600,
-                 max_input_mb: float = 20, prewarm: bool = True) -> None:
+    def __init__(self, name: str, *, inputs: list[str], optional: list[str] | tuple[str, ...] = (), retries: int = 2,
+                 ttl_s: float = 3600, max_input_mb: float = 20, prewarm: bool = True) -> None:
         if not re.fullmatch(NAME_PATTERN, name):
             raise SpecError(f"fn.Flow: name={name!r} is invalid: lowercase letters, digits and '-', starting with a letter")
         if not inputs or len(set(inputs)) != len(inputs):
@@ -105,10 +118,20 @@ class Flow:
         for item in inputs:
             if not isinstance(item, str) or not re.fullmatch(_INPUT_PATTERN, item):
                 raise SpecError(f"fn.Flow({name!r}): input {item!r} must be a lowercase name like 'front'")
+        if isinstance(optional, str):  # tuple("back") would silently become four inputs
+            raise SpecError(f"fn.Flow({name!r}): optional={optional!r} must be a list of input names, "
+                            f"e.g. optional=[{optional!r}]")
+        for item in optional:
+            if item not in inputs:
+                raise SpecError(f"fn.Flow({name!r}): optional input {item!r} is not one of its inputs {list(inputs)}; "
+                                f"optional lists only names from inputs")
+        if len(set(optional)) != len(optional):
+            raise SpecError(f"fn.Flow({name!r}): optional={list(optional)!r} names an input twice")
         if not 0 <= retries <= 10:
             raise SpecError(f"fn.Flow({name!r}): retries={retries} must be between 0 and 10")
         self.name = name
         self.inputs = tuple(inputs)
+        self.optional = tuple(optional)
         self.retries = retries
         self.ttl_s = ttl_s
         self.max_input_bytes = int(max_input_mb * 1024 * 1024)
@@ -163,8 +186,9 @@ class Flow:
         if self._output is None:
             raise SpecError(f"flow {self.name!r} has no output step: end it with flow.output('function', inputs=[...])")
         try:
-            return FlowSpec(name=self.name, inputs=self.inputs, steps=tuple(self._steps), output=self._output,
-                            ttl_s=self.ttl_s, max_input_bytes=self.max_input_bytes, prewarm=self.prewarm)
+            return FlowSpec(name=self.name, inputs=self.inputs, optional=self.optional, steps=tuple(self._steps),
+                            output=self._output, ttl_s=self.ttl_s, max_input_bytes=self.max_input_bytes,
+                            prewarm=self.prewarm)
         except ValueError as exc:
             raise SpecError(str(exc)) from None
 

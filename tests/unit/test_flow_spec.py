@@ -45,6 +45,10 @@ def test_dict_inputs_choose_parameter_names() -> None:
     (lambda: fn.Flow("f", inputs=["a", "a"]), "distinct"),
     (lambda: fn.Flow("f", inputs=["a"], retries=11), "retries=11"),
     (lambda: fn.Flow("f", inputs=["a"]).step("s", inputs=["b"]), "neither one of the flow's inputs"),
+    (lambda: fn.Flow("f", inputs=["a", "b"], optional=["c"]),
+     r"fn.Flow\('f'\): optional input 'c' is not one of its inputs \['a', 'b'\]"),
+    (lambda: fn.Flow("f", inputs=["a", "b"], optional=["b", "b"]), r"optional=\['b', 'b'\] names an input twice"),
+    (lambda: fn.Flow("f", inputs=["a", "b"], optional="b"), r"optional='b' must be a list of input names"),
 ])
 def test_declaration_mistakes_are_named(build: object, message: str) -> None:
     with pytest.raises(fn.SpecError, match=message):
@@ -78,3 +82,18 @@ def test_server_side_spec_rejects_cycles_missing_steps_and_unknown_inputs() -> N
         FlowSpec(**_spec(steps=(StepSpec(name="two", function="two", inputs={"x": "input:zz"}, retries=0),)))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="output step 'nope' is not declared"):
         FlowSpec(**_spec(output="nope"))  # type: ignore[arg-type]
+
+
+def test_optional_inputs_are_declared_checked_on_the_server_and_older_specs_still_load() -> None:
+    flow = fn.Flow("with-optional", inputs=["front", "back"], optional=["back"])
+    flow.output("decide", inputs=["front", "back"])
+    spec = flow.spec()
+    assert spec.optional == ("back",)
+    assert FlowSpec.model_validate_json(spec.model_dump_json()) == spec
+    with pytest.raises(ValueError, match=r"optional input 'zz' is not one of the flow's inputs \['a'\]"):
+        FlowSpec(**_spec(optional=("zz",)))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="names an input twice"):
+        FlowSpec(**_spec(optional=("a", "a")))  # type: ignore[arg-type]
+    stored = FlowSpec(**_spec()).model_dump(mode="json")  # type: ignore[arg-type]
+    del stored["optional"]  # as a registry stored it before optional inputs existed
+    assert FlowSpec.model_validate(stored).optional == ()

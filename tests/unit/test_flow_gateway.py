@@ -1,17 +1,27 @@
-"""The flows gateway's calls to a run's host while that host dies or restarts. No Ray: the host is stood in."""
+"""The flows gateway's calls to a run's host while that host dies or restarts, and closing a run's inputs over
+HTTP. No Ray: the host is stood in (by a run host in this process for the close)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from ray.exceptions import ActorUnavailableError
+from starlette.requests import Request
 
 import fn
 from fnplatform.flows import gateway as flows_gateway
 from fnplatform.flows.gateway import FlowGateway
+from fnplatform.flows.hosts import FlowRuns
+from fnplatform.flows.state import FlowState
+from fnplatform.keys import Grant
+from fnplatform.storage.blobs import StoreConfig, open_store
+
+from .test_flow_run import optional_flow, optional_runtime
 
 
 class FlakyActor:
@@ -19,7 +29,7 @@ class FlakyActor:
 
     def __init__(self, failures: int | None) -> None:
         self.failures, self.calls = failures, 0
-        self.state = self
+        self.state = self.close = self
 
     def remote(self, *args: Any) -> Any:
         self.calls += 1
@@ -76,3 +86,111 @@ def test_a_locked_checkpoint_database_is_a_503_with_retry_after_not_a_500() -> N
     body = json.loads(bytes(response.body))
     assert body["error"]["type"] == "Unavailable" and "database is locked" in body["error"]["message"]
     assert "INSERT" not in body["error"]["message"] and "secret" not in body["error"]["message"]
+
+
+# closing a run's inputs over HTTP: the real gateway and checkpoint database, the run host in this process ----
+
+class InProcessHost:
+    """A run host's actor handle whose calls (``handle.close.remote(run_id)``) go to a FlowRuns in this process."""
+
+    def __init__(self, host: FlowRuns) -> None:
+        self.host = host
+
+    def __getattr__(self, method: str) -> Any:
+        return SimpleNamespace(remote=getattr(self.host, method))
+
+
+class GrantedKeys:
+    def __init__(self, grant: Grant) -> None:
+        self.grant = grant
+
+    async def authenticate(self, headers: Any) -> Grant:
+        return self.grant
+
+
+def flow_gateway(state: FlowState, tmp_path: Path, host: Any, grant: Grant | None = None) -> FlowGateway:
+    store = {"kind": "local", "root": str(tmp_path / "store")}
+    gateway = FlowGateway.__new__(FlowGateway)
+    gateway._store_config, gateway._db, gateway._store = store, state, open_store(StoreConfig(**store))
+    gateway._keys = GrantedKeys(grant or Grant(key_id="k1", role="invoke"))  # type: ignore[assignment]
+    gateway._host = lambda run_id: host  # type: ignore[method-assign]
+    state.put_flow(optional_flow(), "0" * 64)
+    return gateway
+
+
+async def send(gateway: FlowGateway, method: str, path: str, body: bytes = b"") -> tuple[int, dict[str, Any]]:
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    path, _, query = path.partition("?")
+    scope = {"type": "http", "method": method, "path": path, "query_string": query.encode(),
+             "headers": [(b"content-type", b"application/json")]}
+    response = await gateway(Request(scope, receive))
+    return response.status_code, json.loads(bytes(response.body))
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> FlowState:
+    return FlowState(f"sqlite:///{tmp_path / 'flows.db'}")
+
+
+def in_process_host(state: FlowState, tmp_path: Path) -> InProcessHost:
+    return InProcessHost(FlowRuns({"kind": "local", "root": str(tmp_path / "store")}, database_url=state.url,
+                                  runtime=lambda on_exit: optional_runtime()))
+
+
+def test_closing_over_http_finishes_a_run_without_its_optional_input(state: FlowState, tmp_path: Path) -> None:
+    host = in_process_host(state, tmp_path)
+    gateway = flow_gateway(state, tmp_path, host)
+    run_id = state.create_run(optional_flow(), "k1")
+    url = f"/flows/unit-optional/runs/{run_id}"
+
+    async def scenario() -> list[tuple[int, dict[str, Any]]]:
+        answers = [await send(gateway, "POST", f"{url}/close")]  # 'front' is required and missing
+        answers.append(await send(gateway, "PUT", f"{url}/inputs/front", b'"abcd"'))
+        answers.append(await send(gateway, "POST", f"{url}/close"))
+        answers.append(await send(gateway, "POST", f"{url}/close"))  # again: no error
+        answers.append(await send(gateway, "PUT", f"{url}/inputs/back", b'"xy"'))
+        answers.append(await send(gateway, "GET", f"{url}?wait=10"))
+        answers.append(await send(gateway, "POST", f"{url}/close"))  # after the run's end: its state
+        return answers
+
+    missing, put, closed, again, late, final, after_end = asyncio.run(scenario())
+    assert missing[0] == 409 and missing[1]["error"]["type"] == "Conflict"
+    assert "required input(s) 'front' not given yet" in missing[1]["error"]["message"]
+    assert put[0] == 202 and put[1]["inputs_closed"] is False
+    assert closed[0] == 202 and closed[1]["inputs_closed"] is True and closed[1]["status"] == "running"
+    assert again[0] == 202 and again[1]["inputs_closed"] is True
+    assert late[0] == 409 and late[1]["error"]["message"] == f"inputs of run {run_id} are closed: input 'back' is refused"
+    assert final[0] == 200 and final[1]["status"] == "succeeded"
+    assert final[1]["output"] == {"front": 4, "back": None}
+    assert after_end[0] == 202 and after_end[1]["status"] == "succeeded" and after_end[1]["output"] == final[1]["output"]
+    record = state.run(run_id)
+    assert record is not None and record.inputs_closed and "back" not in record.values
+
+
+def test_a_close_whose_host_is_restarting_is_accepted_from_the_checkpoint(
+        state: FlowState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(flows_gateway, "ACTOR_RETRY_S", 0.3)
+    gateway = flow_gateway(state, tmp_path, FlakyActor(failures=None))
+    run_id = state.create_run(optional_flow(), "k1")
+    assert state.add_input(run_id, "front", value_json=json.dumps("abcd"))
+    status, body = asyncio.run(send(gateway, "POST", f"/flows/unit-optional/runs/{run_id}/close"))
+    assert status == 202 and body["inputs_closed"] is True and body["status"] == "running"
+    record = state.run(run_id)
+    assert record is not None and record.inputs_closed  # the host takes it up from the checkpoint when it is back
+
+
+def test_closing_follows_the_put_endpoints_key_rules(state: FlowState, tmp_path: Path) -> None:
+    run_id = state.create_run(optional_flow(), "k1")
+    path = f"/flows/unit-optional/runs/{run_id}/close"
+    scoped = flow_gateway(state, tmp_path, None, Grant(key_id="k1", role="invoke", flows=frozenset({"other"})))
+    status, body = asyncio.run(send(scoped, "POST", path))
+    assert status == 403 and "may run only the flows other" in body["error"]["message"]
+    stranger = flow_gateway(state, tmp_path, None, Grant(key_id="k2", role="invoke"))  # not the key that started it
+    assert asyncio.run(send(stranger, "POST", path))[0] == 404
+    assert asyncio.run(send(stranger, "GET", f"/flows/unit-optional/runs/{run_id}/close"))[0] == 404
+    record = state.run(run_id)
+    assert record is not None and not record.inputs_closed

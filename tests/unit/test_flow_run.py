@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 import fn
 from fnplatform.flows import run as flow_run
 from fnplatform.flows.run import FlowRun
-from fnplatform.flows.state import FlowState
+from fnplatform.flows.state import FlowState, snapshot_from_record
 
 Step = Callable[..., Any]
 
@@ -294,3 +295,120 @@ def test_a_step_call_that_never_returns_times_out_is_retried_then_fails_the_run(
     assert "step 'measure-front': measure could not be placed or did not answer within 0.2 s" in error["message"]
     record = state.run(run.run_id)
     assert record is not None and record.status == "failed"
+
+
+# optional inputs and closing a run's inputs ------------------------------------------------------
+
+def optional_flow() -> fn.FlowSpec:
+    flow = fn.Flow("unit-optional", inputs=["front", "back"], optional=["back"], retries=0)
+    front = flow.step("measure", inputs={"text": "front"}, name="measure-front")
+    back = flow.step("maybe", inputs={"text": "back"}, name="measure-back")
+    flow.output("decide", inputs={"a": front, "b": back})
+    return flow.spec()
+
+
+def optional_runtime() -> LocalRuntime:
+    return runtime(maybe=lambda text: None if text is None else len(text), decide=lambda a, b: {"front": a, "back": b})
+
+
+def close(state: FlowState, run: FlowRun) -> dict[str, Any]:
+    assert state.close_inputs(run.run_id)
+    return asyncio.run(_settled(run, run.close()))
+
+
+async def _settled(run: FlowRun, call: Any) -> dict[str, Any]:
+    snapshot = await call
+    deadline = asyncio.get_running_loop().time() + 30
+    while run._tasks and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    assert not run._tasks, f"steps still running after 30 s: {sorted(run._tasks)}"
+    return {**snapshot, **run.snapshot()}
+
+
+def test_an_optional_input_never_put_is_none_once_the_inputs_are_closed(state: FlowState, tmp_path: Path) -> None:
+    local = optional_runtime()
+    run = new_run(state, tmp_path, local, run_id=state.create_run(optional_flow()))
+    first = give(state, run, "front", "abcd")
+    assert first["steps"]["measure-back"]["status"] == "waiting", "an optional input is waited for until the close"
+    assert first["inputs_closed"] is False and first["optional"] == ["back"]
+    done = close(state, run)
+    assert done["status"] == "succeeded" and done["output"] == {"front": 4, "back": None}
+    assert done["inputs_closed"] is True and done["inputs"] == {"front": True, "back": False}
+    assert ("maybe", {"text": None}) in local.calls
+    record = state.run(run.run_id)
+    assert record is not None and record.inputs_closed and "back" not in record.values  # nothing stored for it
+    assert snapshot_from_record(record)["inputs_closed"] is True
+
+
+def test_closing_with_a_required_input_missing_is_a_conflict_naming_it(state: FlowState) -> None:
+    run_id = state.create_run(optional_flow())
+    assert state.add_input(run_id, "back", value_json=json.dumps("xy"))
+    expected = r"required input\(s\) 'front' not given yet \(only its optional inputs \['back'\] may be missing\)"
+    with pytest.raises(fn.Conflict, match=expected) as err:
+        state.close_inputs(run_id)
+    assert err.value.status == 409
+    record = state.run(run_id)
+    assert record is not None and not record.inputs_closed  # the run stays open for the missing input
+    assert state.add_input(run_id, "front", value_json=json.dumps("abcd"))
+
+
+def test_a_put_after_the_close_is_refused_and_closing_again_or_after_the_end_changes_nothing(state: FlowState) -> None:
+    run_id = state.create_run(optional_flow())
+    assert state.add_input(run_id, "front", value_json=json.dumps("abcd"))
+    assert state.close_inputs(run_id) and state.close_inputs(run_id)  # idempotent
+    with pytest.raises(fn.Conflict, match=f"inputs of run {run_id} are closed: input 'back' is refused") as err:
+        state.add_input(run_id, "back", value_json=json.dumps("xy"))
+    assert err.value.status == 409
+    record = state.run(run_id)
+    assert record is not None and "back" not in record.values
+
+    finished = state.create_run(optional_flow())
+    state.finish_run(finished, error={"type": "Abandoned", "message": "no progress"})
+    assert state.close_inputs(finished)  # its required input is missing, but a close racing the end is no error
+    record = state.run(finished)
+    assert record is not None and not record.inputs_closed and record.status == "failed"
+    assert not state.close_inputs("no-such-run")
+
+
+def test_a_run_recreated_after_its_inputs_were_closed_runs_its_steps_with_none(state: FlowState, tmp_path: Path) -> None:
+    before = optional_runtime()
+    run = new_run(state, tmp_path, before, run_id=state.create_run(optional_flow()))
+    give(state, run, "front", "abcd")
+    assert state.close_inputs(run.run_id)  # checkpointed; the host died before it was told
+
+    after = optional_runtime()
+    resumed = new_run(state, tmp_path, after, run_id=run.run_id)
+    done = asyncio.run(_settled(resumed, resumed.state()))
+    assert done["status"] == "succeeded" and done["output"] == {"front": 4, "back": None}
+    assert [c for c, _ in after.calls] == ["maybe", "decide"]  # measure-front was not run again
+    assert after.calls[0] == ("maybe", {"text": None})
+
+
+def test_a_close_picks_up_an_input_checkpointed_before_it_even_if_its_put_has_not_arrived(
+        state: FlowState, tmp_path: Path) -> None:
+    local = optional_runtime()
+    run = new_run(state, tmp_path, local, run_id=state.create_run(optional_flow()))
+    give(state, run, "front", "abcd")
+    assert state.add_input(run.run_id, "back", value_json=json.dumps("xy"))  # the host is not told (yet)
+    done = close(state, run)
+    assert done["output"] == {"front": 4, "back": 2}, "a given input must never be replaced by None"
+
+
+def test_a_database_from_before_closing_inputs_gains_the_column_and_its_runs_load(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    spec = documents_flow().model_dump(mode="json")
+    del spec["optional"]  # a spec stored before optional inputs existed
+    with engine.begin() as connection:  # the flow_runs table as an earlier release created it
+        connection.execute(text("CREATE TABLE flow_runs (id VARCHAR(32) PRIMARY KEY, flow VARCHAR(63), spec TEXT, "
+                                "status VARCHAR(16), owner VARCHAR(16), output TEXT, error TEXT, created_at DATETIME, "
+                                "updated_at DATETIME)"))
+        connection.execute(text("INSERT INTO flow_runs VALUES ('old1', 'unit-docs', :spec, 'running', NULL, NULL, "
+                                "NULL, '2026-01-01', '2026-01-01')"), {"spec": json.dumps(spec)})
+    engine.dispose()
+    state = FlowState(url)
+    record = state.run("old1")
+    assert record is not None and record.spec.optional == () and not record.inputs_closed
+    assert state.add_input("old1", "front", value_json=json.dumps("abcd"))
+    with pytest.raises(fn.Conflict, match=r"'back' not given yet \(flow 'unit-docs' has no optional inputs\)"):
+        state.close_inputs("old1")

@@ -269,7 +269,8 @@ class ControlPlane:
     def list_flows(self, grant: Grant) -> list[dict[str, Any]]:
         """Declared flows the key may run, each with its latest runs: only the key's own runs, unless admin."""
         owner = None if grant.has_role("admin") else grant.key_id
-        return [{"name": f.name, "inputs": list(f.inputs), "steps": {s.name: s.function for s in f.steps},
+        return [{"name": f.name, "inputs": list(f.inputs), "optional": list(f.optional),
+                 "steps": {s.name: s.function for s in f.steps},
                  "output": f.output, "runs": self.flows.runs(f.name, limit=5, owner=owner)}
                 for f in self.flows.flows() if grant.may_run(f.name)]
 

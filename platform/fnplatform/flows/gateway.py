@@ -4,11 +4,14 @@
 
     POST /flows/<flow>/runs                      -> 201 {"id": ...}
     PUT  /flows/<flow>/runs/<id>/inputs/<name>   JSON, a raw body or a multipart upload -> 202 run state
+    POST /flows/<flow>/runs/<id>/close           no more inputs: absent optional ones are None -> 202 run state
     GET  /flows/<flow>/runs/<id>[?wait=S]        run state; with wait, long-polls until the run ends
     GET  /flows                                  declared flows
 
 Every accepted input is written to the store (bytes) or the registry (JSON) before it is
-acknowledged; only then is the run's host told.
+acknowledged; only then is the run's host told. Closing a run's inputs is written the same way, and
+refused (409, naming them) while a required input is missing; closing again, or closing a run that has
+ended (a close may race the run's end), is 202 with its state; a put after the close is 409.
 """
 
 from __future__ import annotations
@@ -81,8 +84,8 @@ class FlowGateway:
         method = request.method
         if not parts and method == "GET":
             flows = await asyncio.to_thread(self._db.flows)
-            return _json([{"name": f.name, "inputs": list(f.inputs), "steps": [s.name for s in f.steps],
-                           "output": f.output} for f in flows if grant.may_run(f.name)])
+            return _json([{"name": f.name, "inputs": list(f.inputs), "optional": list(f.optional),
+                           "steps": [s.name for s in f.steps], "output": f.output} for f in flows if grant.may_run(f.name)])
         if parts:
             grant.require_flow(parts[0])
         if len(parts) == 2 and parts[1] == "runs" and method == "POST":
@@ -92,6 +95,8 @@ class FlowGateway:
             return _json(await self._state(parts[0], parts[2], wait, grant))
         if len(parts) == 5 and parts[1] == "runs" and parts[3] == "inputs" and method in {"PUT", "POST"}:
             return await self._put(parts[0], parts[2], parts[4], request, grant)
+        if len(parts) == 4 and parts[1] == "runs" and parts[3] == "close" and method == "POST":
+            return await self._close(parts[0], parts[2], grant)
         raise NotFound(f"no flows route {method} {request.url.path}; see 'fnctl flow --help'", status=404)
 
     async def _flow(self, name: str) -> Any:
@@ -157,6 +162,8 @@ class FlowGateway:
             raise Conflict(f"input {name!r} of run {run_id} was already given; the first one is kept", status=409)
         if record.status in {"succeeded", "failed"}:
             raise Conflict(f"run {run_id} has already {record.status}", status=409)
+        if record.inputs_closed:
+            raise Conflict(f"inputs of run {run_id} are closed: input {name!r} is refused", status=409)
         what = f"input {name!r}"
         declared_over(request.headers, spec.max_input_bytes, what)
         request = Request(request.scope, limited(request.receive, spec.max_input_bytes, what))
@@ -170,14 +177,31 @@ class FlowGateway:
             # Each upload its own blob: two racing uploads of one input must not overwrite the one that is kept.
             key = flow_run.blob_key(run_id, "inputs", f"{name}.{uuid.uuid4().hex[:12]}")
             await asyncio.to_thread(self._store.write, key, data)
-        if not await asyncio.to_thread(self._db.add_input, run_id, name, blob_key=key, value_json=value):
+        try:
+            added = await asyncio.to_thread(self._db.add_input, run_id, name, blob_key=key, value_json=value)
+        except Conflict:  # the inputs were closed while this one was uploading
+            if key is not None:
+                await asyncio.to_thread(self._store.delete, key)
+            raise
+        if not added:
             if key is not None:
                 await asyncio.to_thread(self._store.delete, key)
             raise Conflict(f"input {name!r} of run {run_id} was already given; the first one is kept", status=409)
+        return await self._tell(flow, run_id, grant, "put", name)
+
+    async def _close(self, flow: str, run_id: str, grant: Grant) -> Response:
+        record = await self._record(flow, run_id, grant)
+        if record.status in {"succeeded", "failed"}:
+            return _json(snapshot_from_record(record), status=202)  # a close racing the run's end is no error
+        await asyncio.to_thread(self._db.close_inputs, run_id)  # Conflict naming a missing required input
+        return await self._tell(flow, run_id, grant, "close")
+
+    async def _tell(self, flow: str, run_id: str, grant: Grant, method: str, *args: Any) -> Response:
+        """202 with the run's state once the host has taken up what was just checkpointed."""
         try:
-            return _json(await self._ask(run_id, "put", name), status=202)
+            return _json(await self._ask(run_id, method, *args), status=202)
         except Unavailable:
-            # The input is checkpointed: accepted. The run's host picks it up when it is back (it loads the
+            # It is checkpointed: accepted. The run's host picks it up when it is back (it loads the
             # checkpoint, and the control plane resumes unfinished runs), so the caller must not send it again.
             record = await self._record(flow, run_id, grant)
             return _json(snapshot_from_record(record), status=202)

@@ -108,6 +108,9 @@ class FlowRuns:
     async def put(self, run_id: str, name: str) -> dict[str, Any]:
         return await self._ask(run_id, "put", name)
 
+    async def close(self, run_id: str) -> dict[str, Any]:
+        return await self._ask(run_id, "close")
+
     async def state(self, run_id: str) -> dict[str, Any]:
         return await self._ask(run_id, "state")
 

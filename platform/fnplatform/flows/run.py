@@ -1,6 +1,7 @@
 """One flow run, held by a run host (``flows.hosts``): its state and events; it runs steps as soon
 as their inputs exist, checkpoints every result before moving on, and resumes from the checkpoint
 when its host is restarted or recreated. A step that was running when the host died runs again.
+Once the run's inputs are closed, an optional input never given counts as given, with the value None.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class FlowRun:
         self._store = blobs or open_store(StoreConfig(**store))
         self._loading: asyncio.Task[None] | None = None
         self._inputs: dict[str, StoredValue] = {}
+        self._inputs_closed = False  # no more inputs will come: an absent optional input is None
         self._objects: dict[str, Any] = {}  # blob inputs, put in Ray's object store once
         self._results: dict[str, Any] = {}
         self._steps: dict[str, dict[str, Any]] = {}
@@ -145,6 +147,7 @@ class FlowRun:
         self._trace = RunTrace(self.run_id, self.spec.name, self._ship_spans)
         self._created_at = record.created_at
         self._steps = {s.name: {"status": "waiting", "attempts": 0} for s in self.spec.steps}
+        self._inputs_closed = record.inputs_closed
         for value in record.values.values():
             if value.kind == "input":
                 self._inputs[value.name] = value
@@ -213,14 +216,19 @@ class FlowRun:
         return self._runtime.hold(data)
 
     async def _input(self, name: str) -> Any:
+        if name not in self._inputs:
+            return None  # _ready let it through: an optional input absent when the inputs were closed
         if name not in self._objects:
             self._objects[name] = await self._load(self._inputs[name])
         return self._objects[name]
 
+    def _has_input(self, name: str) -> bool:
+        return name in self._inputs or (self._inputs_closed and name in self.spec.optional)
+
     def _ready(self, step: StepSpec) -> bool:
         for source in step.inputs.values():
             kind, _, ref = source.partition(":")
-            if (kind == "input" and ref not in self._inputs) or (kind == "step" and ref not in self._results):
+            if (kind == "input" and not self._has_input(ref)) or (kind == "step" and ref not in self._results):
                 return False
         return True
 
@@ -391,6 +399,22 @@ class FlowRun:
         record = await asyncio.to_thread(self._db.run, self.run_id)
         if record is not None and name in record.values:
             self._inputs[name] = record.values[name]
+        return self._progress()
+
+    async def close(self) -> dict[str, Any]:
+        """The gateway checkpointed that no more inputs will come: absent optional inputs are None from now on."""
+        await self._ensure()
+        record = await asyncio.to_thread(self._db.run, self.run_id)
+        if record is not None:
+            # Every input checkpointed before the close, as well: one whose put has not reached this host yet
+            # must not be taken for absent and replaced by None.
+            for value in record.values.values():
+                if value.kind == "input":
+                    self._inputs.setdefault(value.name, value)
+            self._inputs_closed = self._inputs_closed or record.inputs_closed
+        return self._progress()
+
+    def _progress(self) -> dict[str, Any]:
         if self._status == "pending":
             self._status = "running"
         self._last_activity = time.time()
@@ -409,5 +433,6 @@ class FlowRun:
 
     def snapshot(self) -> dict[str, Any]:
         steps = {name: {k: v for k, v in s.items() if k != "started_at"} for name, s in self._steps.items()}
-        return run_state(self.run_id, self.spec, self._status, set(self._inputs), steps, self._output, self._error)
+        return run_state(self.run_id, self.spec, self._status, set(self._inputs), steps, self._output, self._error,
+                         inputs_closed=self._inputs_closed)
 

@@ -17,7 +17,7 @@ from sqlalchemy import String, Text, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from fn import ConfigError, FlowSpec
+from fn import ConfigError, Conflict, FlowSpec
 from fnplatform.serving.tracing import trace_of
 from fnplatform.storage.db import Base, Database, utcnow
 
@@ -57,6 +57,8 @@ class _Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When a caller said no more inputs will come: from then on an absent optional input is None. NULL: still open.
+    inputs_closed_at: Mapped[datetime | None]
 
 
 class _Value(Base):
@@ -95,6 +97,11 @@ class RunRecord:
     values: dict[str, StoredValue] = field(default_factory=dict)
     created_at: datetime | None = None
     owner: str | None = None
+    inputs_closed_at: datetime | None = None
+
+    @property
+    def inputs_closed(self) -> bool:
+        return self.inputs_closed_at is not None
 
     def visible_to(self, key_id: str, admin: bool) -> bool:
         """A run belongs to the key that started it (and to admins); runs from before owners were kept, to admins."""
@@ -156,19 +163,46 @@ class FlowState(Database):
             }
             return RunRecord(id=row.id, flow=row.flow, spec=FlowSpec.model_validate_json(row.spec), status=row.status,
                              output=_loads(row.output), error=_loads(row.error), values=values, created_at=row.created_at,
-                             owner=row.owner)
+                             owner=row.owner, inputs_closed_at=row.inputs_closed_at)
 
     def add_input(self, run_id: str, name: str, *, blob_key: str | None = None, value_json: str | None = None) -> bool:
-        """Record an accepted input; False if that input was already given (the first is kept)."""
+        """Record an accepted input; False if that input was already given (the first is kept). Conflict once the
+        run's inputs are closed: the run's row is locked first, as close_inputs locks it, so a put racing the close
+        is either recorded before it or refused."""
         try:
             with self._session() as session:
+                row = session.get(_Run, run_id, with_for_update=True)
+                if row is not None and row.inputs_closed_at is not None:
+                    raise Conflict(f"inputs of run {run_id} are closed: input {name!r} is refused", status=409)
                 session.add(_Value(run_id=run_id, name=name, kind="input", blob_key=blob_key, value=value_json))
-                row = session.get(_Run, run_id)
                 if row is not None and row.status == "pending":
                     row.status, row.updated_at = "running", utcnow()
         except IntegrityError:
             return False
         return True
+
+    def close_inputs(self, run_id: str) -> bool:
+        """Record that no more inputs will come; False if there is no such run. Closing again, or closing a
+        finished run, changes nothing. Conflict, naming them, while a required (not optional) input is missing."""
+        with self._session() as session:
+            row = session.get(_Run, run_id, with_for_update=True)
+            if row is None:
+                return False
+            if row.inputs_closed_at is not None or row.status in {"succeeded", "failed"}:
+                return True
+            spec = FlowSpec.model_validate_json(row.spec)
+            given = set(session.scalars(select(_Value.name).where(_Value.run_id == run_id, _Value.kind == "input")))
+            missing = [name for name in spec.inputs if name not in given and name not in spec.optional]
+            if missing:
+                optional = (f"only its optional inputs {list(spec.optional)} may be missing" if spec.optional
+                            else f"flow {spec.name!r} has no optional inputs")
+                raise Conflict(f"cannot close the inputs of run {run_id}: required input(s) "
+                               f"{', '.join(repr(n) for n in missing)} not given yet ({optional}); give them first",
+                               status=409)
+            row.inputs_closed_at = row.updated_at = utcnow()
+            if row.status == "pending":
+                row.status = "running"
+            return True
 
     def record_step(self, run_id: str, name: str, *, attempts: int, value_json: str | None = None,
                     blob_key: str | None = None, error: dict[str, Any] | None = None) -> None:
@@ -218,10 +252,11 @@ class FlowState(Database):
 
 # the run's state as the API shows it ----------------------------------------------------------
 def run_state(run_id: str, spec: FlowSpec, status: str, given: set[str], steps: dict[str, Any], output: Any,
-              error: dict[str, Any] | None) -> dict[str, Any]:
+              error: dict[str, Any] | None, *, inputs_closed: bool) -> dict[str, Any]:
     """The run's state as the API shows it, from the live actor or from the checkpoint."""
     body: dict[str, Any] = {"id": run_id, "flow": spec.name, "status": status, "trace_id": trace_of(run_id),
-                            "inputs": {name: name in given for name in spec.inputs}, "steps": steps}
+                            "inputs": {name: name in given for name in spec.inputs}, "optional": list(spec.optional),
+                            "inputs_closed": inputs_closed, "steps": steps}
     if status == "succeeded":
         body["output"] = output
     if status == "failed":
@@ -237,4 +272,5 @@ def snapshot_from_record(record: RunRecord) -> dict[str, Any]:
             steps[value.name] = {"status": "succeeded" if value.status == "done" else "failed",
                                  "attempts": value.attempts, **({"error": value.error} if value.error else {})}
     given = {v.name for v in record.values.values() if v.kind == "input"}
-    return run_state(record.id, record.spec, record.status, given, steps, record.output, record.error)
+    return run_state(record.id, record.spec, record.status, given, steps, record.output, record.error,
+                     inputs_closed=record.inputs_closed)

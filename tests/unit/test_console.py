@@ -181,6 +181,23 @@ def test_a_run_is_shown_to_its_owner_and_admins_only(site: Site, browser: TestCl
     assert browser.get("/console/flows/other/runs/" + site.run_id).status_code == 404
 
 
+def test_a_closed_run_shows_its_optional_input_as_not_given(site: Site, browser: TestClient) -> None:
+    flow = FlowSpec(name="sides", inputs=("front", "back"), optional=("back",), output="read", ttl_s=60,
+                    max_input_bytes=10, steps=(StepSpec(name="read", function="add",
+                                                        inputs={"a": "input:front", "b": "input:back"}, retries=0),))
+    site.plane.flows.put_flow(flow, "0" * 64)
+    owner = site.plane.registry.verify_key(site.keys["invoke"])
+    assert owner is not None
+    run_id = site.plane.flows.create_run(flow, owner=owner.id)
+    site.plane.flows.add_input(run_id, "front", value_json="1")
+    assert site.plane.flows.close_inputs(run_id)
+    sign_in(browser, site.keys["invoke"])
+    assert "inputs: front, back? (? optional)" in browser.get("/console/flows").text
+    page = browser.get(f"/console/flows/sides/runs/{run_id}").text
+    assert "<td>back (optional)</td><td>not given (inputs closed " in page
+    assert "<td>front</td>" in page
+
+
 def test_pages_carry_the_security_headers(site: Site, browser: TestClient) -> None:
     responses = [browser.get("/"), browser.get("/console/keys"),
                  browser.post("/console/sign-in", data={"key": "wrong"}, headers=ORIGIN)]
@@ -286,3 +303,25 @@ def test_the_timeline_draws_waiting_until_the_inputs_were_there_then_work() -> N
     first = drawn.bars[0]
     assert (first.wait_w, first.work_x, first.work_w) == (WIDTH / 8, WIDTH / 8, WIDTH / 4)
     assert drawn.ticks[0] == (0.0, "0 s") and drawn.ticks[-1][1] == "5 s"
+
+
+def test_the_timeline_takes_the_close_as_the_arrival_of_an_optional_input_never_given() -> None:
+    t0 = datetime(2026, 12, 1, 6, 0, 0)
+    spec = FlowSpec(name="f", inputs=("a", "b"), optional=("b",), output="last", ttl_s=60, max_input_bytes=10, steps=(
+        StepSpec(name="side", function="h", inputs={"x": "input:b"}, retries=0),
+        StepSpec(name="last", function="g", inputs={"x": "input:a", "y": "step:side"}, retries=0)))
+
+    def value(name: str, kind: str, seconds: float) -> StoredValue:
+        return StoredValue(name, kind, "done", None, 1, 1, None, recorded_at=t0 + timedelta(seconds=seconds))
+
+    values = {"a": value("a", "input", 1.0)}
+    open_run = RunRecord(id="r", flow="f", spec=spec, status="running", output=None, error=None, created_at=t0,
+                         values=values)
+    assert [(b.step, b.status) for b in timeline(open_run, now=t0 + timedelta(seconds=8)).bars] == [
+        ("side", "waiting"), ("last", "waiting")]  # not closed yet: the optional input may still come
+    closed = RunRecord(id="r", flow="f", spec=spec, status="succeeded", output=1, error=None, created_at=t0,
+                       inputs_closed_at=t0 + timedelta(seconds=2),
+                       values={**values, "side": value("side", "step", 3.0), "last": value("last", "step", 5.0)})
+    drawn = timeline(closed, now=t0 + timedelta(seconds=8))
+    assert [(b.step, b.status, b.waiting_s, b.work_s) for b in drawn.bars] == [
+        ("side", "succeeded", 2.0, 1.0), ("last", "succeeded", 3.0, 2.0)]

@@ -135,7 +135,8 @@ def function_page(control: ControlPlane, history: History, grant: Grant, name: s
 def flows(control: ControlPlane, grant: Grant) -> list[dict[str, Any]]:
     """Declared flows the key may run, each with its latest runs (only the key's own, unless admin)."""
     owner = None if grant.has_role("admin") else grant.key_id
-    return [{"name": f.name, "inputs": list(f.inputs), "steps": [(s.name, s.function) for s in f.steps],
+    return [{"name": f.name, "inputs": list(f.inputs), "optional": list(f.optional),
+             "steps": [(s.name, s.function) for s in f.steps],
              "runs": control.flows.runs(f.name, limit=RUNS_SHOWN, owner=owner)}
             for f in control.flows.flows() if grant.may_run(f.name)]
 

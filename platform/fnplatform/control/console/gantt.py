@@ -4,7 +4,9 @@ input arrived and when each step's result (or failure) was recorded.
 A step's start is not recorded: the run starts a step as soon as its last input or upstream result exists
 (``flows.run``), so that moment stands for its start. "waiting" runs from the run's creation to it, "work"
 from it to the recorded result, which therefore includes any queueing for a replica, a cold start and
-retries (the attempts are shown beside it). Cold starts per step are not measured.
+retries (the attempts are shown beside it). Cold starts per step are not measured. An optional input
+never given, once the run's inputs were closed, counts as arriving at the close: the run started its
+steps with None for it then.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def timeline(record: RunRecord, now: datetime) -> Timeline:
     """The run's bars; *now* ends the bar of a step still running (the timestamps are naive UTC, as stored)."""
     origin = record.created_at or now
     arrived = {v.name: _seconds(v.recorded_at, origin) for v in record.values.values() if v.kind == "input"}
+    if record.inputs_closed_at is not None:
+        closed = _seconds(record.inputs_closed_at, origin)
+        arrived.update({name: closed for name in record.spec.optional if name not in arrived})
     ended = {v.name: _seconds(v.recorded_at, origin) for v in record.values.values() if v.kind == "step"}
     live = record.status in {"pending", "running"}
     rows: list[tuple[str, str, str, int, float | None, float | None]] = []

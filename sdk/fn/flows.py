@@ -40,6 +40,15 @@ class Run:
         state: dict[str, Any] = response.json()
         return state
 
+    def close_inputs(self) -> dict[str, Any]:
+        """Say no more inputs will come: steps that take an optional input never given run with None for it.
+        Returns the run's state; closing again, or after the run ended, is no error. Raises Conflict naming the
+        required inputs still missing (the run stays open), and a later put raises Conflict."""
+        response = shared_client(self._settings).post(f"{self.url}/close")
+        raise_for_response(response)
+        state: dict[str, Any] = response.json()
+        return state
+
     def status(self, wait: float = 0) -> dict[str, Any]:
         """The run's state: ``{"id", "status", "steps", "output" | "error"}``; *wait* long-polls until it ends."""
         response = shared_client(self._settings).get(self.url, params={"wait": wait} if wait else None,
@@ -49,7 +58,8 @@ class Run:
         return state
 
     def result(self, timeout: float = 600) -> Any:
-        """Wait for the output; raises RemoteError if the run failed, Timeout if it is still going."""
+        """Wait for the output; raises RemoteError if the run failed, Timeout if it is still going (a run whose
+        optional inputs were not given waits for them until its inputs are closed: ``close_inputs()``)."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -61,7 +71,20 @@ class Run:
                 raise RemoteError(str(error.get("message", "the run failed")), status=500,
                                   error_type=error.get("type"), request_id=self.id, detail=state)
             if time.monotonic() >= deadline:
-                raise Timeout(f"run {self.id} of {self.flow} is still {state['status']} after {timeout:g} s", status=504)
+                raise Timeout(f"run {self.id} of {self.flow} is still {state['status']} after {timeout:g} s"
+                              + _missing_note(state), status=504)
+
+
+def _missing_note(state: dict[str, Any]) -> str:
+    """Why a run may be waiting: inputs not given, and whether closing its inputs would let it go on."""
+    missing = [name for name, given in (state.get("inputs") or {}).items() if not given]
+    optional = set(state.get("optional") or ())
+    if not missing or state.get("inputs_closed"):
+        return ""
+    if set(missing) <= optional:
+        return (f"; optional input(s) {', '.join(missing)} not given and the inputs not closed: call "
+                f"run.close_inputs() to finish without them")
+    return f"; input(s) {', '.join(missing)} not given yet"
 
 
 # Set by fn.testing.local(): runs then happen in this process.

@@ -15,7 +15,8 @@ declared with ``fn.Flow``, step by step as their inputs arrive. As on the platfo
 validated against the type hints (``fn.ValidationFailed`` names the fields), a model's ``setup()``
 runs once, batched functions get lists of one item, a function that raises surfaces as
 ``fn.RemoteError`` with its exception's type (an ``fn`` error is kept as raised), ``timeout_s`` is
-enforced (``fn.Timeout``), and failing flow steps are retried ``retries`` times. What it does not
+enforced (``fn.Timeout``), failing flow steps are retried ``retries`` times, and ``run.close_inputs()``
+lets a run finish without its optional inputs (their steps get None). What it does not
 do: placement, autoscaling, HTTP bodies (raw bytes, multipart), keys.
 """
 
@@ -135,6 +136,7 @@ class LocalRun:
         self._platform = platform
         self._spec = spec
         self._inputs: dict[str, Any] = {}
+        self._inputs_closed = False
         self._results: dict[str, Any] = {}
         self._steps: dict[str, dict[str, Any]] = {s.name: {"status": "waiting", "attempts": 0} for s in spec.steps}
         self._error: dict[str, Any] | None = None
@@ -145,7 +147,24 @@ class LocalRun:
                            status=404)
         if name in self._inputs:
             raise Conflict(f"input {name!r} of run {self.id} was already given; the first is kept", status=409)
+        if self._inputs_closed:
+            raise Conflict(f"inputs of run {self.id} are closed: input {name!r} is refused", status=409)
         self._inputs[name] = data.read_bytes() if isinstance(data, Path) else data
+        self._advance()
+        return self.status()
+
+    def close_inputs(self) -> dict[str, Any]:
+        """No more inputs: steps taking an optional input never given run with None for it (as on the platform)."""
+        if self.status()["status"] in {"succeeded", "failed"}:
+            return self.status()
+        missing = [name for name in self._spec.inputs if name not in self._inputs and name not in self._spec.optional]
+        if missing:
+            optional = (f"only its optional inputs {list(self._spec.optional)} may be missing" if self._spec.optional
+                        else f"flow {self.flow!r} has no optional inputs")
+            raise Conflict(f"cannot close the inputs of run {self.id}: required input(s) "
+                           f"{', '.join(repr(n) for n in missing)} not given yet ({optional}); give them first",
+                           status=409)
+        self._inputs_closed = True
         self._advance()
         return self.status()
 
@@ -156,7 +175,9 @@ class LocalRun:
             for step in self._spec.steps:
                 state = self._steps[step.name]
                 sources = {param: src.split(":", 1) for param, src in step.inputs.items()}
-                have = {**{f"input:{k}": v for k, v in self._inputs.items()},
+                absent = self._spec.optional if self._inputs_closed else ()
+                have = {**{f"input:{k}": None for k in absent},
+                        **{f"input:{k}": v for k, v in self._inputs.items()},
                         **{f"step:{k}": v for k, v in self._results.items()}}
                 if state["status"] != "waiting" or any(f"{kind}:{ref}" not in have for kind, ref in sources.values()):
                     continue
@@ -183,12 +204,13 @@ class LocalRun:
 
     def status(self, wait: float = 0) -> dict[str, Any]:
         state: dict[str, Any] = {"id": self.id, "flow": self.flow, "inputs": sorted(self._inputs),
+                                 "optional": list(self._spec.optional), "inputs_closed": self._inputs_closed,
                                  "steps": {k: dict(v) for k, v in self._steps.items()}}
         if self._error is not None:
             return {**state, "status": "failed", "error": self._error}
         if self._spec.output in self._results:
             return {**state, "status": "succeeded", "output": self._results[self._spec.output]}
-        return {**state, "status": "running" if self._inputs else "pending"}
+        return {**state, "status": "running" if self._inputs or self._inputs_closed else "pending"}
 
     def result(self, timeout: float = 600) -> Any:
         state = self.status()
@@ -198,8 +220,13 @@ class LocalRun:
             raise RemoteError(str(state["error"]["message"]), status=500, error_type=state["error"]["type"],
                               request_id=self.id, detail=state)
         missing = sorted(set(self._spec.inputs) - set(self._inputs))
-        raise Timeout(f"run {self.id} of {self.flow} cannot finish: inputs {', '.join(missing)} were never put",
-                      status=504)
+        required = [name for name in missing if name not in self._spec.optional]
+        if required:
+            note = f"inputs {', '.join(missing)} were never put"
+        else:  # only optional ones are missing: closing the inputs is what the run waits for
+            note = (f"optional inputs {', '.join(missing)} were never put and its inputs were not closed; call "
+                    f"run.close_inputs() to finish without them")
+        raise Timeout(f"run {self.id} of {self.flow} cannot finish: {note}", status=504)
 
 
 class LocalPlatform:

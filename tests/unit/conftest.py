@@ -70,6 +70,7 @@ class FakePlatform:
 
     url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # runs of the fake flow "sides", by id
 
     def last(self) -> dict[str, Any]:
         return self.requests[-1]
@@ -123,10 +124,55 @@ def _fake_app(platform: FakePlatform) -> Starlette:
         return JSONResponse([{**row, "name": "add", "endpoint": f"{platform.url}/add", "internal": False},
                              {**row, "name": "internal-step", "endpoint": None, "internal": True}])
 
+    # The flow "sides": inputs front and back (optional), its output what it was given; as the flows gateway
+    # answers (flows/gateway.py), in miniature.
+    def run_state(run_id: str) -> dict[str, Any]:
+        run = platform.runs[run_id]
+        given, closed = run["inputs"], run["closed"]
+        done = "front" in given and ("back" in given or closed)
+        state = {"id": run_id, "flow": "sides", "status": "succeeded" if done else "running",
+                 "inputs": {name: name in given for name in ("front", "back")}, "optional": ["back"],
+                 "inputs_closed": closed, "steps": {"read": {"status": "succeeded" if done else "waiting"}}}
+        return {**state, "output": {"front": given.get("front"), "back": given.get("back")}} if done else state
+
+    async def flow_run(request: Request) -> Response:
+        params = request.path_params
+        platform.requests.append({"path": request.url.path, "method": request.method, "body": await request.body()})
+        if params["flow"] != "sides" or params.get("run_id", "") not in {"", *platform.runs}:
+            return _error(404, "NotFound", f"no run of flow {params['flow']!r}", "r9")
+        if "run_id" not in params:
+            run_id = f"run{len(platform.runs) + 1}"
+            platform.runs[run_id] = {"inputs": {}, "closed": False}
+            return JSONResponse({"id": run_id, "flow": "sides", "status": "pending"}, status_code=201)
+        run_id, run = params["run_id"], platform.runs[params["run_id"]]
+        if "input" in params:
+            if run["closed"]:
+                return _error(409, "Conflict", f"inputs of run {run_id} are closed: input {params['input']!r} is "
+                                               f"refused", "r10")
+            body = platform.requests[-1]["body"]
+            json_body = request.headers.get("content-type") == "application/json"
+            run["inputs"][params["input"]] = json.loads(body) if json_body else body.decode()
+        elif request.url.path.endswith("/close"):
+            if "front" not in run["inputs"]:
+                return _error(409, "Conflict", f"cannot close the inputs of run {run_id}: required input(s) 'front' "
+                                               f"not given yet (only its optional inputs ['back'] may be missing); "
+                                               f"give them first", "r11")
+            run["closed"] = True
+        return JSONResponse(run_state(run_id), status_code=200 if request.method == "GET" else 202)
+
+    async def list_flows(request: Request) -> JSONResponse:
+        return JSONResponse([{"name": "sides", "inputs": ["front", "back"], "optional": ["back"],
+                              "steps": {"read": "read"}, "output": "read", "runs": []}])
+
     return Starlette(routes=[
         Route("/v1/info", info, methods=["GET"]),
         Route("/v1/functions", list_functions, methods=["GET"]),
         Route("/v1/functions/{name}", describe, methods=["GET"]),
+        Route("/v1/flows", list_flows, methods=["GET"]),
+        Route("/flows/{flow}/runs", flow_run, methods=["POST"]),
+        Route("/flows/{flow}/runs/{run_id}", flow_run, methods=["GET"]),
+        Route("/flows/{flow}/runs/{run_id}/inputs/{input}", flow_run, methods=["PUT"]),
+        Route("/flows/{flow}/runs/{run_id}/close", flow_run, methods=["POST"]),
         Route("/fns/{name}", function, methods=["POST"]),
         Route("/{name}", function, methods=["POST"]),
     ])
@@ -161,6 +207,7 @@ def fake_platform(fake_server: FakePlatform, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("FN_API_KEY", "test-key-123")
     monkeypatch.setenv("FN_HTTP_URL", fake_server.url)
     fake_server.requests.clear()
+    fake_server.runs.clear()
     yield fake_server
     with _client._lock:
         for client in _client._sync_clients.values():

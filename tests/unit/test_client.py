@@ -204,3 +204,18 @@ def test_a_bad_retry_budget_is_a_config_error_naming_it(monkeypatch: pytest.Monk
     monkeypatch.setenv("FN_RETRY_S", value)
     with pytest.raises(fn.ConfigError, match="FN_RETRY_S"):
         fn.call("add", a=1, b=2)
+
+
+def test_a_flow_run_closes_its_inputs_and_a_timeout_says_when_closing_is_what_it_waits_for(
+        fake_platform: FakePlatform) -> None:
+    run = fn.flows.start("sides")  # the fake flow: front required, back optional
+    run.put("front", "f")
+    with pytest.raises(fn.Timeout, match=r"optional input\(s\) back not given and the inputs not closed: call "
+                                         r"run\.close_inputs\(\) to finish without them"):
+        run.result(timeout=0)
+    state = run.close_inputs()
+    assert state["inputs_closed"] is True and fake_platform.requests[-1]["method"] == "POST"
+    assert fake_platform.requests[-1]["path"] == f"/flows/sides/runs/{run.id}/close"
+    assert run.result(timeout=5) == {"front": "f", "back": None}
+    with pytest.raises(fn.Conflict, match=f"inputs of run {run.id} are closed"):
+        run.put("back", "b")

@@ -66,6 +66,15 @@ flow.output("t-add", inputs={"a": first, "b": "b"})
 
 broken = fn.Flow("t-broken", inputs=["x"], retries=2)
 broken.output("t-boom", inputs=["x"])
+
+@fn.function(name="t-maybe")
+def maybe(x: int | None) -> int:
+    return -1 if x is None else x
+
+partial = fn.Flow("t-partial", inputs=["a", "b"], optional=["b"])
+left = partial.step("t-add", inputs={"a": "a"}, name="left")
+right = partial.step("t-maybe", inputs={"x": "b"})
+partial.output("t-add", inputs={"a": left, "b": right}, name="total")
 '''
 
 
@@ -148,3 +157,27 @@ def test_outside_the_block_calls_go_to_the_platform_again(module: ModuleType, is
         pass
     with pytest.raises(fn.ConfigError, match="no platform configured"):
         fn.call("t-add", a=1)
+
+
+def test_a_flow_finishes_without_its_optional_input_once_the_inputs_are_closed(module: ModuleType) -> None:
+    with fn.testing.local():
+        run = fn.flows.start("t-partial")
+        state = run.put("a", 5)
+        assert state["steps"]["t-maybe"]["status"] == "waiting" and state["inputs_closed"] is False
+        with pytest.raises(fn.Timeout, match=r"optional inputs b were never put .* call run\.close_inputs\(\)"):
+            run.result()
+        closed = run.close_inputs()
+        assert closed["status"] == "succeeded" and closed["inputs_closed"] is True
+        assert run.result() == 15 - 1  # t-maybe got None for b
+        assert run.close_inputs()["output"] == 14  # again, and after the end: its state, no error
+        with pytest.raises(fn.Conflict, match=f"inputs of run {run.id} are closed: input 'b' is refused") as info:
+            run.put("b", 2)
+        assert info.value.status == 409
+
+        given = fn.flows.start("t-partial")
+        given.put("b", 2)
+        with pytest.raises(fn.Conflict, match=r"required input\(s\) 'a' not given yet") as refused:
+            given.close_inputs()
+        assert refused.value.status == 409 and given.status()["inputs_closed"] is False
+        given.put("a", 1)
+        assert given.result() == 13  # both given: no close needed

@@ -1,4 +1,4 @@
-"""``fnctl flow run|status|ls``: runs of deployed flows."""
+"""``fnctl flow run|close|status|ls``: runs of deployed flows."""
 
 from __future__ import annotations
 
@@ -35,19 +35,46 @@ def flow() -> None:
     """Start flow runs, give them inputs, and read their state."""
 
 
+def _inputs_text(state: dict[str, Any]) -> str:
+    """``front, back? (not given, inputs closed)``: each input, optional ones marked with '?'."""
+    optional, closed = set(state.get("optional") or ()), bool(state.get("inputs_closed"))
+    shown = []
+    for name, given in state["inputs"].items():
+        text = f"{name}?" if name in optional else name
+        if not given:
+            text += " (not given, inputs closed)" if closed else " (missing)"
+        shown.append(text)
+    return ", ".join(shown)
+
+
 @flow.command("run")
 @click.argument("name")
 @click.option("--input", "-i", "inputs", multiple=True, metavar="NAME=VALUE",
               help="An input: NAME=@path (file bytes), NAME=<JSON> or NAME=<text>. Repeat for each input.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for the output.")
 @click.option("--no-wait", is_flag=True, help="Print the run id after giving the inputs, without waiting.")
+@click.option("--close/--no-close", default=None,
+              help="Close the run's inputs after giving them, so it finishes without the optional inputs not given. "
+                   "Default: --close, or --no-close with --no-wait (more inputs may follow from elsewhere).")
 @json_option
-def run(name: str, inputs: tuple[str, ...], timeout: float, no_wait: bool, as_json: bool) -> None:
-    """Start a run of flow NAME, give it each --input in turn, and print its output."""
+def run(name: str, inputs: tuple[str, ...], timeout: float, no_wait: bool, close: bool | None, as_json: bool) -> None:
+    """Start a run of flow NAME, give it each --input in turn, close its inputs, and print its output.
+
+    An optional input not given reaches its steps as None, e.g. for a flow whose 'back' is optional:
+
+    \b
+        fnctl flow run documents -i front=@front.jpg -i selfie=@me.jpg
+    """
     values = [_input_value(item) for item in inputs]
     started = fn.flows.start(name)
     for input_name, value in values:
         started.put(input_name, value)
+    if (not no_wait) if close is None else close:
+        try:
+            started.close_inputs()
+        except fn.Conflict as exc:  # a required input was not given: say which, and what became of the run
+            raise click.ClickException(f"{exc.message}. Pass each required input with -i NAME=VALUE; run "
+                                       f"{started.id} was left open (it fails after the flow's ttl_s)") from None
     if no_wait:
         click.echo(started.id)
         return
@@ -57,6 +84,21 @@ def run(name: str, inputs: tuple[str, ...], timeout: float, no_wait: bool, as_js
     else:
         console.print(f"run {started.id} succeeded")
         click.echo(json.dumps(output, indent=2))
+
+
+@flow.command("close")
+@click.argument("name")
+@click.argument("run_id")
+@json_option
+def close(name: str, run_id: str, as_json: bool) -> None:
+    """Close the inputs of run RUN_ID of flow NAME: no more will come, and steps taking an optional input
+    not given run with None for it. Refused while a required input is missing; closing again is no error."""
+    state = fn.flows.run(name, run_id).close_inputs()
+    if as_json:
+        print_json(state)
+        return
+    console.print(f"inputs of run {state['id']} closed; it is [bold]{state['status']}[/]")
+    console.print("inputs: " + _inputs_text(state))
 
 
 @flow.command("status")
@@ -73,7 +115,7 @@ def status(name: str, run_id: str, wait: float, as_json: bool) -> None:
     console.print(f"run {state['id']} of {state['flow']}: [bold]{state['status']}[/]")
     if state.get("trace_id"):
         console.print(f"trace: {state['trace_id']} (fnctl trace {state['id']})")
-    console.print("inputs: " + ", ".join(f"{k}{'' if v else ' (missing)'}" for k, v in state["inputs"].items()))
+    console.print("inputs: " + _inputs_text(state))
     print_table(["STEP", "STATUS", "ATTEMPTS", "MS", "ERROR"],
                 [[step, s["status"], s.get("attempts", 0), s.get("duration_ms", ""),
                   (s.get("error") or {}).get("message", "")] for step, s in state["steps"].items()])
@@ -91,7 +133,8 @@ def list_flows(as_json: bool) -> None:
     if as_json:
         print_json(flows)
         return
-    print_table(["FLOW", "INPUTS", "STEPS", "OUTPUT", "LATEST RUN"],
-                [[f["name"], ", ".join(f["inputs"]), ", ".join(f["steps"]), f["output"],
+    print_table(["FLOW", "INPUTS (? optional)", "STEPS", "OUTPUT", "LATEST RUN"],
+                [[f["name"], ", ".join(f"{i}?" if i in f.get("optional", ()) else i for i in f["inputs"]),
+                  ", ".join(f["steps"]), f["output"],
                   f"{f['runs'][0]['id']} {f['runs'][0]['status']}" if f["runs"] else ""] for f in flows],
                 empty="no flows deployed; declare one with fn.Flow and 'fnctl deploy' its project")

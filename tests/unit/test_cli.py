@@ -214,3 +214,53 @@ def test_up_after_a_platform_that_died_clears_what_it_left_before_checking_ports
     assert not (home / "platform.json").exists()
     assert "stopped 3 processes left by a platform that ended without 'fnctl down'" in result.output
     assert result.exit_code != 0 and "is in use" in result.output
+
+
+# fnctl flow: against the fake flow "sides" (front required, back optional) -----------------------------
+def flow_requests(platform: FakePlatform) -> list[str]:
+    return [f"{r['method']} {r['path']}" for r in platform.requests if r["path"].startswith("/flows/")]
+
+
+def test_flow_run_closes_the_inputs_so_a_run_without_its_optional_input_finishes(fake_platform: FakePlatform,
+                                                                                tmp_path: Path) -> None:
+    (tmp_path / "front.txt").write_bytes(b"the front")
+    result = CliRunner().invoke(cli, ["flow", "run", "sides", "-i", f"front=@{tmp_path / 'front.txt'}", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"id": "run1", "output": {"front": "the front", "back": None}}
+    assert flow_requests(fake_platform) == ["POST /flows/sides/runs", "PUT /flows/sides/runs/run1/inputs/front",
+                                            "POST /flows/sides/runs/run1/close", "GET /flows/sides/runs/run1"]
+
+
+def test_flow_run_with_a_required_input_missing_is_one_clear_error(fake_platform: FakePlatform) -> None:
+    result = CliRunner().invoke(cli, ["flow", "run", "sides", "-i", "back=b"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot close the inputs of run run1: required input(s) 'front' not given yet")
+    assert "Pass each required input with -i NAME=VALUE; run run1 was left open" in result.output
+    assert "Traceback" not in result.output
+    assert "GET /flows/sides/runs/run1" not in flow_requests(fake_platform)  # no waiting for a run that cannot end
+
+
+@pytest.mark.parametrize(("options", "closes"), [(["--no-wait"], False), (["--no-wait", "--close"], True),
+                                                 (["--no-close"], False)])
+def test_flow_run_leaves_the_inputs_open_with_no_wait_or_no_close(fake_platform: FakePlatform, options: list[str],
+                                                                  closes: bool) -> None:
+    result = CliRunner().invoke(cli, ["flow", "run", "sides", "-i", "front=f", "-i", "back=b", *options])
+    assert result.exit_code == 0, result.output
+    assert ("POST /flows/sides/runs/run1/close" in flow_requests(fake_platform)) is closes
+    assert fake_platform.runs["run1"]["closed"] is closes
+
+
+def test_flow_close_status_and_ls_show_the_optional_inputs(fake_platform: FakePlatform) -> None:
+    assert CliRunner().invoke(cli, ["flow", "run", "sides", "-i", "front=f", "--no-wait"]).output == "run1\n"
+    status = CliRunner().invoke(cli, ["flow", "status", "sides", "run1"])
+    assert status.exit_code == 0 and "inputs: front, back? (missing)" in status.output, status.output
+    closed = CliRunner().invoke(cli, ["flow", "close", "sides", "run1"])
+    assert closed.exit_code == 0, closed.output
+    assert closed.output.splitlines() == ["inputs of run run1 closed; it is succeeded",
+                                          "inputs: front, back? (not given, inputs closed)"]
+    again = CliRunner().invoke(cli, ["flow", "close", "sides", "run1", "--json"])
+    assert again.exit_code == 0 and json.loads(again.output)["inputs_closed"] is True
+    listed = CliRunner().invoke(cli, ["flow", "ls"])
+    assert listed.exit_code == 0 and "front, back?" in listed.output, listed.output
+    missing = CliRunner().invoke(cli, ["flow", "close", "sides", "nope"])
+    assert missing.exit_code == 1 and missing.output.startswith("Error: NotFound: no run of flow 'sides'")

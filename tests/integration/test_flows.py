@@ -148,6 +148,33 @@ def test_run_resumes_after_a_control_plane_restart(flows: Platform) -> None:
     assert run.status()["steps"]["measure-front"]["attempts"] == 1
 
 
+def test_a_run_finishes_without_its_optional_input_once_its_inputs_are_closed(flows: Platform, tmp_path: Path) -> None:
+    with flows.client() as client:
+        url = f"/flows/sides/runs/{client.post('/flows/sides/runs').json()['id']}"
+        refused = client.post(f"{url}/close")
+        assert refused.status_code == 409 and "'front' not given yet" in refused.json()["error"]["message"]
+        assert client.put(f"{url}/inputs/front", content=b"front!").status_code == 202
+        waiting = client.get(url).json()
+        assert waiting["steps"]["back-length"]["status"] == "waiting" and waiting["inputs_closed"] is False
+        closed = client.post(f"{url}/close")
+        assert closed.status_code == 202 and closed.json()["inputs_closed"] is True, closed.text
+        assert client.post(f"{url}/close").status_code == 202  # again: no error
+        late = client.put(f"{url}/inputs/back", content=b"the back")
+        assert late.status_code == 409 and "are closed" in late.json()["error"]["message"]
+        final = client.get(url, params={"wait": 60}).json()
+        assert final["status"] == "succeeded", final
+        assert final["output"] == {"front": 6, "back": None}  # back-length got None
+        assert client.post(f"{url}/close").json()["status"] == "succeeded"  # a close after the end: its state
+
+    (tmp_path / "front").write_bytes(b"abc")
+    ran = flows.fnctl("flow", "run", "sides", "--json", "-i", f"front=@{tmp_path / 'front'}")
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.output)["output"] == {"front": 3, "back": None}
+    missing = flows.fnctl("flow", "run", "sides", "-i", f"back=@{tmp_path / 'front'}")
+    assert missing.exit_code == 1 and "required input(s) 'front' not given yet" in missing.output, missing.output
+    assert "Traceback" not in missing.output
+
+
 def test_failed_steps_are_retried_then_fail_the_run(flows: Platform, tmp_path: Path) -> None:
     retrying = fn.flows.start("retrying")
     retrying.put("counter", str(tmp_path / "attempts"))

@@ -1,7 +1,7 @@
 """The identity-verification flow ``kyc``: five deployable steps over the pure logic in ``kyc/``.
 
-    front  --> kyc-front (CPU: find + straighten the card, OCR the fields, crop the portrait) --+
-    back   --> kyc-back  (CPU: find + straighten the card, read and check the TD1 MRZ) --------+--> kyc-decide
+    front  --> kyc-front (CPU: find + straighten the card or passport page, OCR it, find the portrait) --+
+    back   --> kyc-back  (CPU: find + straighten the card, read and check the TD1 MRZ; optional) -------+--> kyc-decide
     selfie --> kyc-face  (GPU pool: detect + embed the selfie's and the portrait's faces) -----+    approve/review/reject
            \\-> kyc-quality (CPU: blur, brightness, face count, replay of the portrait) --------+
 
@@ -90,7 +90,8 @@ def kyc_decide(kyc_front: dict[str, Any], kyc_back: dict[str, Any], kyc_face: di
     return decide(kyc_front, kyc_back, kyc_face, kyc_quality)
 
 
-flow = fn.Flow("kyc", inputs=["front", "back", "selfie"])
+# A passport's data page (the front) carries its MRZ: its run closes its inputs without a back.
+flow = fn.Flow("kyc", inputs=["front", "back", "selfie"], optional=["back"])
 front = flow.step("kyc-front", inputs=["front"])
 back = flow.step("kyc-back", inputs=["back"])
 face = flow.step("kyc-face", inputs=["selfie", front])

@@ -21,6 +21,7 @@ def test_packaging_discovers_five_steps_and_the_kyc_flow() -> None:
     assert "rapidocr==3.10.0" in manifest.requirements
     (flow,) = manifest.flows
     assert flow.name == "kyc" and flow.inputs == ("front", "back", "selfie")
+    assert flow.optional == ("back",)  # a passport page carries its own MRZ
     steps = {step.name: step.inputs for step in flow.steps}
     assert steps["kyc-face"] == {"selfie": "input:selfie", "kyc_front": "step:kyc-front"}
     assert flow.output == "kyc-decide"

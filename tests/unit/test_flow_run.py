@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +20,8 @@ from sqlalchemy.exc import OperationalError
 import fn
 from fnplatform.flows import run as flow_run
 from fnplatform.flows.run import FlowRun
-from fnplatform.flows.state import FlowState, snapshot_from_record
+from fnplatform.flows.state import FlowState, _lock_run, _Value, snapshot_from_record
+from fnplatform.storage.db import utcnow
 
 Step = Callable[..., Any]
 
@@ -412,3 +415,43 @@ def test_a_database_from_before_closing_inputs_gains_the_column_and_its_runs_loa
     assert state.add_input("old1", "front", value_json=json.dumps("abcd"))
     with pytest.raises(fn.Conflict, match=r"'back' not given yet \(flow 'unit-docs' has no optional inputs\)"):
         state.close_inputs("old1")
+
+
+def test_a_put_and_a_close_take_the_runs_lock_so_neither_slips_past_the_other(state: FlowState) -> None:
+    run_id = state.create_run(optional_flow())
+    assert state.add_input(run_id, "front", value_json=json.dumps("abcd"))
+
+    def racing(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+        outcome: list[Any] = []
+
+        def attempt() -> None:
+            try:
+                outcome.append(call())
+            except fn.Conflict as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=attempt)
+        thread.start()
+        time.sleep(0.3)
+        assert thread.is_alive(), "it must wait for the lock the other holds"
+        return thread, outcome
+
+    with state._session() as session:  # a put between taking the lock and writing its input
+        assert _lock_run(session, run_id) is not None
+        closing, closed = racing(lambda: state.close_inputs(run_id))
+        session.add(_Value(run_id=run_id, name="back", kind="input", value=json.dumps("xy")))
+    closing.join(10)
+    record = state.run(run_id)
+    assert closed == [True] and record is not None and record.inputs_closed and "back" in record.values
+
+    other = state.create_run(optional_flow())
+    assert state.add_input(other, "front", value_json=json.dumps("abcd"))
+    with state._session() as session:  # a close between taking the lock and writing it
+        row = _lock_run(session, other)
+        assert row is not None
+        putting, put = racing(lambda: state.add_input(other, "back", value_json=json.dumps("xy")))
+        row.inputs_closed_at = utcnow()
+    putting.join(10)
+    assert len(put) == 1 and isinstance(put[0], fn.Conflict), put
+    record = state.run(other)
+    assert record is not None and "back" not in record.values

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text, delete, func, select
+from sqlalchemy import String, Text, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fn import ConfigError, Conflict, FlowSpec
 from fnplatform.serving.tracing import trace_of
@@ -112,6 +112,15 @@ def _loads(text: str | None) -> Any:
     return json.loads(text) if text is not None else None
 
 
+def _lock_run(session: Session, run_id: str) -> _Run | None:
+    """The run's row, locked until *session* ends. A write comes first: PostgreSQL locks the row at it, and SQLite
+    takes its one write lock (pysqlite begins SQLite's transaction only at the first write, and SQLite has no
+    FOR UPDATE: a SELECT alone would let a racing close commit between it and the insert that follows)."""
+    session.execute(update(_Run).where(_Run.id == run_id).values(updated_at=_Run.updated_at)
+                    .execution_options(synchronize_session=False))
+    return session.get(_Run, run_id, with_for_update=True)
+
+
 class FlowState(Database):
     # flows ---------------------------------------------------------------------------------
     def put_flow(self, spec: FlowSpec, bundle_sha256: str) -> None:
@@ -171,7 +180,7 @@ class FlowState(Database):
         is either recorded before it or refused."""
         try:
             with self._session() as session:
-                row = session.get(_Run, run_id, with_for_update=True)
+                row = _lock_run(session, run_id)
                 if row is not None and row.inputs_closed_at is not None:
                     raise Conflict(f"inputs of run {run_id} are closed: input {name!r} is refused", status=409)
                 session.add(_Value(run_id=run_id, name=name, kind="input", blob_key=blob_key, value=value_json))
@@ -185,7 +194,7 @@ class FlowState(Database):
         """Record that no more inputs will come; False if there is no such run. Closing again, or closing a
         finished run, changes nothing. Conflict, naming them, while a required (not optional) input is missing."""
         with self._session() as session:
-            row = session.get(_Run, run_id, with_for_update=True)
+            row = _lock_run(session, run_id)
             if row is None:
                 return False
             if row.inputs_closed_at is not None or row.status in {"succeeded", "failed"}:

@@ -89,7 +89,7 @@ def test_pipeline_fails_bad_items_and_keeps_the_rest() -> None:
     items = [Item("a", "ab", {"source": "s"}), Item("b", "bad", {"source": "s"}), Item("c", "", {"source": "s"})]
     out = asyncio.run(pipe.run(items, report))
     assert [(i.key, i.value, i.meta["position"]) for i in out] == [("a", "AA", 0)]
-    assert report.skipped == 1  # "B" filtered out
+    assert (report.filtered, report.skipped) == (1, 0)  # "B" filtered out
     assert {e["id"]: e["error"] for e in report.failed} == {
         "b": "this one is bad", "c": "produced nothing to store (no text left after chunking)"}
 

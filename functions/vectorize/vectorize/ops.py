@@ -64,15 +64,17 @@ def chunker(count_tokens: Callable[[str], int], token_spans: Callable[[str], lis
     return chunk
 
 
-def b64_image(text: Any, what: str = "image_b64") -> bytes:
-    """Base64 text (an image in JSON) -> its bytes, with an upload's size limit applied before decoding: the
-    decoded size follows from the text's length, so an oversized image costs no decoding. decode_image then
+def b64_image(text: Any, what: str = "image_b64", limit: int | None = None) -> bytes:
+    """Base64 text (an image or a document in JSON) -> its bytes, with an upload's size limit applied before decoding:
+    the decoded size follows from the text's length, so an oversized file costs no decoding. decode_image then
     checks the pixels from the header."""
     if not isinstance(text, str):
         raise ItemError(f"{what} must be a base64 string, got {type(text).__name__}")
+    limit = MAX_IMAGE_BYTES if limit is None else limit
     size = len(text) * 3 // 4 - min(2, len(text) - len(text.rstrip("=")))  # exact for valid base64
-    if size > MAX_IMAGE_BYTES:
-        raise ItemError(f"{what} holds a {size:,}-byte image, over the limit of {MAX_IMAGE_BYTES:,}")
+    if size > limit:
+        noun = "document" if what.startswith("document") else "image"
+        raise ItemError(f"{what} holds a {size:,}-byte {noun}, over the limit of {limit:,}")
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:

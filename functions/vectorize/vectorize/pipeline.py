@@ -6,12 +6,13 @@ concurrent single calls, which the callee batches on the server side (``max_batc
 A stateful operator is an object with state: it lives in the replica and keeps it between calls.
 
 Every item carries its own outcome: an operator that raises fails that item (with the reason),
-never the batch, and the report counts stored, skipped and failed items.
+never the batch, and the report counts stored, skipped, filtered and failed items.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,18 +39,21 @@ class Stage:
     remote: str | None = None
     size: int = 0
     name: str = ""
+    when: Callable[[Any], bool] | None = None  # map only: the items it applies to (the others pass unchanged)
 
 
 @dataclass
 class Report:
     stored: int = 0
-    skipped: int = 0
+    skipped: int = 0  # items already stored (same content hash)
+    filtered: int = 0  # values a filter stage dropped (the documents pipeline's blank pages)
     failed: list[dict[str, Any]] = field(default_factory=list)
     outputs: int = 0  # rows written (chunks), >= stored items
+    partial: int = 0  # stored documents some of whose pages failed (listed in failed, each with its page)
 
     def to_json(self) -> dict[str, Any]:
         return {"stored": self.stored, "skipped": self.skipped, "failed": len(self.failed), "errors": self.failed,
-                "rows": self.outputs}
+                "rows": self.outputs, "partial": self.partial, "filtered": self.filtered}
 
 
 class Pipeline:
@@ -63,18 +67,21 @@ class Pipeline:
     def _with(self, stage: Stage) -> Pipeline:
         return Pipeline(self.name, (*self.stages, stage), self.target)
 
-    def map(self, op: Callable[[Any], Any] | None = None, *, remote: str | None = None, arg: str = "value") -> Pipeline:
-        """One output per item: ``op(value)`` inline, or the deployed function *remote* called with ``{arg: value}``."""
+    def map(self, op: Callable[[Any], Any] | None = None, *, remote: str | None = None, arg: str = "value",
+            when: Callable[[Any], bool] | None = None) -> Pipeline:
+        """One output per item: ``op(value)`` inline, or the deployed function *remote* called with ``{arg: value}``.
+        With *when*, only the items whose value it accepts go through (``when=needs_ocr``); the rest pass unchanged."""
         if (op is None) == (remote is None):
             raise ValueError("map() takes an operator or remote='function-name', exactly one of them")
-        return self._with(Stage("map", op=op, remote=remote, name=arg))
+        return self._with(Stage("map", op=op, remote=remote, name=arg, when=when))
 
     def flat_map(self, op: Callable[[Any, dict[str, Any]], Iterable[tuple[Any, dict[str, Any]]]]) -> Pipeline:
-        """Zero or more outputs per item: ``op(value, meta)`` yields ``(value, extra_meta)`` pairs (e.g. chunks)."""
+        """Zero or more outputs per item: ``op(value, meta)`` yields ``(value, extra_meta)`` pairs (e.g. chunks, pages).
+        An output whose value is an exception fails that output alone (a page that cannot be read), with its meta."""
         return self._with(Stage("flat_map", op=op))
 
     def filter(self, predicate: Callable[[Any], bool]) -> Pipeline:
-        """Drops the items for which *predicate* is false (they count as skipped, not failed)."""
+        """Drops the items for which *predicate* is false (they count as filtered, not failed)."""
         return self._with(Stage("filter", op=predicate))
 
     def batch(self, op: Callable[[list[Any]], list[Any]], size: int = 64) -> Pipeline:
@@ -103,9 +110,17 @@ class Pipeline:
     @staticmethod
     def _fail(report: Report, item: Item, exc: BaseException) -> None:
         reason = str(exc) if isinstance(exc, ItemError | fn.ClientError) else f"{type(exc).__name__}: {exc}"
-        report.failed.append({"id": item.key, "source": item.meta.get("source", ""), "error": reason})
+        entry = {"id": item.key, "source": item.meta.get("source", ""), "error": reason}
+        if "page" in item.meta:  # a part of a document: the rest of it may still be stored
+            entry["page"] = item.meta["page"]
+        report.failed.append(entry)
 
     async def _map(self, stage: Stage, items: list[Item], report: Report) -> list[Item]:
+        if stage.when is not None:
+            chosen = [item for item in items if stage.when(item.value)]
+            kept = {id(item) for item in await self._map(dataclasses.replace(stage, when=None), chosen, report)}
+            chosen_ids = {id(item) for item in chosen}
+            return [item for item in items if id(item) not in chosen_ids or id(item) in kept]  # in their order
         if stage.remote is not None:
             calls = [fn.acall(stage.remote, **{stage.name: item.value}) for item in items]
             results = await asyncio.gather(*calls, return_exceptions=True)
@@ -138,7 +153,11 @@ class Pipeline:
                 continue
             if not produced:
                 self._fail(report, item, ItemError("produced nothing to store (no text left after chunking)"))
-            out.extend(produced)
+            for part in produced:
+                if isinstance(part.value, BaseException):
+                    self._fail(report, part, part.value)
+                else:
+                    out.append(part)
         return out
 
     def _filter(self, stage: Stage, items: list[Item], report: Report) -> list[Item]:
@@ -148,7 +167,7 @@ class Pipeline:
             if stage.op(item.value):
                 kept.append(item)
             else:
-                report.skipped += 1
+                report.filtered += 1
         return kept
 
     def _batch(self, stage: Stage, items: list[Item], report: Report) -> list[Item]:

@@ -1,9 +1,10 @@
-"""The shipped pipelines, by name: ``text`` and ``images``. Each sinks into its own collection."""
+"""The shipped pipelines, by name: ``text``, ``images`` and ``documents``. Each sinks into its own collection."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .documents import has_text, needs_ocr, pages
 from .milvus_store import milvus
 from .ops import DESCRIPTOR_DIM, check_text, chunker, decode_image, image_descriptor, resize
 from .pipeline import Pipeline
@@ -17,6 +18,8 @@ COLLECTIONS = {
     "text": milvus("text", dim=TEXT_DIM, metric="COSINE", index="HNSW",
                    fields={"id": "str", "source": "str", "topic": "str", "position": "int"}),
     "images": milvus("images", dim=DESCRIPTOR_DIM, metric="COSINE", index="FLAT", fields={"id": "str", "source": "str"}),
+    "documents": milvus("documents", dim=TEXT_DIM, metric="COSINE", index="HNSW",
+                        fields={"id": "str", "source": "str", "page": "int", "position": "int"}),
 }
 
 
@@ -50,6 +53,20 @@ def text_pipeline(tokenizer: Any) -> Pipeline:
             .sink(COLLECTIONS["text"]))
 
 
+def documents_pipeline(tokenizer: Any) -> Pipeline:
+    """PDF or scan -> pages (text layer, or rendered) -> OCR (remote, rendered pages only) -> token chunks -> MiniLM
+    (remote, batched) -> Milvus ``documents``; every chunk keeps its page number. Blank pages are filtered out."""
+    chunk = chunker(tokenizer.count_tokens, tokenizer.token_spans, max_tokens=CHUNK_TOKENS, overlap=CHUNK_OVERLAP)
+    return (Pipeline("documents")
+            .flat_map(pages)
+            .map(remote="ocr-text", arg="image", when=needs_ocr)
+            .filter(has_text)
+            .flat_map(chunk)
+            .map(chunk_stats)
+            .map(remote="embed-text", arg="text")
+            .sink(COLLECTIONS["documents"]))
+
+
 def image_pipeline() -> Pipeline:
     """bytes -> decoded RGB -> fit in 256 px -> descriptor (remote, batched) -> Milvus ``images``."""
     return (Pipeline("images")
@@ -72,4 +89,5 @@ def embed_image_bytes(data: bytes) -> list[float]:
     return image_descriptor(decode_image(data))
 
 
-KINDS = {"text": "text", "images": "image"}  # what each pipeline's items carry
+KINDS = {"text": "text", "images": "image", "documents": "document"}  # what each pipeline's items carry
+TEXT_KINDS = {"text", "document"}  # searched with a text query (and hybrid search: their chunks have text)

@@ -4,12 +4,13 @@ Internal (no HTTP endpoint; only the functions here, and other functions of the 
 
 - ``embed-text``: MiniLM (ONNX artifact), batched on the server side, on the gpu pool.
 - ``embed-image``: the image descriptor, batched.
-- ``ocr-text``: text of an image (RapidOCR, ONNX models inside the wheel).
+- ``ocr-text``: text of an image (RapidOCR, ONNX models inside the wheel): the ``documents`` pipeline's scanned pages.
 - ``vector-store``: the one process that owns the Milvus Lite file (a server URI allows more).
 
 On HTTP, with an API key (``fnctl vectorize`` calls them):
 
-- ``vector-ingest``: runs a pipeline over a batch of items and stores them; reports every item.
+- ``vector-ingest``: runs a pipeline (``text``, ``images``, ``documents``) over a batch of items and stores them;
+  reports every item (and every failed page of a document).
 - ``vector-search``: ``POST /search/<collection>`` with a text query or an image upload, and a structured filter.
 - ``vector-admin``: a pipeline's collection's row count, or dropping it.
 """
@@ -20,17 +21,28 @@ import dataclasses
 import hashlib
 import json
 import os
+import threading
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 import fn
 
+from .documents import MAX_DOCUMENT_BYTES, kind_of
 from .filters import MAX_STRING_CHARS, FilterError, build_filter, plain_text
 from .milvus_store import RESERVED_FIELDS, STORE_SETTINGS, Collection, StoreError, VectorStore, check_placement
 from .ops import b64_image, check_text, decode_image
-from .pipeline import Item, ItemError, Report
-from .pipelines import COLLECTIONS, KINDS, chunk_stats, embed_image_bytes, image_pipeline, text_pipeline
+from .pipeline import Item, ItemError, Pipeline, Report
+from .pipelines import (
+    COLLECTIONS,
+    KINDS,
+    TEXT_KINDS,
+    chunk_stats,
+    documents_pipeline,
+    embed_image_bytes,
+    image_pipeline,
+    text_pipeline,
+)
 
 TOKENIZER = {"minilm-tokenizer": "models/minilm-l6-v2.tokenizer.json"}
 MODELS = {"minilm": "models/minilm-l6-v2.onnx", **TOKENIZER}
@@ -72,14 +84,17 @@ class OcrText:
     def setup(self) -> None:
         from rapidocr import RapidOCR
 
-        self.engine = RapidOCR(params={"Global.use_cls": False})
+        self.engine = RapidOCR(params={"Global.use_cls": False, "Global.log_level": "warning"})
+        self.lock = threading.Lock()  # RapidOCR keeps per-call state: concurrent calls (a document's pages) take turns
 
     def __call__(self, image: bytes) -> str:
         import numpy as np
 
         from .ops import decode_image
 
-        result = self.engine(np.asarray(decode_image(image))[:, :, ::-1])
+        pixels = np.asarray(decode_image(image))[:, :, ::-1]
+        with self.lock:
+            result = self.engine(pixels)
         return "\n".join(str(line) for line in (result.txts or ()))
 
 
@@ -141,6 +156,15 @@ def _content(kind: str, raw: dict[str, Any]) -> bytes | str:
         if "text" not in raw:
             raise ItemError("the item has no 'text' field")
         return check_text(raw["text"])
+    if kind == "document":
+        if "document_b64" not in raw:
+            raise ItemError("the item has no 'document_b64' field (a PDF, PNG or JPEG file's bytes, base64-encoded)")
+        page = raw.get("page", 1)
+        if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+            raise ItemError(f"'page' is the number of the document's first page, a whole number >= 1; got {page!r}")
+        data = b64_image(raw["document_b64"], "document_b64", MAX_DOCUMENT_BYTES)
+        kind_of(data)  # not a PDF or an image: refused before any work
+        return data
     if "image_b64" not in raw:
         raise ItemError("the item has no 'image_b64' field (the image's bytes, base64-encoded)")
     return b64_image(raw["image_b64"])
@@ -160,7 +184,7 @@ def _key(raw: dict[str, Any], sha: str) -> str:
 def _metadata(raw: dict[str, Any], collection: Collection) -> dict[str, Any]:
     """The item's other fields, stored beside its vectors; the collection's declared ones (searches filter on them)
     must have their declared type."""
-    meta = {k: v for k, v in raw.items() if k not in {"text", "image_b64", "id"}}
+    meta = {k: v for k, v in raw.items() if k not in {"text", "image_b64", "document_b64", "id"}}
     if len(meta) > MAX_META_FIELDS:
         raise ItemError(f"the item has {len(meta)} metadata fields, over the limit of {MAX_META_FIELDS}")
     owned = RESERVED_FIELDS | PIPELINE_FIELDS
@@ -207,17 +231,20 @@ def _storable(value: Any) -> bool:
              artifacts=TOKENIZER)
 async def vector_ingest(pipeline: str, items: Annotated[list[Any], Field(max_length=MAX_ITEMS_PER_CALL)],
                         force: bool = False) -> dict[str, Any]:
-    """Runs *pipeline* (``text`` or ``images``) over *items* and stores them; already-stored items are skipped.
+    """Runs *pipeline* (``text``, ``images`` or ``documents``) over *items* and stores them; already-stored items are
+    skipped.
 
     Text items: ``{"text": ..., "id"?: ..., "source"?: ..., other fields kept as metadata}``.
     Image items: ``{"image_b64": ..., "id"?: ..., "source"?: ...}``.
+    Document items: ``{"document_b64": PDF | PNG | JPEG, "id"?: ..., "source"?: ..., "page"?: its first page's number}``;
+    a page that fails is reported with its number and the rest of the document is stored (and redone next time).
     """
     if pipeline not in KINDS:
         raise fn.BadRequest(f"pipeline must be one of {', '.join(KINDS)}, got {pipeline!r}", status=400)
     kind = KINDS[pipeline]
     report = Report()
     parsed = [p for p in (_item(kind, COLLECTIONS[pipeline], i, raw, report) for i, raw in enumerate(items)) if p is not None]
-    flow = text_pipeline(_text_tokenizer()) if kind == "text" else image_pipeline()
+    flow = _pipeline(kind)
     collection = flow.target.name
     known = await fn.acall("vector-store", op="known", collection=collection, keys=[item.key for item, _ in parsed])
     todo = []
@@ -228,8 +255,15 @@ async def vector_ingest(pipeline: str, items: Annotated[list[Any], Field(max_len
             item.meta["_sha"] = sha
             todo.append(item)
     outputs = await flow.run(todo, report)
-    failed = {entry["id"] for entry in report.failed}
-    rows = [_row(item) for item in outputs if item.key not in failed]
+    failed = {entry["id"] for entry in report.failed if "page" not in entry}  # whole items
+    partial = {entry["id"] for entry in report.failed if "page" in entry}  # some pages failed: store the rest
+    outputs = [item for item in outputs if item.key not in failed]
+    produced = {item.key for item in outputs}
+    for item in todo:
+        if item.key not in produced and item.key not in failed | partial:
+            report.failed.append({"id": item.key, "source": item.meta.get("source", ""),
+                                  "error": "nothing to store: no page has text (blank, or OCR read nothing)"})
+    rows = [_row(item, position, item.key in partial) for item, position in _positions(outputs)]
     try:
         report.outputs = 0 if not rows else await fn.acall(
             "vector-store", op="upsert", collection=collection, rows=rows, sink=dataclasses.asdict(flow.target))
@@ -238,13 +272,36 @@ async def vector_ingest(pipeline: str, items: Annotated[list[Any], Field(max_len
             report.failed.append({"id": key, "source": "", "error": f"not stored: {exc}"})
         rows = []
     report.stored = len({row["item_key"] for row in rows})
+    report.partial = len({row["item_key"] for row in rows} & partial)
     return {**report.to_json(), "pipeline": pipeline, "replica_stats": chunk_stats.snapshot()}
 
 
-def _row(item: Item) -> dict[str, Any]:
+def _pipeline(kind: str) -> Pipeline:
+    if kind == "text":
+        return text_pipeline(_text_tokenizer())
+    if kind == "document":
+        return documents_pipeline(_text_tokenizer())
+    return image_pipeline()
+
+
+def _positions(outputs: list[Item]) -> list[tuple[Item, int]]:
+    """Each output with its position among its item's rows, in order: a document's chunks are numbered across its
+    pages (the chunker numbers them per page), so its row ids never collide. The text pipeline's are unchanged."""
+    seen: dict[str, int] = {}
+    numbered = []
+    for item in outputs:
+        seen[item.key] = seen.get(item.key, -1) + 1
+        numbered.append((item, seen[item.key]))
+    return numbered
+
+
+def _row(item: Item, position: int, partial: bool = False) -> dict[str, Any]:
+    """A Milvus row. A partial document's rows carry a content hash no item has, so its next ingest redoes it."""
     meta = dict(item.meta)
     sha = meta.pop("_sha")
-    position = int(meta.get("position", 0))
+    if partial:
+        sha = f"partial:{sha[:56]}"
+    meta["position"] = position
     if isinstance(item.value, list):
         vector = item.value
     else:
@@ -271,7 +328,7 @@ async def vector_search(collection: str, query: str | None = None, image: bytes 
         expression = build_filter(_form_json(filter), collection, COLLECTIONS[collection].fields)
     except FilterError as exc:
         raise fn.BadRequest(str(exc), status=400) from None
-    if KINDS[collection] == "text":
+    if KINDS[collection] in TEXT_KINDS:
         if not isinstance(query, str) or not query.strip():
             raise fn.BadRequest("send a non-empty 'query' string to search the text collection", status=400)
         if len(query) > MAX_QUERY_CHARS:

@@ -125,6 +125,22 @@ def status(name: str, run_id: str, wait: float, as_json: bool) -> None:
         console.print(f"[red]error:[/] {state['error']}")
 
 
+@flow.command("get")
+@click.argument("name")
+@click.argument("run_id")
+@click.option("--evidence", is_flag=True,
+              help="What decided the run (admin keys): inputs' SHA-256 and sizes, every step's result with its "
+                   "function's version and times, the bundle, the output.")
+def get(name: str, run_id: str, evidence: bool) -> None:
+    """Print run RUN_ID of flow NAME as JSON: its output (or error), or with --evidence its evidence."""
+    run = fn.flows.run(name, run_id)
+    if evidence:
+        print_json(run.evidence())
+        return
+    state = run.status()
+    print_json({k: state[k] for k in ("id", "flow", "status", "output", "error") if k in state})
+
+
 @flow.command("ls")
 @json_option
 def list_flows(as_json: bool) -> None:

@@ -49,6 +49,14 @@ class Run:
         state: dict[str, Any] = response.json()
         return state
 
+    def evidence(self) -> dict[str, Any]:
+        """What decided the run, for an audit (admin keys only): each input's SHA-256 and size, every step's
+        result with the version of the function that produced it and when it ran, the bundle, the output."""
+        response = shared_client(self._settings).get(f"{self.url}/evidence")
+        raise_for_response(response)
+        found: dict[str, Any] = response.json()
+        return found
+
     def status(self, wait: float = 0) -> dict[str, Any]:
         """The run's state: ``{"id", "status", "steps", "output" | "error"}``; *wait* long-polls until it ends."""
         response = shared_client(self._settings).get(self.url, params={"wait": wait} if wait else None,

@@ -152,6 +152,11 @@ def _fake_app(platform: FakePlatform) -> Starlette:
             body = platform.requests[-1]["body"]
             json_body = request.headers.get("content-type") == "application/json"
             run["inputs"][params["input"]] = json.loads(body) if json_body else body.decode()
+        elif request.url.path.endswith("/evidence"):
+            if request.headers.get("authorization") != "Bearer test-key-123":  # fake_platform's key is the admin
+                return _error(403, "Forbidden", "this API key has the role 'invoke'; this needs 'admin'", "r12")
+            return JSONResponse({"run": run_id, "flow": "sides", "inputs": {"front": {"given": True, "sha256": "ab"}},
+                                 "steps": {"read": {"version": 3}}})
         elif request.url.path.endswith("/close"):
             if "front" not in run["inputs"]:
                 return _error(409, "Conflict", f"cannot close the inputs of run {run_id}: required input(s) 'front' "
@@ -173,6 +178,7 @@ def _fake_app(platform: FakePlatform) -> Starlette:
         Route("/flows/{flow}/runs/{run_id}", flow_run, methods=["GET"]),
         Route("/flows/{flow}/runs/{run_id}/inputs/{input}", flow_run, methods=["PUT"]),
         Route("/flows/{flow}/runs/{run_id}/close", flow_run, methods=["POST"]),
+        Route("/flows/{flow}/runs/{run_id}/evidence", flow_run, methods=["GET"]),
         Route("/fns/{name}", function, methods=["POST"]),
         Route("/{name}", function, methods=["POST"]),
     ])

@@ -264,3 +264,16 @@ def test_flow_close_status_and_ls_show_the_optional_inputs(fake_platform: FakePl
     assert listed.exit_code == 0 and "front, back?" in listed.output, listed.output
     missing = CliRunner().invoke(cli, ["flow", "close", "sides", "nope"])
     assert missing.exit_code == 1 and missing.output.startswith("Error: NotFound: no run of flow 'sides'")
+
+
+def test_flow_get_prints_the_output_or_for_admins_the_evidence(fake_platform: FakePlatform,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    assert CliRunner().invoke(cli, ["flow", "run", "sides", "-i", "front=f"]).exit_code == 0
+    got = CliRunner().invoke(cli, ["flow", "get", "sides", "run1"])
+    assert got.exit_code == 0 and json.loads(got.output) == {"id": "run1", "flow": "sides", "status": "succeeded",
+                                                             "output": {"front": "f", "back": None}}, got.output
+    evidence = CliRunner().invoke(cli, ["flow", "get", "sides", "run1", "--evidence"])
+    assert evidence.exit_code == 0 and json.loads(evidence.output)["steps"]["read"]["version"] == 3
+    monkeypatch.setenv("FN_API_KEY", "an-invoke-key")
+    refused = CliRunner().invoke(cli, ["flow", "get", "sides", "run1", "--evidence"])
+    assert refused.exit_code == 1 and "Forbidden" in refused.output and "needs 'admin'" in refused.output

@@ -194,3 +194,38 @@ def test_closing_follows_the_put_endpoints_key_rules(state: FlowState, tmp_path:
     assert asyncio.run(send(stranger, "GET", f"/flows/unit-optional/runs/{run_id}/close"))[0] == 404
     record = state.run(run_id)
     assert record is not None and not record.inputs_closed
+
+
+def test_a_runs_evidence_is_for_admins_and_names_what_decided_it(state: FlowState, tmp_path: Path) -> None:
+    import hashlib
+
+    from fnplatform.storage.registry import Registry
+    registry = Registry(state.url)  # the functions the steps call, at version 2 for 'decide'
+    for name, sha in (("measure", "1"), ("maybe", "1"), ("decide", "1"), ("decide", "2")):
+        spec = fn.FunctionSpec(name=name, entrypoint=f"main:{name}")
+        registry.finish_version(name, registry.create_version(spec, sha * 64).number)
+    host = in_process_host(state, tmp_path)
+    admin = flow_gateway(state, tmp_path, host, Grant(key_id="k1", role="admin"))
+    run_id = state.create_run(optional_flow(), "k1")
+    url = f"/flows/unit-optional/runs/{run_id}"
+
+    async def scenario() -> tuple[int, dict[str, Any]]:
+        await send(admin, "PUT", f"{url}/inputs/front", b'"abcd"')
+        await send(admin, "POST", f"{url}/close")
+        await send(admin, "GET", f"{url}?wait=10")
+        return await send(admin, "GET", f"{url}/evidence")
+
+    status, evidence = asyncio.run(scenario())
+    assert status == 200, evidence
+    assert evidence["status"] == "succeeded" and evidence["bundle_sha256"] == "0" * 64
+    assert evidence["inputs"]["front"] == {"given": True, "sha256": hashlib.sha256(b'"abcd"').hexdigest(), "bytes": 6,
+                                           "received_at": evidence["inputs"]["front"]["received_at"], "kind": "json"}
+    assert evidence["inputs"]["back"] == {"given": False, "note": "not given before the inputs were closed"}
+    decide = evidence["steps"]["decide"]
+    assert decide["version"] == 2 and decide["status"] == "done" and decide["attempts"] == 1
+    assert decide["result"] == {"front": 4, "back": None} == evidence["output"]
+    assert decide["started_at"] <= decide["recorded_at"] and evidence["steps"]["measure-front"]["version"] == 1
+    for grant in (Grant(key_id="k1", role="invoke"), Grant(key_id="k1", role="deploy")):  # even the run's own key
+        status, body = asyncio.run(send(flow_gateway(state, tmp_path, host, grant), "GET", f"{url}/evidence"))
+        assert status == 403 and "needs 'admin'" in body["error"]["message"], body
+    assert asyncio.run(send(admin, "GET", "/flows/unit-optional/runs/nope/evidence"))[0] == 404

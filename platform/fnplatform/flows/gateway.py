@@ -6,6 +6,7 @@
     PUT  /flows/<flow>/runs/<id>/inputs/<name>   JSON, a raw body or a multipart upload -> 202 run state
     POST /flows/<flow>/runs/<id>/close           no more inputs: absent optional ones are None -> 202 run state
     GET  /flows/<flow>/runs/<id>[?wait=S]        run state; with wait, long-polls until the run ends
+    GET  /flows/<flow>/runs/<id>/evidence        admins: what decided the run (flows/evidence.py)
     GET  /flows                                  declared flows
 
 Every accepted input is written to the store (bytes) or the registry (JSON) before it is
@@ -17,6 +18,7 @@ ended (a close may race the run's end), is 202 with its state; a put after the c
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import uuid
@@ -38,6 +40,7 @@ from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.outages import registry_outage
 
 from . import run as flow_run
+from .evidence import evidence
 from .hosts import forget_host, host_for
 from .state import FlowState, database_url_from_env, snapshot_from_record
 
@@ -97,6 +100,9 @@ class FlowGateway:
             return await self._put(parts[0], parts[2], parts[4], request, grant)
         if len(parts) == 4 and parts[1] == "runs" and parts[3] == "close" and method == "POST":
             return await self._close(parts[0], parts[2], grant)
+        if len(parts) == 4 and parts[1] == "runs" and parts[3] == "evidence" and method == "GET":
+            grant.require("admin")  # inputs' digests and every step's result: personal data, for audits
+            return _json(evidence(await self._record(parts[0], parts[2], grant)))
         raise NotFound(f"no flows route {method} {request.url.path}; see 'fnctl flow --help'", status=404)
 
     async def _flow(self, name: str) -> Any:
@@ -177,8 +183,10 @@ class FlowGateway:
             # Each upload its own blob: two racing uploads of one input must not overwrite the one that is kept.
             key = flow_run.blob_key(run_id, "inputs", f"{name}.{uuid.uuid4().hex[:12]}")
             await asyncio.to_thread(self._store.write, key, data)
+        digest = hashlib.sha256(data if data is not None else (value or "").encode()).hexdigest()
         try:
-            added = await asyncio.to_thread(self._db.add_input, run_id, name, blob_key=key, value_json=value)
+            added = await asyncio.to_thread(self._db.add_input, run_id, name, blob_key=key, value_json=value,
+                                            sha256=digest, size=size)
         except Conflict:  # the inputs were closed while this one was uploading
             if key is not None:
                 await asyncio.to_thread(self._store.delete, key)

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pydantic_core
@@ -120,6 +121,8 @@ class FlowRun:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._registry: Registry | None = registry
         self._specs: dict[str, FunctionSpec] = {}  # each step function's active spec, read for its deadline
+        # ... and its version number, recorded with the step's result: which code decided (a run's evidence).
+        self._versions: dict[str, int] = {}
         self._unrecorded = False  # failed in memory, but finish_run has not written it yet
         self._recording = asyncio.Lock()
         self._status = "pending"
@@ -282,7 +285,7 @@ class FlowRun:
                 if state["attempts"] > step.retries:
                     state["status"] = "failed"
                     await self._write(f"the failure of step {step.name!r}", self._db.record_step, self.run_id,
-                                      step.name, attempts=state["attempts"], error=error)
+                                      step.name, attempts=state["attempts"], error=error, **self._provenance(step))
                     await self._fail({**error, "step": step.name, "attempts": state["attempts"]})
                     return
                 await asyncio.sleep(min(0.5 * 2 ** (state["attempts"] - 1), 5.0))
@@ -309,17 +312,25 @@ class FlowRun:
         self._finish_locally()
 
     async def _checkpoint(self, step: StepSpec, result: Any, attempts: int) -> None:
+        provenance = self._provenance(step)
         if isinstance(result, bytes | bytearray):
             key = blob_key(self.run_id, "steps", step.name)
             await self._write(f"the result of step {step.name!r} to the store", self._store.write, key, bytes(result))
             await self._write(f"the result of step {step.name!r}", self._db.record_step, self.run_id, step.name,
-                              attempts=attempts, blob_key=key)
+                              attempts=attempts, blob_key=key, **provenance)
             self._results[step.name] = self._runtime.hold(bytes(result))
             return
         text = pydantic_core.to_json(result).decode()
         await self._write(f"the result of step {step.name!r}", self._db.record_step, self.run_id, step.name,
-                          attempts=attempts, value_json=text)
+                          attempts=attempts, value_json=text, **provenance)
         self._results[step.name] = json.loads(text)  # what a resumed run would load
+
+    def _provenance(self, step: StepSpec) -> dict[str, Any]:
+        """The version of the function the step's last attempt called (the active one when it was called) and
+        when that attempt began."""
+        started = self._steps[step.name].get("started_at")
+        return {"version": self._versions.get(step.function),
+                "started_at": datetime.fromtimestamp(started, UTC).replace(tzinfo=None) if started else None}
 
     async def _fail(self, error: dict[str, Any]) -> None:
         if self._status in {"succeeded", "failed"}:
@@ -370,7 +381,7 @@ class FlowRun:
                 self._registry = Registry(self._db.url)
             version = await asyncio.to_thread(self._registry.active, function)
             if version:
-                self._specs[function] = version.spec
+                self._specs[function], self._versions[function] = version.spec, version.number
         except Exception:  # an unknown timeout falls back to the largest allowed
             log.warning("flow run %s: could not read %s's timeout_s", self.run_id, function, exc_info=True)
             version = None

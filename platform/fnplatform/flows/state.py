@@ -59,6 +59,8 @@ class _Run(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     # When a caller said no more inputs will come: from then on an absent optional input is None. NULL: still open.
     inputs_closed_at: Mapped[datetime | None]
+    # The flow's bundle when the run started (a run's evidence); NULL for runs from before it was kept.
+    bundle_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class _Value(Base):
@@ -72,6 +74,12 @@ class _Value(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A run's evidence (NULL for values from before it was kept): an input's digest and size (its bytes
+    # or JSON text), the registry version of the function a step called and when its last attempt began.
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None]
+    version: Mapped[int | None]
+    started_at: Mapped[datetime | None]
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,10 @@ class StoredValue:
     attempts: int
     error: dict[str, Any] | None
     recorded_at: datetime | None = None  # when the input arrived, or the step's result (or failure) was recorded
+    sha256: str | None = None
+    size: int | None = None
+    version: int | None = None
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,8 @@ class RunRecord:
     created_at: datetime | None = None
     owner: str | None = None
     inputs_closed_at: datetime | None = None
+    bundle_sha256: str | None = None
+    updated_at: datetime | None = None  # for a finished run: when it finished
 
     @property
     def inputs_closed(self) -> bool:
@@ -147,7 +161,9 @@ class FlowState(Database):
     def create_run(self, spec: FlowSpec, owner: str | None = None) -> str:
         run_id = uuid.uuid4().hex[:16]
         with self._session() as session:
-            session.add(_Run(id=run_id, flow=spec.name, spec=spec.model_dump_json(), owner=owner))
+            flow = session.get(_Flow, spec.name)
+            session.add(_Run(id=run_id, flow=spec.name, spec=spec.model_dump_json(), owner=owner,
+                             bundle_sha256=flow.bundle_sha256 if flow is not None else None))
         return run_id
 
     def active_runs(self, *, flow: str | None = None, owner: str | None = None) -> int:
@@ -167,14 +183,17 @@ class FlowState(Database):
                 return None
             values = {
                 v.name: StoredValue(name=v.name, kind=v.kind, status=v.status, blob_key=v.blob_key, value=_loads(v.value),
-                                    attempts=v.attempts, error=_loads(v.error), recorded_at=v.created_at)
+                                    attempts=v.attempts, error=_loads(v.error), recorded_at=v.created_at,
+                                    sha256=v.sha256, size=v.size, version=v.version, started_at=v.started_at)
                 for v in session.scalars(select(_Value).where(_Value.run_id == run_id))
             }
             return RunRecord(id=row.id, flow=row.flow, spec=FlowSpec.model_validate_json(row.spec), status=row.status,
                              output=_loads(row.output), error=_loads(row.error), values=values, created_at=row.created_at,
-                             owner=row.owner, inputs_closed_at=row.inputs_closed_at)
+                             owner=row.owner, inputs_closed_at=row.inputs_closed_at, bundle_sha256=row.bundle_sha256,
+                             updated_at=row.updated_at)
 
-    def add_input(self, run_id: str, name: str, *, blob_key: str | None = None, value_json: str | None = None) -> bool:
+    def add_input(self, run_id: str, name: str, *, blob_key: str | None = None, value_json: str | None = None,
+                  sha256: str | None = None, size: int | None = None) -> bool:
         """Record an accepted input; False if that input was already given (the first is kept). Conflict once the
         run's inputs are closed: the run's row is locked first, as close_inputs locks it, so a put racing the close
         is either recorded before it or refused."""
@@ -183,7 +202,8 @@ class FlowState(Database):
                 row = _lock_run(session, run_id)
                 if row is not None and row.inputs_closed_at is not None:
                     raise Conflict(f"inputs of run {run_id} are closed: input {name!r} is refused", status=409)
-                session.add(_Value(run_id=run_id, name=name, kind="input", blob_key=blob_key, value=value_json))
+                session.add(_Value(run_id=run_id, name=name, kind="input", blob_key=blob_key, value=value_json,
+                                   sha256=sha256, size=size))
                 if row is not None and row.status == "pending":
                     row.status, row.updated_at = "running", utcnow()
         except IntegrityError:
@@ -214,7 +234,8 @@ class FlowState(Database):
             return True
 
     def record_step(self, run_id: str, name: str, *, attempts: int, value_json: str | None = None,
-                    blob_key: str | None = None, error: dict[str, Any] | None = None) -> None:
+                    blob_key: str | None = None, error: dict[str, Any] | None = None, version: int | None = None,
+                    started_at: datetime | None = None) -> None:
         with self._session() as session:
             row = session.get(_Value, (run_id, name))
             if row is None:
@@ -222,6 +243,7 @@ class FlowState(Database):
                 session.add(row)
             row.status = "failed" if error else "done"
             row.value, row.blob_key, row.attempts = value_json, blob_key, attempts
+            row.version, row.started_at = version, started_at
             row.error = json.dumps(error) if error else None
 
     def finish_run(self, run_id: str, *, output_json: str | None = None, error: dict[str, Any] | None = None) -> None:

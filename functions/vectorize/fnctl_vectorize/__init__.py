@@ -1,36 +1,35 @@
 """``fnctl vectorize ingest|search|stats|drop``: the vectorize functions (functions/vectorize), a command group
 fnctl finds through the ``fnctl.commands`` entry point (``pip install -e functions/vectorize``).
 
-Ingestion reads a folder, a JSONL file, a PDF or scan (documents) or an S3 prefix, sends items in batches
-to the deployed ``vector-ingest`` function and shows a progress bar. A PDF goes one page per item. It is
-resumable: stored items are recognised by their content hash on the server and skipped, so re-running
-after an interruption only does the rest. The report counts stored, skipped and failed items, with each failure's reason.
+Ingestion streams a folder, a JSONL file, a PDF or scan (documents) or an S3 prefix (sources.py) into
+batches bounded in items and bytes, sends each to the deployed ``vector-ingest`` function and shows a
+progress bar. A PDF goes one page per item. It is resumable twice over: stored items are recognised by
+their content hash on the server and skipped, and a checkpoint (checkpoint.py) after each committed batch
+lets a re-run after an interruption pass over what is done without reading or sending it. The report
+counts stored, skipped and failed items, with each failure's reason.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import fn
 from fn import load_settings
 from fn._platform import function_url, raise_for_response, shared_client
 from fnctl._output import console, json_option, print_json, print_table
 
-from .documents import PDF_SUFFIXES, SCAN_SUFFIXES, pdf_entries, scan_item
+from .checkpoint import Checkpoint, add
+from .sources import Entry, entries
 
 PIPELINES = {"text": "text", "images": "image", "documents": "document"}
-TEXT_SUFFIXES = {".txt", ".md"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-SUFFIXES = {"text": TEXT_SUFFIXES, "image": IMAGE_SUFFIXES, "document": PDF_SUFFIXES | SCAN_SUFFIXES}
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 
@@ -39,151 +38,97 @@ def vectorize() -> None:
     """Ingest text, images and documents (PDFs, scans) into Milvus through the vectorize pipelines, and search them."""
 
 
-def _entries(source: str, kind: str) -> Iterator[tuple[str, Any]]:
-    """(where, item or error text) for every input in SOURCE; errors fail that input only."""
-    if source.startswith("s3://"):
-        yield from _s3_entries(source, kind)
-        return
-    path = Path(source)
-    if not path.exists():
-        raise click.BadParameter(f"{source} does not exist", param_hint="SOURCE")
-    if path.is_file():
-        if kind == "document" and path.suffix.lower() in PDF_SUFFIXES | SCAN_SUFFIXES:
-            yield from _document(path, path.name, str(path))
-            return
-        if path.suffix != ".jsonl":
-            also = ", a .pdf, .png or .jpg file" if kind == "document" else ""
-            raise click.BadParameter(f"{source} is a file but not .jsonl; give a folder, a .jsonl file{also} or "
-                                     f"s3://bucket/prefix", param_hint="SOURCE")
-        yield from _jsonl(str(path), path.read_bytes())
-        return
-    suffixes = SUFFIXES[kind]
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        rel = file.relative_to(path).as_posix()
-        if file.suffix.lower() == ".jsonl" and kind in {"text", "document"}:
-            yield from _jsonl(str(file), file.read_bytes())
-        elif kind == "document" and file.suffix.lower() in suffixes:
-            yield from _document(file, rel, str(file))
-        elif file.suffix.lower() in suffixes:
-            yield str(file), _file_item(rel, str(file), file.read_bytes(), kind)
+@dataclass
+class Batch:
+    items: list[Any]  # what one vector-ingest call carries
+    errors: list[dict[str, Any]]  # inputs that failed here, before sending (unreadable, invalid JSON, ...)
+    end: int  # entries of the source up to here: the checkpoint once this batch is committed
+    last: str  # where entry end - 1 came from
 
 
-def _document(path: Path, rel: str, where: str) -> Iterator[tuple[str, Any]]:
-    """A PDF page by page (each page its own item), or a scan as one item."""
-    if path.suffix.lower() in PDF_SUFFIXES:
-        for page_where, load in pdf_entries(path, rel, where):
-            yield page_where, load()
-    else:
-        yield where, scan_item(rel, where, path.read_bytes())
-
-
-def _file_item(rel: str, where: str, data: bytes, kind: str) -> dict[str, Any] | str:
-    if kind == "document":
-        return scan_item(rel, where, data)
-    if kind == "image":
-        return {"id": rel, "source": where, "image_b64": base64.b64encode(data).decode()}
-    try:
-        return {"id": rel, "source": where, "text": data.decode("utf-8")}
-    except UnicodeDecodeError as exc:
-        return f"not UTF-8 text ({exc.reason} at byte {exc.start})"
-
-
-def _jsonl(where: str, data: bytes) -> Iterator[tuple[str, Any]]:
-    for number, line in enumerate(data.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except ValueError as exc:
-            yield f"{where}:{number}", f"invalid JSON: {exc}"
-            continue
-        if isinstance(item, dict):
-            item.setdefault("source", f"{where}:{number}")
-        yield f"{where}:{number}", item
-
-
-def _s3_entries(source: str, kind: str) -> Iterator[tuple[str, Any]]:
-    import boto3
-
-    bucket, _, prefix = source.removeprefix("s3://").partition("/")
-    client = boto3.client("s3", endpoint_url=os.environ.get("FN_S3_ENDPOINT") or None)
-    suffixes = SUFFIXES[kind] | ({".jsonl"} if kind in {"text", "document"} else set())
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            key = obj["Key"]
-            suffix = PurePosixPath(key).suffix.lower()
-            if suffix not in suffixes:
-                continue
-            where = f"s3://{bucket}/{key}"
-            rel = key.removeprefix(prefix).lstrip("/")
-            if suffix in PDF_SUFFIXES and kind == "document":  # PDFium reads it from a file, a page at a time
-                with tempfile.TemporaryDirectory() as folder:
-                    local = Path(folder) / "document.pdf"
-                    client.download_file(bucket, key, str(local))
-                    yield from _document(local, rel, where)
-                continue
-            data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-            if suffix == ".jsonl":
-                yield from _jsonl(where, data)
-            else:
-                yield where, _file_item(rel, where, data, kind)
-
-
-def _batches(entries: Iterator[tuple[str, Any]], size: int, report: dict[str, Any]) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    weight = 0
-    for where, entry in entries:
+def batches(stream: Iterator[Entry], size: int, max_bytes: int, start: int = 0) -> Iterator[Batch]:
+    """Loads entries one by one into batches of at most *size* items and *max_bytes* bytes of JSON (an item larger
+    than that goes alone): what is held at a time is one batch and the entry after it."""
+    items: list[Any] = []
+    errors: list[dict[str, Any]] = []
+    weight, position, last = 0, start, ""
+    for where, load in stream:
+        entry = load()
         if isinstance(entry, str):
-            report["errors"].append({"id": where, "source": where, "error": entry})
-            report["failed"] += 1
-            continue
-        cost = len(json.dumps(entry))
-        if batch and (len(batch) >= size or weight + cost > MAX_BATCH_BYTES):
-            yield batch
-            batch, weight = [], 0
-        batch.append(entry)
-        weight += cost
-    if batch:
-        yield batch
+            errors.append({"id": where, "source": where, "error": entry})
+        else:
+            cost = len(json.dumps(entry))
+            if items and (len(items) >= size or weight + cost > max_bytes):
+                yield Batch(items, errors, position, last)
+                items, errors, weight = [], [], 0
+            items.append(entry)
+            weight += cost
+        position += 1
+        last = where
+    if items or errors:
+        yield Batch(items, errors, position, last)
 
 
 @vectorize.command()
 @click.argument("pipeline", type=click.Choice(sorted(PIPELINES)))
 @click.argument("source")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 256),
-              help="Items per call to vector-ingest.")
+              help="Items (a PDF's pages: one each) per call to vector-ingest.")
+@click.option("--batch-bytes", default=MAX_BATCH_BYTES, show_default=True, type=click.IntRange(1024),
+              help="At most this many bytes of JSON per call (an item larger than that goes alone).")
 @click.option("--force", is_flag=True, help="Embed and store again even items that are already stored.")
+@click.option("--restart", is_flag=True, help="Start from the first entry, not from an interrupted run's checkpoint.")
 @json_option
-def ingest(pipeline: str, source: str, batch_size: int, force: bool, as_json: bool) -> None:
+def ingest(pipeline: str, source: str, batch_size: int, batch_bytes: int, force: bool, restart: bool,
+           as_json: bool) -> None:
     """Run PIPELINE (text | images | documents) over SOURCE: a folder, a .jsonl file, s3://bucket/prefix, or for
-    documents a .pdf (sent a page per item), .png or .jpg file."""
+    documents a .pdf (sent a page per item), .png or .jpg file.
+
+    SOURCE is read as it is sent, one batch at a time, never whole. After each batch the store has answered, a
+    checkpoint (under FN_HOME/vectorize/checkpoints) records how far it went: run the same command again after an
+    interruption and it goes on from there (--restart: from the first entry). Stored items are skipped by the store
+    in any case (--force: stored again)."""
     kind = PIPELINES[pipeline]
-    entries = list(_entries(source, kind))
-    report: dict[str, Any] = {"stored": 0, "skipped": 0, "failed": 0, "rows": 0, "partial": 0, "filtered": 0,
-                              "errors": []}
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, disable=as_json)
+    checkpoint = Checkpoint.for_source(pipeline, source, force)
+    if restart:
+        checkpoint.reset()
+    stream, note = checkpoint.resume(lambda: entries(source, kind))
+    report = checkpoint.report
+    if note and not as_json:
+        console.print(note)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} entries"),
+                        TimeElapsedColumn(), console=console, disable=as_json)
+    def stopped(why: str) -> str:
+        return (f"stopped: {why}. The first {checkpoint.done} entries of {source} are done (checkpoint "
+                f"{checkpoint.path}); run the same command again to go on from there")
+
     with progress:
-        task = progress.add_task(f"ingest {pipeline}", total=len(entries))
-        for batch in _batches(iter(entries), batch_size, report):
-            result = fn.call("vector-ingest", pipeline=pipeline, items=batch, force=force)
-            for key in ("stored", "skipped", "failed", "rows", "partial", "filtered"):
-                report[key] += int(result.get(key, 0))
-            report["errors"].extend(result["errors"])
-            progress.advance(task, len(batch))
-        progress.update(task, completed=len(entries))
+        task = progress.add_task(f"ingest {pipeline}", total=None, completed=checkpoint.done)
+        try:
+            for batch in batches(stream, batch_size, batch_bytes, start=checkpoint.done):
+                if batch.items:
+                    add(report, fn.call("vector-ingest", pipeline=pipeline, items=batch.items, force=force))
+                add(report, {"failed": len(batch.errors), "errors": batch.errors})
+                checkpoint.commit(batch.end, batch.last)
+                progress.update(task, completed=batch.end)
+        except fn.FnError as exc:
+            raise click.ClickException(stopped(str(exc))) from None
+        except KeyboardInterrupt:
+            raise click.ClickException(stopped("interrupted")) from None
+    total = checkpoint.done
+    checkpoint.clear()  # the whole source is done: the next run reads it all again (and the store skips it)
     if as_json:
-        print_json(report)
+        print_json({**report, "entries": total})
     else:
         partial = f" ({report['partial']} without their failed pages)" if report["partial"] else ""
         blank = f", {report['filtered']} blank pages" if report["filtered"] else ""
-        console.print(f"{pipeline}: {report['stored']} stored{partial} ({report['rows']} rows), {report['skipped']} "
-                      f"skipped (already stored){blank}, {report['failed']} failed")
+        console.print(f"{pipeline}: {total} entries, {report['stored']} stored{partial} ({report['rows']} rows), "
+                      f"{report['skipped']} skipped (already stored){blank}, {report['failed']} failed")
         if report["errors"]:
             print_table(["ITEM", "PAGE", "ERROR"], [[e["id"], str(e.get("page", "")), e["error"][:120]]
                                                     for e in report["errors"][:50]])
     if report["failed"]:
-        raise click.ClickException(f"{report['failed']} of {len(entries)} items (or pages) failed; the rest were stored")
+        raise click.ClickException(f"{report['failed']} of {total} entries (or pages) failed; the rest were stored")
 
 
 @vectorize.command()

@@ -175,19 +175,22 @@ def test_a_failed_page_is_reported_the_rest_stored_and_the_document_redone_next_
 
 
 def test_the_cli_sends_a_pdf_one_page_per_item_with_the_same_bytes_each_time(tmp_path: Path) -> None:
-    from fnctl_vectorize import _entries
+    from fnctl_vectorize.sources import entries
+
+    def _entries(source: str, kind: str) -> list[tuple[str, Any]]:
+        return [(where, load()) for where, load in entries(source, kind)]
 
     pdf = tmp_path / "guide.pdf"
     pdf.write_bytes(DOCS.text_pdf([DOCS.wrap(TEXTS[0]), DOCS.wrap(TEXTS[1]), DOCS.scanned_page(["x"], dpi=36)]))
     (tmp_path / "locked.pdf").write_bytes(DOCS.encrypted_pdf())
     (tmp_path / "fake.pdf").write_bytes(b"just text")
     (tmp_path / "notes.txt").write_text("not a document")
-    entries = list(_entries(str(tmp_path), "document"))
-    assert [where for where, _ in entries] == [str(tmp_path / "fake.pdf"), *(f"{pdf}:page{n}" for n in (1, 2, 3)),
+    found = _entries(str(tmp_path), "document")
+    assert [where for where, _ in found] == [str(tmp_path / "fake.pdf"), *(f"{pdf}:page{n}" for n in (1, 2, 3)),
                                                str(tmp_path / "locked.pdf")]
-    assert entries[0][1] == "not a PDF (it starts with 'just text')"
-    assert entries[4][1].startswith("the PDF is encrypted and needs a password")
-    items = [entry for _, entry in entries[1:4]]
+    assert found[0][1] == "not a PDF (it starts with 'just text')"
+    assert found[4][1].startswith("the PDF is encrypted and needs a password")
+    items = [entry for _, entry in found[1:4]]
     assert [(i["id"], i["source"], i["page"]) for i in items] == [(f"guide.pdf:page{n}", str(pdf), n) for n in (1, 2, 3)]
     import pypdfium2 as pdfium
 
@@ -197,6 +200,6 @@ def test_the_cli_sends_a_pdf_one_page_per_item_with_the_same_bytes_each_time(tmp
         text = page[0].get_textpage().get_text_range()
         assert (text[:30] == TEXTS[number - 1][:30]) if number < 3 else text == ""
         page.close()
-    again = [entry for _, entry in list(_entries(str(pdf), "document"))]
+    again = [entry for _, entry in _entries(str(pdf), "document")]
     assert again == items  # PDFium's random file id and dates are fixed: an unchanged page has the same hash
 

@@ -62,6 +62,24 @@ def test_a_passport_page_is_approved_without_a_back(kyc: Platform) -> None:
     assert output["mrz_from"] == "front" and output["mrz_format"] == "TD3"
 
 
+def test_a_decision_keeps_its_evidence_for_admins(kyc: Platform) -> None:
+    import hashlib
+    case = _case(6, "genuine", "P")
+    run = fn.flows.start("kyc")
+    run.put("front", case.front)
+    run.put("selfie", case.selfie)
+    run.close_inputs()
+    output = run.result(timeout=600)
+    evidence = run.evidence()  # the harness's key is an admin key
+    assert evidence["output"] == output and evidence["status"] == "succeeded"
+    assert evidence["inputs"]["front"]["sha256"] == hashlib.sha256(case.front).hexdigest()
+    assert evidence["inputs"]["back"]["given"] is False
+    decide = evidence["steps"]["kyc-decide"]
+    assert decide["version"] >= 1 and decide["result"]["thresholds_sha256"] == output["thresholds_sha256"]
+    assert all(step["version"] >= 1 and step["started_at"] for step in evidence["steps"].values())
+    assert len(evidence["bundle_sha256"]) == 64
+
+
 def test_a_card_of_another_design_is_approved(kyc: Platform) -> None:
     case = _case(5, "genuine", "B")
     output = _run(case.front, case.back, case.selfie)

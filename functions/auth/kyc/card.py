@@ -20,7 +20,8 @@ from .config import CARD_HEIGHT_MM, CARD_WIDTH_MM, CONFIG, Config
 from .imaging import gray
 
 ID1_ASPECT = CARD_WIDTH_MM / CARD_HEIGHT_MM
-ID3_ASPECT = 125.0 / 88.0
+ID3_WIDTH_MM = 125.0
+ID3_ASPECT = ID3_WIDTH_MM / 88.0
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ def _quad(contour: np.ndarray) -> np.ndarray:
 
 
 def _target_size(config: Config, aspect: float = ID1_ASPECT) -> tuple[int, int]:
-    width = round(CARD_WIDTH_MM * config.card_px_per_mm)
+    """Pixels at the same scale for every shape: an ID-3 page (125 mm wide) is wider than a card."""
+    width = round((ID3_WIDTH_MM if aspect == ID3_ASPECT else CARD_WIDTH_MM) * config.card_px_per_mm)
     return width, round(width / aspect)
 
 
@@ -115,6 +117,13 @@ def warp(image: np.ndarray, corners: np.ndarray, config: Config = CONFIG, aspect
     dst = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], np.float32)
     matrix = cv2.getPerspectiveTransform(corners.astype(np.float32), dst)
     return cv2.warpPerspective(image, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+
+
+def as_shape(image: np.ndarray, found: FoundCard, aspect: float, config: Config = CONFIG) -> FoundCard:
+    """*found* straightened again from *image* to another document shape (perspective makes a photo's
+    proportions a poor guide: what is printed on it, an MRZ of two lines, tells better)."""
+    return FoundCard(image=warp(image, found.corners, config, aspect), corners=found.corners,
+                     area_fraction=found.area_fraction, aspect_error=found.aspect_error, aspect=aspect)
 
 
 def crop_mm(card: np.ndarray, box_mm: tuple[float, float, float, float]) -> np.ndarray:

@@ -79,15 +79,16 @@ def _date(year: int, month: int, day: int) -> str | None:
         return None
 
 
-def month_of(token: str) -> int | None:
-    """The month a name means, in any of the languages above. Bilingual names (``MAR/MARS``, ``LUN/AUG``):
-    the halves known here must agree, and a half in a language not listed here is ignored."""
-    months = set()
+def months_of(token: str) -> tuple[int, ...]:
+    """The months a name may mean, in any of the languages above; none when no part is a month's name.
+    Bilingual names (``MAR/MARS``, ``LUN/AUG``): a half in a language not listed is ignored, and halves
+    that mean different months here (``MEI`` is May in Dutch, June in Irish: ``MEI/JUN``) give each."""
+    months: list[int] = []
     for part in token.split("/"):
         number = MONTHS.get(part.strip(" .").translate(_AS_LETTERS))
-        if number is not None:
-            months.add(number)
-    return months.pop() if len(months) == 1 else None
+        if number is not None and number not in months:
+            months.append(number)
+    return tuple(months)
 
 
 def find_dates(text: str) -> list[FoundDate]:
@@ -103,10 +104,10 @@ def find_dates(text: str) -> list[FoundDate]:
             found.append((match.start(), FoundDate(match.group(0).strip(), unique)))
 
     for match in _NAMED.finditer(upper):
-        month = month_of(match.group(2))
-        if month is not None:
-            day = int(match.group(1).translate(_AS_DIGITS))
-            add(match, [_date(int(match.group(3).translate(_AS_DIGITS)), month, day)])
+        months = months_of(match.group(2))
+        if months:
+            day, year = int(match.group(1).translate(_AS_DIGITS)), int(match.group(3).translate(_AS_DIGITS))
+            add(match, [_date(year, month, day) for month in months])
     numeric = _digit_runs(upper)
     for match in _NUMERIC_YMD.finditer(numeric):
         add(match, [_date(int(match.group(1)), int(match.group(2)), int(match.group(3)))])

@@ -73,8 +73,12 @@ def decide(front: Any, back: Any, face: Any, quality: Any, *, config: Config = C
                                                            "which was not given: upload the back of the card too"})
     mrz_fields: dict[str, str] = (mrz or {}).get("fields") or {}
     if mrz is not None and not mrz.get("valid"):
-        failed = ", ".join(mrz.get("failed_checks") or ["format"])
-        reasons.append({"code": "mrz_invalid", "message": f"the MRZ fails its check digit(s): {failed}"})
+        failed = [str(name) for name in mrz.get("failed_checks") or ["format"]]
+        if failed == ["format"]:  # every check digit holds: a letter misread (a filler as C), not a changed document
+            reasons.append({"code": "mrz_unclear", "message": "the MRZ's check digits hold but some of its letters "
+                                                              "are not valid for its format: read unclearly"})
+        else:
+            reasons.append({"code": "mrz_invalid", "message": f"the MRZ fails its check digit(s): {', '.join(failed)}"})
     front_check = _front_check(mrz_fields, front_r, config, reasons) if mrz_fields and front_r.get("card_found") else {}
     expiry = mrz_fields.get("expiry_date") if mrz and mrz.get("valid") else None
     expiry = expiry or printed.get("expiry_date")

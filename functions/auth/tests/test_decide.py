@@ -132,3 +132,9 @@ def test_a_face_far_off_on_a_blurred_selfie_is_a_review_not_a_reject() -> None:
     assert out["decision"] == "review" and set(codes(out)) == {"selfie_blurry", "face_uncertain"}
     assert "blurry selfie" in next(r["message"] for r in out["reasons"] if r["code"] == "face_uncertain")
     assert run(face__distance=0.7)["decision"] == "reject"
+
+
+def test_an_mrz_whose_check_digits_hold_but_letters_do_not_is_a_review() -> None:
+    mrz = {"valid": False, "failed_checks": ["format"], "fields": dict(FIELDS)}
+    out = run(back__mrz=mrz)
+    assert out["decision"] == "review" and codes(out) == ["mrz_unclear"]

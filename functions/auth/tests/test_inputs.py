@@ -135,7 +135,9 @@ def test_dates_in_any_common_format_with_every_reading() -> None:
     assert readings["31.02.1990"] == [] and readings["D23145890"] == []
     assert readings["VYDANO / ISSUED: 09 01 2025  PLATNOST DO / EXPIRY: 09 01 2035"] == [
         ("2025-01-09", "2025-09-01"), ("2035-01-09", "2035-09-01")]
-    assert front.parse_date("12 FEB/AUG 1990") == ""  # the two halves disagree: not a date
+    # Halves meaning different months (MEI: May in Dutch, June in Irish) keep both readings; the MRZ decides.
+    assert [d.readings for d in find_dates("30 MEI/JUN 1980")] == [("1980-05-30", "1980-06-30")]
+    assert [d.readings for d in find_dates("19 IUIL/JUL 1990")] == [("1990-07-19",)]  # Irish: not listed
 
 
 def test_bilingual_captions_are_never_taken_for_the_value() -> None:

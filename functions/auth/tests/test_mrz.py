@@ -95,3 +95,29 @@ def test_dates_get_their_century() -> None:
     assert mrz_read._date("150101", past=True, today=today) == "2015-01-01"
     assert mrz_read._date("350101", past=False, today=today) == "2035-01-01"
     assert mrz_read._date("991301", past=False, today=today) == ""
+
+
+# ICAO 9303 part 4's TD3 specimen (a passport) and a TD2 document of the same person, from 'mrz''s generator.
+TD3 = ["P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C36UTO7408122F1204159ZE184226B<<<<<10"]
+TD2 = ["I<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<", "D231458907UTO7408122F3104150<<<<<<<2"]
+
+
+def test_td3_and_td2_are_read_and_checked() -> None:
+    for lines, fmt, number in ((TD3, "TD3", "L898902C3"), (TD2, "TD2", "D23145890")):
+        result = parse(lines)
+        assert result.valid and result.format == fmt, (fmt, result.failed_checks)
+        assert result.fields["surname"] == "ERIKSSON" and result.fields["given_names"] == "ANNA MARIA"
+        assert result.fields["document_number"] == number and result.fields["birth_date"] == "1974-08-12"
+        assert result.fields["sex"] == "F" and result.fields["nationality"] == "UTO"
+    changed = parse([TD3[0], TD3[1][:13] + "7508122" + TD3[1][20:]])  # a birth year changed, its digit kept
+    assert not changed.valid and changed.failed_checks == ["birth_date", "composite"]
+
+
+def test_td3_misreads_are_repaired_by_position_and_length() -> None:
+    # O for 0 in a digit field, 0 for O in a letter field, a filler dropped in the long run, the filler run after
+    # the names read as C and E.
+    misread = ["P<UTOERIKSSON<<ANNA<MARIA<<<<CE<<<<<EC<<<<", "L898902C36UT07408122F1204159ZE184226B<<<<10"]
+    result = parse(misread)
+    assert result.valid, (result.failed_checks, result.lines)
+    assert result.lines == TD3
+    assert mrz_read.format_of(TD2) is mrz_read.TD2 and mrz_read.format_of(SPECIMEN) is mrz_read.TD1

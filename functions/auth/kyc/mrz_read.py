@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .ocr import TextLine
@@ -143,9 +144,15 @@ def _composite(l1: str, l2: str) -> str:
 
 def _resolve_document_number(line1: str, line2: str) -> tuple[str, list[str]]:
     """If the document number fails its check digit, try look-alike digits for letters after its first digit."""
-    number, check = line1[5:14], line1[14]
+    return _resolve_in(line1, 5, 14, lambda candidate: _composite(candidate, line2) == line2[29])
+
+
+def _resolve_in(line: str, start: int, end: int, composite_holds: Callable[[str], bool]) -> tuple[str, list[str]]:
+    """The number at line[start:end] (its check digit at *end*) with letters after its first digit turned into
+    their look-alike digits, when exactly one such reading satisfies its check digit and the composite one."""
+    number, check = line[start:end], line[end]
     if check_digit(number) == check:
-        return line1, []
+        return line, []
     first_digit = next((i for i, c in enumerate(number) if c.isdigit()), len(number))
     spots = [i for i, c in enumerate(number) if c in LETTER_FOR_DIGIT and i > first_digit]
     solutions = []
@@ -154,15 +161,15 @@ def _resolve_document_number(line1: str, line2: str) -> tuple[str, list[str]]:
             trial = list(number)
             for i in combo:
                 trial[i] = LETTER_FOR_DIGIT[trial[i]]
-            candidate = line1[:5] + "".join(trial) + line1[14:]
-            if check_digit("".join(trial)) == check and _composite(candidate, line2) == line2[29]:
+            candidate = line[:start] + "".join(trial) + line[end:]
+            if check_digit("".join(trial)) == check and composite_holds(candidate):
                 solutions.append((candidate, combo))
         if solutions:
             break
     if len(solutions) != 1:
-        return line1, []
+        return line, []
     fixed, combo = solutions[0]
-    return fixed, [f"{5 + i + 1}:{number[i]}->{fixed[5 + i]}" for i in combo]
+    return fixed, [f"{start + i + 1}:{number[i]}->{fixed[start + i]}" for i in combo]
 
 
 @dataclass
@@ -281,26 +288,7 @@ def _composite_of(data: str, fmt: Format) -> str:
 def _resolve_number(data: str, fmt: Format) -> tuple[str, list[str]]:
     """As :func:`_resolve_document_number`, for a two-line format (the number on the data line)."""
     _, start, end = fmt.number
-    number, check = data[start:end], data[end]
-    if check_digit(number) == check:
-        return data, []
-    first_digit = next((i for i, c in enumerate(number) if c.isdigit()), len(number))
-    spots = [i for i, c in enumerate(number) if c in LETTER_FOR_DIGIT and i > first_digit]
-    solutions = []
-    for count in (1, 2):
-        for combo in itertools.combinations(spots, count):
-            trial = list(number)
-            for i in combo:
-                trial[i] = LETTER_FOR_DIGIT[trial[i]]
-            candidate = data[:start] + "".join(trial) + data[end:]
-            if check_digit("".join(trial)) == check and _composite_of(candidate, fmt) == candidate[fmt.composite_at]:
-                solutions.append((candidate, combo))
-        if solutions:
-            break
-    if len(solutions) != 1:
-        return data, []
-    fixed, combo = solutions[0]
-    return fixed, [f"{start + i + 1}:{number[i]}->{fixed[start + i]}" for i in combo]
+    return _resolve_in(data, start, end, lambda candidate: _composite_of(candidate, fmt) == candidate[fmt.composite_at])
 
 
 def _parse_two_lines(raw_lines: list[str], fmt: Format) -> MrzResult:

@@ -77,6 +77,10 @@ def decide(front: Any, back: Any, face: Any, quality: Any, *, config: Config = C
         if failed == ["format"]:  # every check digit holds: a letter misread (a filler as C), not a changed document
             reasons.append({"code": "mrz_unclear", "message": "the MRZ's check digits hold but some of its letters "
                                                               "are not valid for its format: read unclearly"})
+        elif mrz.get("misread_length"):  # a line read too long or short: the failed checks are the reading's
+            reasons.append({"code": "mrz_unclear", "message": f"the MRZ was read with a line of the wrong length and "
+                                                              f"fails check digit(s) {', '.join(failed)}: read "
+                                                              f"unclearly; photograph it again, sharp and straight"})
         else:
             reasons.append({"code": "mrz_invalid", "message": f"the MRZ fails its check digit(s): {', '.join(failed)}"})
     front_check = _front_check(mrz_fields, front_r, config, reasons) if mrz_fields and front_r.get("card_found") else {}

@@ -110,10 +110,10 @@ class FaceModels:
         return cv2.cvtColor(np.asarray(aligned), cv2.COLOR_RGB2GRAY)
 
 
-def detect_yuface(image: np.ndarray, *, min_score: float = 60.0) -> list[Face]:
-    """yuface detections scaled back to *image*'s pixels."""
+def detect_yuface(image: np.ndarray, *, min_score: float = 60.0, side: int = DETECT_SIDE) -> list[Face]:
+    """yuface detections scaled back to *image*'s pixels, detected at most at *side* pixels."""
     import yuface
-    small = limit_side(image, DETECT_SIDE)
+    small = limit_side(image, side)
     scale = image.shape[1] / small.shape[1]
     if small.ndim == 2:
         small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)

@@ -182,6 +182,9 @@ class MrzResult:
     fields: dict[str, str]
     corrections: list[str] = field(default_factory=list)
     format: str = "TD1"
+    # A line was read longer or shorter than its format: failed checks then say more of the reading than of
+    # the document (a changed document keeps its lines' lengths).
+    misread_length: bool = False
 
 
 def find_mrz_lines(lines: list[TextLine]) -> list[str] | None:
@@ -261,7 +264,8 @@ def parse(raw_lines: list[str]) -> MrzResult:
         "nationality": l2[15:18].rstrip("<"), "surname": surname.replace("<", " ").strip(),
         "given_names": " ".join(given.replace("<", " ").split()),
     }
-    return MrzResult(lines=fixed, valid=valid, failed_checks=failed, fields=fields, corrections=corrections)
+    return MrzResult(lines=fixed, valid=valid, failed_checks=failed, fields=fields, corrections=corrections,
+                     misread_length=any(len(raw) != LINE_LENGTH for raw in raw_lines))
 
 
 def _fit(line: str, length: int) -> str:
@@ -292,6 +296,27 @@ def _resolve_number(data: str, fmt: Format) -> tuple[str, list[str]]:
 
 
 def _parse_two_lines(raw_lines: list[str], fmt: Format) -> MrzResult:
+    """Parse, and when OCR read a character twice on the data line (one too many), the reading without
+    each character in turn: if exactly one distinct reading then passes every check digit, it is taken.
+    Several can (removing the 8 or the 9 of L898902C3 both give a number whose check digit holds): then
+    the reading is unclear, not a changed document."""
+    result = _parse_two_lines_as_read(raw_lines, fmt)
+    head, data = raw_lines
+    if result.valid or len(data) != fmt.length + 1:
+        return result
+    valid: dict[tuple[str, ...], MrzResult] = {}
+    for i in range(len(data)):
+        trial = _parse_two_lines_as_read([head, data[:i] + data[i + 1:]], fmt)
+        if trial.valid:
+            trial.corrections.append(f"line 2 {i + 1}:{data[i]} read twice, removed")
+            valid.setdefault(tuple(trial.lines), trial)
+    if len(valid) == 1:
+        return next(iter(valid.values()))
+    result.corrections.append(f"line 2 has one character too many; {len(valid)} readings without one hold")
+    return result
+
+
+def _parse_two_lines_as_read(raw_lines: list[str], fmt: Format) -> MrzResult:
     from mrz.checker.td2 import TD2CodeChecker
     from mrz.checker.td3 import TD3CodeChecker
 
@@ -327,7 +352,7 @@ def _parse_two_lines(raw_lines: list[str], fmt: Format) -> MrzResult:
         "surname": surname.replace("<", " ").strip(), "given_names": " ".join(given.replace("<", " ").split()),
     }
     return MrzResult(lines=fixed, valid=valid, failed_checks=failed, fields=fields, corrections=corrections,
-                     format=fmt.name)
+                     format=fmt.name, misread_length=any(len(raw) != fmt.length for raw in raw_lines))
 
 
 def _date(yymmdd: str, *, past: bool, today: dt.date | None = None) -> str:

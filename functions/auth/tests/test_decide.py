@@ -138,3 +138,7 @@ def test_an_mrz_whose_check_digits_hold_but_letters_do_not_is_a_review() -> None
     mrz = {"valid": False, "failed_checks": ["format"], "fields": dict(FIELDS)}
     out = run(back__mrz=mrz)
     assert out["decision"] == "review" and codes(out) == ["mrz_unclear"]
+    # A line read too long or short: its failed check digits say more of the reading than of the document.
+    mrz = {"valid": False, "failed_checks": ["birth_date"], "misread_length": True, "fields": dict(FIELDS)}
+    assert codes(run(back__mrz=mrz)) == ["mrz_unclear"]
+    assert codes(run(back__mrz={**mrz, "misread_length": False})) == ["mrz_invalid"]

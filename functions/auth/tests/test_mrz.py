@@ -121,3 +121,17 @@ def test_td3_misreads_are_repaired_by_position_and_length() -> None:
     assert result.valid, (result.failed_checks, result.lines)
     assert result.lines == TD3
     assert mrz_read.format_of(TD2) is mrz_read.TD2 and mrz_read.format_of(SPECIMEN) is mrz_read.TD1
+
+
+def test_a_character_read_twice_on_a_passports_data_line_is_removed_only_if_every_check_then_holds() -> None:
+    doubled = [TD3[0], TD3[1][:13] + "77" + TD3[1][14:]]  # the birth date's 7 read twice: every field after it shifts
+    result = parse(doubled)
+    assert result.valid and result.lines == TD3 and "read twice, removed" in result.corrections[-1]
+    # The check digit read twice: removing it gives TD3, but removing the number's 8 gives another number whose
+    # check digit holds (L98902C36 ... 6). Two readings: unclear, never a guess.
+    ambiguous = parse([TD3[0], TD3[1][:9] + "66" + TD3[1][10:]])
+    assert not ambiguous.valid and ambiguous.misread_length and "2 readings without one hold" in ambiguous.corrections[-1]
+    tampered = TD3[1][:13] + "8" + TD3[1][14:]  # the birth year changed, its check digit kept
+    changed = [TD3[0], tampered[:38] + "<" + tampered[38:]]  # ... and a filler read twice: no reading passes
+    assert not parse(changed).valid and parse(changed).misread_length
+    assert not parse(TD3).misread_length and not parse([TD3[0], TD3[1][:14] + "5" + TD3[1][15:]]).misread_length

@@ -139,12 +139,17 @@ def ingest(pipeline: str, source: str, batch_size: int, batch_bytes: int, force:
 @click.option("--filter", "filter_", default=None,
               help='A JSON object of conditions on the collection\'s declared fields: {"topic": "music"}, '
                    '{"topic": {"in": ["music", "art"]}}, {"position": {"gte": 0, "lt": 3}}.')
+@click.option("--hybrid", is_flag=True,
+              help="BM25 over the chunks' texts fused with the dense ranking (reciprocal rank fusion): text, documents.")
 @json_option
-def search(collection: str, query: str | None, image: str | None, top_k: int, filter_: str | None, as_json: bool) -> None:
+def search(collection: str, query: str | None, image: str | None, top_k: int, filter_: str | None, hybrid: bool,
+           as_json: bool) -> None:
     """Search COLLECTION with QUERY text, or with --image: POST /search/<collection>."""
     if (query is None) == (image is None):
         raise click.UsageError("give a QUERY or --image, exactly one")
-    body: dict[str, Any] = {"top_k": top_k}
+    if hybrid and image is not None:
+        raise click.UsageError("--hybrid needs a text QUERY (BM25 matches words), not --image")
+    body: dict[str, Any] = {"top_k": top_k, **({"mode": "hybrid"} if hybrid else {})}
     if filter_:
         try:
             parsed = json.loads(filter_)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 import fn
 
 from .filters import FIELD_TYPES, string_literal
+from .hybrid import RRF_K, LexicalIndexes, rrf
 from .writer import BatchWriter
 
 METRICS = ("COSINE", "IP", "L2")
@@ -38,6 +39,9 @@ SHARED_STORAGE = "VECTORIZE_SHARED_STORAGE"  # "1": the Lite file is on storage 
 STORE_SETTINGS = ("FN_MILVUS_URI", SHARED_STORAGE)  # read by the vector-store replica (service.store_env)
 KEYS_PER_QUERY = 100  # item keys per leftover-rows query: keeps each filter expression short
 WRITE_WAIT_S = 100.0  # an ingest waits this long for its write, below vector-store's timeout_s (120)
+HYBRID_CANDIDATES = 100  # each ranking's depth before fusion (dense hits, BM25 keys)
+FILTERED_CANDIDATES = 1000  # BM25 keys checked against a filter (the index itself knows no metadata)
+SEARCH_MODES = ("dense", "hybrid")
 
 
 class StoreError(fn.ClientError):
@@ -115,6 +119,7 @@ class VectorStore:
         self._lock = threading.Lock()  # collection creation only; never taken by a read
         self._open_lock = threading.Lock()
         self._writer = BatchWriter(self._write, max_rows=write_batch_rows)
+        self.lexical = LexicalIndexes(self._texts)
 
     @property
     def client(self) -> Any:
@@ -216,25 +221,70 @@ class VectorStore:
         # Milvus Lite searches unflushed rows by brute force and re-checks every upserted key on each search:
         # 10k upserted rows left unflushed made a search take 250-350 ms instead of 11-35 ms.
         self._call("flush", "flush", collection)
+        self.lexical.written(collection, rows)  # after the flush: a BM25 hit is a row a query can fetch
+        self.lexical.deleted(collection, stale)
 
-    def search(self, collection: str, vector: list[float], top_k: int, expression: str) -> list[dict[str, Any]]:
-        """*expression* comes from filters.build_filter (callers inside the cluster only: this store is internal)."""
+    def _texts(self, collection: str) -> Iterator[tuple[str, str]]:
+        """(pk, text) of every row of *collection* that has a text, 1000 rows a query: builds its BM25 index."""
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            rows = self.client.query_iterator(collection, batch_size=1000, filter="", output_fields=["pk", "text"])
+            while batch := rows.next():
+                yield from ((str(row["pk"]), row["text"]) for row in batch if isinstance(row.get("text"), str))
+            rows.close()
+        except MilvusException as exc:
+            raise StoreError(f"reading {collection!r}'s texts for hybrid search failed: {exc.message}", status=503) \
+                from None
+
+    def search(self, collection: str, vector: list[float], top_k: int, expression: str, mode: str = "dense",
+               query: str = "") -> list[dict[str, Any]]:
+        """*expression* comes from filters.build_filter (callers inside the cluster only: this store is internal).
+
+        ``mode="hybrid"``: the HYBRID_CANDIDATES best by vector and by BM25 over the rows' ``text`` (*query*), fused by
+        reciprocal rank fusion; each result's score is its fused score and ``ranks`` its rank in each list (None:
+        not in it). With a filter, the FILTERED_CANDIDATES best BM25 keys are checked against it."""
         if len(expression) > MAX_EXPRESSION_CHARS:
             raise StoreError(f"the filter expression is {len(expression):,} characters, over {MAX_EXPRESSION_CHARS:,}",
                              status=400)
+        if mode not in SEARCH_MODES:
+            raise StoreError(f"mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}", status=400)
         if not self._call("has_collection", "has_collection", collection):
             names = ", ".join(self._call("list collections", "list_collections")) or "none"
             raise StoreError(f"no collection named {collection!r}; collections: {names}", status=404)
+        if mode == "dense":
+            return self._dense(collection, vector, top_k, expression)
+        if not query.strip():
+            raise StoreError("hybrid search needs the query's text", status=400)
+        dense = self._dense(collection, vector, max(top_k, HYBRID_CANDIDATES), expression)
+        lexical = [key for key, _ in self.lexical.search(collection, query, FILTERED_CANDIDATES if expression
+                                                         else max(top_k, HYBRID_CANDIDATES))]
+        found = {result["id"]: result for result in dense}
+        missing = [key for key in lexical if key not in found]
+        if missing or expression:  # the BM25 hits' metadata (and, with a filter, whether they pass it)
+            found.update(self._rows(collection, missing, expression))
+        lexical = [key for key in lexical if key in found][:max(top_k, HYBRID_CANDIDATES)]
+        dense_ranks = {result["id"]: rank for rank, result in enumerate(dense, 1)}
+        lexical_ranks = {key: rank for rank, key in enumerate(lexical, 1)}
+        return [{**found[key], "score": score, "ranks": {"dense": dense_ranks.get(key), "bm25": lexical_ranks.get(key)}}
+                for key, score in rrf([list(dense_ranks), lexical], k=RRF_K)[:top_k]]
+
+    def _dense(self, collection: str, vector: list[float], top_k: int, expression: str) -> list[dict[str, Any]]:
         hits = self._call(f"search in {collection!r}", "search", collection, data=[vector], limit=top_k,
                           filter=expression, output_fields=["*"])[0]
-        results = []
-        for hit in hits:
-            entity = dict(hit["entity"])
-            entity.pop("vector", None)
-            entity.pop("content_sha", None)
-            entity.pop("item_key", None)
-            results.append({"id": entity.pop("pk"), "score": float(hit["distance"]), "metadata": entity})
-        return results
+        return [_result(dict(hit["entity"]), float(hit["distance"])) for hit in hits]
+
+    def _rows(self, collection: str, keys: list[str], expression: str) -> dict[str, dict[str, Any]]:
+        """The rows of *keys* that pass *expression*, as results (score 0), by key; 500 keys a query."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 500):
+            where = f"pk in [{', '.join(quote(k) for k in keys[start:start + 500])}]"
+            if expression:
+                where = f"({where}) and ({expression})"
+            for row in self._call(f"search in {collection!r}", "query", collection, filter=where, output_fields=["*"]):
+                result = _result(dict(row), 0.0)
+                found[result["id"]] = result
+        return found
 
     def stats(self, collection: str) -> dict[str, Any]:
         if not self._call("has_collection", "has_collection", collection):
@@ -250,4 +300,12 @@ class VectorStore:
         if existed:
             self._call("drop", "drop_collection", collection)
         self._ready.pop(collection, None)
+        self.lexical.drop(collection)
         return existed
+
+
+def _result(entity: dict[str, Any], score: float) -> dict[str, Any]:
+    """A search result from a stored row: its id, the score, and the metadata without the store's own fields."""
+    for name in ("vector", "content_sha", "item_key"):
+        entity.pop(name, None)
+    return {"id": entity.pop("pk"), "score": score, "metadata": entity}

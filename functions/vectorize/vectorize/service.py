@@ -118,7 +118,7 @@ class VectorStoreFunction:
 
     def __call__(self, op: str, collection: str, rows: list[dict[str, Any]] | None = None,
                  keys: list[str] | None = None, vector: list[float] | None = None, top_k: int = 10,
-                 expression: str = "", sink: dict[str, Any] | None = None) -> Any:
+                 expression: str = "", sink: dict[str, Any] | None = None, mode: str = "dense", query: str = "") -> Any:
         if op == "upsert":
             if sink is None or sink.get("name") != collection:
                 raise fn.BadRequest(f"upsert into {collection!r} needs its pipeline's sink (the collection's declaration)",
@@ -130,7 +130,7 @@ class VectorStoreFunction:
         if op == "known":
             return self.store.known(collection, keys or [])
         if op == "search":
-            return self.store.search(collection, vector or [], top_k, expression)
+            return self.store.search(collection, vector or [], top_k, expression, mode, query)
         if op == "stats":
             return self.store.stats(collection)
         if op == "drop":
@@ -317,17 +317,22 @@ def _row(item: Item, position: int, partial: bool = False) -> dict[str, Any]:
 async def vector_search(collection: str, query: str | None = None, image: bytes | None = None,
                         image_b64: str | None = None, top_k: Annotated[int, Field(ge=1, le=100)] = 5,
                         filter: dict[str, Any] | str | None = None,  # noqa: A002 - the HTTP API's field name
-                        ) -> dict[str, Any]:
+                        mode: Literal["dense", "hybrid"] = "dense") -> dict[str, Any]:
     """The *top_k* nearest items, best first: ``{"results": [{"id", "score", "metadata"}]}``.
 
     *filter* is structured (see filters.py), on the collection's declared fields; in a multipart form, the same
-    object as JSON text. A Milvus expression string is refused."""
+    object as JSON text. A Milvus expression string is refused. ``mode="hybrid"`` (text and documents): BM25 over the
+    chunks' texts and the dense ranking fused by reciprocal rank fusion (k=60); scores are then fused scores and each
+    result has ``ranks`` (its place in each ranking)."""
     if collection not in COLLECTIONS:
         raise fn.NotFound(f"no pipeline stores into {collection!r}; collections: {', '.join(COLLECTIONS)}", status=404)
     try:  # checked before any model runs
         expression = build_filter(_form_json(filter), collection, COLLECTIONS[collection].fields)
     except FilterError as exc:
         raise fn.BadRequest(str(exc), status=400) from None
+    if mode == "hybrid" and KINDS[collection] not in TEXT_KINDS:
+        raise fn.BadRequest(f"hybrid search needs text; {collection!r} holds images: search it with mode 'dense'",
+                            status=400)
     if KINDS[collection] in TEXT_KINDS:
         if not isinstance(query, str) or not query.strip():
             raise fn.BadRequest("send a non-empty 'query' string to search the text collection", status=400)
@@ -347,8 +352,8 @@ async def vector_search(collection: str, query: str | None = None, image: bytes 
             raise fn.BadRequest(str(exc), status=400) from None
         vector = await fn.acall("embed-image", image=image)
     results = await fn.acall("vector-store", op="search", collection=collection, vector=vector, top_k=top_k,
-                             expression=expression)
-    return {"collection": collection, "results": results}
+                             expression=expression, mode=mode, query=query if mode == "hybrid" else "")
+    return {"collection": collection, "mode": mode, "results": results}
 
 
 def _form_json(value: Any) -> Any:

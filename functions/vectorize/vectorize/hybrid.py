@@ -7,7 +7,8 @@ by summing ``1 / (k + rank)`` (k = 60, ranks from 1) over the rankings a key app
 ``LexicalIndexes`` keeps one BM25 index per collection in the store's process: built from the collection's
 rows on its first hybrid search (a Milvus query iterator, 1000 rows at a time), then kept current by the
 store's writes and deletes. A write that lands while an index is being built is applied once the build
-ends, so the index never misses a flushed row.
+ends, so the index never misses a flushed row. With *max_age_s* (several store replicas, each seeing only
+its own writes), an older index is rebuilt by the next search while the others go on with the old one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -115,10 +117,14 @@ def rrf(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[tuple[str, fl
 class LexicalIndexes:
     """Per collection, the BM25 index of its rows' ``text``; *load(collection)* yields ``(pk, text)`` of every row."""
 
-    def __init__(self, load: Callable[[str], Iterable[tuple[str, str]]]) -> None:
+    def __init__(self, load: Callable[[str], Iterable[tuple[str, str]]], max_age_s: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._load = load
+        self.max_age_s = max_age_s
+        self._clock = clock
         self._lock = threading.Lock()
         self._ready: dict[str, BM25] = {}
+        self._built: dict[str, float] = {}
         self._building: dict[str, tuple[threading.Event, list[tuple[str, Any]]]] = {}
 
     def search(self, collection: str, query: str, n: int) -> list[tuple[str, float]]:
@@ -129,9 +135,12 @@ class LexicalIndexes:
     def _index(self, collection: str) -> BM25:
         while True:
             with self._lock:
-                if collection in self._ready:
-                    return self._ready[collection]
+                current = self._ready.get(collection)
                 building = self._building.get(collection)
+                fresh = current is not None and (self.max_age_s is None
+                                                 or self._clock() - self._built[collection] <= self.max_age_s)
+                if current is not None and (fresh or building is not None):
+                    return current  # (a stale one serves while another search rebuilds it)
                 if building is None:
                     self._building[collection] = (threading.Event(), [])
                     break
@@ -141,6 +150,10 @@ class LexicalIndexes:
             for key, text in self._load(collection):
                 index.add(key, text)
             built = True
+        except Exception:
+            if current is None:
+                raise
+            return current  # a failed rebuild: the old index goes on serving, and the next search tries again
         finally:
             with self._lock:
                 done, pending = self._building.pop(collection)
@@ -148,6 +161,7 @@ class LexicalIndexes:
                     for change, value in pending:  # writes flushed while the rows were being read
                         self._apply(index, change, value)
                     self._ready[collection] = index
+                    self._built[collection] = self._clock()
                 done.set()
         return index
 
@@ -164,9 +178,9 @@ class LexicalIndexes:
         with self._lock:
             if collection in self._ready:
                 self._apply(self._ready[collection], change, value)
-            elif collection in self._building:
+            if collection in self._building:
                 self._building[collection][1].append((change, value))
-            # else: no index yet; its build will read these rows from the store
+            # with neither, no index yet: its build will read these rows from the store
 
     def written(self, collection: str, rows: Iterable[dict[str, Any]]) -> None:
         """Rows the store has upserted and flushed: their texts replace the keys' old ones."""
@@ -180,3 +194,4 @@ class LexicalIndexes:
     def drop(self, collection: str) -> None:
         with self._lock:
             self._ready.pop(collection, None)
+            self._built.pop(collection, None)

@@ -30,13 +30,16 @@ from .writer import BatchWriter
 
 METRICS = ("COSINE", "IP", "L2")
 INDEXES = ("FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX")
-RESERVED_FIELDS = {"pk", "vector", "item_key", "content_sha"}
+RESERVED_FIELDS = {"pk", "vector", "item_key", "content_sha", "item_rows"}
 FIELD_NAME = r"[a-z_][a-z0-9_]{0,63}"
 MAX_EXPRESSION_CHARS = 256 * 1024  # search filters are built by filters.build_filter, below this
 WRITE_BATCH_ROWS = 2048  # ingests merged into one write (one flush) up to this many rows
 SERVER_SCHEMES = ("http://", "https://", "tcp://", "grpc://")
 SHARED_STORAGE = "VECTORIZE_SHARED_STORAGE"  # "1": the Lite file is on storage that follows the replica
-STORE_SETTINGS = ("FN_MILVUS_URI", SHARED_STORAGE)  # read by the vector-store replica (service.store_env)
+REPLICAS = "VECTORIZE_STORE_REPLICAS"  # vector-store's max_replicas: more than 1 only with a Milvus server
+MAX_REPLICAS = 16
+STORE_SETTINGS = ("FN_MILVUS_URI", SHARED_STORAGE, REPLICAS)  # read by the vector-store replica (service.store_env)
+LEXICAL_MAX_AGE_S = 30.0  # with several store replicas: a BM25 index is rebuilt when older (others' writes)
 KEYS_PER_QUERY = 100  # item keys per leftover-rows query: keeps each filter expression short
 WRITE_WAIT_S = 100.0  # an ingest waits this long for its write, below vector-store's timeout_s (120)
 HYBRID_CANDIDATES = 100  # each ranking's depth before fusion (dense hits, BM25 keys)
@@ -107,6 +110,25 @@ def check_placement(env: Mapping[str, str] = os.environ) -> None:
                      f"{SHARED_STORAGE}=1", status=503)
 
 
+def store_replicas(env: Mapping[str, str] = os.environ) -> int:
+    """vector-store's max_replicas: 1 with Milvus Lite (one process may open its file), up to 16 with a Milvus server
+    (``VECTORIZE_STORE_REPLICAS=4 FN_MILVUS_URI=http://milvus:19530 fnctl deploy functions/vectorize``)."""
+    raw = env.get(REPLICAS, "").strip()
+    if not raw:
+        return 1
+    try:
+        replicas = int(raw)
+    except ValueError:
+        replicas = 0
+    if not 1 <= replicas <= MAX_REPLICAS:
+        raise fn.SpecError(f"{REPLICAS} must be a whole number from 1 to {MAX_REPLICAS}, got {raw!r}")
+    if replicas > 1 and not is_server(env.get("FN_MILVUS_URI", "")):
+        raise fn.SpecError(f"{REPLICAS}={replicas} needs FN_MILVUS_URI set to a Milvus server (e.g. "
+                           f"http://milvus:19530): a Milvus Lite file is opened by one process, so vector-store keeps "
+                           f"one replica with it")
+    return replicas
+
+
 def quote(value: str) -> str:
     return string_literal(value)  # item keys: ingestion refuses ids with control characters
 
@@ -119,7 +141,9 @@ class VectorStore:
         self._lock = threading.Lock()  # collection creation only; never taken by a read
         self._open_lock = threading.Lock()
         self._writer = BatchWriter(self._write, max_rows=write_batch_rows)
-        self.lexical = LexicalIndexes(self._texts)
+        # One replica sees every write, so its BM25 indexes stay current; with several (a Milvus server), each sees
+        # only its own, so an index older than LEXICAL_MAX_AGE_S is rebuilt from the collection.
+        self.lexical = LexicalIndexes(self._texts, max_age_s=LEXICAL_MAX_AGE_S if store_replicas() > 1 else None)
 
     @property
     def client(self) -> Any:
@@ -181,15 +205,25 @@ class VectorStore:
             self._ready[collection.name] = collection
 
     def known(self, collection: str, keys: list[str]) -> dict[str, str]:
-        """item key -> content sha of the items already stored."""
+        """item key -> content sha of the items already stored whole: an item whose rows disagree on the sha, or
+        fewer than its rows say it has (``item_rows``), is left out, so its next ingest writes it again. (With one
+        writer that cannot happen; two store replicas writing one item at the same moment can leave a mix.)"""
         if not keys or not self._call("has_collection", "has_collection", collection):
             return {}
-        found: dict[str, str] = {}
+        shas: dict[str, set[str]] = {}
+        counts: dict[str, list[int]] = {}
         for start in range(0, len(keys), 500):
             expression = f"item_key in [{', '.join(quote(k) for k in keys[start:start + 500])}]"
-            rows = self._call("query", "query", collection, filter=expression, output_fields=["item_key", "content_sha"])
-            found.update({row["item_key"]: row["content_sha"] for row in rows})
-        return found
+            rows = self._call("query", "query", collection, filter=expression,
+                              output_fields=["item_key", "content_sha", "item_rows"])
+            for row in rows:
+                shas.setdefault(row["item_key"], set()).add(row["content_sha"])
+                declared = row.get("item_rows")
+                counts.setdefault(row["item_key"], [0, 0])[0] += 1
+                if isinstance(declared, int):  # rows written before item_rows existed have none: not checked
+                    counts[row["item_key"]][1] = max(counts[row["item_key"]][1], declared)
+        return {key: next(iter(found)) for key, found in shas.items()
+                if len(found) == 1 and counts[key][0] >= counts[key][1]}
 
     def replace_items(self, collection: str, rows: list[dict[str, Any]], timeout: float | None = None) -> int:
         """Upserts *rows* and deletes rows left over from an earlier, longer version of the same items; returns once
@@ -306,6 +340,6 @@ class VectorStore:
 
 def _result(entity: dict[str, Any], score: float) -> dict[str, Any]:
     """A search result from a stored row: its id, the score, and the metadata without the store's own fields."""
-    for name in ("vector", "content_sha", "item_key"):
+    for name in ("vector", "content_sha", "item_key", "item_rows"):
         entity.pop(name, None)
     return {"id": entity.pop("pk"), "score": score, "metadata": entity}

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import threading
+from collections import Counter
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -30,7 +31,15 @@ import fn
 
 from .documents import MAX_DOCUMENT_BYTES, kind_of
 from .filters import MAX_STRING_CHARS, FilterError, build_filter, plain_text
-from .milvus_store import RESERVED_FIELDS, STORE_SETTINGS, Collection, StoreError, VectorStore, check_placement
+from .milvus_store import (
+    RESERVED_FIELDS,
+    STORE_SETTINGS,
+    Collection,
+    StoreError,
+    VectorStore,
+    check_placement,
+    store_replicas,
+)
 from .ops import b64_image, check_text, decode_image
 from .pipeline import Item, ItemError, Pipeline, Report
 from .pipelines import (
@@ -106,11 +115,12 @@ def store_env() -> dict[str, str]:
 
 # Sync __call__: each call runs on one of the replica's max_concurrency threads, so searches run beside an ingest;
 # writes queue for the store's one writer thread (milvus_store.VectorStore), which no search waits for.
-@fn.model(name="vector-store", pool="cpu", cpus=0.5, memory_mb=1024, min_replicas=0, max_replicas=1,
+@fn.model(name="vector-store", pool="cpu", cpus=0.5, memory_mb=1024, min_replicas=0, max_replicas=store_replicas(),
           max_concurrency=64, idle_timeout_s=300, timeout_s=120, internal=True, env=store_env())
 class VectorStoreFunction:
-    """Owns the Milvus connection. One replica: Milvus Lite lets one process open its file. Internal: its
-    callers (ingest, search, admin) check what reaches it; *expression* is built by filters.build_filter."""
+    """Owns the Milvus connection. One replica with Milvus Lite, which lets one process open its file; up to
+    VECTORIZE_STORE_REPLICAS with a Milvus server. Internal: its callers (ingest, search, admin) check what
+    reaches it; *expression* is built by filters.build_filter."""
 
     def setup(self) -> None:
         check_placement()  # the deploy's setup() check fails with the setting to use
@@ -263,7 +273,8 @@ async def vector_ingest(pipeline: str, items: Annotated[list[Any], Field(max_len
         if item.key not in produced and item.key not in failed | partial:
             report.failed.append({"id": item.key, "source": item.meta.get("source", ""),
                                   "error": "nothing to store: no page has text (blank, or OCR read nothing)"})
-    rows = [_row(item, position, item.key in partial) for item, position in _positions(outputs)]
+    counts = Counter(item.key for item in outputs)
+    rows = [_row(item, position, counts[item.key], item.key in partial) for item, position in _positions(outputs)]
     try:
         report.outputs = 0 if not rows else await fn.acall(
             "vector-store", op="upsert", collection=collection, rows=rows, sink=dataclasses.asdict(flow.target))
@@ -295,8 +306,9 @@ def _positions(outputs: list[Item]) -> list[tuple[Item, int]]:
     return numbered
 
 
-def _row(item: Item, position: int, partial: bool = False) -> dict[str, Any]:
-    """A Milvus row. A partial document's rows carry a content hash no item has, so its next ingest redoes it."""
+def _row(item: Item, position: int, rows: int, partial: bool = False) -> dict[str, Any]:
+    """A Milvus row, one of its item's *rows*. A partial document's rows carry a content hash no item has, so its
+    next ingest redoes it."""
     meta = dict(item.meta)
     sha = meta.pop("_sha")
     if partial:
@@ -306,8 +318,8 @@ def _row(item: Item, position: int, partial: bool = False) -> dict[str, Any]:
         vector = item.value
     else:
         raise ItemError("the pipeline did not end in a vector")
-    row = {"pk": f"{item.key}#{position}", "item_key": item.key, "content_sha": sha, "vector": vector,
-           "position": position, **{k: v for k, v in meta.items() if k not in {"pk", "vector", "item_key", "content_sha"}}}
+    row = {"pk": f"{item.key}#{position}", "item_key": item.key, "content_sha": sha, "vector": vector, "item_rows": rows,
+           "position": position, **{k: v for k, v in meta.items() if k not in RESERVED_FIELDS}}
     return row
 
 

@@ -203,3 +203,27 @@ def test_the_cli_sends_a_pdf_one_page_per_item_with_the_same_bytes_each_time(tmp
     again = [entry for _, entry in _entries(str(pdf), "document")]
     assert again == items  # PDFium's random file id and dates are fixed: an unchanged page has the same hash
 
+
+
+def test_fnctl_ingests_a_folder_of_documents_a_page_per_item_into_the_functions(models: Path, home: Path,
+                                                                                tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+    from fnctl_vectorize import vectorize
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "guide.pdf").write_bytes(DOCS.text_pdf([DOCS.wrap(TEXTS[0]), DOCS.wrap(TEXTS[8]), DOCS.wrap(TEXTS[24])]))
+    (folder / "locked.pdf").write_bytes(DOCS.encrypted_pdf())
+    with local_functions(home):
+        first = CliRunner().invoke(vectorize, ["ingest", "documents", str(folder), "--batch-size", "2", "--json"])
+        report = json.loads(first.output[:first.output.rindex("}") + 1])
+        assert first.exit_code == 1 and "1 of 4 entries (or pages) failed" in first.output
+        assert (report["stored"], report["rows"], report["entries"]) == (3, 3, 4)
+        assert report["errors"][0]["error"].startswith("the PDF is encrypted and needs a password")
+        hit = search("documents", "the Moon passes between the Sun and Earth", top_k=1)[0]
+        assert (hit["id"], hit["metadata"]["page"], hit["metadata"]["source"]) == \
+            ("guide.pdf:page2#0", 2, str(folder / "guide.pdf"))
+        again = CliRunner().invoke(vectorize, ["ingest", "documents", str(folder / "guide.pdf"), "--json"])
+        assert again.exit_code == 0 and json.loads(again.output)["skipped"] == 3  # same pages, same bytes: skipped

@@ -227,3 +227,22 @@ def test_fnctl_ingests_a_folder_of_documents_a_page_per_item_into_the_functions(
             ("guide.pdf:page2#0", 2, str(folder / "guide.pdf"))
         again = CliRunner().invoke(vectorize, ["ingest", "documents", str(folder / "guide.pdf"), "--json"])
         assert again.exit_code == 0 and json.loads(again.output)["skipped"] == 3  # same pages, same bytes: skipped
+
+
+def test_a_text_item_with_a_page_field_still_fails_whole(models: Path, home: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the documents pipeline stores a document without its failed pages; a text item's `page` is metadata."""
+    from vectorize import service
+
+    def embed(self: Any, text: list[str]) -> list[list[float]]:
+        if "second" in text[0]:
+            raise RuntimeError("the model is gone")
+        return [[1.0] + [0.0] * 383]
+
+    monkeypatch.setattr(service.EmbedText, "setup", lambda self: None)
+    monkeypatch.setattr(service.EmbedText, "__call__", embed)
+    long_text = "first words " * 150 + "second part " * 150  # two chunks or more
+    with local_functions(home):
+        report = ingest("text", [{"id": "book", "text": long_text, "page": 3}])
+    assert (report["stored"], report["partial"], report["rows"]) == (0, 0, 0)
+    assert report["errors"][0]["error"] == "RuntimeError: the model is gone"

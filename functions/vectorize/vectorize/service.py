@@ -265,8 +265,9 @@ async def vector_ingest(pipeline: str, items: Annotated[list[Any], Field(max_len
             item.meta["_sha"] = sha
             todo.append(item)
     outputs = await flow.run(todo, report)
-    failed = {entry["id"] for entry in report.failed if "page" not in entry}  # whole items
-    partial = {entry["id"] for entry in report.failed if "page" in entry}  # some pages failed: store the rest
+    by_page = kind == "document"  # a document's failure with a page is that page's; elsewhere `page` is metadata
+    failed = {entry["id"] for entry in report.failed if not (by_page and "page" in entry)}  # whole items
+    partial = {entry["id"] for entry in report.failed if by_page and "page" in entry}  # some pages: store the rest
     outputs = [item for item in outputs if item.key not in failed]
     produced = {item.key for item in outputs}
     for item in todo:

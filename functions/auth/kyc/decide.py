@@ -36,14 +36,17 @@ def _step(result: Any, name: str, reasons: list[dict[str, str]]) -> dict[str, An
     return result
 
 
-def _front_check(mrz: dict[str, str], front: dict[str, Any], config: Config,
+def _front_check(mrz: dict[str, str], mrz_valid: bool, front: dict[str, Any], config: Config,
                  reasons: list[dict[str, str]]) -> dict[str, dict[str, str]]:
-    """The MRZ's values looked for on the front (``verify``): shown otherwise is a reject, not found a review."""
-    text = [str(line) for line in front.get("text") or [] if isinstance(line, str)]
-    claims = {k: str(v) for k, v in (front.get("fields") or {}).items() if isinstance(v, str)}
+    """The MRZ's values looked for on the front (``verify``): shown otherwise is a reject, not found a review.
+    Against an MRZ that failed its checks a difference proves nothing of the front (the MRZ may be what was
+    misread): it is not found, a review; that MRZ gives its own reason."""
+    text = [line for line in _list(front.get("text")) if isinstance(line, str)]
+    claims = {k: v for k, v in _dict(front.get("fields")).items() if isinstance(v, str)}
     checks = verify.check_front(text, claims, mrz, max_name_edits=config.name_max_edit_distance)
-    differ = {name: check for name, check in checks.items() if check.status == verify.DIFFERS}
-    missing = [name for name, check in checks.items() if check.status == verify.NOT_FOUND]
+    differ = {name: check for name, check in checks.items() if check.status == verify.DIFFERS and mrz_valid}
+    missing = [name for name, check in checks.items() if check.status == verify.NOT_FOUND
+               or (check.status == verify.DIFFERS and not mrz_valid)]
     if differ:
         detail = "; ".join(f"{n}: MRZ {mrz.get(n)!r} vs front {c.front!r}" for n, c in differ.items())
         reasons.append({"code": "front_mrz_mismatch", "message": f"the MRZ and the printed front disagree ({detail})"})
@@ -60,20 +63,23 @@ def decide(front: Any, back: Any, face: Any, quality: Any, *, config: Config = C
     today = today or dt.date.today()
     reasons: list[dict[str, str]] = []
     front_r = _step(front, "front", reasons)
-    front_mrz = front_r.get("mrz") or None
-    back_mrz = back.get("mrz") if isinstance(back, dict) else None
+    front_mrz = _dict(front_r.get("mrz")) or None
+    back_mrz = _dict(back.get("mrz")) or None if isinstance(back, dict) else None
     # A passport page (TD3) or TD2 document carries its MRZ on the front: its back is not needed, so
     # whatever was or was not uploaded as a back does not count.
     back_r = _step(back, "back", reasons) if back_mrz or not front_mrz else back
     face_r, quality_r = _step(face, "face", reasons), _step(quality, "quality", reasons)
-    printed: dict[str, str] = front_r.get("fields") or {}
+    printed = {k: v for k, v in _dict(front_r.get("fields")).items() if isinstance(v, str)}
     mrz = back_mrz or front_mrz
     if mrz is None and isinstance(back_r, dict) and back_r.get("given") is False:
         reasons.append({"code": "back_missing", "message": "this document's machine-readable zone is on its back, "
                                                            "which was not given: upload the back of the card too"})
-    mrz_fields: dict[str, str] = (mrz or {}).get("fields") or {}
+    elif mrz is None:  # never approve unverified: the steps say why as a rule, this covers a result that does not
+        reasons.append({"code": "mrz_not_found", "message": "no machine-readable zone was read, on the back or the "
+                                                            "front: photograph it sharp and without glare"})
+    mrz_fields = {k: v for k, v in _dict((mrz or {}).get("fields")).items() if isinstance(v, str)}
     if mrz is not None and not mrz.get("valid"):
-        failed = [str(name) for name in mrz.get("failed_checks") or ["format"]]
+        failed = [str(name) for name in _list(mrz.get("failed_checks"))] or ["format"]
         if failed == ["format"]:  # every check digit holds: a letter misread (a filler as C), not a changed document
             reasons.append({"code": "mrz_unclear", "message": "the MRZ's check digits hold but some of its letters "
                                                               "are not valid for its format: read unclearly"})
@@ -83,7 +89,8 @@ def decide(front: Any, back: Any, face: Any, quality: Any, *, config: Config = C
                                                               f"unclearly; photograph it again, sharp and straight"})
         else:
             reasons.append({"code": "mrz_invalid", "message": f"the MRZ fails its check digit(s): {', '.join(failed)}"})
-    front_check = _front_check(mrz_fields, front_r, config, reasons) if mrz_fields and front_r.get("card_found") else {}
+    front_check = (_front_check(mrz_fields, bool((mrz or {}).get("valid")), front_r, config, reasons)
+                   if mrz_fields and front_r.get("card_found") else {})
     expiry = mrz_fields.get("expiry_date") if mrz and mrz.get("valid") else None
     expiry = expiry or printed.get("expiry_date")
     if expiry:
@@ -121,6 +128,15 @@ def decide(front: Any, back: Any, face: Any, quality: Any, *, config: Config = C
             "mrz_format": (mrz or {}).get("format"), "mrz_from": "back" if back_mrz else "front" if front_mrz else None,
             "front_check": front_check,
             "thresholds": config.thresholds(), "thresholds_sha256": config.source_sha256}
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """A step's part that should be a dict, as one (a garbled or forged result never makes the decision raise)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _unique(reasons: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -10,12 +10,14 @@ left-aligned with it (how ID cards print fields). A caption is never taken for a
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 
 from .dates import parse_date, plain
 from .ocr import TextLine
 
-__all__ = ["LABELS", "canonical_number", "caption_of", "edit_distance", "is_caption", "normalise", "parse_date", "read_fields"]
+__all__ = ["LABELS", "canonical_number", "caption_of", "edit_distance", "is_caption", "is_caption_word", "normalise",
+           "parse_date", "read_fields"]
 
 # Captions (upper case, no accents) in English, French, German, Spanish, Italian, Dutch, Portuguese, Polish.
 LABELS = {
@@ -55,6 +57,19 @@ def is_caption(text: str) -> bool:
     """Whether *text* is a caption (in one language or several: ``Surname / Nom``), allowing an OCR slip."""
     parts = [p.strip(" .:;,") for p in plain(text).split("/")]
     return all(p and any(_similarity(p, caption) >= 0.8 for caption in _ALL_CAPTIONS) for p in parts)
+
+
+_CAPTION_WORDS = frozenset(word for caption in _ALL_CAPTIONS for word in re.split(r"[\s.']+", caption) if len(word) > 2)
+
+
+@functools.lru_cache(maxsize=4096)
+def is_caption_word(word: str) -> bool:
+    """Whether *word* is a word of a caption (``BIRTH``, ``NOM``), allowing one OCR slip in a long one."""
+    folded = plain(word).strip(" .:;,'")
+    if folded in _CAPTION_WORDS:
+        return True
+    return len(folded) >= 6 and any(abs(len(w) - len(folded)) <= 1 and edit_distance(w, folded) <= 1
+                                    for w in _CAPTION_WORDS if len(w) >= 6)
 
 
 def _caption_prefix(part: str) -> tuple[str, str] | None:
@@ -112,20 +127,21 @@ def read_fields(lines: list[TextLine]) -> dict[str, str]:
         raw = ""
         if name in labels:
             label, rest, _ = labels[name]
-            raw = rest or _value_below(label, [t for i, t in enumerate(lines)
-                                               if i not in caption_lines and not is_caption(t.text)])
+            raw = rest or _value_below(label, [t for t in lines if t is not label],
+                                       {id(t) for i, t in enumerate(lines) if i in caption_lines or is_caption(t.text)})
         values[name] = normalise(name, raw)
     return values
 
 
-def _value_below(label: TextLine, lines: list[TextLine]) -> str:
-    """The line just below *label*, starting near its left edge."""
+def _value_below(label: TextLine, lines: list[TextLine], captions: set[int]) -> str:
+    """The line just below *label*, starting near its left edge; nothing when that line is another caption
+    (the value was not read: the next field's value must not be taken for this one's)."""
     best, best_gap = "", float("inf")
     for line in lines:
         gap = line.box[1] - label.box[1]
         aligned = abs(line.box[0] - label.box[0]) < max(2.5 * label.height, 0.3 * (label.box[2] - label.box[0]))
         if 0.3 * label.height < gap < 4.0 * label.height and aligned and gap < best_gap:
-            best, best_gap = line.text, gap
+            best, best_gap = ("" if id(line) in captions else line.text), gap
     return best
 
 

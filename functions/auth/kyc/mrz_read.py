@@ -127,7 +127,9 @@ def _names_tail(names: str) -> tuple[str, list[str]]:
     the first name-separator after which only fillers and those letters stand, everything is filler."""
     for start in range(1, len(names)):
         tail = names[start:]
-        if names[start - 1] == "<" and len(tail) >= 5 and set(tail) <= _FILLER_AS_LETTERS and set(tail) != {"<"}:
+        # Letters between fillers (CECE<<EE<E), not one name followed by its fillers (a given name ECE).
+        if (names[start - 1] == "<" and len(tail) >= 5 and set(tail) <= _FILLER_AS_LETTERS and set(tail) != {"<"}
+                and "<" in tail.strip("<")):
             return names[:start] + "<" * len(tail), [f"{start + 1}-{len(names)}: {tail} -> fillers"]
     return names, []
 
@@ -187,6 +189,11 @@ class MrzResult:
     misread_length: bool = False
 
 
+# The first line of a TD2 or TD3 MRZ: a document code (P passport, I/A/C identity or travel, V visa), a
+# second letter or filler, the issuing state; two long lines of caption text are not an MRZ.
+_TWO_LINE_HEAD = re.compile(r"^[PIACV][A-Z<][A-Z<]{3}")
+
+
 def find_mrz_lines(lines: list[TextLine]) -> list[str] | None:
     """The MRZ lines among OCR lines: the last two (TD2, TD3) or three (TD1) long lines rich in '<', merged per row."""
     rows = find_mrz_rows(lines)
@@ -210,8 +217,10 @@ def find_mrz_rows(lines: list[TextLine]) -> list[tuple[str, tuple[float, float, 
         box = (min(t.box[0] for t in row), min(t.box[1] for t in row), max(t.box[2] for t in row), max(t.box[3] for t in row))
         merged.append((text, box))
     candidates = [(t, b) for t, b in merged if len(t) >= 24 and (t.count("<") >= 2 or len(t) >= 28)]
-    if len(candidates) >= 2 and min(len(t) for t, _ in candidates[-2:]) >= 33:  # TD2 or TD3: two long lines
-        return candidates[-2:]
+    last_two = candidates[-2:]
+    if (len(last_two) == 2 and min(len(t) for t, _ in last_two) >= 33 and all(t.count("<") >= 2 for t, _ in last_two)
+            and _TWO_LINE_HEAD.match(last_two[0][0])):  # TD2 or TD3: two long lines, the first a document's
+        return last_two
     if len(candidates) < 3:
         return None
     return candidates[-3:]

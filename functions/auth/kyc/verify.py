@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .dates import find_dates, plain
-from .front import canonical_number, edit_distance, is_caption
+from .front import canonical_number, edit_distance, is_caption, is_caption_word
 
 FIELDS = ("surname", "given_names", "document_number", "birth_date", "expiry_date")
 FOUND, DIFFERS, NOT_FOUND = "found", "differs", "not_found"
@@ -36,8 +36,9 @@ class FieldCheck:
 
 
 def is_mrz_line(text: str) -> bool:
-    """A line of a machine-readable zone (passport pages print one on the front): not a printed value."""
-    return text.count("<") >= 2 and len(text.replace(" ", "")) >= 25
+    """A line (or a piece of one) of a machine-readable zone, which passport pages print on the front: not a
+    printed value. OCR splits MRZ lines and reads some fillers as letters, so two fillers are enough."""
+    return text.count("<") >= 2 or (text.count("<") == 1 and len(text.replace(" ", "")) >= 15)
 
 
 def _letters(text: str) -> list[str]:
@@ -57,14 +58,30 @@ def best_substring_distance(pattern: str, text: str) -> int:
     return min(previous)
 
 
+def _words(texts: list[str]) -> list[str]:
+    """The front's words in reading order, captions' words left out (a name is not found inside ``BIRTH``)."""
+    words = []
+    for text in texts:
+        for word in re.split(r"[\s/:,;]+", text):
+            if word and not is_caption_word(word):
+                words.append(word)
+    return words
+
+
 def _name_found(value: str, texts: list[str], max_edits: int) -> bool:
+    """The name as whole words (one to four in a row, a long name may wrap onto the next line), within
+    *max_edits* edits: ``MARTIN`` is not found in ``MARTINEZ``, nor ``LI`` in ``NATIONALITY``."""
     target = re.sub(r"[^A-Z]", "", value)
     if not target:
         return False
     allowed = max_edits if len(target) >= 4 else 0
-    joined = ["".join(texts)]  # a long name may wrap onto the next line
-    return any(best_substring_distance(target, form) <= allowed
-               for text in [*texts, *joined] for form in _letters(text))
+    words = _words(texts)
+    for start in range(len(words)):
+        for end in range(start + 1, min(start + 4, len(words)) + 1):
+            for form in _letters(" ".join(words[start:end])):
+                if abs(len(form) - len(target)) <= allowed and edit_distance(form, target) <= allowed:
+                    return True
+    return False
 
 
 def _number_tokens(texts: Iterable[str]) -> list[str]:
@@ -89,7 +106,7 @@ def _check_number(value: str, texts: list[str], claim: str) -> FieldCheck:
 
 def _same_day(reading: str, value: str) -> bool:
     """Dates agree; the MRZ writes two-digit years, so its century is a guess: compare years modulo 100."""
-    return reading[2:] == value[2:]
+    return len(reading) == len(value) == 10 and reading[2:] == value[2:]
 
 
 def _check_date(value: str, texts: list[str], claim: str) -> FieldCheck:
@@ -104,6 +121,8 @@ def _check_date(value: str, texts: list[str], claim: str) -> FieldCheck:
 
 
 def _digits_apart(a: str, b: str) -> int:
+    if len(a) != 10 or len(b) != 10:  # not both ISO dates: as far apart as can be
+        return 8
     return sum(x != y for x, y in zip(a[2:], b[2:], strict=True))
 
 
@@ -120,11 +139,15 @@ def _check_name(value: str, texts: list[str], claim: str, max_edits: int) -> Fie
 def check_front(text: list[str], claims: dict[str, str], mrz: dict[str, str], *,
                 max_name_edits: int = 1) -> dict[str, FieldCheck]:
     """Each MRZ value (fields the MRZ has) against the front's text lines and the values under its captions."""
-    texts = [line for line in text if not is_mrz_line(line)]
+    texts = [line for line in text if isinstance(line, str) and not is_mrz_line(line)]
     checks: dict[str, FieldCheck] = {}
     for name in FIELDS:
-        value, claim = mrz.get(name) or "", claims.get(name) or ""
+        value, claim = mrz.get(name), claims.get(name)
+        value, claim = value if isinstance(value, str) else "", claim if isinstance(claim, str) else ""
         if not value:
+            continue
+        if name.endswith("_date") and len(value) != 10:  # not a date the MRZ reader makes: unverifiable
+            checks[name] = FieldCheck(NOT_FOUND)
             continue
         if name in ("surname", "given_names"):
             checks[name] = _check_name(value, texts, claim, max_name_edits)

@@ -2,9 +2,10 @@
 
 A flow that decides about people (the identity flow approves or rejects them) must be able to show,
 for each decision, what it was made from: the digest and size of each input (not the input itself:
-it holds personal data, and the digest is enough to prove which upload was judged), the result of
-every step with the registry version of the function that produced it and when it ran, the flow's
-bundle, and the output. Only admins may read it. It lives as long as the run does: the control plane
+the digest is enough to prove which upload was judged), the result of every step with the registry
+version of the function that produced it and when it ran, the flow's bundle, and the output. Step
+results can hold personal data derived from the inputs (text read off a document, a portrait): only
+admins may read it. It lives as long as the run does: the control plane
 deletes finished runs, with their inputs, steps and evidence, after ``FN_RUN_RETENTION_DAYS``.
 """
 
@@ -29,14 +30,14 @@ def _input(value: StoredValue | None, closed: bool) -> dict[str, Any]:
 
 def _step(function: str, value: StoredValue | None) -> dict[str, Any]:
     if value is None:
-        return {"function": function, "status": "not run"}
+        return {"function": function, "status": "no result recorded"}
     out: dict[str, Any] = {"function": function, "version": value.version, "status": value.status,
                            "attempts": value.attempts, "started_at": _at(value.started_at),
                            "recorded_at": _at(value.recorded_at)}
     if value.error is not None:
         out["error"] = value.error
     elif value.blob_key:
-        out["result"] = {"bytes_in_store": value.blob_key}
+        out["result"] = {"stored_as_bytes": True}  # in the run's store, deleted with it; where is not the caller's
     else:
         out["result"] = value.value
     return out

@@ -183,10 +183,10 @@ class FlowGateway:
             # Each upload its own blob: two racing uploads of one input must not overwrite the one that is kept.
             key = flow_run.blob_key(run_id, "inputs", f"{name}.{uuid.uuid4().hex[:12]}")
             await asyncio.to_thread(self._store.write, key, data)
-        digest = hashlib.sha256(data if data is not None else (value or "").encode()).hexdigest()
+        stored = data if data is not None else (value or "").encode()
         try:
             added = await asyncio.to_thread(self._db.add_input, run_id, name, blob_key=key, value_json=value,
-                                            sha256=digest, size=size)
+                                            sha256=hashlib.sha256(stored).hexdigest(), size=len(stored))
         except Conflict:  # the inputs were closed while this one was uploading
             if key is not None:
                 await asyncio.to_thread(self._store.delete, key)

@@ -11,6 +11,7 @@ its file still open).
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import os
@@ -63,7 +64,7 @@ def entries(source: str, kind: str) -> Iterator[Entry]:
         elif kind == "document" and suffix in suffixes:
             yield from _document(file, rel, str(file))
         elif suffix in suffixes:
-            yield str(file), lambda file=file, rel=rel: file_item(rel, str(file), file.read_bytes(), kind)
+            yield str(file), functools.partial(_file_item, rel, file, kind)
 
 
 def _document(path: Path, rel: str, where: str) -> Iterator[Entry]:
@@ -108,17 +109,23 @@ def jsonl(where: str, stream: IO[bytes]) -> Iterator[Entry]:
             continue
         if not line.strip():
             continue
-        yield f"{where}:{number}", lambda line=line, number=number: _parse(line, f"{where}:{number}")
+        yield f"{where}:{number}", functools.partial(_parse, line, f"{where}:{number}")
 
 
-def _parse(line: bytes, where: str) -> dict[str, Any] | str:
+def _file_item(rel: str, file: Path, kind: str) -> Any:
+    return file_item(rel, str(file), file.read_bytes(), kind)
+
+
+def _parse(line: bytes, where: str) -> Any:
+    """The item of a JSONL line, or what is wrong with it; a value that is not an object is returned as it is
+    (vector-ingest fails it with the reason)."""
     try:
         item = json.loads(line)
     except ValueError as exc:
         return f"invalid JSON: {exc}"
     if isinstance(item, dict):
         item.setdefault("source", where)
-    return item  # type: ignore[no-any-return] - not an object: vector-ingest fails it with the reason
+    return item
 
 
 def _s3_entries(source: str, kind: str) -> Iterator[Entry]:

@@ -37,7 +37,6 @@ from kyc.synth import PASSPORTS, TUNING_DESIGNS  # noqa: E402 - needs the path a
 
 REPORT_SEEDS = range(0, 84)
 TUNING_SEEDS = range(10_000, 10_056)
-TUNED_ON = TUNING_DESIGNS
 HELD_OUT = ("C",)  # out of all tuning: thresholds here and reading rules in the code
 SAME_PERSON_KINDS = ("genuine", "mrz_digit", "front_mismatch", "expired", "low_quality")
 
@@ -154,7 +153,7 @@ def tune(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "sharpness_normal_min": round(min(r["sharpness"] for r in good), 1),
                 "brightness_dark_max": round(max(dark), 1), "brightness_normal_min": round(min(r["brightness"] for r in good), 1)}
     return {"values": values, "observed_on_tuning_set": observed,
-            "tuning_seeds": [TUNING_SEEDS.start, TUNING_SEEDS.stop - 1], "tuning_designs": list(TUNED_ON),
+            "tuning_seeds": [TUNING_SEEDS.start, TUNING_SEEDS.stop - 1], "tuning_designs": list(TUNING_DESIGNS),
             "cases": len(rows),
             "generated_by": "python3 functions/auth/bench/kyc.py --tune",
             "how": {
@@ -235,7 +234,7 @@ def print_table(summary: dict[str, Any]) -> None:
     print(f"\nKYC benchmark: {summary['cases']} generated cases (in-process, 1 thread)")
     by_design = {(f"{d} (held out)" if d in HELD_OUT else f"{d} (passport)" if d in PASSPORTS else d): v
                  for d, v in summary["by_design"].items()}
-    _table(f"by card design (thresholds and reading rules tuned on {', '.join(TUNED_ON)} only):", by_design)
+    _table(f"by card design (thresholds and reading rules tuned on {', '.join(TUNING_DESIGNS)} only):", by_design)
     _table("by degradation level (all designs):", summary["by_level"])
     print("\nface distance:", json.dumps(summary["face_distance"]))
     print("confusion (truth -> decided):", json.dumps(summary["confusion (truth -> decided)"]))
@@ -250,7 +249,7 @@ def main() -> None:
     from kyc.synth import DESIGNS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tune", action="store_true",
-                        help=f"tune thresholds on the tuning seeds of designs {', '.join(TUNED_ON)} first, "
+                        help=f"tune thresholds on the tuning seeds of designs {', '.join(TUNING_DESIGNS)} first, "
                              f"write thresholds.json")
     parser.add_argument("--cases", type=int, default=len(REPORT_SEEDS), help="report cases per design (seeds 0..N-1)")
     parser.add_argument("--designs", default=",".join(DESIGNS), help=f"card designs to report on (default: all, "
@@ -262,7 +261,7 @@ def main() -> None:
     if unknown or not designs:
         parser.error(f"--designs {args.designs!r}: unknown design(s) {unknown}; choose from {', '.join(DESIGNS)}")
     if args.tune:
-        rows = evaluate(TUNING_SEEDS, "tuning", TUNED_ON)
+        rows = evaluate(TUNING_SEEDS, "tuning", TUNING_DESIGNS)
         tuned = tune(rows)
         path = PROJECT / "kyc" / "thresholds.json"
         path.write_text(json.dumps(tuned, indent=1) + "\n")

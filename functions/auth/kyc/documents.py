@@ -3,7 +3,7 @@
 Both start the same way: decode the upload safely, find and straighten the card. The front is
 then OCR'd whole, with no assumption about its layout: its text lines and the values under the
 captions it has go to the decision, which looks for the MRZ's values anywhere in
-them (``verify``); the portrait is the largest face a face detector finds on the straightened card.
+them (``verify``); the portrait is the surest face a face detector finds on the straightened card.
 The back is OCR'd on its lower part, where TD1 puts the MRZ; if no MRZ is there the card may be
 upside down, so the straightened card is turned 180 degrees and read again.
 """
@@ -23,13 +23,8 @@ from .result import guarded, problem
 
 
 def _load_card(data: bytes | None, side: str, config: Config, aspects: tuple[float, ...] = (card.ID1_ASPECT,),
-               ) -> tuple[card.FoundCard | None, list[dict[str, str]]]:
-    found, problems, _ = _load_image_and_card(data, side, config, aspects)
-    return found, problems
-
-
-def _load_image_and_card(data: bytes | None, side: str, config: Config, aspects: tuple[float, ...],
-                         ) -> tuple[card.FoundCard | None, list[dict[str, str]], np.ndarray | None]:
+               ) -> tuple[card.FoundCard | None, list[dict[str, str]], np.ndarray | None]:
+    """The straightened card (or page) and the decoded photo it came from, or the problems why not."""
     try:
         image = decode(data, what=f"card {side}", config=config)
     except BadImage as exc:
@@ -46,7 +41,7 @@ def _load_image_and_card(data: bytes | None, side: str, config: Config, aspects:
 @guarded("kyc-front")
 def read_front(data: bytes | None, config: Config = CONFIG) -> dict[str, Any]:
     """Card front -> its text lines, the values under its captions, the portrait (JPEG, base64) and problems."""
-    found, problems, image = _load_image_and_card(data, "front", config, (card.ID1_ASPECT, card.ID3_ASPECT))
+    found, problems, image = _load_card(data, "front", config, (card.ID1_ASPECT, card.ID3_ASPECT))
     if found is None or image is None:
         return {"card_found": False, "fields": {}, "text": [], "mrz": None, "portrait_jpeg_b64": None,
                 "problems": problems}
@@ -137,7 +132,7 @@ def read_back(data: bytes | None, config: Config = CONFIG) -> dict[str, Any]:
     all (``None``: a passport has none) is not a problem here; the decision says whether one was needed."""
     if data is None:
         return {"given": False, "card_found": False, "mrz": None, "problems": []}
-    found, problems = _load_card(data, "back", config)
+    found, problems, _ = _load_card(data, "back", config)
     if found is None:
         return {"card_found": False, "mrz": None, "problems": problems}
     rows, band = None, None

@@ -47,17 +47,6 @@ def _letters(text: str) -> list[str]:
     return [re.sub(r"[^A-Z]", "", form.translate(_AS_LETTERS)) for form in forms]
 
 
-def best_substring_distance(pattern: str, text: str) -> int:
-    """The fewest edits that turn *pattern* into some substring of *text* (Sellers' algorithm)."""
-    previous = [0] * (len(text) + 1)  # a match may start anywhere in the text
-    for i, ch in enumerate(pattern, 1):
-        current = [i]
-        for j, tc in enumerate(text, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ch != tc)))
-        previous = current
-    return min(previous)
-
-
 def _words(texts: list[str]) -> list[str]:
     """The front's words in reading order, captions' words left out (a name is not found inside ``BIRTH``)."""
     words = []

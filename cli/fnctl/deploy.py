@@ -31,8 +31,19 @@ def _render(stages: dict[str, tuple[str, str]]) -> Table:
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait for the deploy to finish.")
+@click.option("--canary", type=click.FloatRange(0, 100, min_open=True, max_open=True), default=None,
+              help="Run each changed function's new version beside the active one with this percent of calls.")
+@click.option("--steps", default=None, help="With --canary: promote step by step, e.g. 10,50,100 (the first is --canary).")
+@click.option("--interval", default="5m", show_default=True, help="With --steps: how long each step lasts, e.g. 90s, 5m.")
+@click.option("--max-error-rate", default="1%", show_default=True,
+              help="With --steps: roll back when the canary fails this much more often than the stable version.")
+@click.option("--max-p99-ratio", default=1.5, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="With --steps: roll back when the canary's p99 is over this times the stable version's.")
+@click.option("--min-calls", default=10, show_default=True, type=click.IntRange(1),
+              help="With --steps: canary calls a step needs before it is promoted.")
 @json_option
-def deploy(path: str, timeout: float, as_json: bool) -> None:
+def deploy(path: str, timeout: float, canary: float | None, steps: str | None, interval: str, max_error_rate: str,
+           max_p99_ratio: float, min_calls: int, as_json: bool) -> None:
     """Package the project at PATH, upload it, and deploy every @fn.function / @fn.model in it.
 
     Unchanged functions are left as they are; a function whose code fails to load keeps its
@@ -41,6 +52,7 @@ def deploy(path: str, timeout: float, as_json: bool) -> None:
     from fnplatform.bundles.packaging import DEFAULT_MAX_BUNDLE_BYTES, build_bundle
     from fnplatform.bundles.safety import BundleLimits
 
+    plan = _canary_plan(canary, steps, interval, max_error_rate, max_p99_ratio, min_calls)
     api = Api()
     started = time.monotonic()
     info = api.get("/v1/info")  # the server's limits: a bundle it would refuse is refused here, before uploading
@@ -61,7 +73,7 @@ def deploy(path: str, timeout: float, as_json: bool) -> None:
                     else nullcontext(), file.open("rb") as handle:
                 api.request("PUT", f"/v1/artifacts/{sha256}", content=_chunks(handle),
                             headers={"content-type": "application/octet-stream", "content-length": str(size)})
-    job = api.post("/v1/deployments", {"bundle_sha256": bundle.sha256})
+    job = api.post("/v1/deployments", {"bundle_sha256": bundle.sha256, **({"canary": plan} if plan else {})})
     job = _follow(api, job, timeout, as_json)
     if as_json:
         print_json(job)
@@ -74,6 +86,31 @@ def deploy(path: str, timeout: float, as_json: bool) -> None:
         raise click.ClickException(f"{len(failed)} of {len(job['results'])} functions failed to deploy:\n{details}")
     if not as_json:
         console.print(f"deployed in {time.monotonic() - started:.1f} s; call with: fnctl invoke NAME --data '{{...}}'")
+
+
+def _canary_plan(canary: float | None, steps: str | None, interval: str, max_error_rate: str, max_p99_ratio: float,
+                 min_calls: int) -> dict[str, Any] | None:
+    """The deploy request's canary plan (checked again by the API), or None without --canary."""
+    from fn import BadRequest
+    from fnplatform.control.rollout_gates import parse_duration, parse_percent
+
+    if canary is None:
+        if steps is not None:
+            raise click.UsageError("--steps needs --canary (the first step's percent)")
+        return None
+    plan: dict[str, Any] = {"percent": canary}
+    if steps is not None:
+        try:
+            weights = [float(s.strip().rstrip("%")) for s in steps.split(",") if s.strip()]
+        except ValueError:
+            raise click.BadParameter(f"{steps!r} is not a list of percents, e.g. 10,50,100", param_hint="--steps") from None
+        try:
+            plan.update(steps=weights, interval_s=parse_duration(interval, "--interval"),
+                        gates={"max_error_rate": parse_percent(max_error_rate, "--max-error-rate"),
+                               "max_p99_ratio": max_p99_ratio, "min_calls": min_calls})
+        except BadRequest as exc:
+            raise click.UsageError(exc.message) from None
+    return plan
 
 
 def _follow(api: Api, job: dict[str, Any], timeout: float, as_json: bool) -> dict[str, Any]:

@@ -47,6 +47,17 @@ def _inputs_text(state: dict[str, Any]) -> str:
     return ", ".join(shown)
 
 
+def _pins(items: tuple[str, ...]) -> dict[str, int]:
+    pins: dict[str, int] = {}
+    for item in items:
+        function, sep, number = item.partition("=")
+        if not sep or not function or not number.isdigit() or int(number) < 1:
+            raise click.BadParameter(f"{item!r} is not FUNCTION=N (a step's function and a version number), "
+                                     f"e.g. score=3", param_hint="--version")
+        pins[function] = int(number)
+    return pins
+
+
 @flow.command("run")
 @click.argument("name")
 @click.option("--input", "-i", "inputs", multiple=True, metavar="NAME=VALUE",
@@ -56,8 +67,11 @@ def _inputs_text(state: dict[str, Any]) -> str:
 @click.option("--close/--no-close", default=None,
               help="Close the run's inputs after giving them, so it finishes without the optional inputs not given. "
                    "Default: --close, or --no-close with --no-wait (more inputs may follow from elsewhere).")
+@click.option("--version", "versions", multiple=True, metavar="FUNCTION=N",
+              help="Call version N of a step's function in this run, whatever its traffic split; repeatable.")
 @json_option
-def run(name: str, inputs: tuple[str, ...], timeout: float, no_wait: bool, close: bool | None, as_json: bool) -> None:
+def run(name: str, inputs: tuple[str, ...], timeout: float, no_wait: bool, close: bool | None,
+        versions: tuple[str, ...], as_json: bool) -> None:
     """Start a run of flow NAME, give it each --input in turn, close its inputs, and print its output.
 
     An optional input not given reaches its steps as None, e.g. for a flow whose 'back' is optional:
@@ -66,7 +80,7 @@ def run(name: str, inputs: tuple[str, ...], timeout: float, no_wait: bool, close
         fnctl flow run documents -i front=@front.jpg -i selfie=@me.jpg
     """
     values = [_input_value(item) for item in inputs]
-    started = fn.flows.start(name)
+    started = fn.flows.start(name, versions=_pins(versions))
     for input_name, value in values:
         started.put(input_name, value)
     if (not no_wait) if close is None else close:

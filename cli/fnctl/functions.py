@@ -80,8 +80,10 @@ def _print_cold_starts(calls: list[dict[str, Any]]) -> None:
 @click.argument("name")
 @click.option("--data", "-d", default=None, help='Keyword arguments as a JSON object, e.g. \'{"a": 2, "b": 3}\'.')
 @click.option("--timeout", default=None, type=float, help="Seconds to wait for the result.")
+@click.option("--version", "version", default=None, type=click.IntRange(min=1),
+              help="Call this version (started from zero if needed) whatever the traffic split says.")
 @json_option
-def invoke(name: str, data: str | None, timeout: float | None, as_json: bool) -> None:
+def invoke(name: str, data: str | None, timeout: float | None, version: int | None, as_json: bool) -> None:
     """Call NAME with --data and print its result as JSON."""
     arguments: Any = {}
     if data:
@@ -93,7 +95,7 @@ def invoke(name: str, data: str | None, timeout: float | None, as_json: bool) ->
         if not isinstance(arguments, dict):
             raise click.BadParameter("must be a JSON object mapping parameter names to values", param_hint="--data")
     try:
-        result = fn.ref(name, timeout=timeout).call(**arguments)
+        result = fn.ref(name, timeout=timeout, version=version).call(**arguments)
     except fn.NotFound:
         if _is_internal(name):
             raise click.ClickException(

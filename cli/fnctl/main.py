@@ -8,7 +8,7 @@ import click
 
 from fn import FnError
 
-from . import deploy, flows, functions, keys, local, secrets, traces
+from . import deploy, flows, functions, keys, local, secrets, traces, traffic
 
 
 class _Group(click.Group):
@@ -31,12 +31,13 @@ def cli() -> None:
     """
 
 
-for command in (*local.COMMANDS, deploy.deploy, *functions.COMMANDS):
+for command in (*local.COMMANDS, deploy.deploy, *functions.COMMANDS, *traffic.COMMANDS):
     cli.add_command(command)
 cli.add_command(keys.keys)
 cli.add_command(secrets.secrets)
 cli.add_command(flows.flow)
 cli.add_command(traces.trace)
+cli.add_command(traffic.shadow)
 
 
 def _broken(name: str, error: BaseException) -> click.Command:

@@ -26,6 +26,7 @@ from ._errors import (
     ValidationFailed,
 )
 from ._flow import Flow, FlowSpec, StepRef
+from ._shadow import comparator, is_shadow
 from ._spec import FunctionSpec
 
 __version__ = "0.1.0"
@@ -56,9 +57,11 @@ __all__ = [
     "acall",
     "artifact",
     "call",
+    "comparator",
     "flows",
     "fn_home",
     "function",
+    "is_shadow",
     "load_settings",
     "map",
     "model",

@@ -121,10 +121,24 @@ def _resolved(kwargs: dict[str, Any]) -> dict[str, Any]:
 class Ref:
     """A reusable reference to a deployed function: ``fn.ref("add").call(a=1, b=2)``."""
 
-    def __init__(self, name: str, *, timeout: float | None = None, settings: Settings | None = None) -> None:
+    def __init__(self, name: str, *, timeout: float | None = None, settings: Settings | None = None,
+                 version: int | None = None) -> None:
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+            raise ValueError(f"version must be a version number (1, 2, ...) as 'fnctl versions {name}' lists, "
+                             f"not {version!r}")
         self.name = name
         self.timeout = timeout or DEFAULT_TIMEOUT_S
+        self.version = version  # None: the platform chooses (the active version, or by the traffic split)
         self._settings = settings
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        return {"Fn-Version": str(self.version)} if self.version is not None else {}
+
+    def _submit(self, transport: Transport, kwargs: dict[str, Any]) -> Any:
+        if self.version is None:
+            return transport.submit(self.name, kwargs)
+        return transport.submit(self.name, kwargs, version=self.version)
 
     @property
     def settings(self) -> Settings:
@@ -136,31 +150,32 @@ class Ref:
         """Start a call and return at once; see ``Pending``."""
         transport = current_transport()
         if transport is not None:
-            return Pending(self, transport.submit(self.name, kwargs), transport)
+            return Pending(self, self._submit(transport, kwargs), transport)
         return Pending(self, _pool.submit(self._http_call, kwargs), None)
 
     def call(self, **kwargs: Any) -> Any:
         """Call the function with keyword arguments and return its result."""
         transport = current_transport()
         if transport is not None:
-            return transport.result(transport.submit(self.name, kwargs), self.timeout)
+            return transport.result(self._submit(transport, kwargs), self.timeout)
         return self._http_call(kwargs)
 
     def _http_call(self, kwargs: dict[str, Any]) -> Any:
         settings = self.settings
         url = function_url(settings, self.name)
-        return _request_json(shared_client(settings), "POST", url, settings, json=_resolved(kwargs), timeout=self.timeout)
+        return _request_json(shared_client(settings), "POST", url, settings, json=_resolved(kwargs), timeout=self.timeout,
+                             headers=self._headers)
 
     async def acall(self, **kwargs: Any) -> Any:
         """``await`` the function's result without blocking the event loop."""
         transport = current_transport()
         if transport is not None:
-            return await transport.aresult(transport.submit(self.name, kwargs), self.timeout)
+            return await transport.aresult(self._submit(transport, kwargs), self.timeout)
         settings = self.settings
         url = function_url(settings, self.name) if settings.http_url else await asyncio.to_thread(
             function_url, settings, self.name
         )
-        headers = {"Authorization": f"Bearer {settings.api_key}"}
+        headers = {"Authorization": f"Bearer {settings.api_key}", **self._headers}
         arguments = {k: await v if isinstance(v, Pending) else v for k, v in kwargs.items()}
         try:
             # A client per call: a pooled one would outlive the event loop that asyncio.run() closes.
@@ -204,9 +219,10 @@ class Ref:
             return list(pool.map(one, work))
 
 
-def ref(name: str, *, timeout: float | None = None) -> Ref:
-    """A reusable reference to the deployed function *name*."""
-    return Ref(name, timeout=timeout)
+def ref(name: str, *, timeout: float | None = None, version: int | None = None) -> Ref:
+    """A reusable reference to the deployed function *name*; with *version*, every call goes to that version
+    (started from zero if needed) whatever the traffic split says."""
+    return Ref(name, timeout=timeout, version=version)
 
 
 def call(name: str, /, **kwargs: Any) -> Any:

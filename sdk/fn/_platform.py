@@ -13,6 +13,7 @@ from ._decorators import registered
 from ._errors import status_error
 from ._flow import StepSpec, declared_flows
 from ._retry import send as send_with_retries
+from ._shadow import comparator_for, shadow_call
 from ._spec import ENV_NAME_PATTERN, SECRET_NAME_PATTERN
 from ._transport import Transport
 from ._transport import install as install_transport
@@ -24,6 +25,7 @@ __all__ = [
     "Settings",
     "StepSpec",
     "Transport",
+    "comparator_for",
     "declared_flows",
     "declared_path",
     "function_url",
@@ -32,6 +34,7 @@ __all__ = [
     "raise_for_response",
     "registered",
     "send_with_retries",
+    "shadow_call",
     "shared_client",
     "status_error",
 ]

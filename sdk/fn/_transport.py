@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 
 class Transport(Protocol):
-    def submit(self, name: str, kwargs: dict[str, Any]) -> Any:
-        """Start a call and return its pending result without waiting for it."""
+    def submit(self, name: str, kwargs: dict[str, Any], version: int | None = None) -> Any:
+        """Start a call and return its pending result without waiting for it; *version* pins it."""
 
     def result(self, pending: Any, timeout: float) -> Any:
         """Wait (blocking) for a pending result."""

@@ -104,12 +104,14 @@ def install_local(platform: Any) -> None:
     _local = platform
 
 
-def start(flow: str) -> Run:
-    """Start a run of the deployed flow *flow*."""
+def start(flow: str, *, versions: dict[str, int] | None = None) -> Run:
+    """Start a run of the deployed flow *flow*; *versions* pins functions of its steps to versions
+    (``{"kyc-decide": 3}``), whatever their traffic split says."""
     if _local is not None:
         return _local.start(flow)  # type: ignore[no-any-return]
     settings = load_settings()
-    response = shared_client(settings).post(function_url(settings, f"flows/{flow}/runs"))
+    response = shared_client(settings).post(function_url(settings, f"flows/{flow}/runs"),
+                                            json={"versions": versions} if versions else None)
     raise_for_response(response)
     return Run(flow, str(response.json()["id"]), settings)
 

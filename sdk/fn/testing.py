@@ -96,8 +96,8 @@ class _LocalTransport:
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="fn-local")
         self._specs: dict[Future[Any], FunctionSpec] = {}  # each pending call's spec, for its timeout_s
 
-    def submit(self, name: str, kwargs: dict[str, Any]) -> Future[Any]:
-        function = self._platform.function(name)
+    def submit(self, name: str, kwargs: dict[str, Any], version: int | None = None) -> Future[Any]:
+        function = self._platform.function(name)  # one version of each here: a pinned *version* is this one
         future = self._pool.submit(lambda: function.run({k: v.result() if isinstance(v, Pending) else v
                                                          for k, v in kwargs.items()}))
         self._specs[future] = function.spec

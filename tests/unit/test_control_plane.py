@@ -33,6 +33,7 @@ class FakeDeployer:
         self.serve_errors: dict[str, str] = {}
         self.applied: list[tuple[str, int, bool]] = []  # (function, version, waited)
         self.removed: list[str] = []
+        self.extras: set[tuple[str, int]] = set()  # (function, version) running beside the active one
 
     def placement_problem(self, spec: fn.FunctionSpec) -> str | None:
         return self.placement.get(spec.name)
@@ -40,12 +41,19 @@ class FakeDeployer:
     def validate(self, versions: list[VersionRecord]) -> dict[str, str | None]:
         return {v.function: self.load_errors.get(v.function) for v in versions}
 
-    def apply(self, versions: list[VersionRecord], wait: bool = True) -> dict[str, str | None]:
+    def apply(self, versions: list[VersionRecord], wait: bool = True, extra: bool = False) -> dict[str, str | None]:
         self.applied += [(v.function, v.number, wait) for v in versions]
+        if extra:
+            self.extras |= {(v.function, v.number) for v in versions if not self.serve_errors.get(v.function)}
         return {v.function: self.serve_errors.get(v.function) for v in versions} if wait else {}
 
     def remove(self, name: str) -> None:
         self.removed.append(name)
+        function, _, number = name.partition("@v")
+        self.extras.discard((function, int(number or 0)))
+
+    def extra_versions(self, name: str) -> list[int]:
+        return sorted(number for function, number in self.extras if function == name)
 
 
 class InProcessHub:
@@ -72,6 +80,9 @@ class InProcessHub:
 
     def metrics(self) -> Delta:
         return asyncio.run(self.hub.metrics())
+
+    def wants(self) -> list[tuple[str, int]]:
+        return asyncio.run(self.hub.wants())
 
     def status(self) -> dict[str, Any]:
         return asyncio.run(self.hub.status())

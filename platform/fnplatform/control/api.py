@@ -35,6 +35,7 @@ from .metrics import CONTENT_TYPE
 from .plane import ControlPlane
 from .secrets_api import MAX_BODY_BYTES as SECRET_BODY_BYTES
 from .secrets_api import secrets_router
+from .traffic_api import CanaryPlan, traffic_router, who_of
 
 log = logging.getLogger("fnplatform")
 MAX_WAIT_S = 30.0
@@ -46,6 +47,8 @@ _LONG_POLLS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="fn-long-pol
 class DeployRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     bundle_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of a bundle uploaded with PUT /v1/bundles")
+    canary: CanaryPlan | None = Field(None, description="run each changed function's new version beside the active "
+                                                        "one at a share of calls (and promote it step by step)")
 
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -144,6 +147,7 @@ def _routes(control: ControlPlane) -> FastAPI:
         return _error(exc.status_code, "BadRequest" if exc.status_code == 400 else "HTTPError", str(exc.detail))
 
     app.include_router(secrets_router(control))  # the edge gives /v1/secrets the deploy role
+    app.include_router(traffic_router(control))  # and versions, rollback, traffic and shadow the deploy role
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -201,8 +205,9 @@ def _routes(control: ControlPlane) -> FastAPI:
             return await asyncio.to_thread(control.upload_artifact, sha256, Path(spool.name))
 
     @app.post("/v1/deployments", status_code=202)
-    async def deploy(body: DeployRequest) -> dict[str, Any]:
-        job = await asyncio.to_thread(control.start_deploy, body.bundle_sha256)
+    async def deploy(body: DeployRequest, request: Request) -> dict[str, Any]:
+        canary = body.canary.model_dump() if body.canary is not None else None
+        job = await asyncio.to_thread(control.start_deploy, body.bundle_sha256, canary, who_of(control, request))
         return job.to_json()
 
     @app.get("/v1/deployments/{job_id}")

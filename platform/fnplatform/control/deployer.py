@@ -21,6 +21,7 @@ from fn import FunctionSpec
 from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
 from fnplatform.serving import ray_compat
 from fnplatform.serving.replica import FunctionReplica, validate_version
+from fnplatform.serving.versions import app_name
 from fnplatform.storage.blobs import StoreConfig
 from fnplatform.storage.registry import Registry, VersionRecord
 from fnplatform.storage.secrets import SecretStore
@@ -126,12 +127,15 @@ def route_prefix(spec: FunctionSpec) -> str | None:
     return None if spec.internal else f"/{spec.name}"
 
 
-def run_target(version: VersionRecord, ctx: DeployContext, secrets_tag: str = "") -> Any:
-    """What ``serve.run_many`` takes for one function version."""
+def run_target(version: VersionRecord, ctx: DeployContext, secrets_tag: str = "", extra: bool = False) -> Any:
+    """What ``serve.run_many`` takes for one function version: the application ``<name>`` at its route, or with
+    *extra* (a canary, shadow or pinned version beside the active one) ``<name>@v<N>``, reached by handles only."""
     from ray.serve.api import RunTarget
 
-    return RunTarget(target=build_application(version, ctx, secrets_tag), name=version.spec.name,
-                     route_prefix=route_prefix(version.spec), logging_config={"enable_access_log": False})
+    return RunTarget(target=build_application(version, ctx, secrets_tag),
+                     name=app_name(version.spec.name, version.number if extra else None),
+                     route_prefix=None if extra else route_prefix(version.spec),
+                     logging_config={"enable_access_log": False})
 
 
 class Deployer:
@@ -190,18 +194,22 @@ class Deployer:
         return errors
 
     # Serve ---------------------------------------------------------------------------------
-    def apply(self, versions: list[VersionRecord], wait: bool = True) -> dict[str, str | None]:
-        """Submit the versions to Serve without blocking; with *wait*, poll until each runs or fails."""
+    def apply(self, versions: list[VersionRecord], wait: bool = True, extra: bool = False) -> dict[str, str | None]:
+        """Submit the versions to Serve without blocking; with *wait*, poll until each runs or fails (errors by
+        function name). With *extra*, each runs as ``<name>@v<N>`` beside the active version (no route)."""
         from ray import serve
 
         if not versions:
             return {}
-        targets = [run_target(v, self.ctx, self.secrets_tag(v.spec)) for v in versions]
+        targets = [run_target(v, self.ctx, self.secrets_tag(v.spec), extra) for v in versions]
         with self._lock:
             serve.run_many(targets, wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
         if not wait:
             return {}
-        return self.wait_running([v.spec.name for v in versions], internal={v.spec.name for v in versions if v.spec.internal})
+        apps = {app_name(v.function, v.number if extra else None): v.function for v in versions}
+        outcome = self.wait_running(list(apps), internal={a for a, v in zip(apps, versions, strict=True)
+                                                          if extra or v.spec.internal})
+        return {apps[app]: error for app, error in outcome.items()}
 
     def secrets_tag(self, spec: FunctionSpec) -> str:
         revisions = self.secrets.revisions(spec.secrets)
@@ -266,6 +274,14 @@ class Deployer:
         with self._lock:
             ray_compat.delete_app_without_waiting(name)
 
+    def extra_versions(self, name: str) -> list[int]:
+        """The versions of *name* that run in Serve beside the active one (applications ``<name>@v<N>``)."""
+        from ray import serve
+
+        prefix = app_name(name, 0)[:-1]
+        return sorted(int(app[len(prefix):]) for app in serve.status().applications
+                      if app.startswith(prefix) and app[len(prefix):].isdigit())
+
     def ensure_gateway(self) -> None:
         """The platform's own Serve applications: the JSON 404 at ``/`` and the flows API at ``/flows``."""
         from ray import serve
@@ -288,15 +304,17 @@ class Deployer:
         with self._lock:
             serve.run_many(targets)
 
-    def reconcile(self) -> dict[str, str | None]:
-        """Make Serve match the registry: apply every active version (a no-op for unchanged apps), drop the rest."""
+    def reconcile(self, extras: Collection[VersionRecord] = ()) -> dict[str, str | None]:
+        """Make Serve match the registry: apply every active version and the *extras* running beside them
+        (canaries, shadows, pinned: a no-op for unchanged apps), drop the rest."""
         from ray import serve
 
         actives = self.registry.actives()
-        wanted = {v.spec.name for v in actives}
+        wanted = {v.spec.name for v in actives} | {app_name(v.function, v.number) for v in extras}
         for name in serve.status().applications:
             if name not in wanted and name not in {GATEWAY_APP, FLOWS_APP}:
                 self.remove(name)
+        self.apply(list(extras), wait=False, extra=True)
         return self.apply(actives, wait=False)
 
     def status(self) -> dict[str, Any]:

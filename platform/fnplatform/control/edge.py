@@ -77,6 +77,9 @@ RULES = (
     _rule("PUT", r"/v1/secrets/[^/]+", "deploy", "secret", streamed=True),
     _rule(None, r"/v1/secrets(/.*)?", "deploy"),
     _rule("GET", r"/v1/functions/[^/]+/logs", "deploy"),
+    _rule("GET", r"/v1/functions/[^/]+/(versions|traffic|shadow)", "deploy"),
+    _rule("POST", r"/v1/functions/[^/]+/rollback", "deploy"),
+    _rule("PUT", r"/v1/functions/[^/]+/traffic", "deploy"),
     _rule("GET", r"/v1/traces/[^/]+", "deploy"),  # a trace crosses functions: no function scope narrows it
     _rule("DELETE", r"/v1/functions/[^/]+", "deploy"),
     _rule(None, r".*", "admin"),

@@ -21,8 +21,10 @@ from fnplatform.bundles.safety import BundleTooLarge
 from fnplatform.flows.hosts import resume as resume_runs
 from fnplatform.flows.state import FlowState
 from fnplatform.keys import Grant
-from fnplatform.serving import coldstart, ray_compat
+from fnplatform.serving import coldstart, ray_compat, shadow
 from fnplatform.serving.hub import HubClient
+from fnplatform.serving.versions import TOPIC as TRAFFIC_TOPIC
+from fnplatform.serving.versions import app_name
 from fnplatform.storage.blobs import (
     BundleStore,
     artifact_key,
@@ -42,6 +44,7 @@ from .logbook import Logbook
 from .metrics import ControlMetrics, render, replica_gauges
 from .secrets import Secrets
 from .settings import PlatformSettings
+from .traffic import TrafficControl
 
 KEPT_JOBS = 200
 
@@ -98,6 +101,7 @@ class ControlPlane:
                                deploying=self._deploying)
         self.logbook = Logbook(LogStore(registry.url), hub, retention_s=settings.log_retention_s,
                                max_bytes=settings.log_max_bytes, export=otlp.from_environment())
+        self.traffic = TrafficControl(registry, deployer, hub, self.push_state, settings.keep_versions)
 
     # bundles -------------------------------------------------------------------------------
     def has_bundle(self, sha256: str) -> bool:
@@ -138,7 +142,9 @@ class ControlPlane:
                 raise Conflict(f"{spec.name}: route {spec.route} is already served by {seen[shape]!r}", status=409)
             seen[shape] = spec.name
 
-    def start_deploy(self, sha256: str) -> DeployJob:
+    def start_deploy(self, sha256: str, canary: dict[str, Any] | None = None, by: str | None = None) -> DeployJob:
+        """Deploy the bundle's functions; with *canary* (percent, steps, interval_s, gates), each changed function
+        that has an active version runs the new one beside it at the first weight (control.traffic)."""
         manifest = bundle_manifest_from_store(self.store, sha256, self.settings.max_bundle_bytes,
                                               self.settings.bundle_limits)
         missing = sorted(path for path, ref in manifest.artifacts.items() if not self.has_artifact(ref.sha256))
@@ -158,13 +164,14 @@ class ControlPlane:
         self.secrets.hold(job.id, specs)
         self.jobs[job.id] = job
         self._forget_old_jobs()
-        threading.Thread(target=self._run_deploy, args=(job, specs, manifest.flows), name=f"deploy-{job.id}",
-                         daemon=True).start()
+        threading.Thread(target=self._run_deploy, args=(job, specs, manifest.flows, canary, by),
+                         name=f"deploy-{job.id}", daemon=True).start()
         return job
 
-    def _run_deploy(self, job: DeployJob, specs: list[FunctionSpec], flows: tuple[FlowSpec, ...]) -> None:
+    def _run_deploy(self, job: DeployJob, specs: list[FunctionSpec], flows: tuple[FlowSpec, ...],
+                    canary: dict[str, Any] | None = None, by: str | None = None) -> None:
         try:
-            self._deploy(job, specs)
+            self._deploy(job, specs, canary, by)
             self._record_flows(job, flows)
         except Exception as exc:  # noqa: BLE001 - a deploy job must always end, with its reason
             for spec in specs:
@@ -184,7 +191,8 @@ class ControlPlane:
         job.results[version.function] = {"status": "failed", "version": version.number, "error": error}
         job.emit(version.function, "failed", error)
 
-    def _deploy(self, job: DeployJob, specs: list[FunctionSpec]) -> None:
+    def _deploy(self, job: DeployJob, specs: list[FunctionSpec], canary: dict[str, Any] | None = None,
+                by: str | None = None) -> None:
         changed: list[VersionRecord] = []
         for spec in specs:
             active = self.registry.active(spec.name)
@@ -192,7 +200,7 @@ class ControlPlane:
                 job.results[spec.name] = {"status": "unchanged", "version": active.number}
                 job.emit(spec.name, "unchanged", f"version {active.number} is already this code and spec")
                 continue
-            version = self.registry.create_version(spec, job.bundle_sha256)
+            version = self.registry.create_version(spec, job.bundle_sha256, by)
             job.emit(spec.name, "recorded", f"version {version.number}")
             problem = self.deployer.placement_problem(spec)
             if problem:
@@ -213,6 +221,8 @@ class ControlPlane:
                 ready.append(version)
         if not ready:
             return
+        if canary is not None:
+            ready = self._canaries(job, ready, canary, by)
         for version in ready:
             route = "with no HTTP route (internal)" if version.spec.internal else f"/{version.function}"
             job.emit(version.function, "deploying", f"Serve application {route}")
@@ -229,6 +239,8 @@ class ControlPlane:
                     self.deployer.remove(version.function)
             else:
                 self.registry.finish_version(version.function, version.number)
+                self.traffic.store.record(version.function, "activate", "deployed", version=version.number, by=by)
+                self.traffic.retain(version.function)
                 deployed.append(version)
         if deployed:
             self.push_state()  # once for all: the catch-all gateway knows them before the deploy says "deployed"
@@ -236,6 +248,27 @@ class ControlPlane:
             job.results[version.function] = {"status": "deployed", "version": version.number}
             where = "internal: called by functions and flows only" if version.spec.internal else f"at /{version.function}"
             job.emit(version.function, "deployed", f"version {version.number} {where}")
+
+    def _canaries(self, job: DeployJob, ready: list[VersionRecord], canary: dict[str, Any], by: str | None
+                  ) -> list[VersionRecord]:
+        """Start each version whose function has an active one as a canary beside it; the rest (first versions:
+        nothing to compare with) are returned to be deployed as usual."""
+        first = [v for v in ready if self.registry.active(v.function) is None]
+        for version in (v for v in ready if v not in first):
+            job.emit(version.function, "deploying", f"Serve application {app_name(version.function, version.number)} "
+                                                    f"(canary)")
+            error = self.deployer.apply([version], extra=True).get(version.function)
+            if error:
+                self._fail(job, version, error)
+                self.deployer.remove(app_name(version.function, version.number))
+                continue
+            self.registry.finish_version(version.function, version.number, activate=False)
+            what = self.traffic.start_canary(version, canary, by)
+            job.results[version.function] = {"status": "canary", "version": version.number, "detail": what}
+            job.emit(version.function, "canary", f"version {version.number}: {what}")
+        for version in first:
+            job.emit(version.function, "note", "no active version to compare a canary with: deployed at 100%")
+        return first
 
     def _record_flows(self, job: DeployJob, flows: tuple[FlowSpec, ...]) -> None:
         """A flow is recorded once every function its steps call is serving."""
@@ -351,8 +384,11 @@ class ControlPlane:
                            f"('fnctl rm {name} --with-flows') or deploy them without it first", status=409)
         for flow in users:
             self.flows.delete_flow(flow)
+        self.traffic.store.forget(name)
         self.registry.delete_function(name)
         self.deployer.remove(name)
+        for number in self.deployer.extra_versions(name):
+            self.deployer.remove(app_name(name, number))
         self.push_state()
         self.hub.forget(name)
         return users
@@ -362,6 +398,14 @@ class ControlPlane:
         if not self.registry.versions(name):
             raise NotFound(f"no function named {name!r}; list functions with 'fnctl ls'", status=404)
         return {"function": name, **self.logbook.read(name, after=after, limit=limit, **query)}
+
+    def shadow_records(self, name: str, limit: int) -> list[dict[str, Any]]:
+        """The newest *limit* compared calls of *name*'s shadow version (serving.shadow's stored lines)."""
+        if not self.registry.versions(name):
+            raise NotFound(f"no function named {name!r}; list functions with 'fnctl ls'", status=404)
+        entries = self.logbook.read(name, limit=limit, grep=shadow.MARK.strip())["entries"]
+        records = [shadow.parse(str(e["text"])) for e in entries if e.get("level") == shadow.LEVEL]
+        return [r for r in records if r is not None]
 
     def metrics_text(self) -> bytes:
         """The Prometheus text of ``GET /metrics``: the hub's sums of the data plane's counts, and the deploys'."""
@@ -382,7 +426,7 @@ class ControlPlane:
         actives = self.registry.actives()
         functions = [v.spec.model_dump(mode="json") for v in actives]
         keys = {digest: grant.to_json() for digest, grant in self.registry.grants().items()}
-        self.hub.publish({"keys": keys, "functions": functions})
+        self.hub.publish({"keys": keys, "functions": functions, TRAFFIC_TOPIC: self.traffic.table()})
         self.secrets.publish(actives)
 
     def refill_hub(self) -> bool:
@@ -391,7 +435,8 @@ class ControlPlane:
         data plane keeps its copies (serving.hub)."""
         status = self.hub.status()
         start_id = str(status["start_id"])
-        if start_id == self._filled_hub and status.get("secrets") and {"keys", "functions"} <= set(status["topics"]):
+        topics = {"keys", "functions", TRAFFIC_TOPIC}
+        if start_id == self._filled_hub and status.get("secrets") and topics <= set(status["topics"]):
             return False
         self.push_state()
         self._filled_hub = start_id

@@ -125,6 +125,7 @@ def _start_housekeeping(control: Any, use: Any, sample: Any = None, interval_s: 
             time.sleep(hub_check_s)
             attempt("refill the hub", refill)
             attempt("store log lines", control.logbook.tick)
+            attempt("advance traffic (pinned versions, rollouts)", control.traffic.tick)
             if time.monotonic() - last < interval_s:
                 continue
             last = time.monotonic()
@@ -206,7 +207,7 @@ def run(settings: PlatformSettings) -> None:
 
             keep_workers_warm(settings.warm_workers)
         deployer.ensure_gateway()
-        deployer.reconcile()
+        deployer.reconcile(control.traffic.extras())
         resumed = control.resume_runs()
         if resumed:
             log.info("resumed %d unfinished flow runs from their checkpoints", resumed)

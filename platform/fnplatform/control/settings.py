@@ -62,6 +62,7 @@ class PlatformSettings:
     run_retention_s: float = 7 * 86400  # FN_RUN_RETENTION_DAYS: finished flow runs are forgotten after this
     log_retention_s: float = 72 * 3600  # FN_LOG_RETENTION_HOURS: stored log lines are deleted after this
     log_max_bytes: int = 512 * 2**20  # FN_LOG_MAX_MB: the oldest stored log lines are deleted past this (estimated)
+    keep_versions: int = 10  # FN_KEEP_VERSIONS: each function's newest versions kept callable (and running ones)
     ingress: str = "haproxy"  # FN_INGRESS: "haproxy" (in front of the replicas' own ports) or "proxy" (Serve's)
     warm_workers: int = 2  # idle worker processes kept ready for replicas starting from zero (FN_WARM_WORKERS)
     # FN_ADMIN_KEY: the bootstrap admin key, owned by the operator (a Kubernetes Secret); kept out of repr.
@@ -108,6 +109,10 @@ class PlatformSettings:
         if settings.log_retention_s <= 0 or settings.log_max_bytes <= 0:
             raise ConfigError(f"FN_LOG_RETENTION_HOURS and FN_LOG_MAX_MB must be positive (got "
                               f"{settings.log_retention_s / 3600:g} hours and {settings.log_max_bytes / 2**20:g} MB)")
+        settings.keep_versions = int(_float("FN_KEEP_VERSIONS", settings.keep_versions))
+        if settings.keep_versions < 1:
+            raise ConfigError(f"FN_KEEP_VERSIONS must be at least 1 (the versions kept for rollback), "
+                              f"not {env['FN_KEEP_VERSIONS']}")
         try:  # read again by every replica and run host (serving.tracing): refused here, at start, once
             sample_ratio(env.get(SAMPLE_VARIABLE))
         except ValueError as exc:

@@ -34,7 +34,7 @@ from fnplatform.keys import Grant
 from fnplatform.serving import tracing
 from fnplatform.serving.auth import KeyCache
 from fnplatform.serving.edge import declared_over, limited, number_query
-from fnplatform.serving.http import client_error_response, error_response, read_form
+from fnplatform.serving.http import client_error_response, error_response, read_body, read_form
 from fnplatform.serving.hub import lazy_hub
 from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.outages import registry_outage
@@ -45,6 +45,7 @@ from .hosts import forget_host, host_for
 from .state import FlowState, database_url_from_env, snapshot_from_record
 
 MAX_WAIT_S = 60.0
+MAX_START_BODY_BYTES = 8192  # a run's start: at most its version pins
 # Unfinished runs are held in memory by the run hosts; caps keep one flow or one key from taking them.
 MAX_ACTIVE_RUNS_PER_FLOW = int(os.environ.get("FN_MAX_ACTIVE_RUNS_PER_FLOW", "500"))
 MAX_ACTIVE_RUNS_PER_KEY = int(os.environ.get("FN_MAX_ACTIVE_RUNS_PER_KEY", "100"))
@@ -92,7 +93,7 @@ class FlowGateway:
         if parts:
             grant.require_flow(parts[0])
         if len(parts) == 2 and parts[1] == "runs" and method == "POST":
-            return await self._start(parts[0], grant)
+            return await self._start(parts[0], grant, request)
         if len(parts) == 3 and parts[1] == "runs" and method == "GET":
             wait = number_query(request.query_params, "wait", 0.0, 0.0, MAX_WAIT_S)
             return _json(await self._state(parts[0], parts[2], wait, grant))
@@ -111,8 +112,9 @@ class FlowGateway:
             raise NotFound(f"no flow named {name!r} is deployed; list flows with 'fnctl flow ls'", status=404)
         return spec
 
-    async def _start(self, flow: str, grant: Grant) -> Response:
+    async def _start(self, flow: str, grant: Grant, request: Request) -> Response:
         spec = await self._flow(flow)
+        pins = _pins(spec, await read_body(request, MAX_START_BODY_BYTES))
         for scope, limit, count in (
                 (f"flow {flow!r}", MAX_ACTIVE_RUNS_PER_FLOW, lambda: self._db.active_runs(flow=flow)),
                 ("this API key", MAX_ACTIVE_RUNS_PER_KEY, lambda: self._db.active_runs(owner=grant.key_id))):
@@ -120,7 +122,7 @@ class FlowGateway:
                 raise TooManyRequests(f"{scope} already has {limit} unfinished runs, the most allowed; give their "
                                       f"inputs or wait for them to finish (unused runs fail after the flow's ttl_s)",
                                       status=429, retry_after=10)
-        run_id = await asyncio.to_thread(self._db.create_run, spec, grant.key_id)
+        run_id = await asyncio.to_thread(self._db.create_run, spec, grant.key_id, pins)
         # Loading the run in its host overlaps the client's first upload: it prewarms every step's deployment.
         self._host(run_id).state.remote(run_id)
         return _json({"id": run_id, "flow": flow, "status": "pending"}, status=201)
@@ -241,3 +243,25 @@ class FlowGateway:
                 raise BadRequest(f"the body is declared JSON but is not valid JSON: {exc}", status=400) from None
             return None, text
         return data, None
+
+
+def _pins(spec: Any, body: bytes) -> dict[str, int]:
+    """A start body's ``{"versions": {function: N}}``: the versions the run's steps call, whatever the traffic split
+    says; each function must be one of the flow's steps'. An empty body pins nothing."""
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    versions = data.get("versions") if isinstance(data, dict) and set(data) <= {"versions"} else None
+    functions = sorted({s.function for s in spec.steps})
+    if not isinstance(versions, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in versions.values()):
+        raise BadRequest('the body of a run\'s start must be empty or {"versions": {"FUNCTION": N}} with version '
+                         f'numbers >= 1, e.g. {{"versions": {{"{functions[0]}": 3}}}}', status=400)
+    unknown = sorted(set(versions) - set(functions))
+    if unknown:
+        raise BadRequest(f"versions: {', '.join(unknown)} is not a function of flow {spec.name!r}'s steps; they "
+                         f"call {', '.join(functions)}", status=400)
+    return {str(k): int(v) for k, v in versions.items()}

@@ -19,6 +19,7 @@ import pydantic_core
 
 from fn import FlowSpec, FunctionSpec, Timeout
 from fn._platform import StepSpec
+from fnplatform.serving import versions as routing
 from fnplatform.serving.handles import translate_error
 from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.registry import Registry
@@ -76,12 +77,20 @@ class RayRuntime:
         self._handles: dict[str, Any] = {} if handles is None else handles  # shared by a host's runs
         self._on_exit = on_exit
 
-    async def call(self, function: str, request_id: str, kwargs: dict[str, Any]) -> Any:
+    def pick(self, function: str, pinned: int | None) -> int | None:
+        """The version a step's call goes to: its pin, else one drawn by the function's split (None: the active one)."""
+        if pinned is not None:
+            return pinned
+        entry = routing.table_of_process().get(function)
+        return entry.pick() if entry is not None and entry.split[0] else None
+
+    async def call(self, function: str, request_id: str, kwargs: dict[str, Any], version: int | None = None) -> Any:
         from ray import serve
 
-        if function not in self._handles:
-            self._handles[function] = serve.get_deployment_handle(function, app_name=function).options(method_name="call")
-        return await self._handles[function].remote(request_id, **kwargs)
+        app = routing.choose(function, version, kwargs)[0] if version is not None else function
+        if app not in self._handles:
+            self._handles[app] = serve.get_deployment_handle(function, app_name=app).options(method_name="call")
+        return await self._handles[app].remote(request_id, **kwargs)
 
     def warm(self, functions: set[str]) -> None:
         from ray import serve
@@ -123,6 +132,7 @@ class FlowRun:
         self._specs: dict[str, FunctionSpec] = {}  # each step function's active spec, read for its deadline
         # ... and its version number, recorded with the step's result: which code decided (a run's evidence).
         self._versions: dict[str, int] = {}
+        self._pins: dict[str, int] = {}  # function -> version, for this run's steps (fnctl flow run --version)
         self._unrecorded = False  # failed in memory, but finish_run has not written it yet
         self._recording = asyncio.Lock()
         self._status = "pending"
@@ -151,6 +161,7 @@ class FlowRun:
         self._created_at = record.created_at
         self._steps = {s.name: {"status": "waiting", "attempts": 0} for s in self.spec.steps}
         self._inputs_closed = record.inputs_closed
+        self._pins = record.pins
         for value in record.values.values():
             if value.kind == "input":
                 self._inputs[value.name] = value
@@ -266,9 +277,14 @@ class FlowRun:
                 kwargs = {param: await self._input(src[6:]) if src.startswith("input:") else self._results[src[5:]]
                           for param, src in step.inputs.items()}
                 deadline = await self._call_deadline(step.function)
+                pick = getattr(self._runtime, "pick", None)
+                version = pick(step.function, self._pins.get(step.function)) if pick is not None else None
+                state["version"] = version if version is not None else self._versions.get(step.function)
+                hop = self._trace.hop(step.name, trace, span)
+                call = self._runtime.call(step.function, hop, kwargs, version) if version is not None \
+                    else self._runtime.call(step.function, hop, kwargs)
                 try:
-                    result = await asyncio.wait_for(
-                        self._runtime.call(step.function, self._trace.hop(step.name, trace, span), kwargs), deadline)
+                    result = await asyncio.wait_for(call, deadline)
                 except TimeoutError:
                     note = state.get("waiting_for")
                     raise Timeout(f"step {step.name!r}: {step.function} could not be placed or did not answer "
@@ -329,7 +345,7 @@ class FlowRun:
         """The version of the function the step's last attempt called (the active one when it was called) and
         when that attempt began."""
         started = self._steps[step.name].get("started_at")
-        return {"version": self._versions.get(step.function),
+        return {"version": self._steps[step.name].get("version", self._versions.get(step.function)),
                 "started_at": datetime.fromtimestamp(started, UTC).replace(tzinfo=None) if started else None}
 
     async def _fail(self, error: dict[str, Any]) -> None:

@@ -61,6 +61,7 @@ class _Run(Base):
     inputs_closed_at: Mapped[datetime | None]
     # The flow's bundle when the run started (a run's evidence); NULL for runs from before it was kept.
     bundle_sha256: Mapped[str | None] = mapped_column(String(64))
+    pins: Mapped[str | None] = mapped_column(Text)  # JSON {function: version} the run's steps are pinned to
 
 
 class _Value(Base):
@@ -112,6 +113,7 @@ class RunRecord:
     inputs_closed_at: datetime | None = None
     bundle_sha256: str | None = None
     updated_at: datetime | None = None  # for a finished run: when it finished
+    pins: dict[str, int] = field(default_factory=dict)  # function -> the version its steps call (fnctl flow run --version)
 
     @property
     def inputs_closed(self) -> bool:
@@ -158,12 +160,13 @@ class FlowState(Database):
         return self._delete(_Flow, name)
 
     # runs ----------------------------------------------------------------------------------
-    def create_run(self, spec: FlowSpec, owner: str | None = None) -> str:
+    def create_run(self, spec: FlowSpec, owner: str | None = None, pins: dict[str, int] | None = None) -> str:
         run_id = uuid.uuid4().hex[:16]
         with self._session() as session:
             flow = session.get(_Flow, spec.name)
             session.add(_Run(id=run_id, flow=spec.name, spec=spec.model_dump_json(), owner=owner,
-                             bundle_sha256=flow.bundle_sha256 if flow is not None else None))
+                             bundle_sha256=flow.bundle_sha256 if flow is not None else None,
+                             pins=json.dumps(pins) if pins else None))
         return run_id
 
     def active_runs(self, *, flow: str | None = None, owner: str | None = None) -> int:
@@ -190,7 +193,7 @@ class FlowState(Database):
             return RunRecord(id=row.id, flow=row.flow, spec=FlowSpec.model_validate_json(row.spec), status=row.status,
                              output=_loads(row.output), error=_loads(row.error), values=values, created_at=row.created_at,
                              owner=row.owner, inputs_closed_at=row.inputs_closed_at, bundle_sha256=row.bundle_sha256,
-                             updated_at=row.updated_at)
+                             updated_at=row.updated_at, pins=json.loads(row.pins) if row.pins else {})
 
     def add_input(self, run_id: str, name: str, *, blob_key: str | None = None, value_json: str | None = None,
                   sha256: str | None = None, size: int | None = None) -> bool:

@@ -14,8 +14,10 @@ import time
 from typing import Any
 
 from fn import FnError, NotFound, Pending, RemoteError, Timeout, Unavailable
+from fn._platform import shadow_call
 
 from . import tracing
+from . import versions as routing
 from .logs import request_id_var
 
 _SPAN_ATTRIBUTE = "_fn_span"  # the caller's span of a hop, kept on Serve's response object until it is awaited
@@ -49,24 +51,29 @@ class HandleTransport:
         self._handles: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
-    def _handle(self, name: str, method: str = "call") -> Any:
+    def _handle(self, app: str, method: str = "call") -> Any:
+        """The handle of application *app*: ``<name>`` (the active version) or ``<name>@v<N>``."""
         with self._lock:
-            handle = self._handles.get((name, method))
+            handle = self._handles.get((app, method))
         if handle is not None:
             return handle
         from ray import serve
 
-        if name not in serve.status().applications:
+        name = app.partition("@")[0]
+        if app not in serve.status().applications:
             raise NotDeployed(f"no function named {name!r} is deployed; list functions with 'fnctl ls'", status=404,
                               request_id=request_id_var.get())
-        handle = serve.get_deployment_handle(name, app_name=name).options(method_name=method)
+        handle = serve.get_deployment_handle(name, app_name=app).options(method_name=method)
         with self._lock:
-            self._handles[(name, method)] = handle
+            self._handles[(app, method)] = handle
         return handle
 
-    def submit(self, name: str, kwargs: dict[str, Any]) -> Any:
+    def submit(self, name: str, kwargs: dict[str, Any], version: int | None = None) -> Any:
         arguments = {key: _unwrap(value) for key, value in kwargs.items()}
-        handle = self._handle(name)
+        if shadow_call.get():  # a shadow's own calls are shadow calls too (fn.is_shadow() in the callee)
+            arguments[routing.SHADOW_ARGUMENT] = True
+        app, _ = routing.choose(name, version, arguments)
+        handle = self._handle(app)
         trace = tracing.current.get()
         span = trace.begin(f"call {name}", kind="client") if trace is not None else None
         pending = handle.remote(tracing.hop_token(request_id_var.get(), trace, span), **arguments)
@@ -77,9 +84,13 @@ class HandleTransport:
                 span.end = time.time()
         return pending
 
-    def submit_http(self, name: str, scope: dict[str, Any], body: bytes) -> Any:
+    def submit_http(self, app: str, scope: dict[str, Any], body: bytes) -> Any:
         """An HTTP request for the function's own route, answered by its replica's ``http`` method."""
-        return self._handle(name, "http").remote(request_id_var.get(), scope, body)
+        return self._handle(app, "http").remote(request_id_var.get(), scope, body)
+
+    def submit_to(self, app: str, hop: str | None, arguments: dict[str, Any]) -> Any:
+        """A handle call passed on as it came (its hop token kept) to application *app*."""
+        return self._handle(app).remote(hop, **arguments)
 
     @staticmethod
     def _ended(pending: Any, failed: bool) -> None:

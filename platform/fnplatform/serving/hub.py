@@ -43,6 +43,7 @@ HUB_NAME = "fn-hub"
 NAMESPACE = "fn"
 MAX_LINES_PER_FUNCTION = 5000
 MAX_LINE_CHARS = 64 * 1024  # a longer log line is cut: the buffer's bound is lines times this
+MAX_WANTS = 1000  # versions asked for between two of the control plane's takes; more wait for the next
 LOOKUP_RETRY_S = 1.0  # a replica looks the hub up by name at most this often while it is missing
 
 
@@ -59,6 +60,7 @@ class Hub:
         self._seq = 0
         self._secrets: dict[str, dict[str, Any]] = {}
         self._metrics = Totals()
+        self._wants: set[tuple[str, int]] = set()
 
     async def publish(self, topic: str, value: Any) -> int:
         """Replace *topic*'s value; returns its version (a new one, higher than all before, unless the value is unchanged)."""
@@ -115,6 +117,16 @@ class Hub:
     async def forget(self, function: str) -> None:
         self._logs.pop(function, None)
 
+    async def want(self, function: str, version: int) -> None:
+        """A pinned call waits for *version* of *function*, which is not running: the control plane starts it."""
+        if len(self._wants) < MAX_WANTS:
+            self._wants.add((function, version))
+
+    async def wants(self) -> list[tuple[str, int]]:
+        """The versions asked for since the last call (the control plane takes them every second)."""
+        wanted, self._wants = sorted(self._wants), set()
+        return wanted
+
     async def add_metrics(self, source: str, seq: int, delta: Delta) -> bool:
         """One process's counts since its last push; a push already applied (a retry) is ignored: False."""
         return self._metrics.add(source, seq, delta)
@@ -151,6 +163,9 @@ class HubClient:
     def metrics(self) -> Delta:
         totals: Delta = ray_get(self._actor.metrics.remote(), "the hub actor")
         return totals
+
+    def wants(self) -> list[tuple[str, int]]:
+        return [(str(f), int(v)) for f, v in ray_get(self._actor.wants.remote(), "the hub actor")]
 
     def log_heads(self) -> tuple[str, dict[str, int]]:
         start_id, heads = ray_get(self._actor.log_heads.remote(), "the hub actor")
@@ -238,6 +253,10 @@ class HubRef:
     @property
     def push_logs(self) -> _Method:
         return _Method(self, "push_logs")
+
+    @property
+    def want(self) -> _Method:
+        return _Method(self, "want")
 
 
 class _Method:

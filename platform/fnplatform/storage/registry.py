@@ -40,6 +40,7 @@ class _Version(Base):
     status: Mapped[str] = mapped_column(String(16), default="deploying")
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(120))  # the deploying key: "<id> (<name>)"
 
 
 class _ApiKey(Base):
@@ -65,11 +66,17 @@ class VersionRecord:
     status: str
     error: str | None
     created_at: datetime
+    created_by: str | None = None
+
+    @property
+    def callable(self) -> bool:
+        """Deployed once and not garbage-collected: it can be made active, pinned or split to again."""
+        return self.status == "ready"
 
     def to_json(self) -> dict[str, Any]:
         return {"function": self.function, "version": self.number, "bundle_sha256": self.bundle_sha256,
                 "status": self.status, "error": self.error, "created_at": self.created_at.isoformat() + "Z",
-                "spec": self.spec.model_dump(mode="json")}
+                "created_by": self.created_by, "spec": self.spec.model_dump(mode="json")}
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,8 @@ class KeyRecord:
 
 def _version(row: _Version) -> VersionRecord:
     return VersionRecord(function=row.function, number=row.number, spec=FunctionSpec.model_validate_json(row.spec),
-                         bundle_sha256=row.bundle_sha256, status=row.status, error=row.error, created_at=row.created_at)
+                         bundle_sha256=row.bundle_sha256, status=row.status, error=row.error, created_at=row.created_at,
+                         created_by=row.created_by)
 
 
 def _key(row: _ApiKey) -> KeyRecord:
@@ -114,14 +122,14 @@ def _key(row: _ApiKey) -> KeyRecord:
 class Registry(Database):
 
     # versions -------------------------------------------------------------------------------
-    def create_version(self, spec: FunctionSpec, bundle_sha256: str) -> VersionRecord:
+    def create_version(self, spec: FunctionSpec, bundle_sha256: str, by: str | None = None) -> VersionRecord:
         with self._session() as session:
             if session.get(_Function, spec.name) is None:
                 session.add(_Function(name=spec.name, active_version=None))
                 session.flush()
             last = session.scalar(select(func.max(_Version.number)).where(_Version.function == spec.name)) or 0
             row = _Version(function=spec.name, number=last + 1, spec=spec.model_dump_json(),
-                           bundle_sha256=bundle_sha256, status="deploying")
+                           bundle_sha256=bundle_sha256, status="deploying", created_by=by)
             session.add(row)
             session.flush()
             return _version(row)
@@ -134,16 +142,36 @@ class Registry(Database):
                 row.status, row.error = "failed", reason
             return len(rows)
 
-    def finish_version(self, name: str, number: int, *, error: str | None = None) -> None:
-        """Mark a version ready (and active) or failed; a failed one leaves the active version alone."""
+    def finish_version(self, name: str, number: int, *, error: str | None = None, activate: bool = True) -> None:
+        """Mark a version ready (and active, unless *activate* is False: a canary) or failed; a failed one
+        leaves the active version alone."""
         with self._session() as session:
             row = session.scalar(select(_Version).where(_Version.function == name, _Version.number == number))
             if row is None:
                 return
             row.status, row.error = ("failed", error) if error else ("ready", None)
             function = session.get(_Function, name)
-            if function is not None and not error:
+            if function is not None and not error and activate:
                 function.active_version = number
+
+    def set_active(self, name: str, number: int) -> None:
+        with self._session() as session:
+            function = session.get(_Function, name)
+            if function is not None:
+                function.active_version = number
+
+    def collect(self, name: str, numbers: list[int]) -> None:
+        """Retire versions for good (the retention policy): they can no longer be activated, pinned or split to."""
+        if not numbers:
+            return
+        with self._session() as session:
+            for row in session.scalars(select(_Version).where(_Version.function == name, _Version.number.in_(numbers))):
+                row.status = "collected"
+
+    def version(self, name: str, number: int) -> VersionRecord | None:
+        with self._session() as session:
+            row = session.scalar(select(_Version).where(_Version.function == name, _Version.number == number))
+            return _version(row) if row is not None else None
 
     def active(self, name: str) -> VersionRecord | None:
         with self._session() as session:

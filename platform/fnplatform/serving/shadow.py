@@ -1,0 +1,114 @@
+"""Shadow copies of live calls: sent after the caller is answered, compared, and recorded as a log line.
+
+The active version's replica copies a share of its calls (the table's shadow, serving.versions) to the shadow
+version with the same arguments and the flag ``fn.is_shadow()``; the caller never waits for it. Both outputs
+(each kept up to ``MAX_OUTPUT_BYTES`` of JSON, else its sha256), both latencies and both errors, and the
+project's comparator's verdict (``@fn.comparator``, run here, in the user's process) become one stored log
+line of level ``SHADOW`` that ``fnctl shadow report`` summarises. At most ``MAX_IN_FLIGHT`` copies run at
+once per replica; beyond that a copy is skipped rather than queued, so shadowing never slows the live path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic_core
+
+from fn import FunctionSpec
+from fn._platform import comparator_for
+
+from .handles import HandleTransport
+from .logs import LogShipper
+from .versions import SHADOW_ARGUMENT, app_name
+
+LEVEL = "SHADOW"
+MARK = "fn-shadow "
+MAX_OUTPUT_BYTES = 16 * 1024
+MAX_IN_FLIGHT = 32
+
+
+def _kept(value: Any) -> tuple[Any, str | None]:
+    """(the JSON value, None) when small enough, else (None, its sha256)."""
+    encoded = pydantic_core.to_json(value, fallback=str)
+    if len(encoded) > MAX_OUTPUT_BYTES:
+        return None, hashlib.sha256(encoded).hexdigest()
+    return json.loads(encoded), None
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(getattr(exc, 'message', exc))[:500]}"
+
+
+class ShadowCopies:
+    def __init__(self, spec: FunctionSpec, version: int, handles: HandleTransport, shipper: LogShipper,
+                 pool: Executor) -> None:
+        self.spec = spec
+        self.version = version
+        self._handles = handles
+        self._shipper = shipper
+        self._pool = pool
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.skipped = 0  # copies not sent because MAX_IN_FLIGHT were running
+
+    def send(self, shadow: int, arguments: dict[str, Any], result: Any, error: BaseException | None,
+             primary_ms: float, request_id: str) -> None:
+        if len(self._tasks) >= MAX_IN_FLIGHT:
+            self.skipped += 1
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._copy(shadow, dict(arguments), result, error, primary_ms, request_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _copy(self, shadow: int, arguments: dict[str, Any], result: Any, error: BaseException | None,
+                    primary_ms: float, request_id: str) -> None:
+        started = time.perf_counter()
+        candidate: Any = None
+        candidate_error: str | None = None
+        try:
+            pending = self._handles.submit_to(app_name(self.spec.name, shadow), request_id,
+                                              {**arguments, SHADOW_ARGUMENT: True})
+            candidate = await self._handles.aresult(pending, self.spec.timeout_s + 30)
+        except Exception as exc:  # noqa: BLE001 - the candidate's failure is what is recorded
+            candidate_error = _error_text(exc)
+        shadow_ms = (time.perf_counter() - started) * 1000
+        record: dict[str, Any] = {
+            "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "request_id": request_id,
+            "primary_version": self.version, "shadow_version": shadow, "primary_ms": round(primary_ms, 3),
+            "shadow_ms": round(shadow_ms, 3), "primary_error": _error_text(error) if error is not None else None,
+            "shadow_error": candidate_error, "same": None, "truncated": False}
+        for side, value, failed in (("primary", result, error is not None), ("shadow", candidate, candidate_error)):
+            kept, digest = (None, None) if failed else _kept(value)
+            record[side] = kept
+            if digest is not None:
+                record["truncated"] = True
+                record[f"{side}_sha256"] = digest
+        if record["truncated"]:  # both sides by digest, so a kept one compares with a cut one
+            for side, value, failed in (("primary", result, error is not None), ("shadow", candidate, candidate_error)):
+                if not failed and f"{side}_sha256" not in record:
+                    record[f"{side}_sha256"] = hashlib.sha256(pydantic_core.to_json(value, fallback=str)).hexdigest()
+        compare = comparator_for(self.spec.name)
+        if compare is not None and error is None and candidate_error is None:
+            try:
+                verdict = await asyncio.get_running_loop().run_in_executor(self._pool, compare, result, candidate)
+                record["same"] = bool(verdict)
+            except Exception as exc:  # noqa: BLE001 - a broken comparator is reported, never raised into serving
+                record["comparator_error"] = _error_text(exc)
+        self._shipper.line(LEVEL, MARK + json.dumps(record, separators=(",", ":")), request_id)
+
+
+def parse(text: str) -> dict[str, Any] | None:
+    """A stored SHADOW line's record (control plane), None for any other text."""
+    if not text.startswith(MARK):
+        return None
+    try:
+        record = json.loads(text[len(MARK):])
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None

@@ -90,6 +90,13 @@ def kyc_decide(kyc_front: dict[str, Any], kyc_back: dict[str, Any], kyc_face: di
     return decide(kyc_front, kyc_back, kyc_face, kyc_quality)
 
 
+@fn.comparator(function="kyc-decide")
+def same_decision(active: dict[str, Any], candidate: dict[str, Any]) -> bool:
+    """Shadow traffic on the decision (fnctl traffic kyc-decide --shadow N=100): two versions agree when they
+    decide the same. Their evidence (thresholds_sha256, distances) may differ: the report sums those up."""
+    return bool(active.get("decision") == candidate.get("decision"))
+
+
 # A passport's data page (the front) carries its MRZ: its run closes its inputs without a back.
 flow = fn.Flow("kyc", inputs=["front", "back", "selfie"], optional=["back"])
 front = flow.step("kyc-front", inputs=["front"])

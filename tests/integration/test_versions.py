@@ -8,8 +8,8 @@ the shadow comparisons are kept), every half second, as ``fnctl up`` does every 
 
 from __future__ import annotations
 
-import contextlib
 import json
+import sys
 import textwrap
 import threading
 import time
@@ -72,8 +72,10 @@ def ticking(platform: Platform) -> Iterator[Platform]:
     def loop() -> None:
         while not stop.is_set():
             for task in (platform.control.traffic.tick, platform.control.logbook.tick):
-                with contextlib.suppress(Exception):  # as the housekeeping thread: try again next time
+                try:
                     task()
+                except Exception as exc:  # noqa: BLE001 - as the housekeeping thread: said, and tried again next time
+                    print(f"tick: {type(exc).__name__}: {exc}", file=sys.stderr)
             stop.wait(0.5)
 
     thread = threading.Thread(target=loop, daemon=True)
@@ -180,7 +182,10 @@ def _wait_for_active(platform: Platform, version: int, timeout: float) -> dict[s
         state: dict[str, Any] = platform.control.traffic.traffic("ver")
         return state if state["active"] == version and not state["rollout"] else None
 
-    return wait_for(active, timeout=timeout, interval=0.5)  # type: ignore[no-any-return]
+    try:
+        return wait_for(active, timeout=timeout, interval=0.5)  # type: ignore[no-any-return]
+    except AssertionError:
+        raise AssertionError(f"v{version} is not active: {platform.control.traffic.traffic('ver')}") from None
 
 
 def _call_for(platform: Platform, seconds: float, until: Any) -> None:

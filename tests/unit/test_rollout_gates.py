@@ -154,27 +154,29 @@ def test_wait_below_min_calls_says_how_many() -> None:
 
 def test_p99_in_the_same_bucket_passes_even_below_ratio_one() -> None:
     strict = Gates(max_error_rate=0.01, max_p99_ratio=0.5)
-    assert judge(vw(4, 50, p99_s=0.25), vw(3, 50, p99_s=0.25), strict).outcome == "pass"
+    assert judge(vw(4, 200, p99_s=0.25), vw(3, 200, p99_s=0.25), strict).outcome == "pass"
 
 
 def test_p99_above_the_ratio_fails_and_within_passes() -> None:
-    verdict = judge(vw(4, 50, p99_s=0.1), vw(3, 50, p99_s=0.05), GATES)
+    verdict = judge(vw(4, 200, p99_s=0.1), vw(3, 200, p99_s=0.05), GATES)
     assert verdict.outcome == "fail"
     assert "0.1s" in verdict.reason and "0.05s" in verdict.reason and "x1.5" in verdict.reason
     loose = Gates(max_error_rate=0.01, max_p99_ratio=2.0)
-    assert judge(vw(4, 50, p99_s=0.1), vw(3, 50, p99_s=0.05), loose).outcome == "pass"
+    assert judge(vw(4, 200, p99_s=0.1), vw(3, 200, p99_s=0.05), loose).outcome == "pass"
 
 
 def test_p99_is_not_compared_until_stable_has_min_calls() -> None:
-    verdict = judge(vw(4, 50, p99_s=60.0), vw(3, 4, p99_s=0.05), GATES)
+    verdict = judge(vw(4, 200, p99_s=60.0), vw(3, 4, p99_s=0.05), GATES)
     assert verdict.outcome == "pass"
-    assert "p99 not compared" in verdict.reason and "4 of 10" in verdict.reason
+    assert "p99 not compared" in verdict.reason and "v3 has 4 of the 100 calls" in verdict.reason
+    one_slow_first_call = judge(vw(4, 60, p99_s=0.5), vw(3, 60, p99_s=0.01), GATES)
+    assert one_slow_first_call.outcome == "pass" and "v4 has 60 of the 100" in one_slow_first_call.reason
 
 
 def test_pass_reason_gives_both_rates_and_p99s() -> None:
-    verdict = judge(vw(4, 50, p99_s=0.05), vw(3, 200, errors=2, p99_s=0.05), GATES)
+    verdict = judge(vw(4, 150, p99_s=0.05), vw(3, 200, errors=2, p99_s=0.05), GATES)
     assert verdict.outcome == "pass"
-    assert "0.0% (0 of 50)" in verdict.reason and "1.0% (2 of 200)" in verdict.reason
+    assert "0.0% (0 of 150)" in verdict.reason and "1.0% (2 of 200)" in verdict.reason
     assert "p99 0.05s vs 0.05s" in verdict.reason
 
 

@@ -55,6 +55,20 @@ def deploy(plane: ControlPlane, make_project: ProjectFactory) -> Any:
     return run
 
 
+@pytest.fixture(autouse=True)
+def quick_drops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("fnplatform.control.traffic.DROP_AFTER_S", 0.05)
+
+
+def extras(plane: ControlPlane, expected: list[int]) -> list[int]:
+    """The versions running beside the active one, once unused ones were dropped (DROP_AFTER_S after a change)."""
+    deadline = time.monotonic() + 5
+    while plane.deployer.extra_versions("ver") != expected and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.02)
+    found: list[int] = plane.deployer.extra_versions("ver")  # type: ignore[attr-defined]
+    return found
+
+
 def published(plane: ControlPlane) -> dict[str, Any]:
     table: dict[str, Any] = plane.hub.read("traffic")  # type: ignore[attr-defined]
     return table
@@ -104,7 +118,7 @@ def test_a_split_is_checked_runs_its_versions_and_100_makes_one_active(plane: Co
     assert plane.traffic.versions("ver")["versions"][0]["state"] == "canary"
     plane.traffic.set_split("ver", {1: 100}, "k1")
     assert plane.registry.active("ver").number == 1  # type: ignore[union-attr]
-    assert plane.deployer.extra_versions("ver") == []  # type: ignore[attr-defined]
+    assert extras(plane, []) == []
     assert "weights" not in published(plane)["ver"]
 
 
@@ -133,7 +147,7 @@ def test_a_failing_canary_is_rolled_back_by_its_gate(plane: ControlPlane, deploy
     state = plane.traffic.traffic("ver")
     assert state["weights"] == {"1": 100.0} and state["rollout"] is None and state["active"] == 1
     assert state["history"][-1]["reason"].startswith("gate failed: canary v2 error rate 30.0%"), state["history"][-1]
-    assert plane.deployer.extra_versions("ver") == []  # type: ignore[attr-defined]
+    assert extras(plane, []) == []
 
 
 def test_a_healthy_canary_is_promoted_step_by_step(plane: ControlPlane, deploy: Any) -> None:
@@ -205,3 +219,66 @@ def test_a_bare_one_is_not_taken_for_100_percent() -> None:
     with pytest.raises(fn.BadRequest, match="ambiguous"):
         parse_percent("1", "--max-error-rate")
     assert parse_percent("1%", "--max-error-rate") == 0.01 and parse_percent("0.02", "x") == 0.02
+
+
+def test_a_plain_deploy_during_a_canary_ends_it(plane: ControlPlane, deploy: Any) -> None:
+    deploy(1)
+    deploy(2, {"percent": 10, "steps": [10, 100], "interval_s": 3600, "gates": GATES})
+    assert plane.deployer.extra_versions("ver") == [2]  # type: ignore[attr-defined]
+    deploy(3)
+    state = plane.traffic.traffic("ver")
+    assert (state["active"], state["weights"], state["rollout"]) == (3, {"3": 100.0}, None)
+    assert published(plane)["ver"] == {"active": 3, "versions": [1, 2, 3], "running": []}
+    assert state["history"][-1]["reason"] == "deployed: the split before it ended"
+    assert extras(plane, []) == []
+    plane.traffic.tick()  # nothing left to promote over v3
+    assert plane.registry.active("ver").number == 3  # type: ignore[union-attr]
+
+
+def test_a_rollout_step_keeps_a_change_made_since_the_tick_read(plane: ControlPlane, deploy: Any) -> None:
+    deploy(1)
+    deploy(2)
+    deploy(3, {"percent": 10, "steps": [10, 50, 100], "interval_s": 0.1, "gates": GATES})
+    recorder, seq = Recorder(), [0]
+    plane.traffic.tick()
+    stale = plane.traffic.store.get("ver")  # what a tick read before an operator's change
+    plane.traffic.set_shadow("ver", 1, 20, "k1")
+    _count(recorder, 2, 20)
+    _count(recorder, 3, 20)
+    _push(plane, recorder, seq)
+    time.sleep(0.2)
+    plane.traffic._advance(stale, plane.hub.metrics())  # type: ignore[attr-defined]
+    after = plane.traffic.traffic("ver")
+    assert after["weights"] == {"2": 50.0, "3": 50.0} and after["shadow"] == {"version": 1, "percent": 20.0}
+
+
+def test_shadow_outputs_that_are_bytes_are_kept_by_digest() -> None:
+    from fnplatform.serving.shadow import _kept
+
+    assert _kept({"a": [1, 2]}) == ({"a": [1, 2]}, None)
+    value, digest = _kept(b"\xff\x00 image")
+    assert value is None and digest is not None and len(digest) == 64
+    assert _kept(b"\xff\x00 image") == (value, digest) and _kept(b"other")[1] != digest
+    big, big_digest = _kept("x" * 20000)
+    assert big is None and big_digest is not None
+
+
+def test_a_call_passed_on_once_is_never_passed_on_again() -> None:
+    from starlette.requests import Request
+
+    from fnplatform.serving.forwarding import Forwarder
+    from fnplatform.serving.versions import TrafficTable
+
+    spec = fn.FunctionSpec(name="ver", entrypoint="main:ver")
+    forwarder = Forwarder(spec, 3, TrafficTable(None), None, None, Recorder())  # type: ignore[arg-type]
+
+    def request(*headers: tuple[bytes, bytes]) -> Request:
+        return Request({"type": "http", "method": "POST", "path": "/ver", "headers": list(headers)})
+
+    assert asyncio.run(forwarder.route(request((b"fn-version", b"3")))) is None  # its own version: answered here
+    assert asyncio.run(forwarder.route(request((b"fn-version", b"4")))) == 4  # passed on
+    with pytest.raises(fn.Unavailable) as moving:
+        asyncio.run(forwarder.route(request((b"fn-version", b"4"), (b"fn-forwarded", b"1"))))
+    assert moving.value.status == 503 and moving.value.retry_after == 1
+    with pytest.raises(fn.BadRequest, match="Fn-Version"):
+        asyncio.run(forwarder.route(request((b"fn-version", b"v4"))))

@@ -239,8 +239,7 @@ class ControlPlane:
                     self.deployer.remove(version.function)
             else:
                 self.registry.finish_version(version.function, version.number)
-                self.traffic.store.record(version.function, "activate", "deployed", version=version.number, by=by)
-                self.traffic.retain(version.function)
+                self.traffic.deployed(version, by)
                 deployed.append(version)
         if deployed:
             self.push_state()  # once for all: the catch-all gateway knows them before the deploy says "deployed"

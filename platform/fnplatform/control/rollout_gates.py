@@ -19,6 +19,7 @@ DURATIONS = "fn_request_duration_seconds"
 MAX_DURATION_S = 7 * 24 * 3600.0
 # Float sums such as 0.1 + 0.2 land a hair off; an exact tie at the limit must not fail the canary.
 _SLACK = 1e-9
+P99_MIN_CALLS = 100  # calls each side needs before p99s are compared
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,10 @@ def judge(canary: VersionWindow, stable: VersionWindow, gates: Gates) -> Verdict
     stable.error_rate * calls``: errors that many calls could not dilute below the limit by ``min_calls`` (a
     canary failing every call is rolled back at once). At or above ``min_calls`` the two rules are the same.
 
-    p99: only with ``min_calls`` on both sides and both p99s known; fail when the canary's exceeds
-    ``max_p99_ratio`` times the stable's. p99s are bucket upper bounds, so the same bucket always passes.
+    p99: only with ``P99_MIN_CALLS`` (and ``min_calls``) on both sides and both p99s known: below, a p99 is
+    the slowest call, and one slow first call of a new replica would roll a healthy canary back. Fails when
+    the canary's exceeds ``max_p99_ratio`` times the stable's; p99s are bucket upper bounds, so the same
+    bucket always passes.
     """
     cv, sv = f"canary v{canary.version}", f"stable v{stable.version}"
     allowed = gates.max_error_rate * max(canary.calls, gates.min_calls) + stable.error_rate * canary.calls
@@ -100,9 +103,11 @@ def judge(canary: VersionWindow, stable: VersionWindow, gates: Gates) -> Verdict
                                f"({canary.errors} errors so far)", canary, stable)
     rates = (f"error rate {_pct(canary.error_rate)} ({canary.errors} of {canary.calls}) vs {sv}'s "
              f"{_pct(stable.error_rate)} ({stable.errors} of {stable.calls})")
-    if canary.p99_s is None or stable.p99_s is None or stable.calls < gates.min_calls:
+    needed = max(gates.min_calls, P99_MIN_CALLS)
+    if canary.p99_s is None or stable.p99_s is None or min(canary.calls, stable.calls) < needed:
+        fewer = canary if canary.calls <= stable.calls else stable
         why = "no duration samples" if canary.p99_s is None or stable.p99_s is None else \
-            f"{sv} has {stable.calls} of {gates.min_calls} calls"
+            f"v{fewer.version} has {fewer.calls} of the {needed} calls a p99 needs"
         return Verdict("pass", f"{cv} passes: {rates}; p99 not compared ({why})", canary, stable)
     p99s = f"p99 {_secs(canary.p99_s)} vs {_secs(stable.p99_s)}"
     if canary.p99_s != stable.p99_s and canary.p99_s > gates.max_p99_ratio * stable.p99_s + _SLACK:

@@ -125,7 +125,6 @@ def _start_housekeeping(control: Any, use: Any, sample: Any = None, interval_s: 
             time.sleep(hub_check_s)
             attempt("refill the hub", refill)
             attempt("store log lines", control.logbook.tick)
-            attempt("advance traffic (pinned versions, rollouts)", control.traffic.tick)
             if time.monotonic() - last < interval_s:
                 continue
             last = time.monotonic()
@@ -137,7 +136,15 @@ def _start_housekeeping(control: Any, use: Any, sample: Any = None, interval_s: 
             if sample is not None:
                 attempt("sample the metrics for the console", sample)
 
+    def traffic() -> None:
+        # A thread of its own: a traffic change may wait for Serve to start a version, which must not hold up
+        # storing logs or refilling the hub.
+        while True:
+            time.sleep(hub_check_s)
+            attempt("advance traffic (pinned versions, rollouts)", control.traffic.tick)
+
     threading.Thread(target=loop, name="fn-housekeeping", daemon=True).start()
+    threading.Thread(target=traffic, name="fn-traffic", daemon=True).start()
 
 
 def run(settings: PlatformSettings) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from fn import BadRequest, Conflict, NotFound
 from fnplatform.serving.hub import HubClient
 from fnplatform.serving.metrics import Delta
-from fnplatform.serving.versions import app_name
+from fnplatform.serving.versions import REFRESH_S, app_name
 from fnplatform.storage.registry import Registry, VersionRecord
 from fnplatform.storage.traffic import Traffic, TrafficStore
 
@@ -28,6 +28,7 @@ from .rollout_gates import Gates, judge, window
 
 log = logging.getLogger("fnplatform")
 MAX_SHADOW_PERCENT = 100.0
+DROP_AFTER_S = REFRESH_S + 1.5  # a version's application outlives its last place in the table by this much
 
 
 def _no_function(name: str) -> NotFound:
@@ -67,8 +68,12 @@ class TrafficControl:
         for active in self.registry.actives():
             traffic = rows.get(active.function) or Traffic(active.function)
             callable_ = [v.number for v in self.registry.versions(active.function) if v.callable]
-            entry: dict[str, Any] = {"active": active.number, "versions": callable_,
-                                     "running": sorted(traffic.versions() - {active.number})}
+            running = sorted(traffic.versions() - {active.number})
+            entry: dict[str, Any] = {"active": active.number, "versions": callable_, "running": running}
+            if running:
+                specs = {v.number: v.spec for v in self.registry.versions(active.function) if v.number in running}
+                entry["timeouts"] = {str(n): s.timeout_s for n, s in specs.items()} | {
+                    str(active.number): active.spec.timeout_s}
             if traffic.weights:
                 entry["weights"] = {str(v): w for v, w in traffic.weights.items()}
             if traffic.shadow_version is not None:
@@ -158,11 +163,24 @@ class TrafficControl:
         self.registry.set_active(version.function, version.number)
         self.store.record(version.function, "activate", reason, version=version.number, by=by)
 
-    def _drop_extras(self, name: str, keep: set[int]) -> None:
-        """Stop the versions of *name* running beside the active one that are no longer in *keep*."""
-        for number in self.deployer.extra_versions(name):
-            if number not in keep:
-                self.deployer.remove(app_name(name, number))
+    def _drop_extras_later(self, name: str) -> None:
+        """Once every caller's copy of the table (published just before) no longer sends calls there, stop the
+        versions of *name* running beside the active one that its traffic no longer names."""
+
+        def drop() -> None:
+            try:
+                with self._lock:
+                    active = self.registry.active(name)
+                    keep = self.store.get(name).versions() - ({active.number} if active else set())
+                    for number in self.deployer.extra_versions(name):
+                        if number not in keep:
+                            self.deployer.remove(app_name(name, number))
+            except Exception as exc:  # noqa: BLE001 - the next change or restart's reconcile removes them
+                log.warning("could not stop unused versions of %s: %s", name, exc)
+
+        timer = threading.Timer(DROP_AFTER_S, drop)
+        timer.daemon = True
+        timer.start()
 
     def set_split(self, name: str, weights: dict[int, float], by: str | None, reason: str = "set by an operator"
                   ) -> dict[str, Any]:
@@ -186,10 +204,11 @@ class TrafficControl:
             else:
                 self._run_beside([v for v in versions if v.number != active.number])
                 traffic.weights = {v: w for v, w in weights.items() if w > 0}
+            traffic.pinned = []  # pinned calls start their version again if they still come
             self.store.put(traffic)
             self.store.record(name, "split", reason, weights=traffic.weights or {full[0].number: 100.0}, by=by)
-            self._drop_extras(name, traffic.versions())
         self.publish()
+        self._drop_extras_later(name)
         return self.traffic(name)
 
     def set_shadow(self, name: str, version: int | None, percent: float, by: str | None) -> dict[str, Any]:
@@ -210,8 +229,8 @@ class TrafficControl:
             self.store.put(traffic)
             self.store.record(name, "shadow", f"{percent:g}% of calls copied" if version else "shadow stopped",
                               version=version, by=by)
-            self._drop_extras(name, traffic.versions())
         self.publish()
+        self._drop_extras_later(name)
         return self.traffic(name)
 
     def rollback(self, name: str, to: int | None, by: str | None, why: str | None = None) -> dict[str, Any]:
@@ -235,12 +254,12 @@ class TrafficControl:
             reason = why or (f"rollback from v{active.number}" if target.number != active.number else "canary dropped")
             if target.number != active.number:
                 self._activate(target, reason, by)
-            traffic.weights, traffic.rollout = {}, None
+            traffic.weights, traffic.rollout, traffic.pinned = {}, None, []
             self._windows.pop(name, None)
             self.store.put(traffic)
             self.store.record(name, "rollback", reason, weights={target.number: 100.0}, version=target.number, by=by)
-            self._drop_extras(name, traffic.versions())
         self.publish()
+        self._drop_extras_later(name)
         return {"function": name, "active": target.number, "previous": active.number,
                 "seconds": round(time.monotonic() - started, 3)}
 
@@ -260,7 +279,9 @@ class TrafficControl:
             self.store.put(traffic)
             self.store.record(name, "canary", f"v{version.number} deployed beside v{active.number}",
                               weights=traffic.weights, version=version.number, by=by)
+            self._windows.pop(name, None)
         self.publish()
+        self._drop_extras_later(name)  # an earlier canary's
         progressive = f", then {', '.join(f'{s:g}%' for s in steps[1:])} every {plan['interval_s']:g} s while its " \
                       f"gates hold" if len(steps) > 1 else ""
         return f"canary at {steps[0]:g}% beside v{active.number}{progressive}"
@@ -325,6 +346,9 @@ class TrafficControl:
             self.set_split(name, {int(rollout["canary"]): 100.0}, "rollout", f"promoted: {verdict.reason}")
             return
         with self._lock:
+            traffic = self.store.get(name)  # as it is now: a change made since the tick read it is kept
+            if traffic.rollout != rollout:
+                return
             traffic.weights = {int(rollout["stable"]): 100 - steps[step], int(rollout["canary"]): steps[step]}
             traffic.rollout = {**rollout, "step": step, "started": time.time()}
             self.store.put(traffic)
@@ -332,6 +356,24 @@ class TrafficControl:
                               version=int(rollout["canary"]), by="rollout")
             self._windows[name] = now
         self.publish()
+
+    def deployed(self, version: VersionRecord, by: str | None) -> None:
+        """A plain deploy made *version* active: a split, rollout or pins of the versions before it end (their
+        weights named versions no longer beside the active one); a shadow of another version stays."""
+        name = version.function
+        with self._lock:
+            traffic = self.store.get(name)
+            ended = bool(traffic.weights or traffic.rollout or traffic.pinned)
+            traffic.weights, traffic.rollout, traffic.pinned = {}, None, []
+            if traffic.shadow_version == version.number:
+                traffic.shadow_version, traffic.shadow_percent = None, 0.0
+            self.store.put(traffic)
+            self._windows.pop(name, None)
+            self.store.record(name, "activate", "deployed" + (": the split before it ended" if ended else ""),
+                              version=version.number, by=by)
+        self.retain(name)
+        if ended:
+            self._drop_extras_later(name)
 
     # retention ----------------------------------------------------------------------------------
     def retain(self, name: str) -> list[int]:

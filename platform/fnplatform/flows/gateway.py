@@ -32,6 +32,7 @@ from starlette.responses import Response
 from fn import BadRequest, ClientError, Conflict, NotFound, PayloadTooLarge, TooManyRequests, Unavailable
 from fnplatform.keys import Grant
 from fnplatform.serving import tracing
+from fnplatform.serving import versions as routing
 from fnplatform.serving.auth import KeyCache
 from fnplatform.serving.edge import declared_over, limited, number_query
 from fnplatform.serving.http import client_error_response, error_response, read_body, read_form
@@ -115,6 +116,10 @@ class FlowGateway:
     async def _start(self, flow: str, grant: Grant, request: Request) -> Response:
         spec = await self._flow(flow)
         pins = _pins(spec, await read_body(request, MAX_START_BODY_BYTES))
+        for function, version in pins.items():  # refused now, not by a step failing later
+            entry = await routing.table_of_process().aget(function)
+            if entry is not None and version not in entry.versions:
+                raise entry.unknown(function, version)
         for scope, limit, count in (
                 (f"flow {flow!r}", MAX_ACTIVE_RUNS_PER_FLOW, lambda: self._db.active_runs(flow=flow)),
                 ("this API key", MAX_ACTIVE_RUNS_PER_KEY, lambda: self._db.active_runs(owner=grant.key_id))):

@@ -77,11 +77,11 @@ class RayRuntime:
         self._handles: dict[str, Any] = {} if handles is None else handles  # shared by a host's runs
         self._on_exit = on_exit
 
-    def pick(self, function: str, pinned: int | None) -> int | None:
+    async def pick(self, function: str, pinned: int | None) -> int | None:
         """The version a step's call goes to: its pin, else one drawn by the function's split (None: the active one)."""
         if pinned is not None:
             return pinned
-        entry = routing.table_of_process().get(function)
+        entry = await routing.table_of_process().aget(function)
         return entry.pick() if entry is not None and entry.split[0] else None
 
     async def call(self, function: str, request_id: str, kwargs: dict[str, Any], version: int | None = None) -> Any:
@@ -278,7 +278,7 @@ class FlowRun:
                           for param, src in step.inputs.items()}
                 deadline = await self._call_deadline(step.function)
                 pick = getattr(self._runtime, "pick", None)
-                version = pick(step.function, self._pins.get(step.function)) if pick is not None else None
+                version = await pick(step.function, self._pins.get(step.function)) if pick is not None else None
                 state["version"] = version if version is not None else self._versions.get(step.function)
                 hop = self._trace.hop(step.name, trace, span)
                 call = self._runtime.call(step.function, hop, kwargs, version) if version is not None \

@@ -36,6 +36,7 @@ from .http import (
 from .hub import lazy_hub
 from .logs import request_id_var
 from .pushed import Pushed
+from .versions import VERSION_HEADER, parse_version
 
 ROUTES_TTL_S = 3.0
 MISS_REFRESH_S = 0.5  # a path that names no known function re-reads the table at most this often
@@ -141,6 +142,8 @@ class Gateway:
         clash = sorted(set(arguments) & set(params))
         if clash:
             raise BadRequest(f"{', '.join(clash)} comes from the path {spec.route}; leave it out of the body", status=400)
-        pending = self._transport.submit(spec.name, {**arguments, **params})
+        version = parse_version(request.headers.get(VERSION_HEADER))
+        pending = self._transport.submit(spec.name, {**arguments, **params}, version) if version is not None \
+            else self._transport.submit(spec.name, {**arguments, **params})
         result = await self._transport.aresult(pending, spec.timeout_s + 30)  # the function's own 504 comes first
         return result_response(result, request_id)

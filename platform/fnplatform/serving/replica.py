@@ -28,7 +28,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fn import ClientError, FnError, FunctionSpec, RemoteError, Timeout
+from fn import ClientError, FunctionSpec, RemoteError, Timeout
 from fn._platform import install_artifacts, install_transport, shadow_call, status_error
 from fnplatform.bundles.packaging import MANIFEST_NAME, Manifest
 from fnplatform.storage.blobs import StoreConfig, fetch_artifact, fetch_bundle
@@ -40,14 +40,13 @@ from . import secrets as replica_secrets
 from . import versions as routing
 from .auth import KeyCache
 from .coldstart import ARRIVED_HEADER, HEADER, LOG_MARK, Breakdown, ColdStarts, ReplicaStart
+from .forwarding import Forwarder
 from .handles import HandleTransport
 from .http import (
     client_error_response,
     error_response,
-    forwarded_scope,
     not_found_response,
     read_arguments,
-    read_body,
     rebuild_request,
     result_response,
 )
@@ -229,7 +228,9 @@ class FunctionReplica:
         loaded = load_target(spec, bundle_sha256, StoreConfig(**store), cache_dir, CachePolicy.from_dict(cache_policy),
                              start)
         self._serve(spec, loaded, hub, shipper, RECORDER, version)
-        self._traffic = routing.table(hub)  # shared with the handles of fn.call in this process
+        shared: routing.TrafficTable = routing.table(hub)  # shared with the handles of fn.call in this process
+        self._traffic = shared
+        self._forwarder.traffic = shared
         RECORDER.cold_start(spec.name)
         ship_to_hub(hub)
         shipper.line("INFO", f"replica ready: {spec.name} bundle {bundle_sha256[:12]} "
@@ -267,6 +268,7 @@ class FunctionReplica:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fn-call")
         self._overrun = OverrunCalls(workers)
         self._shadows = ShadowCopies(spec, version, self._handles, shipper, self._pool)
+        self._forwarder = Forwarder(spec, version, self._traffic, self._handles, self._keys, recorder)
         self._batched: Callable[[dict[str, Any]], Any] | None = None
         if spec.max_batch_size > 1:
             from ray import serve
@@ -352,11 +354,11 @@ class FunctionReplica:
             request_id or ray_compat.request_id(request.headers))
         replica_logs.request_id_var.set(request_id)
         try:
-            target = await self._route(request.headers.get(routing.VERSION_HEADER))
+            target = await self._forwarder.route(request)
         except ClientError as exc:
             return client_error_response(exc, request_id)
         if target is not None:  # another version answers, and counts the call
-            return await self._forward(request, request_id, target)
+            return await self._forwarder.http(request, request_id, target)
         routed = time.time()
         cold = await self._cold.of_call(request.headers.get(ARRIVED_HEADER))
         trace = tracing.trace_for(request_id, parent, self._sample)
@@ -378,42 +380,6 @@ class FunctionReplica:
         response.headers[tracing.HEADER] = tracing.traceparent(trace.trace_id, edge.span, trace.sampled)
         response.headers[routing.VERSION_HEADER] = self._version  # which version answered
         self._ship(trace)
-        return response
-
-    async def _route(self, pinned: str | None) -> int | None:
-        """The version to pass this call to, None to answer it here: the pinned one, else (on the active
-        version's replicas only) one drawn by the split's weights."""
-        if self.spec.internal:
-            return None
-        if pinned is not None:
-            version = routing.parse_version(pinned)
-            return None if version == self._number else version
-        entry = await self._traffic.aget(self.spec.name)
-        if entry is None or entry.active != self._number or not entry.split[0]:
-            return None
-        chosen = entry.pick()
-        return None if chosen == self._number else chosen
-
-    async def _forward(self, request: Request, request_id: str, version: int) -> Response:
-        """Pass an HTTP call to *version* of this function (started first if it is not running), after the key
-        and method checks and with the body limit, as the catch-all gateway does."""
-        try:
-            if not self.spec.public:
-                (await self._keys.authenticate(request.headers)).require_function(self.spec.name)
-            if request.method not in {"GET", "POST", "PUT"}:
-                raise ClientError(f"method {request.method} is not allowed; use POST", status=405)
-            entry = await self._traffic.running(self.spec.name, version, self.spec.timeout_s)
-            body = await read_body(request)
-            app = routing.app_name(self.spec.name, None if version == entry.active else version)
-            pending = self._handles.submit_http(app, forwarded_scope(request, request_id), body)
-            status, headers, content = await self._handles.aresult(pending, self.spec.timeout_s + 30)
-        except ClientError as exc:
-            return client_error_response(exc, request_id)
-        except FnError as exc:
-            return error_response(getattr(exc, "status", None) or 500, getattr(exc, "error_type", None)
-                                  or type(exc).__name__, str(getattr(exc, "message", exc)), request_id)
-        response = Response(content, status_code=status)
-        response.raw_headers = headers
         return response
 
     def _ship(self, trace: tracing.Trace) -> None:
@@ -459,13 +425,12 @@ class FunctionReplica:
         """The handle path: Python objects in and out, no HTTP; errors as fn errors that pickle. *hop* is the
         caller's request id, with the caller's span when it has one (``tracing.hop_token``)."""
         pinned = arguments.pop(routing.VERSION_ARGUMENT, None)
-        if arguments.pop(routing.SHADOW_ARGUMENT, False):
+        forwarded = bool(arguments.pop(routing.FORWARDED_ARGUMENT, False))
+        shadow = bool(arguments.pop(routing.SHADOW_ARGUMENT, False))
+        if shadow:
             shadow_call.set(True)  # fn.is_shadow() in the function, and on the calls it makes
-        if pinned is not None and pinned != self._number:  # a handle caller found that version not running yet
-            entry = await self._traffic.running(self.spec.name, int(pinned), self.spec.timeout_s)
-            app = routing.app_name(self.spec.name, None if pinned == entry.active else int(pinned))
-            pending = self._handles.submit_to(app, hop, arguments)
-            return await self._handles.aresult(pending, self.spec.timeout_s + 30)
+        if pinned is not None and pinned != self._number:  # the caller's table was a moment old, or the version idle
+            return await self._forwarder.call(hop, arguments, int(pinned), forwarded, shadow)
         request_id, parent = tracing.from_hop(hop)
         rid = request_id or tracing.new_trace_id()
         replica_logs.request_id_var.set(rid)

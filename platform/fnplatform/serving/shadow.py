@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import json
 import time
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,12 +33,25 @@ MAX_OUTPUT_BYTES = 16 * 1024
 MAX_IN_FLIGHT = 32
 
 
+def _encoded(value: Any) -> bytes:
+    """What an output is compared by: its JSON, or for bytes (and anything JSON cannot hold) a stand-in."""
+    if isinstance(value, bytes | bytearray):
+        return b"bytes:" + hashlib.sha256(value).hexdigest().encode()
+    try:
+        return pydantic_core.to_json(value, fallback=str)
+    except Exception:  # noqa: BLE001 - e.g. a value whose str() fails: compared by its type only
+        return f"unencodable:{type(value).__name__}".encode()
+
+
 def _kept(value: Any) -> tuple[Any, str | None]:
-    """(the JSON value, None) when small enough, else (None, its sha256)."""
-    encoded = pydantic_core.to_json(value, fallback=str)
-    if len(encoded) > MAX_OUTPUT_BYTES:
+    """(the JSON value, None) when it is JSON and small enough, else (None, its sha256)."""
+    encoded = _encoded(value)
+    if isinstance(value, bytes | bytearray) or len(encoded) > MAX_OUTPUT_BYTES:
         return None, hashlib.sha256(encoded).hexdigest()
-    return json.loads(encoded), None
+    try:
+        return json.loads(encoded), None
+    except ValueError:
+        return None, hashlib.sha256(encoded).hexdigest()
 
 
 def _error_text(exc: BaseException) -> str:
@@ -55,6 +68,13 @@ class ShadowCopies:
         self._pool = pool
         self._tasks: set[asyncio.Task[None]] = set()
         self.skipped = 0  # copies not sent because MAX_IN_FLIGHT were running
+        self._compare_pool: ThreadPoolExecutor | None = None
+
+    def _comparing(self) -> ThreadPoolExecutor:
+        """The comparator's own thread: a slow comparator delays comparisons, never a live call's worker."""
+        if self._compare_pool is None:
+            self._compare_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fn-shadow-compare")
+        return self._compare_pool
 
     def send(self, shadow: int, arguments: dict[str, Any], result: Any, error: BaseException | None,
              primary_ms: float, request_id: str) -> None:
@@ -92,11 +112,11 @@ class ShadowCopies:
         if record["truncated"]:  # both sides by digest, so a kept one compares with a cut one
             for side, value, failed in (("primary", result, error is not None), ("shadow", candidate, candidate_error)):
                 if not failed and f"{side}_sha256" not in record:
-                    record[f"{side}_sha256"] = hashlib.sha256(pydantic_core.to_json(value, fallback=str)).hexdigest()
+                    record[f"{side}_sha256"] = hashlib.sha256(_encoded(value)).hexdigest()
         compare = comparator_for(self.spec.name)
         if compare is not None and error is None and candidate_error is None:
             try:
-                verdict = await asyncio.get_running_loop().run_in_executor(self._pool, compare, result, candidate)
+                verdict = await asyncio.get_running_loop().run_in_executor(self._comparing(), compare, result, candidate)
                 record["same"] = bool(verdict)
             except Exception as exc:  # noqa: BLE001 - a broken comparator is reported, never raised into serving
                 record["comparator_error"] = _error_text(exc)

@@ -27,6 +27,8 @@ from fn import BadRequest, NotFound, Timeout
 VERSION_HEADER = "fn-version"
 VERSION_ARGUMENT = "_fn_version"  # a handle call's pin, popped by the replica before the function sees it
 SHADOW_ARGUMENT = "_fn_shadow"  # set on the copy of a call sent to a shadow version
+FORWARDED_ARGUMENT = "_fn_forwarded"  # a handle call one replica passed on: never passed on again
+FORWARDED_HEADER = "fn-forwarded"  # the same for an HTTP call
 TOPIC = "traffic"
 REFRESH_S = 2.0  # how old the copy may get before a call starts a re-read in the background
 START_WAIT_S = 120.0  # a pinned call waits at most this long (and its timeout) for its version to start
@@ -59,6 +61,7 @@ class Entry:
     running: frozenset[int]  # versions besides the active one that run in Serve
     split: tuple[tuple[int, ...], tuple[float, ...]] = ((), ())  # versions, cumulative weights (empty: no split)
     shadow: tuple[int, float] | None = None  # (version, share of calls 0..1)
+    timeouts: tuple[tuple[int, float], ...] = ()  # (version, its timeout_s) for the active and running versions
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Entry:
@@ -71,7 +74,12 @@ class Entry:
         return cls(active=int(data["active"]), versions=tuple(int(v) for v in data.get("versions", ())),
                    running=frozenset(int(v) for v in data.get("running", ())),
                    split=(tuple(v for v, _ in weights), tuple(cumulative)) if weights else ((), ()),
-                   shadow=(int(shadow[0]), float(shadow[1])) if shadow else None)
+                   shadow=(int(shadow[0]), float(shadow[1])) if shadow else None,
+                   timeouts=tuple((int(v), float(t)) for v, t in (data.get("timeouts") or {}).items()))
+
+    def timeout_of(self, version: int, default: float) -> float:
+        """*version*'s timeout_s, as published; *default* when the table does not say."""
+        return next((t for v, t in self.timeouts if v == version), default)
 
     def pick(self) -> int:
         """A version drawn by the split's weights; the active one when there is no split."""
@@ -105,6 +113,7 @@ class TrafficTable:
         self._read_at = -float("inf")
         self._reading = False
         self._healthy = True  # the last read answered: the next stale caller may wait for one
+        self._background: set[asyncio.Task[None]] = set()
         self._lock = threading.Lock()
 
     def _claim(self) -> bool:
@@ -133,36 +142,34 @@ class TrafficTable:
             if self._healthy:
                 await self._aread()
             else:
-                asyncio.get_running_loop().create_task(self._aread())
+                task = asyncio.get_running_loop().create_task(self._aread())
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
         return self._entries.get(function)
 
     async def _aread(self) -> None:
         started = time.monotonic()
         try:
-            version, value = await self._hub.read.remote(TOPIC, self._version)
+            answer = await self._hub.read.remote(TOPIC, self._version)
         except Exception:  # noqa: BLE001 - the hub is away: keep routing by the last copy
-            version, value, self._healthy = self._version, None, False
-        else:
-            self._healthy = True
-        finally:
-            with self._lock:
-                self._reading = False
-                self._read_at = started
-        self._take(version, value)
+            answer = None
+        self._settle(started, answer)
 
     def _read(self, read: Any) -> None:
         started = time.monotonic()
         try:
-            version, value = read()
+            answer = read()
         except Exception:  # noqa: BLE001 - the hub is away: keep routing by the last copy
-            version, value, self._healthy = self._version, None, False
-        else:
-            self._healthy = True
-        finally:
-            with self._lock:
-                self._reading = False
-                self._read_at = started
-        self._take(version, value)
+            answer = None
+        self._settle(started, answer)
+
+    def _settle(self, started: float, answer: tuple[int, Any] | None) -> None:
+        self._healthy = answer is not None
+        with self._lock:
+            self._reading = False
+            self._read_at = started
+        if answer is not None:
+            self._take(*answer)
 
     def _take(self, version: int, value: Any) -> None:
         if value is not None and version != self._version:
@@ -212,21 +219,19 @@ def table(hub: Any) -> TrafficTable:
 
 def choose(name: str, version: int | None, arguments: dict[str, Any]) -> tuple[str, int | None]:
     """Where a handle call to *name* goes, and the version chosen (None: the active one, not known here): the pinned
-    *version*, else one drawn by the split. A version not known to run goes to the active version's replica with
-    its pin in *arguments* (VERSION_ARGUMENT): that replica starts it and passes the call on."""
+    *version*, else one drawn by the split. A pin travels in *arguments* (VERSION_ARGUMENT): the replica that
+    receives it answers only as that version, and passes the call on once (starting the version if it is not
+    running) when the table it was chosen by was a moment old."""
+    if version is not None:  # pinned: the replica that answers checks it is that version
+        arguments[VERSION_ARGUMENT] = version
     entry = table_of_process().get(name)
     if entry is None:
-        if version is not None:
-            arguments[VERSION_ARGUMENT] = version
         return name, version
     if version is None:
         version = entry.pick()
-    if version == entry.active:
+    if version == entry.active or version not in entry.running:
         return name, version
-    if version in entry.running:
-        return app_name(name, version), version
-    arguments[VERSION_ARGUMENT] = version
-    return name, version
+    return app_name(name, version), version
 
 
 def table_of_process() -> TrafficTable:

@@ -35,7 +35,10 @@ class LocalRuntime:
         self.warmed: set[str] = set()
         self.exited = 0
 
-    async def call(self, function: str, request_id: str, kwargs: dict[str, Any]) -> Any:
+    async def pick(self, function: str, pinned: int | None) -> int | None:
+        return pinned  # one version of each function here
+
+    async def call(self, function: str, request_id: str, kwargs: dict[str, Any], version: int | None = None) -> Any:
         self.calls.append((function, kwargs))
         await asyncio.sleep(0)
         try:
@@ -278,7 +281,7 @@ def test_a_checkpoint_load_that_fails_is_tried_again_by_the_next_call(state: Flo
 class SilentRuntime(LocalRuntime):
     """A cluster where ``measure`` can be placed nowhere: its calls are queued and never answered."""
 
-    async def call(self, function: str, request_id: str, kwargs: dict[str, Any]) -> Any:
+    async def call(self, function: str, request_id: str, kwargs: dict[str, Any], version: int | None = None) -> Any:
         if function == "measure":
             self.calls.append((function, kwargs))
             await asyncio.Event().wait()

@@ -190,7 +190,7 @@ class _TracedRuntime(LocalRuntime):
         super().__init__({"measure": lambda text: len(text), "decide": lambda a, b: {"total": a + b}})
         self.tokens: list[str] = []
 
-    async def call(self, function: str, request_id: str, kwargs: dict[str, Any]) -> Any:
+    async def call(self, function: str, request_id: str, kwargs: dict[str, Any], version: int | None = None) -> Any:
         self.tokens.append(request_id)
         return await super().call(function, request_id, kwargs)
 

@@ -255,12 +255,12 @@ def test_a_rollout_step_keeps_a_change_made_since_the_tick_read(plane: ControlPl
 def test_shadow_outputs_that_are_bytes_are_kept_by_digest() -> None:
     from fnplatform.serving.shadow import _kept
 
-    assert _kept({"a": [1, 2]}) == ({"a": [1, 2]}, None)
-    value, digest = _kept(b"\xff\x00 image")
-    assert value is None and digest is not None and len(digest) == 64
-    assert _kept(b"\xff\x00 image") == (value, digest) and _kept(b"other")[1] != digest
-    big, big_digest = _kept("x" * 20000)
-    assert big is None and big_digest is not None
+    assert _kept({"a": [1, 2]})[:2] == (True, {"a": [1, 2]})
+    assert _kept(None)[:2] == (True, None)  # a JSON null output is kept, not taken for a cut one
+    kept, value, encoded = _kept(b"\xff\x00 image")
+    assert not kept and value is None and b"\xff" not in encoded  # bytes by their digest
+    assert _kept(b"\xff\x00 image") == (kept, value, encoded) and _kept(b"other")[2] != encoded
+    assert _kept("x" * 20000)[:2] == (False, None)
 
 
 def test_a_call_passed_on_once_is_never_passed_on_again() -> None:

@@ -67,13 +67,13 @@ class TrafficControl:
         table: dict[str, Any] = {}
         for active in self.registry.actives():
             traffic = rows.get(active.function) or Traffic(active.function)
-            callable_ = [v.number for v in self.registry.versions(active.function) if v.callable]
+            versions = self.registry.versions(active.function)
             running = sorted(traffic.versions() - {active.number})
-            entry: dict[str, Any] = {"active": active.number, "versions": callable_, "running": running}
+            entry: dict[str, Any] = {"active": active.number, "versions": [v.number for v in versions if v.callable],
+                                     "running": running}
             if running:
-                specs = {v.number: v.spec for v in self.registry.versions(active.function) if v.number in running}
-                entry["timeouts"] = {str(n): s.timeout_s for n, s in specs.items()} | {
-                    str(active.number): active.spec.timeout_s}
+                entry["timeouts"] = {str(v.number): v.spec.timeout_s for v in versions
+                                     if v.number in running or v.number == active.number}
             if traffic.weights:
                 entry["weights"] = {str(v): w for v, w in traffic.weights.items()}
             if traffic.shadow_version is not None:
@@ -123,9 +123,7 @@ class TrafficControl:
                 "keep": self.keep_versions}
 
     def traffic(self, name: str) -> dict[str, Any]:
-        active = self.registry.active(name)
-        if active is None:
-            raise _no_function(name)
+        active = self._active(name)
         traffic = self.store.get(name)
         weights = traffic.weights or {active.number: 100.0}
         return {"function": name, "active": active.number,
@@ -136,6 +134,12 @@ class TrafficControl:
                 "history": [e.to_json() for e in self.store.history(name)]}
 
     # changes ------------------------------------------------------------------------------------
+    def _active(self, name: str) -> VersionRecord:
+        active = self.registry.active(name)
+        if active is None:
+            raise _no_function(name)
+        return active
+
     def _callable(self, name: str, number: int) -> VersionRecord:
         version = self.registry.version(name, number)
         if version is None or not version.callable:
@@ -189,9 +193,7 @@ class TrafficControl:
             raise BadRequest(f"split: weights must be >= 0 and add up to 100, e.g. 3=90,4=10; got "
                              f"{', '.join(f'{v}={w:g}' for v, w in weights.items()) or 'none'}", status=400)
         with self._lock:
-            active = self.registry.active(name)
-            if active is None:
-                raise _no_function(name)
+            active = self._active(name)
             versions = [self._callable(name, v) for v in weights]
             traffic = self.store.get(name)
             traffic.rollout = None
@@ -216,9 +218,7 @@ class TrafficControl:
             raise BadRequest(f"shadow: the share of calls copied must be above 0 and at most 100 percent, "
                              f"not {percent:g}", status=400)
         with self._lock:
-            active = self.registry.active(name)
-            if active is None:
-                raise _no_function(name)
+            active = self._active(name)
             traffic = self.store.get(name)
             if version is not None:
                 if version == active.number:
@@ -238,9 +238,7 @@ class TrafficControl:
         With a canary in flight and no *to*, the canary is dropped and the active version keeps serving."""
         started = time.monotonic()
         with self._lock:
-            active = self.registry.active(name)
-            if active is None:
-                raise _no_function(name)
+            active = self._active(name)
             traffic = self.store.get(name)
             canary = traffic.weights or traffic.rollout
             if to is None and not canary:

@@ -277,12 +277,10 @@ class FlowRun:
                 kwargs = {param: await self._input(src[6:]) if src.startswith("input:") else self._results[src[5:]]
                           for param, src in step.inputs.items()}
                 deadline = await self._call_deadline(step.function)
-                pick = getattr(self._runtime, "pick", None)
-                version = await pick(step.function, self._pins.get(step.function)) if pick is not None else None
+                version = await self._runtime.pick(step.function, self._pins.get(step.function))
                 state["version"] = version if version is not None else self._versions.get(step.function)
                 hop = self._trace.hop(step.name, trace, span)
-                call = self._runtime.call(step.function, hop, kwargs, version) if version is not None \
-                    else self._runtime.call(step.function, hop, kwargs)
+                call = self._runtime.call(step.function, hop, kwargs, version)
                 try:
                     result = await asyncio.wait_for(call, deadline)
                 except TimeoutError:

@@ -95,8 +95,7 @@ class Forwarder:
 
     def _failed(self, version: int, exc: FnError, request_id: str, started: float) -> Response:
         status = getattr(exc, "status", None) or 500
-        self._metrics.call_started(self.spec.name)
-        self._metrics.call_finished(self.spec.name, str(version), status, time.perf_counter() - started)
+        self._count_failure(version, status, started)
         if isinstance(exc, ClientError):
             return client_error_response(exc, request_id)
         return error_response(status, getattr(exc, "error_type", None) or type(exc).__name__,

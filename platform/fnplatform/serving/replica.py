@@ -227,10 +227,8 @@ class FunctionReplica:
         replica_secrets.install(spec, hub)  # before the user's module is imported
         loaded = load_target(spec, bundle_sha256, StoreConfig(**store), cache_dir, CachePolicy.from_dict(cache_policy),
                              start)
-        self._serve(spec, loaded, hub, shipper, RECORDER, version)
-        shared: routing.TrafficTable = routing.table(hub)  # shared with the handles of fn.call in this process
-        self._traffic = shared
-        self._forwarder.traffic = shared
+        # the process's one table: fn.call's handles in this process route by it too
+        self._serve(spec, loaded, hub, shipper, RECORDER, version, routing.table(hub))
         RECORDER.cold_start(spec.name)
         ship_to_hub(hub)
         shipper.line("INFO", f"replica ready: {spec.name} bundle {bundle_sha256[:12]} "
@@ -245,19 +243,19 @@ class FunctionReplica:
         """A replica serving an already-loaded function, leaving the process as it is (no log capture, no
         transport, no thread caps, its own metrics not shipped): the seam the unit tests use."""
         replica = cls.__new__(cls)
-        replica._serve(spec, loaded, hub, shipper, recorder or Recorder(), version)
+        replica._serve(spec, loaded, hub, shipper, recorder or Recorder(), version, routing.TrafficTable(hub))
         start = ReplicaStart()
         start.stamp("ready")
         replica._cold = ColdStarts(spec.name, start, replica.metrics, shipper)
         return replica
 
     def _serve(self, spec: FunctionSpec, loaded: Loaded, hub: Any, shipper: replica_logs.LogShipper,
-               recorder: Recorder, version: int) -> None:
+               recorder: Recorder, version: int, traffic: routing.TrafficTable) -> None:
         self.spec = spec
         self.metrics = recorder
         self._version = str(version)  # the registry's version number: a label of every call it counts
         self._number = version
-        self._traffic = routing.TrafficTable(hub)
+        self._traffic = traffic
         self._handles = HandleTransport()
         self._sample = tracing.configured_ratio()  # FN_TRACE_SAMPLE: the share of new traces recorded
         self.replica_id = shipper.replica_id

@@ -43,15 +43,16 @@ def _encoded(value: Any) -> bytes:
         return f"unencodable:{type(value).__name__}".encode()
 
 
-def _kept(value: Any) -> tuple[Any, str | None]:
-    """(the JSON value, None) when it is JSON and small enough, else (None, its sha256)."""
+def _kept(value: Any) -> tuple[bool, Any, bytes]:
+    """(whether the value is kept, the JSON value, what it is compared by): kept when it is JSON and at most
+    MAX_OUTPUT_BYTES; a value not kept is compared by the sha256 of its encoding."""
     encoded = _encoded(value)
     if isinstance(value, bytes | bytearray) or len(encoded) > MAX_OUTPUT_BYTES:
-        return None, hashlib.sha256(encoded).hexdigest()
+        return False, None, encoded
     try:
-        return json.loads(encoded), None
+        return True, json.loads(encoded), encoded
     except ValueError:
-        return None, hashlib.sha256(encoded).hexdigest()
+        return False, None, encoded
 
 
 def _error_text(exc: BaseException) -> str:
@@ -103,16 +104,15 @@ class ShadowCopies:
             "primary_version": self.version, "shadow_version": shadow, "primary_ms": round(primary_ms, 3),
             "shadow_ms": round(shadow_ms, 3), "primary_error": _error_text(error) if error is not None else None,
             "shadow_error": candidate_error, "same": None, "truncated": False}
+        encoded: dict[str, bytes] = {}  # each answered side's encoding
         for side, value, failed in (("primary", result, error is not None), ("shadow", candidate, candidate_error)):
-            kept, digest = (None, None) if failed else _kept(value)
-            record[side] = kept
-            if digest is not None:
-                record["truncated"] = True
-                record[f"{side}_sha256"] = digest
+            record[side] = None
+            if not failed:
+                kept, record[side], encoded[side] = _kept(value)
+                record["truncated"] = record["truncated"] or not kept
         if record["truncated"]:  # both sides by digest, so a kept one compares with a cut one
-            for side, value, failed in (("primary", result, error is not None), ("shadow", candidate, candidate_error)):
-                if not failed and f"{side}_sha256" not in record:
-                    record[f"{side}_sha256"] = hashlib.sha256(_encoded(value)).hexdigest()
+            for side, data in encoded.items():
+                record[f"{side}_sha256"] = hashlib.sha256(data).hexdigest()
         compare = comparator_for(self.spec.name)
         if compare is not None and error is None and candidate_error is None:
             try:

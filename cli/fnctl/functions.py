@@ -76,24 +76,44 @@ def _print_cold_starts(calls: list[dict[str, Any]]) -> None:
                  for c in calls])
 
 
+def parse_data(data: str | None) -> dict[str, Any]:
+    """--data as keyword arguments: a JSON object, or @path of a file holding one (``fnctl jobs spawn`` shares it)."""
+    if not data:
+        return {}
+    source = Path(data[1:]).read_text() if data.startswith("@") else data
+    try:
+        arguments = json.loads(source)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc}); e.g. --data '{{\"a\": 2}}'", param_hint="--data") from None
+    if not isinstance(arguments, dict):
+        raise click.BadParameter("must be a JSON object mapping parameter names to values", param_hint="--data")
+    return arguments
+
+
 @click.command()
 @click.argument("name")
 @click.option("--data", "-d", default=None, help='Keyword arguments as a JSON object, e.g. \'{"a": 2, "b": 3}\'.')
 @click.option("--timeout", default=None, type=float, help="Seconds to wait for the result.")
 @click.option("--version", "version", default=None, type=click.IntRange(min=1),
               help="Call this version (started from zero if needed) whatever the traffic split says.")
+@click.option("--spawn", is_flag=True,
+              help="Queue the call as a job instead and print its id at once, as 'fnctl jobs spawn' does.")
 @json_option
-def invoke(name: str, data: str | None, timeout: float | None, version: int | None, as_json: bool) -> None:
-    """Call NAME with --data and print its result as JSON."""
-    arguments: Any = {}
-    if data:
-        source = Path(data[1:]).read_text() if data.startswith("@") else data
-        try:
-            arguments = json.loads(source)
-        except ValueError as exc:
-            raise click.BadParameter(f"not valid JSON ({exc}); e.g. --data '{{\"a\": 2}}'", param_hint="--data") from None
-        if not isinstance(arguments, dict):
-            raise click.BadParameter("must be a JSON object mapping parameter names to values", param_hint="--data")
+def invoke(name: str, data: str | None, timeout: float | None, version: int | None, spawn: bool, as_json: bool) -> None:
+    """Call NAME with --data and print its result as JSON; with --spawn, queue it as a job and print the job's id.
+
+    \b
+        fnctl invoke add -d '{"a": 2, "b": 3}'
+        fnctl invoke resize -d @args.json --spawn    (then: fnctl jobs get ID --wait 60)
+    """
+    arguments = parse_data(data)
+    if spawn:
+        if timeout is not None:
+            raise click.UsageError("--timeout is for a call; wait for a spawned job with 'fnctl jobs get ID --wait S'")
+        from .jobs import print_spawned  # jobs imports parse_data from here
+
+        print_spawned(fn.ref(name, version=version).spawn(**arguments), as_json)
+        return
     try:
         result = fn.ref(name, timeout=timeout, version=version).call(**arguments)
     except fn.NotFound:

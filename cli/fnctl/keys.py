@@ -70,3 +70,25 @@ def revoke(key_id: str) -> None:
     """Revoke the key with id KEY_ID; requests with it fail with 401 within seconds."""
     Api().delete(f"/v1/keys/{key_id}")
     click.echo(f"revoked {key_id}")
+
+
+@keys.command("webhook-secret")
+@click.argument("key_id", required=False)
+@json_option
+def webhook_secret(key_id: str | None, as_json: bool) -> None:
+    """Print the secret that signs the webhooks of jobs spawned with this key (or, for admins, key KEY_ID).
+
+    Only the secret goes to stdout, so SECRET=$(fnctl keys webhook-secret) works; the receiver checks each
+    webhook's Fn-Signature header with it (fn.verify_webhook). It stays the same across restarts.
+
+    \b
+        fnctl keys webhook-secret 3f2a9c0d > webhook-secret.txt
+    """
+    found: dict[str, str] = Api().get("/v1/webhook-secret", **({"key": key_id} if key_id else {}))
+    if as_json:
+        print_json(found)
+        return
+    click.echo(found["secret"])
+    click.echo(f"the webhook secret of key {found['key']}: verify each delivery with "
+               f"fn.verify_webhook(body, request.headers.get('{found.get('header') or 'Fn-Signature'}'), secret)",
+               err=True)

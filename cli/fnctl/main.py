@@ -8,7 +8,7 @@ import click
 
 from fn import FnError
 
-from . import deploy, flows, functions, keys, local, secrets, traces, traffic
+from . import deploy, flows, functions, jobs, keys, local, schedules, secrets, traces, traffic
 
 
 class _Group(click.Group):
@@ -38,6 +38,8 @@ cli.add_command(secrets.secrets)
 cli.add_command(flows.flow)
 cli.add_command(traces.trace)
 cli.add_command(traffic.shadow)
+cli.add_command(jobs.jobs)
+cli.add_command(schedules.schedules)
 
 
 def _broken(name: str, error: BaseException) -> click.Command:

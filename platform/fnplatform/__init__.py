@@ -5,6 +5,8 @@
 - ``serving``: what runs in every replica and gateway. Never imports ``control``, ``storage.registry``,
   SQLAlchemy or FastAPI: its import closure is paid by every cold start.
 - ``flows``: the detached flow-run actors, the flows gateway and their checkpoints. May import ``serving`` and ``storage``.
+- ``jobs``: function calls that outlive a request: the job runner actor, the jobs gateway, webhooks. Beside ``flows``
+  (neither imports the other); may import ``serving`` and ``storage``.
 - ``control``: the control-plane process (server, API, deploy jobs, deployer, settings, the local Ray). May import all.
 
 ``pools``, ``keys``, ``deadlines`` and ``logtext`` (the log line format) are shared leaves.

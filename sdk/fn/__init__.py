@@ -5,7 +5,7 @@ Importing ``fn`` never imports Ray: the SDK only needs pydantic and httpx.
 
 from . import flows
 from ._artifacts import artifact
-from ._client import Pending, Ref, acall, call, map, ref
+from ._client import Pending, Ref, acall, call, map, ref, spawn, spawn_map, stream
 from ._config import fn_home, load_settings
 from ._decorators import function, model
 from ._errors import (
@@ -26,8 +26,12 @@ from ._errors import (
     ValidationFailed,
 )
 from ._flow import Flow, FlowSpec, StepRef
+from ._jobs import Job
+from ._schedule import Cron, Period
 from ._shadow import comparator, is_shadow
 from ._spec import FunctionSpec
+from ._stream import Stream
+from ._webhooks import WebhookError, verify_webhook
 
 __version__ = "0.1.0"
 
@@ -36,23 +40,28 @@ __all__ = [
     "ClientError",
     "ConfigError",
     "Conflict",
+    "Cron",
     "Flow",
     "FlowSpec",
     "FnError",
     "Forbidden",
     "FunctionSpec",
+    "Job",
     "NotFound",
     "PayloadTooLarge",
     "Pending",
+    "Period",
     "Ref",
     "RemoteError",
     "SpecError",
     "StepRef",
+    "Stream",
     "Timeout",
     "TooManyRequests",
     "Unauthorized",
     "Unavailable",
     "ValidationFailed",
+    "WebhookError",
     "__version__",
     "acall",
     "artifact",
@@ -66,4 +75,8 @@ __all__ = [
     "map",
     "model",
     "ref",
+    "spawn",
+    "spawn_map",
+    "stream",
+    "verify_webhook",
 ]

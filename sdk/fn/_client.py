@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,9 @@ import httpx
 
 from ._config import Settings, load_settings
 from ._errors import ClientError, FnError, Timeout, Unavailable, status_error
+from ._jobs import Job, spawn_job, spawn_many
 from ._retry import asend, send
+from ._stream import Stream
 from ._transport import Transport
 from ._transport import current as current_transport
 
@@ -83,7 +86,22 @@ def _request_json(client: httpx.Client, method: str, url: str, settings: Setting
     except httpx.TransportError as exc:
         raise Unavailable(f"cannot reach the platform at {url}: {exc}; is it running ('fnctl up')?", status=503) from None
     raise_for_response(response)
-    return response.json() if response.content else None
+    return decoded(response)
+
+
+def decoded(response: httpx.Response) -> Any:
+    """A successful answer's value; a streaming function's JSON lines as the list of its chunks."""
+    if not response.content:
+        return None
+    if response.headers.get("content-type", "").startswith("application/x-ndjson"):
+        chunks = [json.loads(line) for line in response.text.splitlines() if line.strip()]
+        last = chunks[-1] if chunks else None
+        if isinstance(last, dict) and set(last) == {"error"} and isinstance(last["error"], dict):  # failed mid-stream
+            error = last["error"]
+            raise status_error(int(error.get("status") or 500), str(error.get("message")),
+                               request_id=error.get("request_id"), error_type=error.get("type"))
+        return chunks
+    return response.json()
 
 
 class Pending:
@@ -122,7 +140,8 @@ class Ref:
     """A reusable reference to a deployed function: ``fn.ref("add").call(a=1, b=2)``."""
 
     def __init__(self, name: str, *, timeout: float | None = None, settings: Settings | None = None,
-                 version: int | None = None) -> None:
+                 version: int | None = None, callback_url: str | None = None, retries: int | None = None,
+                 retry_backoff_s: float | None = None) -> None:
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
             raise ValueError(f"version must be a version number (1, 2, ...) as 'fnctl versions {name}' lists, "
                              f"not {version!r}")
@@ -130,6 +149,8 @@ class Ref:
         self.timeout = timeout or DEFAULT_TIMEOUT_S
         self.version = version  # None: the platform chooses (the active version, or by the traffic split)
         self._settings = settings
+        # a job's own options (spawn); None: the function's (its decorator's)
+        self.job_options = {"callback_url": callback_url, "retries": retries, "retry_backoff_s": retry_backoff_s}
 
     @property
     def _headers(self) -> dict[str, str]:
@@ -186,7 +207,23 @@ class Ref:
         except httpx.TransportError as exc:
             raise Unavailable(f"cannot reach {url}: {exc}", status=503) from None
         raise_for_response(response)
-        return response.json()
+        return decoded(response)
+
+    def stream(self, **kwargs: Any) -> Stream:
+        """The chunks of a generator function as it yields them: ``for chunk in fn.ref("generate").stream(prompt=p)``
+        (or ``async for``). Inside a function, an unread stream may be passed as an argument to another function,
+        which reads it while it is produced."""
+        return Stream(self.name, kwargs, version=self.version, settings=self._settings, timeout=self.timeout)
+
+    def spawn(self, **kwargs: Any) -> Job:
+        """Queue the call as a job and return at once: ``job.result()`` waits for it (see ``fn.Job``)."""
+        return spawn_job(self.name, _resolved(kwargs), settings=self.settings, version=self.version,
+                         options=self.job_options)
+
+    def spawn_map(self, items: Iterable[Mapping[str, Any]], *, concurrency: int = 16) -> list[Job]:
+        """Queue one job per mapping of keyword arguments; the jobs keep input order."""
+        return spawn_many(self.name, items, settings=self.settings, version=self.version, options=self.job_options,
+                          concurrency=concurrency)
 
     def map(
         self, items: Iterable[Mapping[str, Any]], *, concurrency: int = 16, return_exceptions: bool = False
@@ -219,10 +256,13 @@ class Ref:
             return list(pool.map(one, work))
 
 
-def ref(name: str, *, timeout: float | None = None, version: int | None = None) -> Ref:
+def ref(name: str, *, timeout: float | None = None, version: int | None = None, callback_url: str | None = None,
+        retries: int | None = None, retry_backoff_s: float | None = None) -> Ref:
     """A reusable reference to the deployed function *name*; with *version*, every call goes to that version
-    (started from zero if needed) whatever the traffic split says."""
-    return Ref(name, timeout=timeout, version=version)
+    (started from zero if needed) whatever the traffic split says. *callback_url*, *retries* and *retry_backoff_s*
+    apply to its jobs (``.spawn``) instead of the function's own."""
+    return Ref(name, timeout=timeout, version=version, callback_url=callback_url, retries=retries,
+               retry_backoff_s=retry_backoff_s)
 
 
 def call(name: str, /, **kwargs: Any) -> Any:
@@ -235,9 +275,24 @@ async def acall(name: str, /, **kwargs: Any) -> Any:
     return await Ref(name).acall(**kwargs)
 
 
+def stream(name: str, /, **kwargs: Any) -> Stream:
+    """Stream a generator function's chunks: ``for token in fn.stream("generate", prompt="hi"): print(token)``."""
+    return Ref(name).stream(**kwargs)
+
+
+def spawn(name: str, /, **kwargs: Any) -> Job:
+    """Queue a call of *name* as a job and return at once: ``job = fn.spawn("ocr", url=...); job.result()``."""
+    return Ref(name).spawn(**kwargs)
+
+
+def spawn_map(name: str, items: Iterable[Mapping[str, Any]], /, *, concurrency: int = 16) -> list[Job]:
+    """Queue one job of *name* per mapping of keyword arguments: ``fn.spawn_map("ocr", [{"url": u} for u in urls])``."""
+    return Ref(name).spawn_map(items, concurrency=concurrency)
+
+
 def map(name: str, items: Iterable[Mapping[str, Any]], /, *, concurrency: int = 16) -> list[Any]:  # noqa: A001
     """Call *name* once per mapping of keyword arguments, concurrently: ``fn.map("add", [{"a": 1, "b": 2}])``."""
     return Ref(name).map(items, concurrency=concurrency)
 
 
-__all__ = ["ClientError", "Pending", "Ref", "acall", "call", "map", "raise_for_response", "ref"]
+__all__ = ["ClientError", "Pending", "Ref", "acall", "call", "map", "raise_for_response", "ref", "spawn", "spawn_map", "stream"]

@@ -58,6 +58,14 @@ def _check_batched(where: str, target: Callable[..., Any]) -> None:
             )
 
 
+def _check_no_arguments_needed(where: str, target: Callable[..., Any]) -> None:
+    required = [p.name for p in inspect.signature(target).parameters.values() if p.name != "self"
+                and p.default is inspect.Parameter.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    if required:
+        raise SpecError(f"{where}: schedule= runs the function with no arguments, but it requires "
+                        f"{', '.join(repr(n) for n in required)}; give them defaults, or drop schedule=")
+
+
 def _register(where: str, obj: Any, kind: str, options: dict[str, Any]) -> None:
     qualname = getattr(obj, "__qualname__", "")
     if "<locals>" in qualname or "<lambda>" in qualname:
@@ -75,6 +83,8 @@ def _register(where: str, obj: Any, kind: str, options: dict[str, Any]) -> None:
         )
     if spec.max_batch_size > 1:
         _check_batched(where, obj.__call__ if kind == "model" else obj)
+    if spec.schedule is not None:
+        _check_no_arguments_needed(where, obj.__call__ if kind == "model" else obj)
     _registry[spec.name] = (spec, obj)
     setattr(obj, SPEC_ATTRIBUTE, spec)
 

@@ -13,10 +13,13 @@ from ._decorators import registered
 from ._errors import status_error
 from ._flow import StepSpec, declared_flows
 from ._retry import send as send_with_retries
+from ._schedule import describe as describe_schedule
+from ._schedule import schedule_from_json
 from ._shadow import comparator_for, shadow_call
-from ._spec import ENV_NAME_PATTERN, SECRET_NAME_PATTERN
+from ._spec import ENV_NAME_PATTERN, SECRET_NAME_PATTERN, check_callback_url
 from ._transport import Transport
 from ._transport import install as install_transport
+from ._webhooks import sign as sign_webhook
 
 __all__ = [
     "CREDENTIALS_FILE",
@@ -25,16 +28,20 @@ __all__ = [
     "Settings",
     "StepSpec",
     "Transport",
+    "check_callback_url",
     "comparator_for",
     "declared_flows",
     "declared_path",
+    "describe_schedule",
     "function_url",
     "install_artifacts",
     "install_transport",
     "raise_for_response",
     "registered",
+    "schedule_from_json",
     "send_with_retries",
     "shadow_call",
     "shared_client",
+    "sign_webhook",
     "status_error",
 ]

@@ -11,7 +11,7 @@ from ._errors import SpecError
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 # Routes the platform serves itself on the function endpoint address.
-RESERVED_NAMES = frozenset({"flows", "search", "healthz", "v1"})
+RESERVED_NAMES = frozenset({"flows", "jobs", "search", "healthz", "v1"})
 POOL_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 MAX_GPUS = 8
 ARTIFACT_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -20,7 +20,7 @@ ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_SECRETS = 20
 # A route is static segments, then optional {parameters} filled from the rest of the path.
 ROUTE_PATTERN = r"^(/[a-z][a-z0-9-]{0,62})+(/\{[a-z_][a-z0-9_]{0,62}\})*$"
-PLATFORM_ROUTES = frozenset({"flows", "healthz", "v1"})
+PLATFORM_ROUTES = frozenset({"flows", "jobs", "healthz", "v1"})
 
 # One line per option: what it means and an example. The one source of each option's text: it is the
 # field's description, shown after any error on that option and in docs/sdk.md (options_table()).
@@ -56,6 +56,17 @@ _HINTS: dict[str, str] = {
                       "parameter must then be a list and the result one item per input, e.g. def embed(texts: "
                       "list[str]) -> list[list[float]]; callers still pass one value",
     "max_wait_ms": "milliseconds a batch waits to fill up before it runs, 0 to 10000, e.g. max_wait_ms=10",
+    "retries": "times a job (fn.spawn, POST /jobs/<name>) is tried again after the function raised or ran past "
+               "timeout_s, 0 to 100; one that fails every attempt is kept as a dead letter ('fnctl jobs ls --failed'); "
+               "plain calls are never retried, e.g. retries=3",
+    "retry_backoff_s": "seconds before a job's first retry, doubling for each next one (at most an hour), 0 to 3600, "
+                       "e.g. retry_backoff_s=5",
+    "callback_url": "an http(s) URL that every job of this function POSTs its final state to, signed (Fn-Signature; "
+                    "fn.verify_webhook), unless the job names its own, e.g. callback_url='https://example.com/hooks/fn'",
+    "job_concurrency": "the most jobs of this function running at once, 1 to 10000; more wait queued, e.g. "
+                       "job_concurrency=8",
+    "schedule": "run the function on a schedule, as a job with no arguments: fn.Cron('*/5 * * * *', tz='Europe/Berlin') "
+                "or fn.Period(seconds=30); one run per tick across control-plane restarts ('fnctl schedules ls')",
     "route": "an extra HTTP path, served beside /<name>, with optional {parameters} from the rest of the path, "
              "e.g. route='/search/{collection}'",
 }
@@ -89,6 +100,11 @@ class FunctionSpec(BaseModel):
     max_batch_size: int = Field(default=1, ge=1, le=4096, description=_HINTS['max_batch_size'])
     max_wait_ms: float = Field(default=10, ge=0, le=10000, description=_HINTS['max_wait_ms'])
     route: str | None = Field(default=None, pattern=ROUTE_PATTERN, description=_HINTS['route'])
+    retries: int = Field(default=0, ge=0, le=100, description=_HINTS['retries'])
+    retry_backoff_s: float = Field(default=1.0, ge=0, le=3600, description=_HINTS['retry_backoff_s'])
+    callback_url: str | None = Field(default=None, max_length=2048, description=_HINTS['callback_url'])
+    job_concurrency: int = Field(default=32, ge=1, le=10_000, description=_HINTS['job_concurrency'])
+    schedule: dict[str, Any] | None = Field(default=None, description=_HINTS['schedule'])
 
     @field_validator("name")
     @classmethod
@@ -157,6 +173,26 @@ class FunctionSpec(BaseModel):
             raise ValueError(f"/{value.split('/')[1]} is the platform's own route")
         return value
 
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_callback_url(value)
+        return value
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: Any) -> Any:
+        from ._schedule import Cron, Period, schedule_from_json, schedule_to_json
+
+        if value is None:
+            return None
+        if isinstance(value, Cron | Period):
+            return schedule_to_json(value)
+        if isinstance(value, dict):
+            return schedule_to_json(schedule_from_json(value))
+        raise ValueError(f"must be fn.Cron('*/5 * * * *') or fn.Period(seconds=30), not a {type(value).__name__}")
+
     @property
     def route_root(self) -> str | None:
         """The route's first segment: no function may be named after it."""
@@ -187,6 +223,21 @@ class FunctionSpec(BaseModel):
                 f"drop internal=True to serve it over HTTP, or drop {other.split('=')[0]}"
             )
         return self
+
+
+def check_callback_url(url: str) -> str:
+    """The shape of a webhook target (the platform checks where it resolves to when the job is accepted and sent)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ValueError(f"{url!r} is not a URL: {exc}") from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"{url!r} must be an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials (user:password@); the platform signs each delivery instead")
+    return url
 
 
 def build_spec(where: str, **options: Any) -> FunctionSpec:

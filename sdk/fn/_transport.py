@@ -8,6 +8,7 @@ free of Ray.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
 
@@ -20,6 +21,12 @@ class Transport(Protocol):
 
     async def aresult(self, pending: Any, timeout: float) -> Any:
         """Wait (async) for a pending result."""
+
+    def stream(self, name: str, kwargs: dict[str, Any], version: int | None = None) -> Iterator[Any]:
+        """A streaming function's chunks as they come (blocking iteration)."""
+
+    def astream(self, name: str, kwargs: dict[str, Any], version: int | None = None) -> AsyncIterator[Any]:
+        """A streaming function's chunks as they come (``async for``)."""
 
 
 _current: Transport | None = None

@@ -70,6 +70,7 @@ def ray_cluster(workdir: Path, s3_endpoint: str) -> Iterator[dict[str, Any]]:
     os.environ["FN_HOME"] = str(workdir / "home")  # replicas inherit it (vectorize keeps Milvus Lite there)
     # The flows gateway and run actors read the checkpoint database from their environment, as in production.
     os.environ["FN_DATABASE_URL"] = f"sqlite:///{workdir / 'home' / 'registry.db'}"
+    os.environ["FN_WEBHOOK_ALLOW_LOOPBACK"] = "1"  # as `fnctl up` sets it: the tests receive webhooks on 127.0.0.1
     (workdir / "ray").mkdir(exist_ok=True)
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 4,
@@ -99,6 +100,7 @@ def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> It
     from fnplatform.control.api import create_app
     from fnplatform.control.deployer import DeployContext, Deployer
     from fnplatform.control.plane import ControlPlane
+    from fnplatform.control.server import start_job_housekeeping
     from fnplatform.control.settings import PlatformSettings
     from fnplatform.flows.state import FlowState
     from fnplatform.serving.hub import HubClient, get_or_create_hub
@@ -121,6 +123,7 @@ def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> It
     _, key = registry.create_key("tests", "admin")
     control.push_state()
     deployer.ensure_gateway()
+    start_job_housekeeping(control)  # schedules fire and webhooks go out, as in the server process
     with serve_in_thread(create_app(control)) as api_url, pytest.MonkeyPatch.context() as patch:
         settings.api_port = int(api_url.rsplit(":", 1)[1])
         for name, value in {"FN_HOME": str(home), "FN_API_URL": settings.api_url, "FN_API_KEY": key,

@@ -24,9 +24,10 @@ from fnplatform.control.plane import ControlPlane
 from fnplatform.control.server import METRICS_KEY_NAME, ensure_admin_key, ensure_metrics_key
 from fnplatform.control.settings import PlatformSettings
 from fnplatform.flows.run import FlowRun
-from fnplatform.flows.state import FlowState, database_url_from_env
+from fnplatform.flows.state import FlowState
 from fnplatform.keys import hash_key
 from fnplatform.storage.blobs import StoreConfig, open_store
+from fnplatform.storage.db import database_url_from_env
 from fnplatform.storage.registry import Registry
 
 from .test_control_plane import FakeDeployer, InProcessHub
@@ -226,13 +227,18 @@ def test_the_deployer_passes_no_database_url_to_the_platform_apps(tmp_path: Path
     monkeypatch.setenv("FN_DATABASE_URL", SECRET_URL)
     settings = _settings(tmp_path)
     assert settings.database_url == SECRET_URL
+    from fnplatform.jobs import runner
+
     captured: list[Any] = []
+    runners: list[Any] = []
     monkeypatch.setattr(serve, "run_many", lambda targets, **_: captured.extend(targets))
+    monkeypatch.setattr(runner, "runner", lambda store, **_: runners.append(store))  # the job runner actor's init argument
     store = StoreConfig(kind="local", root=str(tmp_path / "s"))
     Deployer(Registry(f"sqlite:///{tmp_path / 'r.db'}"), DeployContext(store=store, cache_dir=str(tmp_path))).ensure_gateway()
-    assert {t.name for t in captured} == {"_fn_gateway", "_fn_flows"}
-    # What Serve's controller would keep and show: the applications with their init arguments.
-    sent = pickle.dumps([t.target for t in captured])
+    assert {t.name for t in captured} == {"_fn_gateway", "_fn_flows", "_fn_jobs"}
+    assert len(runners) == 1
+    # What Serve's controller and Ray's GCS would keep and show: the applications and the runner with their init arguments.
+    sent = pickle.dumps([t.target for t in captured] + runners)
     assert b"S3cretPassw0rdSentinel" not in sent and b"postgresql" not in sent
     assert store.to_dict()["root"].encode() in sent  # the flows gateway still gets its store
 

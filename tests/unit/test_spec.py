@@ -88,7 +88,7 @@ def test_unknown_option_lists_the_allowed_ones() -> None:
         build_spec("here", name="f", cpu=1)
     message = str(info.value)
     assert "unknown option 'cpu'" in message
-    assert "Allowed options: artifacts, cpus, env, gpus," in message
+    assert "Allowed options: artifacts, callback_url, cpus, env, gpus," in message
     assert "entrypoint" not in message  # internal fields are not options
 
 

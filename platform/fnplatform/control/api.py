@@ -30,6 +30,7 @@ from fnplatform.storage.outages import registry_outage
 from .console.history import History
 from .console.routes import console_router, error_page
 from .edge import Edge, KeyUse, grant_of
+from .jobs_api import jobs_router
 from .logbook import CONTROL_PLANE
 from .metrics import CONTENT_TYPE
 from .plane import ControlPlane
@@ -148,6 +149,7 @@ def _routes(control: ControlPlane) -> FastAPI:
 
     app.include_router(secrets_router(control))  # the edge gives /v1/secrets the deploy role
     app.include_router(traffic_router(control))  # and versions, rollback, traffic and shadow the deploy role
+    app.include_router(jobs_router(control))  # schedules (deploy role) and the webhook secret (the key's own)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

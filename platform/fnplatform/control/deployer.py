@@ -29,6 +29,7 @@ from fnplatform.storage.secrets import SecretStore
 log = logging.getLogger("fnplatform")
 GATEWAY_APP = "_fn_gateway"
 FLOWS_APP = "_fn_flows"
+JOBS_APP = "_fn_jobs"
 MIB = 1024 * 1024
 # Tuned for scale-from-zero (measured in docs/benchmarks.md): in Ray 2.60 the deprecated metrics_interval_s
 # still sets how often replicas and handles push load, so it bounds how fast a burst is seen.
@@ -283,11 +284,14 @@ class Deployer:
                       if app.startswith(prefix) and app[len(prefix):].isdigit())
 
     def ensure_gateway(self) -> None:
-        """The platform's own Serve applications: the JSON 404 at ``/`` and the flows API at ``/flows``."""
+        """The platform's own Serve applications (the JSON 404 at ``/``, the flows API at ``/flows``, the jobs API at
+        ``/jobs``) and the job runner, which must run even before anyone spawns a job: jobs queued before a restart."""
         from ray import serve
         from ray.serve.api import RunTarget
 
         from fnplatform.flows.gateway import FlowGateway
+        from fnplatform.jobs.gateway import JobGateway
+        from fnplatform.jobs.runner import runner
         from fnplatform.serving.gateway import Gateway
 
         options = {"num_replicas": 1, "max_ongoing_requests": 1000,
@@ -295,14 +299,18 @@ class Deployer:
         deployment: Any = serve.deployment
         catch_all = deployment(Gateway).options(name="gateway", **options)
         flows = deployment(FlowGateway).options(name="flows", **options)
+        jobs = deployment(JobGateway).options(name="jobs", **options)
         targets = [
             RunTarget(target=catch_all.bind(), name=GATEWAY_APP, route_prefix="/",
                       logging_config={"enable_access_log": False}),
             RunTarget(target=flows.bind(self.ctx.store.to_dict()), name=FLOWS_APP,
                       route_prefix="/flows", logging_config={"enable_access_log": False}),
+            RunTarget(target=jobs.bind(self.ctx.store.to_dict()), name=JOBS_APP,
+                      route_prefix="/jobs", logging_config={"enable_access_log": False}),
         ]
         with self._lock:
             serve.run_many(targets)
+        runner(self.ctx.store.to_dict())
 
     def reconcile(self, extras: Collection[VersionRecord] = ()) -> dict[str, str | None]:
         """Make Serve match the registry: apply every active version and the *extras* running beside them
@@ -312,7 +320,7 @@ class Deployer:
         actives = self.registry.actives()
         wanted = {v.spec.name for v in actives} | {app_name(v.function, v.number) for v in extras}
         for name in serve.status().applications:
-            if name not in wanted and name not in {GATEWAY_APP, FLOWS_APP}:
+            if name not in wanted and name not in {GATEWAY_APP, FLOWS_APP, JOBS_APP}:
                 self.remove(name)
         self.apply(list(extras), wait=False, extra=True)
         return self.apply(actives, wait=False)

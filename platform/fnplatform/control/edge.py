@@ -81,6 +81,9 @@ RULES = (
     _rule("POST", r"/v1/functions/[^/]+/rollback", "deploy"),
     _rule("PUT", r"/v1/functions/[^/]+/traffic", "deploy"),
     _rule("GET", r"/v1/traces/[^/]+", "deploy"),  # a trace crosses functions: no function scope narrows it
+    _rule("GET", r"/v1/schedules(/[^/]+)?", "deploy"),
+    _rule("POST", r"/v1/schedules/[^/]+/(pause|resume)", "deploy"),
+    _rule("GET", r"/v1/webhook-secret", "invoke"),  # the key's own; another key's: admins (the handler)
     _rule("DELETE", r"/v1/functions/[^/]+", "deploy"),
     _rule(None, r".*", "admin"),
 )

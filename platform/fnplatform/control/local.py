@@ -30,7 +30,9 @@ def prepare_environment(settings: PlatformSettings) -> None:
         return
     # The flows gateway and run actors read the checkpoint database from their environment (never from
     # init arguments, which Ray and Serve keep and show); the local Ray's workers inherit this process's.
-    os.environ["FN_DATABASE_URL"] = settings.database_url  # fnplatform.flows.state.DATABASE_URL_ENV
+    os.environ["FN_DATABASE_URL"] = settings.database_url  # fnplatform.storage.db.DATABASE_URL_ENV
+    # A developer receives their jobs' webhooks on this machine; a cluster refuses loopback (jobs/webhooks.py).
+    os.environ.setdefault("FN_WEBHOOK_ALLOW_LOOPBACK", "1")
     ensure_private_dir(settings.runtime_dir)
     temp_dir = settings.ray_temp_dir
     temp_dir.mkdir(mode=0o700, exist_ok=True)

@@ -40,6 +40,7 @@ from fnplatform.storage.secrets import SecretStore, open_cipher
 
 from . import otlp
 from .deployer import Deployer
+from .jobs import JobsControl
 from .logbook import Logbook
 from .metrics import ControlMetrics, render, replica_gauges
 from .secrets import Secrets
@@ -97,11 +98,13 @@ class ControlPlane:
         self.jobs: dict[str, DeployJob] = {}
         self._filled_hub: str | None = None  # the start id of the hub last refilled whole
         self.metrics = ControlMetrics()
-        self.secrets = Secrets(secrets or SecretStore(registry.url, open_cipher(settings.home)), registry, hub, deployer,
-                               deploying=self._deploying)
+        secret_store = secrets or SecretStore(registry.url, open_cipher(settings.home))
+        self.secrets = Secrets(secret_store, registry, hub, deployer, deploying=self._deploying)
         self.logbook = Logbook(LogStore(registry.url), hub, retention_s=settings.log_retention_s,
                                max_bytes=settings.log_max_bytes, export=otlp.from_environment())
         self.traffic = TrafficControl(registry, deployer, hub, self.push_state, settings.keep_versions)
+        assert settings.store is not None
+        self.background = JobsControl(registry, secret_store.cipher, settings.store.to_dict())  # schedules, webhooks
 
     # bundles -------------------------------------------------------------------------------
     def has_bundle(self, sha256: str) -> bool:

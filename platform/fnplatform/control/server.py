@@ -145,6 +145,35 @@ def _start_housekeeping(control: Any, use: Any, sample: Any = None, interval_s: 
 
     threading.Thread(target=loop, name="fn-housekeeping", daemon=True).start()
     threading.Thread(target=traffic, name="fn-traffic", daemon=True).start()
+    start_job_housekeeping(control, hub_check_s)
+
+
+def start_job_housekeeping(control: Any, every_s: float = 1.0) -> None:
+    """Every second, fire due schedules and deliver due webhooks, each on a thread of its own: a slow receiver must
+    hold up neither a tick nor storing logs. Every 5 s the schedules are matched to the active specs first."""
+
+    def report(what: str, task: Any) -> None:
+        try:
+            task()
+        except Exception as exc:  # noqa: BLE001 - keep trying; the database may be away for a moment
+            log.warning("jobs: could not %s: %s: %s", what, type(exc).__name__, exc)
+
+    def schedules() -> None:
+        last_sync = 0.0
+        while True:
+            if time.monotonic() - last_sync >= 5:
+                last_sync = time.monotonic()
+                report("match schedules to the deployed functions", control.background.sync_schedules)
+            report("fire schedules", control.background.tick)
+            time.sleep(every_s)
+
+    def webhooks() -> None:
+        while True:
+            report("deliver webhooks", control.background.deliver_webhooks)
+            time.sleep(every_s)
+
+    threading.Thread(target=schedules, name="fn-schedules", daemon=True).start()
+    threading.Thread(target=webhooks, name="fn-webhooks", daemon=True).start()
 
 
 def run(settings: PlatformSettings) -> None:

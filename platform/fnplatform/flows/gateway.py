@@ -38,12 +38,13 @@ from fnplatform.serving.edge import declared_over, limited, number_query
 from fnplatform.serving.http import client_error_response, error_response, read_body, read_form
 from fnplatform.serving.hub import lazy_hub
 from fnplatform.storage.blobs import StoreConfig, open_store
+from fnplatform.storage.db import database_url_from_env
 from fnplatform.storage.outages import registry_outage
 
 from . import run as flow_run
 from .evidence import evidence
 from .hosts import forget_host, host_for
-from .state import FlowState, database_url_from_env, snapshot_from_record
+from .state import FlowState, snapshot_from_record
 
 MAX_WAIT_S = 60.0
 MAX_START_BODY_BYTES = 8192  # a run's start: at most its version pins

@@ -25,11 +25,12 @@ from fnplatform.serving import metrics, tracing
 from fnplatform.serving.hub import lazy_hub
 from fnplatform.serving.logs import LogShipper
 from fnplatform.storage.blobs import StoreConfig, open_store
+from fnplatform.storage.db import database_url_from_env
 from fnplatform.storage.registry import Registry
 
 from .run import FlowRun, RayRuntime
 from .spans import Ship
-from .state import FlowState, database_url_from_env
+from .state import FlowState
 
 HOST_PREFIX = "fn-runs-"
 NAMESPACE = "fn"

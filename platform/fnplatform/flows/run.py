@@ -22,12 +22,13 @@ from fn._platform import StepSpec
 from fnplatform.serving import versions as routing
 from fnplatform.serving.handles import translate_error
 from fnplatform.storage.blobs import StoreConfig, open_store
+from fnplatform.storage.db import database_url_from_env
 from fnplatform.storage.registry import Registry
 
 from .capacity import placement_note
 from .metrics import run_finished, step_succeeded
 from .spans import RunTrace, Ship
-from .state import FlowState, StoredValue, database_url_from_env, run_state
+from .state import FlowState, StoredValue, run_state
 
 FINISHED_GRACE_S = 30.0
 WATCHDOG_INTERVAL_S = 5.0

@@ -7,7 +7,6 @@ store (blobs), written before the input or result is acknowledged.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,25 +16,9 @@ from sqlalchemy import String, Text, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from fn import ConfigError, Conflict, FlowSpec
+from fn import Conflict, FlowSpec
 from fnplatform.serving.tracing import trace_of
 from fnplatform.storage.db import Base, Database, utcnow
-
-# The flows gateway and the run actors find the checkpoint database here, in their own environment, never
-# in their init arguments: those are kept by Serve's controller and Ray's GCS and shown by their APIs, and
-# the URL carries the database password. The local platform sets it before it starts Ray (workers inherit
-# it); on Kubernetes the api-pool Ray pods get it from a Secret (terraform/modules/ray).
-DATABASE_URL_ENV = "FN_DATABASE_URL"
-
-
-def database_url_from_env() -> str:
-    url = os.environ.get(DATABASE_URL_ENV, "")
-    if not url:
-        raise ConfigError(f"{DATABASE_URL_ENV} is not set in this Ray worker's environment; the flows gateway and "
-                          f"run actors read the checkpoint database URL from it. The local platform sets it when it "
-                          f"starts Ray; on a cluster, give every Ray pod of the api pool {DATABASE_URL_ENV} (on "
-                          f"Kubernetes from a Secret, as terraform/modules/ray does)")
-    return url
 
 
 class _Flow(Base):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fn import FnError, NotFound, Pending, RemoteError, Timeout, Unavailable
@@ -63,17 +64,17 @@ class HandleTransport:
         if app not in serve.status().applications:
             raise NotDeployed(f"no function named {name!r} is deployed; list functions with 'fnctl ls'", status=404,
                               request_id=request_id_var.get())
-        handle = serve.get_deployment_handle(name, app_name=app).options(method_name=method)
+        handle = serve.get_deployment_handle(name, app_name=app).options(method_name=method, stream=method == "stream")
         with self._lock:
             self._handles[(app, method)] = handle
         return handle
 
-    def submit(self, name: str, kwargs: dict[str, Any], version: int | None = None) -> Any:
+    def submit(self, name: str, kwargs: dict[str, Any], version: int | None = None, method: str = "call") -> Any:
         arguments = {key: _unwrap(value) for key, value in kwargs.items()}
         if shadow_call.get():  # a shadow's own calls are shadow calls too (fn.is_shadow() in the callee)
             arguments[routing.SHADOW_ARGUMENT] = True
         app, _ = routing.choose(name, version, arguments)
-        handle = self._handle(app)
+        handle = self._handle(app, method)
         trace = tracing.current.get()
         span = trace.begin(f"call {name}", kind="client") if trace is not None else None
         pending = handle.remote(tracing.hop_token(request_id_var.get(), trace, span), **arguments)
@@ -83,6 +84,25 @@ class HandleTransport:
             except AttributeError:  # a response type without a __dict__: the hop's span ends at once
                 span.end = time.time()
         return pending
+
+    def stream(self, name: str, kwargs: dict[str, Any], version: int | None = None) -> Iterator[Any]:
+        chunks = self.submit(name, kwargs, version, method="stream")
+        try:
+            yield from chunks
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the fn error it stands for
+            raise translate_error(exc, name) from None
+        finally:
+            self._ended(chunks, False)
+
+    async def astream(self, name: str, kwargs: dict[str, Any], version: int | None = None) -> AsyncIterator[Any]:
+        chunks = self.submit(name, kwargs, version, method="stream")
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the fn error it stands for
+            raise translate_error(exc, name) from None
+        finally:
+            self._ended(chunks, False)
 
     def submit_http(self, app: str, scope: dict[str, Any], body: bytes) -> Any:
         """An HTTP request for the function's own route, answered by its replica's ``http`` method."""

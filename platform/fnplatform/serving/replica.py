@@ -19,7 +19,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +35,7 @@ from fnplatform.storage.blobs import StoreConfig, fetch_artifact, fetch_bundle
 from fnplatform.storage.cache import CachePolicy
 
 from . import logs as replica_logs
-from . import ray_compat, tracing
+from . import ray_compat, streaming, tracing
 from . import secrets as replica_secrets
 from . import versions as routing
 from .auth import KeyCache
@@ -66,6 +66,7 @@ class Loaded:
     target: Callable[..., Any]
     signature: Signature
     is_async: bool
+    is_stream: bool = False  # a generator (sync or async): its chunks are streamed (serving.streaming)
 
 
 def _user_traceback(exc: BaseException, bundle_dir: Path) -> str:
@@ -190,7 +191,8 @@ def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cach
     start.stamp("set_up")
     _limit_threads(cpu_threads(spec))
     signature = Signature(target, spec.name, batched=spec.max_batch_size > 1)
-    return Loaded(target=target, signature=signature, is_async=inspect.iscoroutinefunction(target))
+    return Loaded(target=target, signature=signature, is_async=inspect.iscoroutinefunction(target),
+                  is_stream=streaming.is_stream(target))
 
 
 async def _await(awaitable: Any) -> Any:
@@ -328,6 +330,8 @@ class FunctionReplica:
 
     async def _run(self, arguments: dict[str, Any]) -> Any:
         values = self.loaded.signature.validate(arguments)
+        if self.loaded.is_stream:  # a plain call of a streaming function: its chunks as one list
+            return [chunk async for chunk in self._chunks(values)]
         ticket: Ticket | None = None
         if self._batched is not None:
             work = self._batched(values)
@@ -344,6 +348,33 @@ class FunctionReplica:
                 self._overrun.abandon(ticket)
                 self._shipper.line("WARNING", f"{self.spec.name} ran past timeout_s: {self._overrun.describe()}")
             raise Timeout(f"{self.spec.name} ran past its timeout_s of {self.spec.timeout_s:g} s", status=504) from None
+
+    def _chunks(self, values: dict[str, Any]) -> Any:
+        return streaming.chunks(self.loaded.target, values, self._pool, self.spec.name, self.spec.timeout_s)
+
+    async def _stream_response(self, request: Request, arguments: dict[str, Any], request_id: str,
+                               started: float) -> Response:
+        """The chunks as they come (SSE or JSON lines); an error before the first chunk is an ordinary error answer."""
+        from starlette.responses import StreamingResponse
+
+        rest = self._chunks(self.loaded.signature.validate(arguments))
+        try:
+            first = await anext(rest)
+        except StopAsyncIteration:
+            first = streaming.NOTHING
+        events = streaming.wants_events(request.headers)
+
+        def failed(exc: BaseException) -> None:
+            self._shipper.line("ERROR", f"{self.spec.name} failed mid-stream: {type(exc).__name__}: {exc}", request_id)
+
+        def ended(count: int) -> None:
+            self._shipper.line("INFO", f"{request.method} /{self.spec.name} streamed {count} chunk(s) in "
+                                       f"{replica_logs.elapsed_ms(started):.1f} ms", request_id)
+
+        frames = streaming.http_frames(first, rest, events, request_id, failed, ended)
+        return StreamingResponse(frames, media_type=streaming.SSE if events else streaming.JSON_LINES,
+                                 headers={"x-request-id": request_id, "cache-control": "no-cache",
+                                          "x-accel-buffering": "no"})
 
     async def __call__(self, request: Request, request_id: str | None = None) -> Response:
         parent = tracing.parse_traceparent(request.headers.get(tracing.HEADER))
@@ -394,7 +425,10 @@ class FunctionReplica:
             if request.method not in {"GET", "POST", "PUT"}:
                 raise ClientError(f"method {request.method} is not allowed; use POST", status=405)
             arguments = await read_arguments(request, self.loaded.signature.bytes_params)
-            response = result_response(await self._invoke(arguments), request_id)
+            if self.loaded.is_stream:
+                response = await self._stream_response(request, arguments, request_id, started)
+            else:
+                response = result_response(await self._invoke(arguments), request_id)
         except ClientError as exc:
             response = client_error_response(exc, request_id)
         except Exception as exc:  # noqa: BLE001 - the user's exception becomes a 500, the replica keeps serving
@@ -412,6 +446,9 @@ class FunctionReplica:
         """An HTTP request the catch-all gateway took for this function (the ingress did not know its route
         yet): answered exactly as on the function's own route, key check included (an internal function: 404)."""
         response = await self(rebuild_request(scope, body), request_id)
+        frames = getattr(response, "body_iterator", None)
+        if isinstance(frames, AsyncIterator):  # a stream: passed on whole
+            return response.status_code, list(response.raw_headers), b"".join([bytes(part) async for part in frames])
         body_bytes = getattr(response, "body", None)
         if not isinstance(body_bytes, bytes):
             response = error_response(500, "NotForwardable", f"{self.spec.name} returned a {type(response).__name__}, "
@@ -465,6 +502,28 @@ class FunctionReplica:
             raise RemoteError(str(exc), status=500, error_type=type(exc).__name__, request_id=rid) from None
         self._shipper.line("INFO", f"call {self.spec.name} -> ok in {replica_logs.elapsed_ms(started):.1f} ms")
         return result
+
+    async def stream(self, hop: str | None, /, **arguments: Any) -> AsyncIterator[Any]:
+        """The handle path of a streaming function (``fn.stream`` in another function): its chunks as they come."""
+        request_id, _ = tracing.from_hop(hop)
+        rid = request_id or tracing.new_trace_id()
+        replica_logs.request_id_var.set(rid)
+        for key in (routing.VERSION_ARGUMENT, routing.FORWARDED_ARGUMENT, routing.SHADOW_ARGUMENT):
+            arguments.pop(key, None)
+        if not self.loaded.is_stream:
+            raise status_error(400, f"{self.spec.name} is not a generator function: call it (fn.call), or make it yield "
+                               f"its results to stream them", request_id=rid, error_type="NotAStream")
+        with self.metrics.call(self.spec.name, self._version) as code:
+            try:
+                async for chunk in self._chunks(self.loaded.signature.validate(arguments)):
+                    yield chunk
+            except ClientError as exc:
+                code[0] = exc.status or 400
+                raise
+            except Exception as exc:  # noqa: BLE001 - user exceptions may not unpickle in the caller: send their gist
+                self._shipper.line("ERROR", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+                raise RemoteError(str(exc), status=500, error_type=type(exc).__name__, request_id=rid) from None
+            code[0] = 200
 
     def check_health(self) -> None:
         """Serve calls this every health_check_period_s and replaces the replica after 3 raises in a row."""

@@ -18,6 +18,24 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from fnplatform.deadlines import DB_CONNECT_TIMEOUT_S, DB_POOL_TIMEOUT_S
 
+# The platform's actors and gateways (flows, jobs) find the database here, in their own environment, never in
+# their init arguments: those are kept by Serve's controller and Ray's GCS and shown by their APIs, and the URL
+# carries the database password. The local platform sets it before it starts Ray (workers inherit it); on
+# Kubernetes the api-pool Ray pods get it from a Secret (terraform/modules/ray).
+DATABASE_URL_ENV = "FN_DATABASE_URL"
+
+
+def database_url_from_env() -> str:
+    url = os.environ.get(DATABASE_URL_ENV, "")
+    if not url:
+        from fn import ConfigError
+
+        raise ConfigError(f"{DATABASE_URL_ENV} is not set in this Ray worker's environment; the flows and jobs "
+                          f"gateways and their actors read the database URL from it. The local platform sets it when it "
+                          f"starts Ray; on a cluster, give every Ray pod of the api pool {DATABASE_URL_ENV} (on "
+                          f"Kubernetes from a Secret, as terraform/modules/ray does)")
+    return url
+
 
 class Base(DeclarativeBase):
     pass

@@ -16,6 +16,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -53,6 +54,8 @@ class SecretCipher(Protocol):
 
     def decrypt(self, ciphertext: bytes, context: bytes) -> bytes: ...
 
+    def derive(self, label: bytes) -> bytes: ...
+
 
 class LocalKeyCipher:
     """AES-256-GCM under one master key held by the control plane."""
@@ -63,7 +66,12 @@ class LocalKeyCipher:
         if len(key) != KEY_BYTES:
             raise ConfigError(f"the secrets master key must be {KEY_BYTES} bytes, got {len(key)}")
         self._aead = AESGCM(key)
+        self._derive_key = hmac.new(key, b"fn-derived-keys-v1", hashlib.sha256).digest()
         self.key_id = "local:" + hashlib.sha256(b"fn-secrets-key-id:" + key).hexdigest()[:10]
+
+    def derive(self, label: bytes) -> bytes:
+        """A key for another purpose (webhook signing), from the master key without revealing it."""
+        return hmac.new(self._derive_key, label, hashlib.sha256).digest()
 
     def encrypt(self, plaintext: bytes, context: bytes) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)
@@ -187,6 +195,10 @@ class SecretStore(Database):
     def __init__(self, url: str, cipher: SecretCipher | None = None) -> None:
         super().__init__(url)
         self._cipher_or_none = cipher
+
+    @property
+    def cipher(self) -> SecretCipher:
+        return self._cipher
 
     @property
     def _cipher(self) -> SecretCipher:

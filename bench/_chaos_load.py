@@ -1,12 +1,14 @@
 """The chaos suite's steady load: HTTP callers (httpx) and SDK callers (``fn.ref(...).call``) of two functions,
-and a flow driver that starts runs, gives their inputs and follows each to its end, all at a fixed rate
-whatever the platform does. Every request's outcome is recorded with its start time."""
+a flow driver that starts runs, gives their inputs and follows each to its end, and a job driver that spawns
+slow-add jobs and follows each to its end, all at a fixed rate whatever the platform does. Every request's
+outcome is recorded with its start time."""
 
 from __future__ import annotations
 
 import itertools
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from typing import Any
 import httpx
 from _chaos_outcomes import (
     OK,
+    JobRecord,
     Outcome,
     RunRecord,
     classify_response,
@@ -25,6 +28,13 @@ from _chaos_outcomes import (
 import fn
 
 FLOW = "chaos-flow"
+JOB = "slow-add"
+RUN_ENDED = frozenset({"succeeded", "failed"})
+JOB_ENDED = frozenset({"succeeded", "failed", "cancelled"})
+# A job's POST is sent again (with the same Idempotency-Key) after no answer or one of these: the platform did
+# not say whether it wrote the job down, and the key makes a second POST answer with the job the first one made.
+SPAWN_RETRIED = frozenset({502, 503, 504})
+SPAWN_PAUSE_S = 0.5
 PROJECT = '''"""The chaos suite's project (written and deployed by bench/chaos.py): two functions and a flow over them."""
 
 import time
@@ -63,6 +73,8 @@ class Rates:
     # Each run: start, two inputs (3 requests), then followed to its end. Each run is an actor (a process,
     # about 1 s of CPU to start, kept 30 s after the run ends): more would take half of a 2-core machine.
     flow_runs: float = 0.25
+    # Each job: one POST (sent again on no answer or a 502/503/504 for up to hang_s), then followed to its end.
+    jobs: float = 1.0
 
 
 class Load:
@@ -74,15 +86,17 @@ class Load:
         self.rates = rates or Rates()
         self.outcomes: list[Outcome] = []
         self.runs: list[RunRecord] = []
+        self.jobs: list[JobRecord] = []
         self._client = httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=hang_s,
                                     limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         self._lock = threading.Lock()
         self._in_flight: dict[int, float] = {}
         self._ids = itertools.count()
         self._stop = threading.Event()
-        self._give_up = threading.Event()  # followers stop waiting for runs
+        self._give_up = threading.Event()  # followers stop waiting for runs and jobs
         self._threads: list[threading.Thread] = []
-        self._followers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="chaos-follow")
+        # Each follower holds a thread through long polls of 10 s: enough for every run and job out at once.
+        self._followers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="chaos-follow")
         self._numbers = itertools.count(1)
 
     # recording ---------------------------------------------------------------------------------
@@ -151,6 +165,7 @@ class Load:
             for i in range(threads):
                 self._spawn(name, period, i * period / threads, self._caller(name, request))
         self._spawn("flow driver", 1 / self.rates.flow_runs, 0.0, self._flow_run)
+        self._spawn("job driver", 1 / self.rates.jobs, 0.0, self._job)
 
     def _caller(self, name: str, request: Callable[[int], Callable[[], tuple[str, str]]]) -> Callable[[], None]:
         def one() -> None:
@@ -199,7 +214,14 @@ class Load:
         self._followers.submit(self._follow, run)
 
     def _follow(self, run: RunRecord) -> None:
-        url = f"{self.http_url}/flows/{FLOW}/runs/{run.run_id}"
+        state = self._ended_state(f"flows/{FLOW}/runs/{run.run_id}", RUN_ENDED)
+        if state is not None:
+            run.output, run.error = state.get("output"), state.get("error")
+            run.status = state["status"]  # last: the verdict reads it
+
+    def _ended_state(self, path: str, ended: frozenset[str]) -> dict[str, Any] | None:
+        """Long-poll GET *path* until its status is one of *ended*: that state; None once the load gives up."""
+        url = f"{self.http_url}/{path}"
         while not self._give_up.is_set():
             try:
                 response = self._client.get(url, params={"wait": 10}, timeout=self.hang_s + 10)
@@ -208,12 +230,72 @@ class Load:
                 state = {}
             if not isinstance(state, dict):
                 state = {}
-            if state.get("status") in {"succeeded", "failed"}:
-                run.output, run.error = state.get("output"), state.get("error")
-                run.status = state["status"]  # last: the verdict reads it
-                return
+            if state.get("status") in ended:
+                return state
             # Not answering (or answering early): ask again soon, never in a tight loop.
             self._give_up.wait(1.0 if not state else 0.2)
+        return None
+
+    # jobs ------------------------------------------------------------------------------------------
+    def new_job(self, a: int) -> JobRecord | None:
+        """Spawn slow-add(a, b=5) as a job under an Idempotency-Key of its own, sending the POST again with that key
+        on no answer or a 502/503/504 for up to hang_s (one outcome in all); the job accepted, or None."""
+        accepted: dict[str, Any] = {}
+
+        def check(response: httpx.Response) -> bool:
+            accepted.clear()
+            body = response.json()
+            accepted.update(body if isinstance(body, dict) else {})
+            # 202: created; 200: a POST sent again found the job an earlier one created (its answer was lost)
+            return response.status_code in {200, 202} and isinstance(accepted.get("id"), str) \
+                and accepted.get("function") == JOB
+
+        headers = {"Idempotency-Key": f"chaos-{uuid.uuid4().hex}"}
+        start = time.monotonic()
+
+        def send() -> tuple[str, str]:
+            deadline, tries = start + self.hang_s, 0
+            while True:
+                tries += 1
+                retry = True
+                try:
+                    response = self._client.post(f"{self.http_url}/jobs/{JOB}", json={"a": a, "b": 5}, headers=headers,
+                                                 timeout=max(0.1, deadline - time.monotonic()))
+                except httpx.TransportError as exc:
+                    kind, detail = classify_transport(exc)
+                else:
+                    retry = response.status_code in SPAWN_RETRIED
+                    try:
+                        right = check(response)
+                    except ValueError:  # a 2xx whose body is not the JSON it should be
+                        right = False
+                    kind, detail = classify_response(response, right)
+                if not retry or time.monotonic() + SPAWN_PAUSE_S >= deadline:
+                    again = tries > 1 and kind != OK
+                    return kind, f"{detail} (after {tries} POSTs under one Idempotency-Key)" if again else detail
+                time.sleep(SPAWN_PAUSE_S)
+
+        kind = self.timed("job spawn", send)
+        return JobRecord(str(accepted["id"]), start, a + 5) if kind == OK else None
+
+    def _job(self) -> None:
+        job = self.new_job(next(self._numbers))
+        if job is not None:
+            self.follow_job(job)
+
+    def follow_job(self, job: JobRecord) -> None:
+        """Wait for *job* to end (in the background), whatever the platform answers meanwhile."""
+        with self._lock:
+            self.jobs.append(job)
+        self._followers.submit(self._follow_job, job)
+
+    def _follow_job(self, job: JobRecord) -> None:
+        state = self._ended_state(f"jobs/{job.job_id}", JOB_ENDED)
+        if state is not None:
+            attempts = state.get("attempts")
+            job.result, job.error = state.get("result"), state.get("error")
+            job.attempts = attempts if isinstance(attempts, int) else 0
+            job.status = state["status"]  # last: the verdict reads it
 
     # the end ---------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -223,9 +305,10 @@ class Load:
             thread.join(timeout=self.hang_s * 2 + 30)  # an SDK call may retry (FN_RETRY_S) before its own timeout
 
     def drain(self, grace_s: float) -> None:
-        """Wait up to *grace_s* for every followed run to end; those that do not are lost."""
+        """Wait up to *grace_s* for every followed run and job to end; those that do not are lost."""
         deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and any(r.status is None for r in self.runs):
+        while time.monotonic() < deadline and (any(r.status is None for r in self.runs)
+                                               or any(j.status is None for j in self.jobs)):
             time.sleep(0.5)
         self._give_up.set()
         self._followers.shutdown(wait=True)

@@ -1,5 +1,5 @@
 """The chaos suite's bookkeeping, with no platform in it: how one request's outcome is classified, what
-a flow run ended as, the time to full recovery after a fault, each fault's row and the table."""
+a flow run or a job ended as, the time to full recovery after a fault, each fault's row and the table."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ INGRESS_KILLED = frozenset({"control-plane"})
 # past the deadline. Anything else (500, 401, 404, ...) from a function that never raises is a platform bug.
 CLEAN_STATUSES = frozenset({429, 502, 503, 504})
 EXAMPLES_PER_KIND = 5
+VERDICTS = ("right", "wrong", "failed", "lost")
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,31 @@ class RunRecord:
 
     @property
     def verdict(self) -> str:
-        if self.status == "succeeded":
-            return "right" if self.output == self.expected else "wrong"
-        return "failed" if self.status == "failed" else "lost"
+        return verdict(self.status, self.output, self.expected)
+
+
+@dataclass
+class JobRecord:
+    """One job the platform accepted: 202, or 200 when a POST retried with the same Idempotency-Key found it."""
+
+    job_id: str
+    start: float  # when its first POST was sent
+    expected: int
+    status: str | None = None  # "succeeded" | "failed" | "cancelled"; None: not ended (yet)
+    result: Any = None
+    error: Any = None  # a failed job's {"type", "status", "message"}
+    attempts: int = 0  # the platform's runs of it: one whose run was lost (a replica, the runner) is run again
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.status, self.result, self.expected)
+
+
+def verdict(status: str | None, value: Any, expected: Any) -> str:
+    """One of VERDICTS: succeeded with the expected value (or another), ended otherwise, or never ended."""
+    if status == "succeeded":
+        return "right" if value == expected else "wrong"
+    return "lost" if status is None else "failed"
 
 
 def fn_error_body(response: httpx.Response) -> bool:
@@ -142,14 +165,15 @@ class FaultRow:
     requests: dict[str, int] = field(default_factory=dict)
     by_caller: dict[str, dict[str, int]] = field(default_factory=dict)
     flows: dict[str, int] = field(default_factory=dict)
+    jobs: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def fill(row: FaultRow, outcomes: list[Outcome], runs: list[RunRecord]) -> None:
-    """Count what started in the row's phase [start, end): requests by kind (and by caller), runs by verdict."""
+def fill(row: FaultRow, outcomes: list[Outcome], runs: list[RunRecord], jobs: list[JobRecord]) -> None:
+    """Count what started in the row's phase [start, end): requests by kind (and by caller), runs and jobs by verdict."""
     mine = [o for o in outcomes if row.start <= o.start < row.end]
     row.requests = {"sent": len(mine), **{kind: sum(o.kind == kind for o in mine) for kind in KINDS}}
     for caller in sorted({o.caller for o in mine}):
@@ -158,21 +182,24 @@ def fill(row: FaultRow, outcomes: list[Outcome], runs: list[RunRecord]) -> None:
     row.examples = {kind: [f"{o.caller}: {o.detail}" for o in mine if o.kind == kind][:EXAMPLES_PER_KIND]
                     for kind in KINDS if kind != OK and any(o.kind == kind for o in mine)}
     verdicts = [r.verdict for r in runs if row.start <= r.start < row.end]
-    row.flows = {"runs": len(verdicts), **{v: verdicts.count(v) for v in ("right", "wrong", "failed", "lost")}}
+    row.flows = {"runs": len(verdicts), **{v: verdicts.count(v) for v in VERDICTS}}
+    verdicts = [j.verdict for j in jobs if row.start <= j.start < row.end]
+    row.jobs = {"accepted": len(verdicts), **{v: verdicts.count(v) for v in VERDICTS}}
 
 
-COLUMNS = ("fault", "sent", "ok", "clean err", "refused", "cut", "other", "hung", "flow runs", "right", "failed", "wrong",
-           "lost", "recovery", "note")
+ENDINGS = ("right", "failed", "wrong", "lost")  # the table's order of VERDICTS
+COLUMNS = ("fault", "sent", "ok", "clean err", "refused", "cut", "other", "hung", "flow runs", *ENDINGS, "jobs", *ENDINGS,
+           "recovery", "note")
 
 
 def table(rows: list[FaultRow]) -> str:
     cells: list[tuple[str, ...]] = [COLUMNS]
     for r in rows:
-        q, f = r.requests, r.flows
+        q, f, j = r.requests, r.flows, r.jobs
         recovery = f"{r.recovery_s:.1f} s" if r.recovery_s is not None else "not recovered"
         note = "; ".join(x for x in (r.error and f"error: {r.error}", r.note) if x)
-        cells.append((r.fault, *(str(q.get(k, 0)) for k in ("sent", *KINDS)),
-                      *(str(f.get(k, 0)) for k in ("runs", "right", "failed", "wrong", "lost")), recovery, note))
+        cells.append((r.fault, *(str(q.get(k, 0)) for k in ("sent", *KINDS)), *(str(f.get(k, 0)) for k in ("runs", *ENDINGS)),
+                      *(str(j.get(k, 0)) for k in ("accepted", *ENDINGS)), recovery, note))
     widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS) - 1)]
     lines = ["  ".join(c[i].ljust(widths[i]) if i == 0 else c[i].rjust(widths[i]) for i in range(len(widths))) + "  " + c[-1]
              for c in cells]

@@ -1,4 +1,4 @@
-"""The chaos suite: steady load on two functions and a flow while, one at a time, a fault strikes.
+"""The chaos suite: steady load on two functions, a flow and jobs while, one at a time, a fault strikes.
 
 Run: ``python bench/chaos.py`` (every fault), ``--quick`` (shorter phases; replica, hub and flow-run only),
 ``--only FAULT,...``, ``--json PATH`` (besides bench/results/chaos.json), ``--no-wait`` (do not wait while
@@ -6,8 +6,10 @@ another Ray cluster runs on this machine: nothing here is a speed measurement th
 
 It starts moto's S3 server (the store) and a throwaway platform (``fnctl up`` on a fresh FN_HOME and free
 ports, SQLite registry), deploys its own project (``echo``, ``slow-add``, and the flow ``chaos-flow`` over
-them), then runs HTTP callers (httpx), SDK callers (``fn.ref(...).call``) and a flow driver (start a run,
-give its two inputs, follow it to its end) at about 17 requests/s in all, for the whole run. Each fault's
+them), then runs HTTP callers (httpx), SDK callers (``fn.ref(...).call``), a flow driver (start a run, give
+its two inputs, follow it to its end) and a job driver (spawn a slow-add job with an Idempotency-Key of its
+own, sending the POST again with that key after no answer or a 502/503/504 for up to 30 s, then follow the
+job to its end) at about 18 requests/s in all, for the whole run. Each fault's
 phase: steady load, the fault, then load until 5 s in which every request succeeded (at most 60 s; 240 s
 for the control plane). The faults, in this order:
 
@@ -19,14 +21,17 @@ for the control plane). The faults, in this order:
   control-plane  SIGKILL the control plane, then ``fnctl up`` on the same ports (locally it owns Ray: the
                  whole node restarts)
 
-Per fault: requests sent (flow starts and inputs included, status polls not), succeeded, failed with a
+Per fault: requests sent (flow starts, inputs and job spawns included, status polls not; a spawn's POSTs sent
+again count once), succeeded, failed with a
 clean fn error (JSON with type, message and request id; 429/502/503/504), refused (connection refused:
 nothing ran, the caller knows at once), cut (the connection closed mid-request; target 0 except when the
 fault kills the ingress itself: the local control plane owns Ray), failed otherwise (target 0), hung (no
 answer within 30 s, target 0);
 flow runs given every input, finished with the right output (target: all), failed, wrong, lost (never
-finished within the run plus a grace period; target 0); and the time from the fault's end (the kill,
-or the lock or stop released) to the first of 5 s of only successes. Requests and runs belong to the
+finished within the run plus a grace period; target 0); jobs accepted (202, or 200 for a POST sent again),
+succeeded with the right result (target: all, however often the platform ran them), failed, wrong, lost
+(never ended within the run plus the grace period; target 0); and the time from the fault's end (the kill,
+or the lock or stop released) to the first of 5 s of only successes. Requests, runs and jobs belong to the
 phase in which they were sent.
 """
 
@@ -59,7 +64,7 @@ class Timing:
     recovery_cap: float  # at most this share of a fault's max_recovery_s
     window_s: float  # recovered: this long with only successes
     hang_s: float  # a client's timeout: past it a request is "hung"
-    grace_s: float  # after the load stops, how long runs may take to finish before they count as lost
+    grace_s: float  # after the load stops, how long runs and jobs may take to end before they count as lost
 
 
 FULL = Timing(warmup_s=5, steady_s=10, recovery_cap=1.0, window_s=5, hang_s=30, grace_s=60)
@@ -108,14 +113,16 @@ def parse_faults(only: str | None, quick: bool) -> list[Fault]:
 
 
 def missed(rows: list[FaultRow]) -> list[str]:
-    """The target cells that are not met: failed otherwise, hung and lost 0, every run right; cut 0 unless
-    the fault kills the ingress itself."""
+    """The target cells that are not met: failed otherwise, hung and lost 0, every run and job right; cut 0
+    unless the fault kills the ingress itself."""
     out = []
     for r in rows:
         cut = 0 if r.fault in INGRESS_KILLED else r.requests.get("cut", 0)
         for cell, value in (("failed otherwise", r.requests.get("other", 0)), ("cut", cut), ("hung", r.requests.get("hung", 0)),
-                            ("lost", r.flows.get("lost", 0)),
-                            ("runs not right", r.flows.get("runs", 0) - r.flows.get("right", 0))):
+                            ("runs lost", r.flows.get("lost", 0)),
+                            ("runs not right", r.flows.get("runs", 0) - r.flows.get("right", 0)),
+                            ("jobs lost", r.jobs.get("lost", 0)),
+                            ("jobs not right", r.jobs.get("accepted", 0) - r.jobs.get("right", 0))):
             if value:
                 out.append(f"{r.fault}: {cell} {value}")
         if r.error:
@@ -159,11 +166,12 @@ def main() -> int:
         warmup = FaultRow("warmup", start=began, end=rows[0].start if rows else time.monotonic())
         if rows:
             rows[-1].end = time.monotonic()
-        print(f"[{time.strftime('%H:%M:%S')}] stopping the load; waiting up to {timing.grace_s:g} s for runs", flush=True)
+        print(f"[{time.strftime('%H:%M:%S')}] stopping the load; waiting up to {timing.grace_s:g} s for runs and jobs",
+              flush=True)
         load.stop()
         load.drain(timing.grace_s)
     for row in [warmup, *rows]:
-        fill(row, load.outcomes, load.runs)
+        fill(row, load.outcomes, load.runs, load.jobs)
     wall = time.monotonic() - began
     results: dict[str, Any] = {
         "config": {"quick": args.quick, "faults": [f.name for f in faults], "timing": asdict(timing),
@@ -172,13 +180,16 @@ def main() -> int:
         "runs_not_right": [{"run": r.run_id, "verdict": r.verdict, "status": r.status, "output": r.output,
                             "expected": r.expected, "error": r.error, "victim": r.victim}
                            for r in load.runs if r.verdict != "right"],
+        "jobs_not_right": [{"job": j.job_id, "verdict": j.verdict, "status": j.status, "result": j.result,
+                            "expected": j.expected, "error": j.error, "attempts": j.attempts}
+                           for j in load.jobs if j.verdict != "right"],
         "missed": missed(rows), "leftover_processes": LEFTOVERS,
     }
     save("chaos", results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     print(f"\nfn chaos suite ({'quick' if args.quick else 'full'} run, {os.cpu_count()} cores, {wall / 60:.1f} min); "
-          f"requests by outcome ({', '.join(KINDS)}), flow runs by verdict:\n")
+          f"requests by outcome ({', '.join(KINDS)}), flow runs and jobs by verdict:\n")
     print(table(rows))
     print("\ntargets: " + ("all met" if not results["missed"] else "MISSED: " + "; ".join(results["missed"])))
     print("all numbers: bench/results/chaos.json" + (f" and {args.json}" if args.json else ""))

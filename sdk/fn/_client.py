@@ -132,7 +132,11 @@ _pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="fn-remote")
 
 
 def _resolved(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Over HTTP, pending arguments must be waited for before they can be sent."""
+    """Over HTTP, pending arguments must be waited for before they can be sent; a stream cannot be sent."""
+    for key, value in kwargs.items():
+        if isinstance(value, Stream):
+            raise TypeError(f"argument {key!r} is a stream: a stream can be passed to another function only inside the "
+                            f"cluster (in a deployed function); here, read it and pass its chunks as a list")
     return {key: value.result() if isinstance(value, Pending) else value for key, value in kwargs.items()}
 
 

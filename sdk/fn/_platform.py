@@ -17,6 +17,7 @@ from ._schedule import describe as describe_schedule
 from ._schedule import schedule_from_json
 from ._shadow import comparator_for, shadow_call
 from ._spec import ENV_NAME_PATTERN, SECRET_NAME_PATTERN, check_callback_url
+from ._stream import StreamSource
 from ._transport import Transport
 from ._transport import install as install_transport
 from ._webhooks import sign as sign_webhook
@@ -27,6 +28,7 @@ __all__ = [
     "SECRET_NAME_PATTERN",
     "Settings",
     "StepSpec",
+    "StreamSource",
     "Transport",
     "check_callback_url",
     "comparator_for",

@@ -10,7 +10,7 @@ import yaml
 
 from fnplatform.control.settings import ADMIN_KEY_CHARS, ADMIN_KEY_MIN_LEN
 from fnplatform.flows.run import BLOB_PREFIX, blob_key
-from fnplatform.flows.state import DATABASE_URL_ENV
+from fnplatform.storage.db import DATABASE_URL_ENV
 
 SECRET_NAMES = {"RAY_AUTH_TOKEN", "FN_DATABASE_URL", "FN_ADMIN_KEY", "FN_METRICS_KEY"}
 

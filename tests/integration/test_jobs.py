@@ -200,3 +200,30 @@ def test_chunks_stream_as_they_are_produced(jobs: Platform) -> None:
     with pytest.raises(fn.RemoteError, match="fails on purpose"):
         list(fn.stream("atokens", n=3, fail_at=2))
     assert fn.call("tokens", n=2, pause_s=0) == [{"i": 0}, {"i": 1}]  # a plain call gets the chunks as a list
+
+
+def test_a_stream_passed_between_functions_is_read_while_produced_with_bounded_lag(jobs: Platform) -> None:
+    from fnplatform.serving.streams import BATCH, CAPACITY
+
+    key = f"s{time.time_ns()}"
+    answer = fn.call("sum-of-numbers", n=400, key=key)
+    assert answer["total"] == sum(range(400)) and answer["read"] == 400, answer
+    # back-pressure: the producer never ran more than the broker's queue and one batch ahead of the slow reader
+    assert 0 < answer["max_lag"] <= CAPACITY + BATCH + 2, answer
+    # a reader that stops early stops the producer: it does not run on to the end
+    stopped = fn.call("sum-of-numbers", n=100_000, key=f"{key}-stop", stop_after=5)
+    assert stopped["read"] == 5
+    progress = jobs.home / "job-marks" / f"numbers-{key}-stop"
+    time.sleep(2)
+    assert int(progress.read_text()) < 5 + CAPACITY + BATCH + 2
+
+
+def test_the_streaming_example_embeds_sentences_as_they_stream(jobs: Platform) -> None:
+    job = jobs.deploy(Path(__file__).resolve().parents[2] / "functions" / "examples" / "streaming")
+    assert job["exit_code"] == 0, job["output"]
+    text = "One sentence. Another one! A third? And a fourth."
+    chunks = list(fn.stream("embed-text", text=text, dims=8))
+    assert [c["sentence"] for c in chunks] == ["One sentence.", "Another one!", "A third?", "And a fourth."]
+    assert all(len(c["vector"]) == 8 and abs(sum(v * v for v in c["vector"]) - 1) < 1e-3 for c in chunks)
+    with pytest.raises(fn.ValidationFailed):
+        list(fn.stream("embed-text", dims=8))  # a missing argument: the stream's own error, before any chunk

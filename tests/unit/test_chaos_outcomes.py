@@ -1,5 +1,6 @@
 """The chaos suite's bookkeeping (bench/_chaos_outcomes.py): what counts as a clean fn error, refused, hung
-or failed otherwise, and when a platform counts as recovered. The suite itself needs Ray: tests/e2e/test_chaos.py."""
+or failed otherwise, what a flow run or a job ended as, and when a platform counts as recovered. The suite
+itself needs Ray: tests/e2e/test_chaos.py."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from _chaos_outcomes import (
     OTHER,
     REFUSED,
     FaultRow,
+    JobRecord,
     Outcome,
     RunRecord,
     classify_response,
@@ -104,16 +106,37 @@ def test_recovery_is_the_first_request_of_a_stretch_of_only_successes() -> None:
     assert recovery_s(_at((10.0, OK), (20.0, OK)), fault_end=9.0, now=30.0, in_flight=[]) is None  # too few requests
 
 
+@pytest.mark.parametrize(("job", "verdict"), [
+    (JobRecord("j", 0.0, 12, status="succeeded", result=12, attempts=1), "right"),
+    (JobRecord("j", 0.0, 12, status="succeeded", result=12, attempts=3), "right"),  # run again after a lost run: right
+    (JobRecord("j", 0.0, 12, status="succeeded", result=13), "wrong"),
+    (JobRecord("j", 0.0, 12, status="succeeded", result=None), "wrong"),
+    (JobRecord("j", 0.0, 12, status="failed", error={"type": "Timeout", "status": 504, "message": "late"}), "failed"),
+    (JobRecord("j", 0.0, 12, status="cancelled"), "failed"),  # the load never cancels: ended, but not right
+    (JobRecord("j", 0.0, 12), "lost"),  # never ended within the grace period
+])
+def test_a_job_is_right_only_when_it_succeeded_with_the_expected_result(job: JobRecord, verdict: str) -> None:
+    assert job.verdict == verdict
+
+
 def test_a_fault_row_counts_its_own_phase_and_the_table_shows_every_row() -> None:
     row = FaultRow("hub", note="SIGKILL the hub", start=0.0, end=10.0, recovery_s=2.5)
     outcomes = _at((1.0, OK), (2.0, CLEAN), (3.0, HUNG), (11.0, OTHER))
     runs = [RunRecord("a", 1.0, 4, status="succeeded", output=4), RunRecord("b", 2.0, 4, status="succeeded", output=5),
             RunRecord("c", 3.0, 4), RunRecord("d", 12.0, 4)]
-    fill(row, outcomes, runs)
+    jobs = [JobRecord("j1", 0.5, 6, status="succeeded", result=6), JobRecord("j2", 1.5, 7, status="succeeded", result=7),
+            JobRecord("j3", 2.5, 8, status="failed"), JobRecord("j4", 9.5, 9), JobRecord("j5", 10.0, 6, status="succeeded")]
+    fill(row, outcomes, runs, jobs)
     assert row.requests == {"sent": 3, OK: 1, CLEAN: 1, REFUSED: 0, CUT: 0, OTHER: 0, HUNG: 1}
     assert row.flows == {"runs": 3, "right": 1, "wrong": 1, "failed": 0, "lost": 1}
+    assert row.jobs == {"accepted": 4, "right": 2, "wrong": 0, "failed": 1, "lost": 1}  # j5 is the next phase's
+    assert row.as_json()["jobs"] == row.jobs
     assert list(row.examples) == [CLEAN, HUNG]
     lines = table([row, FaultRow("store", error="moto did not stop")]).splitlines()
     assert lines[0].split()[:3] == ["fault", "sent", "ok"]
+    header = lines[0].split("  ")
+    assert [h.strip() for h in header if h.strip()][8:19] == ["flow runs", "right", "failed", "wrong", "lost", "jobs",
+                                                               "right", "failed", "wrong", "lost", "recovery"]
+    assert lines[1].split()[8:18] == ["3", "1", "0", "1", "1", "4", "2", "1", "0", "1"]
     assert "2.5 s" in lines[1] and "SIGKILL the hub" in lines[1]
     assert "not recovered" in lines[2] and "error: moto did not stop" in lines[2]

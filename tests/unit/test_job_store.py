@@ -442,3 +442,13 @@ def test_10000_queued_jobs_are_listed_as_due_in_pages_oldest_first(store: JobSto
                 session.execute(update(_Job).where(_Job.id.in_([job.id for job in page])).values(status="running"))
     assert seen == [f"job-{i:05d}" for i in range(10_000)]
     assert store.unfinished() == 10_000 and store.due(now, 100) == []
+
+
+def test_due_skips_the_functions_at_their_cap_so_their_backlog_hides_no_other_job(tmp_path: Path) -> None:
+    store = JobStore(f"sqlite:///{tmp_path / 'r.db'}")
+    for i in range(50):
+        store.submit(NewJob(function="busy", arguments=f'{{"i": {i}}}', owner="k"))
+    other, _ = store.submit(NewJob(function="other", arguments="{}", owner="k"))
+    later = utcnow() + timedelta(seconds=1)
+    assert other.id not in [job.id for job in store.due(later, 10)]  # 50 older jobs of busy come first
+    assert [job.id for job in store.due(later, 10, skip={"busy"})] == [other.id]

@@ -147,7 +147,8 @@ class JobRunner:
         if room <= 0:
             return
         await self._refresh_caps()
-        for job in await asyncio.to_thread(self._db.due, utcnow(), room * 4):
+        full = {f for f, n in self._per_function.items() if n >= self._caps.get(f, self.settings.default_cap)}
+        for job in await asyncio.to_thread(self._db.due, utcnow(), min(room * 2, 512), skip=full):
             if len(self._running) >= self.settings.max_running:
                 break
             if self._per_function.get(job.function, 0) >= self._caps.get(job.function, self.settings.default_cap):

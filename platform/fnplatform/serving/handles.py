@@ -14,20 +14,28 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from fn import FnError, NotFound, Pending, RemoteError, Timeout, Unavailable
+from fn import FnError, NotFound, Pending, RemoteError, Stream, Timeout, Unavailable
 from fn._platform import shadow_call
 
 from . import tracing
 from . import versions as routing
 from .logs import request_id_var
+from .streams import passable
 
 _SPAN_ATTRIBUTE = "_fn_span"  # the caller's span of a hop, kept on Serve's response object until it is awaited
 
 
 def _unwrap(value: Any) -> Any:
     # A pending result is handed on as Serve's own response object: Serve resolves it in the
-    # callee, so the caller never waits for (or copies) the intermediate value.
-    return value.inner if isinstance(value, Pending) else value
+    # callee, so the caller never waits for (or copies) the intermediate value. A stream not yet read is
+    # handed on as what produces it: the callee starts it and reads it (serving.streams).
+    if isinstance(value, Pending):
+        return value.inner
+    if isinstance(value, Stream):
+        if value.started:
+            raise RuntimeError(f"a stream of {value.source.function} that is being read cannot be passed on")
+        return value.source
+    return passable(value)
 
 
 def translate_error(exc: BaseException, name: str) -> BaseException:

@@ -213,7 +213,7 @@ def validate_version(spec_json: str, bundle_sha256: str, store: dict[str, Any], 
     return None
 
 
-class FunctionReplica:
+class FunctionReplica(streaming.StreamingMethods):
     """The Serve deployment class behind every function."""
 
     def __init__(self, spec_json: str, bundle_sha256: str, store: dict[str, Any], cache_dir: str,
@@ -349,33 +349,6 @@ class FunctionReplica:
                 self._shipper.line("WARNING", f"{self.spec.name} ran past timeout_s: {self._overrun.describe()}")
             raise Timeout(f"{self.spec.name} ran past its timeout_s of {self.spec.timeout_s:g} s", status=504) from None
 
-    def _chunks(self, values: dict[str, Any]) -> Any:
-        return streaming.chunks(self.loaded.target, values, self._pool, self.spec.name, self.spec.timeout_s)
-
-    async def _stream_response(self, request: Request, arguments: dict[str, Any], request_id: str,
-                               started: float) -> Response:
-        """The chunks as they come (SSE or JSON lines); an error before the first chunk is an ordinary error answer."""
-        from starlette.responses import StreamingResponse
-
-        rest = self._chunks(self.loaded.signature.validate(arguments))
-        try:
-            first = await anext(rest)
-        except StopAsyncIteration:
-            first = streaming.NOTHING
-        events = streaming.wants_events(request.headers)
-
-        def failed(exc: BaseException) -> None:
-            self._shipper.line("ERROR", f"{self.spec.name} failed mid-stream: {type(exc).__name__}: {exc}", request_id)
-
-        def ended(count: int) -> None:
-            self._shipper.line("INFO", f"{request.method} /{self.spec.name} streamed {count} chunk(s) in "
-                                       f"{replica_logs.elapsed_ms(started):.1f} ms", request_id)
-
-        frames = streaming.http_frames(first, rest, events, request_id, failed, ended)
-        return StreamingResponse(frames, media_type=streaming.SSE if events else streaming.JSON_LINES,
-                                 headers={"x-request-id": request_id, "cache-control": "no-cache",
-                                          "x-accel-buffering": "no"})
-
     async def __call__(self, request: Request, request_id: str | None = None) -> Response:
         parent = tracing.parse_traceparent(request.headers.get(tracing.HEADER))
         # A caller's traceparent names the trace, and the trace id is the request id (one id finds everything).
@@ -485,6 +458,7 @@ class FunctionReplica:
         for key, value in arguments.items():
             if _is_object_ref(value):  # large values (flow uploads) travel by reference
                 arguments[key] = await value
+        readers = self._readers(arguments)  # stream arguments: read from their producer while it produces
         try:
             result = await self._invoke(arguments, kind="server")
         except ClientError as exc:
@@ -500,30 +474,11 @@ class FunctionReplica:
         except Exception as exc:  # noqa: BLE001 - user exceptions may not unpickle in the caller: send their gist
             self._shipper.line("ERROR", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
             raise RemoteError(str(exc), status=500, error_type=type(exc).__name__, request_id=rid) from None
+        finally:
+            for reader in readers:
+                reader.close()
         self._shipper.line("INFO", f"call {self.spec.name} -> ok in {replica_logs.elapsed_ms(started):.1f} ms")
         return result
-
-    async def stream(self, hop: str | None, /, **arguments: Any) -> AsyncIterator[Any]:
-        """The handle path of a streaming function (``fn.stream`` in another function): its chunks as they come."""
-        request_id, _ = tracing.from_hop(hop)
-        rid = request_id or tracing.new_trace_id()
-        replica_logs.request_id_var.set(rid)
-        for key in (routing.VERSION_ARGUMENT, routing.FORWARDED_ARGUMENT, routing.SHADOW_ARGUMENT):
-            arguments.pop(key, None)
-        if not self.loaded.is_stream:
-            raise status_error(400, f"{self.spec.name} is not a generator function: call it (fn.call), or make it yield "
-                               f"its results to stream them", request_id=rid, error_type="NotAStream")
-        with self.metrics.call(self.spec.name, self._version) as code:
-            try:
-                async for chunk in self._chunks(self.loaded.signature.validate(arguments)):
-                    yield chunk
-            except ClientError as exc:
-                code[0] = exc.status or 400
-                raise
-            except Exception as exc:  # noqa: BLE001 - user exceptions may not unpickle in the caller: send their gist
-                self._shipper.line("ERROR", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-                raise RemoteError(str(exc), status=500, error_type=type(exc).__name__, request_id=rid) from None
-            code[0] = 200
 
     def check_health(self) -> None:
         """Serve calls this every health_check_period_s and replaces the replica after 3 raises in a row."""

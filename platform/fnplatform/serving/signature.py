@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import inspect
 import typing
+from collections import abc
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from fn import ValidationFailed
+
+_STREAMS = frozenset({abc.Iterator, abc.Iterable, abc.AsyncIterator, abc.AsyncIterable, abc.Generator, abc.AsyncGenerator})
 
 
 class Signature:
@@ -30,6 +33,8 @@ class Signature:
                 self.accepts_extra = True
                 continue
             hint = hints.get(param.name, Any)
+            if typing.get_origin(hint) in _STREAMS:  # a stream argument (serving.streams): read as it comes, not checked
+                hint = Any
             if batched and typing.get_origin(hint) is list:
                 hint = (typing.get_args(hint) or (Any,))[0]
             annotations[param.name] = hint

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -210,12 +211,14 @@ class JobStore(Database):
             return int(session.scalar(query) or 0)
 
     # the runner -------------------------------------------------------------------------------
-    def due(self, now: datetime, limit: int) -> list[Job]:
-        """Queued jobs whose time has come, oldest first (not claimed: the runner picks what its caps allow)."""
+    def due(self, now: datetime, limit: int, *, skip: Collection[str] = ()) -> list[Job]:
+        """Queued jobs whose time has come, oldest first, but none of the functions in *skip* (those at their cap:
+        their queue must not hide other functions' jobs behind it). Not claimed: the runner claims what it starts."""
+        query = select(_Job).where(_Job.status == "queued", _Job.next_at <= now)
+        if skip:
+            query = query.where(_Job.function.not_in(list(skip)))
         with self._session() as session:
-            rows = session.scalars(select(_Job).where(_Job.status == "queued", _Job.next_at <= now)
-                                   .order_by(_Job.next_at, _Job.id).limit(limit))
-            return [_job(row) for row in rows]
+            return [_job(row) for row in session.scalars(query.order_by(_Job.next_at, _Job.id).limit(limit))]
 
     def claim(self, job_id: str, owner: str, lease_s: float) -> Job | None:
         """Start an attempt of a queued job: None if it is no longer queued (cancelled meanwhile)."""

@@ -67,3 +67,33 @@ async def atokens(n: int = 3, fail_at: int = -1):  # type: ignore[no-untyped-def
         if i == fail_at:
             raise KeyError(f"chunk {i} fails on purpose")
         yield f"token-{i}"
+
+
+@fn.function(cpus=0.1)
+def numbers(n: int, key: str) -> Iterator[int]:
+    """0 .. n-1 as fast as it is read, writing how far it got."""
+    progress = _marks(f"numbers-{key}")
+    for i in range(n):
+        progress.write_text(str(i))
+        yield i
+
+
+@fn.function(cpus=0.1, timeout_s=120)
+def lagging_sum(numbers: Iterator[int], key: str, pause_s: float = 0.005, stop_after: int = -1) -> dict[str, int]:
+    """Reads a stream slowly; how far the producer ran ahead of it at most."""
+    progress = _marks(f"numbers-{key}")
+    total = lag = read = 0
+    for i, number in enumerate(numbers):
+        time.sleep(pause_s)
+        total, read = total + number, i + 1
+        lag = max(lag, int(progress.read_text() or 0) - i)
+        if read == stop_after:
+            break
+    return {"total": total, "max_lag": lag, "read": read}
+
+
+@fn.function(cpus=0.1, timeout_s=120)
+def sum_of_numbers(n: int, key: str, stop_after: int = -1) -> dict[str, int]:
+    """Passes a stream from one function into another; it never sees a chunk."""
+    return fn.call("lagging-sum", numbers=fn.ref("numbers").stream(n=n, key=key), key=key,  # type: ignore[no-any-return]
+                   stop_after=stop_after)

@@ -98,15 +98,26 @@ def parse_data(data: str | None) -> dict[str, Any]:
               help="Call this version (started from zero if needed) whatever the traffic split says.")
 @click.option("--spawn", is_flag=True,
               help="Queue the call as a job instead and print its id at once, as 'fnctl jobs spawn' does.")
+@click.option("--stream", "stream", is_flag=True,
+              help="Print a generator function's chunks as they come, one JSON value per line.")
 @json_option
-def invoke(name: str, data: str | None, timeout: float | None, version: int | None, spawn: bool, as_json: bool) -> None:
-    """Call NAME with --data and print its result as JSON; with --spawn, queue it as a job and print the job's id.
+def invoke(name: str, data: str | None, timeout: float | None, version: int | None, spawn: bool, stream: bool,
+           as_json: bool) -> None:
+    """Call NAME with --data and print its result as JSON; with --spawn, queue it as a job and print the job's id;
+    with --stream, print a generator function's chunks as they are produced.
 
     \b
         fnctl invoke add -d '{"a": 2, "b": 3}'
         fnctl invoke resize -d @args.json --spawn    (then: fnctl jobs get ID --wait 60)
+        fnctl invoke generate -d '{"prompt": "hi"}' --stream
     """
     arguments = parse_data(data)
+    if stream and spawn:
+        raise click.UsageError("--stream and --spawn do not go together: a job keeps its result, it does not stream")
+    if stream:
+        for chunk in fn.ref(name, timeout=timeout, version=version).stream(**arguments):
+            click.echo(json.dumps(chunk))
+        return
     if spawn:
         if timeout is not None:
             raise click.UsageError("--timeout is for a call; wait for a spawned job with 'fnctl jobs get ID --wait S'")

@@ -200,6 +200,8 @@ def test_chunks_stream_as_they_are_produced(jobs: Platform) -> None:
     with pytest.raises(fn.RemoteError, match="fails on purpose"):
         list(fn.stream("atokens", n=3, fail_at=2))
     assert fn.call("tokens", n=2, pause_s=0) == [{"i": 0}, {"i": 1}]  # a plain call gets the chunks as a list
+    printed = jobs.fnctl("invoke", "tokens", "-d", '{"n": 3, "pause_s": 0}', "--stream")
+    assert printed.exit_code == 0 and printed.output.splitlines() == ['{"i": 0}', '{"i": 1}', '{"i": 2}'], printed.output
 
 
 def test_a_stream_passed_between_functions_is_read_while_produced_with_bounded_lag(jobs: Platform) -> None:

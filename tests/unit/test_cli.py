@@ -64,6 +64,11 @@ def test_invoke_with_bad_data_is_a_usage_error(data: str, problem: str) -> None:
     assert "Traceback" not in result.output
 
 
+def test_invoke_stream_and_spawn_together_is_a_usage_error() -> None:
+    result = CliRunner().invoke(cli, ["invoke", "x", "--stream", "--spawn"])
+    assert result.exit_code == 2 and "do not go together" in result.output and "Traceback" not in result.output
+
+
 def test_ls_without_a_platform_is_one_clear_line(isolated_env: Path) -> None:
     result = CliRunner().invoke(cli, ["ls"])
     assert result.exit_code == 1

@@ -148,14 +148,8 @@ def platform(template: Template, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                          FlowState(settings.database_url))
 
     assert settings.store is not None
-    gateway = JobGateway.__new__(JobGateway)
-    gateway.settings = JobSettings.from_env(settings.database_url)
-    gateway._store_config = settings.store.to_dict()
-    gateway._db = JobStore(settings.database_url)
-    gateway._registry = registry
-    gateway._blobs = open_store(settings.store)
-    gateway._keys = RegistryKeys(registry)  # type: ignore[assignment]
-    gateway._specs = {}
+    gateway = JobGateway.around(JobSettings.from_env(settings.database_url), settings.store.to_dict(),
+                                RegistryKeys(registry))
 
     async def jobs_route(request: Request) -> Response:
         return await gateway(request)

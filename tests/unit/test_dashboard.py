@@ -49,7 +49,7 @@ def exported() -> dict[str, set[str]]:
     _filled(DEPLOY_HISTOGRAMS, control, histogram=True)
     data = data_plane.drain()
     data.gauges = {(name, tuple(f"{label}-x" for label in labels)): 1.0 for name, labels in GAUGES.items()}
-    text = render(data, control.drain(), {("function-x", "state-x"): 1.0}).decode()
+    text = render(data, control.drain(), {("function-x", "state-x"): 1.0}, {("function-x", "status-x"): 1}).decode()
     out: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(text):
         assert family.samples, f"{family.name} rendered without samples: fill it above"

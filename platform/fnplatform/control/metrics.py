@@ -36,7 +36,10 @@ HELP = {
     "fn_deploy_duration_seconds": "Time a deploy job took from its start to its end",
     "fn_metrics_dropped_total": "Samples not counted because a process or the hub already held too many label sets",
     "fn_data_plane_metrics_up": "1 when the hub answered with the data plane's metrics for this scrape, else 0",
+    "fn_jobs": "Jobs kept in the database by function and status (queued, running, succeeded, failed: dead letters, "
+               "cancelled); ended ones until their retention ends",
 }
+Jobs = dict[tuple[str, str], int]  # (function, status) -> jobs
 
 
 class ControlMetrics:
@@ -84,10 +87,11 @@ def _label(value: float) -> str:
 class _Snapshot(Collector):
     """One scrape's families, from the deltas already summed (prometheus_client only formats them)."""
 
-    def __init__(self, data_plane: Delta | None, control: Delta, replicas: Replicas | None) -> None:
+    def __init__(self, data_plane: Delta | None, control: Delta, replicas: Replicas | None, jobs: Jobs | None) -> None:
         self._data_plane = data_plane
         self._control = control
         self._replicas = replicas
+        self._jobs = jobs
 
     def collect(self) -> Iterable[Metric]:
         parts = [(self._data_plane or Delta(), COUNTERS, HISTOGRAMS, GAUGES), (self._control, DEPLOY_COUNTERS,
@@ -105,6 +109,10 @@ class _Snapshot(Collector):
         for (function, state), count in sorted((self._replicas or {}).items()):
             replicas.add_metric([function, state], count)
         yield replicas
+        jobs = GaugeMetricFamily("fn_jobs", HELP["fn_jobs"], labels=["function", "status"])
+        for (function, status), count in sorted((self._jobs or {}).items()):
+            jobs.add_metric([function, status], count)
+        yield jobs
 
 
 def _series(values: dict[tuple[str, tuple[str, ...]], object], name: str) -> list[tuple[str, ...]]:
@@ -142,8 +150,8 @@ def _gauges(delta: Delta, declared: dict[str, tuple[str, ...]]) -> Iterator[Metr
         yield family
 
 
-def render(data_plane: Delta | None, control: Delta, replicas: Replicas | None = None) -> bytes:
+def render(data_plane: Delta | None, control: Delta, replicas: Replicas | None = None, jobs: Jobs | None = None) -> bytes:
     """The text a Prometheus scrape gets; *data_plane* is None when the hub did not answer (its families are
     then empty and ``fn_data_plane_metrics_up`` is 0, so the deploy metrics are still scraped), *replicas*
-    None when Serve's controller did not (``fn_replicas`` is then empty)."""
-    return generate_latest(_Snapshot(data_plane, control, replicas))
+    None when Serve's controller did not (``fn_replicas`` is then empty), *jobs* None when the database did not."""
+    return generate_latest(_Snapshot(data_plane, control, replicas, jobs))

@@ -15,6 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from fn import Conflict, FlowSpec, FunctionSpec, NotFound, PayloadTooLarge, Unavailable
 from fnplatform.bundles.packaging import inspect_bundle
 from fnplatform.bundles.safety import BundleTooLarge
@@ -419,7 +421,11 @@ class ControlPlane:
             replicas = replica_gauges(self._details(), (v.function for v in self.registry.actives()))
         except Unavailable:  # Serve's controller busy or restarting: fn_replicas is left out of this scrape
             replicas = None
-        return render(data_plane, self.metrics.totals(), replicas)
+        try:
+            jobs = self.background.jobs.counts()
+        except SQLAlchemyError:  # the database away: fn_jobs is left out of this scrape
+            jobs = None
+        return render(data_plane, self.metrics.totals(), replicas, jobs)
 
     # keys ----------------------------------------------------------------------------------
     def push_state(self) -> None:

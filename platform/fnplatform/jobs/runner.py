@@ -32,9 +32,10 @@ from fnplatform.serving.hub import lazy_hub
 from fnplatform.serving.logs import request_id_var
 from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.db import utcnow
-from fnplatform.storage.jobs import Job, JobStore
+from fnplatform.storage.jobs import Ending, Job, JobStore
 from fnplatform.storage.registry import Registry
 
+from .batching import GroupCommit
 from .settings import JobSettings
 
 log = logging.getLogger("fnplatform.jobs")
@@ -42,6 +43,8 @@ RUNNER_NAME = "fn-jobs"
 NAMESPACE = "fn"
 LEASE_S = 60.0
 RENEW_S = 10.0
+RUNNING_LOOK_S = 0.5  # while jobs run: cancellations asked for, and due jobs a poke did not announce
+IDLE_LOOK_S = 5.0
 INLINE_RESULT_BYTES = 256 * 1024
 # Error types of the platform failing a call (the replica or its node gone), not the function: the attempt is given back.
 LOST_TYPES = frozenset({"ActorDiedError", "RayActorError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError",
@@ -77,7 +80,7 @@ def outcome(error: dict[str, Any]) -> str:
 
 
 class JobRunner:
-    """The actor. ``poke`` wakes it at once (a job was just queued); it also looks for due jobs every half second."""
+    """The actor. ``poke`` wakes it at once (a job was just queued); it also looks for due jobs by itself (_until_next)."""
 
     def __init__(self, store: dict[str, Any], database_url: str | None = None) -> None:
         self.settings = JobSettings.from_env(database_url)
@@ -89,6 +92,7 @@ class JobRunner:
         self._transport = HandleTransport()
         routing.table(lazy_hub())  # handles in this process choose versions by the published traffic table
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._endings = GroupCommit(self._db.finish_many)  # jobs ending together are written together
         self._per_function: dict[str, int] = {}
         self._caps: dict[str, int] = {}
         self._caps_at = 0.0
@@ -119,10 +123,12 @@ class JobRunner:
         if moved:
             log.warning("put %d jobs of a runner that is gone back in the queue", moved)
         last_renew = last_sweep = time.monotonic()
+        pause = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.5)
+                await asyncio.wait_for(self._wake.wait(), pause)
             self._wake.clear()
+            pause = IDLE_LOOK_S
             try:
                 now = time.monotonic()
                 if now - last_renew >= RENEW_S:
@@ -138,6 +144,7 @@ class JobRunner:
                         if task is not None:
                             task.cancel()
                 await self._fill()
+                pause = await self._until_next()
             except Exception as exc:  # noqa: BLE001 - the database away for a moment: try again next turn
                 log.warning("job runner: %s: %s", type(exc).__name__, exc)
                 await asyncio.sleep(1)
@@ -148,16 +155,29 @@ class JobRunner:
             return
         await self._refresh_caps()
         full = {f for f, n in self._per_function.items() if n >= self._caps.get(f, self.settings.default_cap)}
+        chosen: list[str] = []
+        counts = dict(self._per_function)
         for job in await asyncio.to_thread(self._db.due, utcnow(), min(room * 2, 512), skip=full):
-            if len(self._running) >= self.settings.max_running:
+            if len(chosen) >= room:
                 break
-            if self._per_function.get(job.function, 0) >= self._caps.get(job.function, self.settings.default_cap):
-                continue
-            claimed = await asyncio.to_thread(self._db.claim, job.id, self.owner, LEASE_S)
-            if claimed is None:
-                continue
-            self._per_function[job.function] = self._per_function.get(job.function, 0) + 1
-            self._running[job.id] = asyncio.get_running_loop().create_task(self._attempt(claimed))
+            if counts.get(job.function, 0) < self._caps.get(job.function, self.settings.default_cap):
+                counts[job.function] = counts.get(job.function, 0) + 1
+                chosen.append(job.id)
+        # one transaction for all of them: a job cancelled meanwhile is not claimed
+        for claimed in await asyncio.to_thread(self._db.claim_many, chosen, self.owner, LEASE_S) if chosen else []:
+            self._per_function[claimed.function] = self._per_function.get(claimed.function, 0) + 1
+            self._running[claimed.id] = asyncio.get_running_loop().create_task(self._attempt(claimed))
+
+    async def _until_next(self) -> float:
+        """How long to sleep unless woken: a new job, a free slot or a cancellation wakes it or is looked for within
+        a second while jobs run; a retry waits for its time; an idle runner looks every IDLE_LOOK_S (another gateway's
+        poke may have missed it)."""
+        if self._running:
+            return RUNNING_LOOK_S
+        due = await asyncio.to_thread(self._db.next_due)
+        if due is None:
+            return IDLE_LOOK_S
+        return min(IDLE_LOOK_S, max(0.05, (due - utcnow()).total_seconds()))
 
     async def _refresh_caps(self) -> None:
         if time.monotonic() - self._caps_at < 5:
@@ -179,7 +199,8 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - every failure is recorded with the job, then retried or final
             await asyncio.to_thread(self._failed, job, error_of(exc))
         else:
-            await asyncio.to_thread(self._succeeded, job, result)
+            ending = await asyncio.to_thread(self._success, job, result)
+            await self._endings.write(ending)
         finally:
             self._running.pop(job.id, None)
             left = self._per_function.get(job.function, 1) - 1
@@ -197,20 +218,22 @@ class JobRunner:
         value = json.loads(text)
         return dict(value) if isinstance(value, dict) else {}
 
-    def _succeeded(self, job: Job, result: Any) -> None:
+    def _success(self, job: Job, result: Any) -> Ending:
+        """How a job that returned *result* ends: its JSON inline, or (large) in the store."""
         try:
             encoded = pydantic_core.to_json(result, bytes_mode="base64")
         except pydantic_core.PydanticSerializationError as exc:
-            self._db.finish(job.id, self.owner, "failed", error={
+            return Ending(job.id, self.owner, "failed", error={
                 "type": "ResultNotSerializable", "status": 500,
                 "message": f"{job.function} returned a {type(result).__name__} that cannot be JSON-encoded: {exc}"})
-            return
         if len(encoded) > INLINE_RESULT_BYTES:
             key = result_key(job.id)
             self._blobs.write(key, encoded)
-            self._db.finish(job.id, self.owner, "succeeded", result_blob=key)
-        else:
-            self._db.finish(job.id, self.owner, "succeeded", result=encoded.decode())
+            return Ending(job.id, self.owner, "succeeded", result_blob=key)
+        return Ending(job.id, self.owner, "succeeded", result=encoded.decode())
+
+    def _succeeded(self, job: Job, result: Any) -> None:
+        self._db.finish_many([self._success(job, result)])
 
     def _failed(self, job: Job, error: dict[str, Any]) -> None:
         kind = outcome(error)

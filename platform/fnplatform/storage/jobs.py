@@ -61,7 +61,8 @@ class _Job(Base):
     webhook_outcome: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_jobs_due", "status", "next_at"), Index("ix_jobs_function", "function", "status"),
-                      Index("ix_jobs_webhook", "webhook", "webhook_next_at"), Index("ix_jobs_finished", "finished"))
+                      Index("ix_jobs_owner", "owner", "status"), Index("ix_jobs_webhook", "webhook", "webhook_next_at"),
+                      Index("ix_jobs_finished", "finished"))
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,16 @@ class NewJob:
     source: str = "api"
     arguments_blob: str | None = None
     id: str | None = None  # given: a deterministic id (an idempotency key, a schedule's tick); taken once
+
+
+@dataclass(frozen=True)
+class Ending:
+    job_id: str
+    owner: str | None  # the runner holding its lease; None: whoever holds it
+    status: str
+    result: str | None = None
+    result_blob: str | None = None
+    error: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +162,14 @@ def _cancelled(row: _Job, now: datetime) -> None:
         row.webhook, row.webhook_next_at, row.webhook_attempts = "pending", now, 0
 
 
+def _row(new: NewJob) -> _Job:
+    now = utcnow()
+    return _Job(id=new.id or new_job_id(), function=new.function, version=new.version, owner=new.owner, source=new.source,
+                status="queued", arguments=new.arguments, arguments_blob=new.arguments_blob,
+                max_attempts=new.max_attempts, backoff_s=new.backoff_s, timeout_s=new.timeout_s,
+                callback_url=new.callback_url, next_at=now, created=now)
+
+
 def new_job_id() -> str:
     return f"job-{uuid.uuid4().hex[:20]}"
 
@@ -158,22 +177,26 @@ def new_job_id() -> str:
 class JobStore(Database):
     def submit(self, new: NewJob) -> tuple[Job, bool]:
         """Record a queued job; (the job, True). A given id already taken: (that job, False), nothing written."""
-        job_id = new.id or new_job_id()
-        row = _Job(id=job_id, function=new.function, version=new.version, owner=new.owner, source=new.source,
-                   status="queued", arguments=new.arguments, arguments_blob=new.arguments_blob,
-                   max_attempts=new.max_attempts, backoff_s=new.backoff_s, timeout_s=new.timeout_s,
-                   callback_url=new.callback_url, next_at=utcnow(), created=utcnow())
+        row = _row(new)
         try:
             with self._session() as session:
                 session.add(row)
         except IntegrityError:
-            existing = self.get(job_id)
+            existing = self.get(row.id)
             if existing is None:
                 raise
             return existing, False
-        found = self.get(job_id)
-        assert found is not None
-        return found, True
+        return _job(row), True
+
+    def submit_many(self, jobs: list[NewJob]) -> list[tuple[Job, bool]]:
+        """``submit`` for each, in one transaction (group commit); one id already taken sends each on its own."""
+        rows = [_row(new) for new in jobs]
+        try:
+            with self._session() as session:
+                session.add_all(rows)
+        except IntegrityError:
+            return [self.submit(new) for new in jobs]
+        return [(_job(row), True) for row in rows]
 
     def get(self, job_id: str) -> Job | None:
         with self._session() as session:
@@ -220,16 +243,26 @@ class JobStore(Database):
         with self._session() as session:
             return [_job(row) for row in session.scalars(query.order_by(_Job.next_at, _Job.id).limit(limit))]
 
+    def next_due(self) -> datetime | None:
+        """When the earliest queued job may run (the runner sleeps until then, or until it is woken)."""
+        with self._session() as session:
+            return session.scalar(select(func.min(_Job.next_at)).where(_Job.status == "queued"))
+
     def claim(self, job_id: str, owner: str, lease_s: float) -> Job | None:
         """Start an attempt of a queued job: None if it is no longer queued (cancelled meanwhile)."""
+        claimed = self.claim_many([job_id], owner, lease_s)
+        return claimed[0] if claimed else None
+
+    def claim_many(self, job_ids: list[str], owner: str, lease_s: float) -> list[Job]:
+        """Start an attempt of each of these jobs that is still queued, in one transaction; those started."""
         now = utcnow()
         with self._session() as session:
-            changed = session.execute(update(_Job).where(_Job.id == job_id, _Job.status == "queued").values(
+            session.execute(update(_Job).where(_Job.id.in_(job_ids), _Job.status == "queued").values(
                 status="running", attempts=_Job.attempts + 1, started=now, lease_owner=owner,
                 lease_until=now + timedelta(seconds=lease_s)))
-            if changed.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-        return self.get(job_id)
+            rows = session.scalars(select(_Job).where(_Job.id.in_(job_ids), _Job.status == "running",
+                                                      _Job.lease_owner == owner, _Job.started == now))
+            return [_job(row) for row in rows]
 
     def renew(self, job_ids: list[str], owner: str, lease_s: float) -> None:
         if not job_ids:
@@ -247,18 +280,26 @@ class JobStore(Database):
     def finish(self, job_id: str, owner: str | None, status: str, *, result: str | None = None,
                result_blob: str | None = None, error: dict[str, Any] | None = None) -> bool:
         """End a job (of this runner's lease when *owner* is given); whether it was written."""
-        assert status in ENDED
+        return self.finish_many([Ending(job_id, owner, status, result, result_blob, error)])[0]
+
+    def finish_many(self, endings: list[Ending]) -> list[bool]:
+        """``finish`` for each, in one transaction (group commit)."""
         now = utcnow()
+        written = []
         with self._session() as session:
-            row = session.get(_Job, job_id)
-            if row is None or row.status in ENDED or (owner is not None and row.lease_owner != owner):
-                return False
-            row.status, row.finished, row.result, row.result_blob = status, now, result, result_blob
-            row.error = json.dumps(error) if error is not None else None
-            row.lease_owner = row.lease_until = None
-            if row.callback_url:
-                row.webhook, row.webhook_next_at, row.webhook_attempts = "pending", now, 0
-            return True
+            for end in endings:
+                assert end.status in ENDED
+                row = session.get(_Job, end.job_id)
+                if row is None or row.status in ENDED or (end.owner is not None and row.lease_owner != end.owner):
+                    written.append(False)
+                    continue
+                row.status, row.finished, row.result, row.result_blob = end.status, now, end.result, end.result_blob
+                row.error = json.dumps(end.error) if end.error is not None else None
+                row.lease_owner = row.lease_until = None
+                if row.callback_url:
+                    row.webhook, row.webhook_next_at, row.webhook_attempts = "pending", now, 0
+                written.append(True)
+        return written
 
     def retry_later(self, job_id: str, owner: str, delay_s: float, error: dict[str, Any], *, lost: bool = False,
                     busy: bool = False) -> bool:

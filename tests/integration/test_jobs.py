@@ -162,12 +162,12 @@ def test_a_period_schedule_fires_each_tick_and_stops_when_paused(jobs: Platform)
     paused_at = len(ticks.read_text().split())
     time.sleep(5)
     assert len(ticks.read_text().split()) == paused_at  # no tick while paused
-    history = json.loads(jobs.fnctl("schedules", "history", "ticker", "--json").output)
+    history = json.loads(jobs.fnctl("schedules", "history", "ticker", "--limit", "1000", "--json").output)
     runs = history["runs"]
     assert history["paused"] and runs and all(r["status"] == "succeeded" for r in runs), runs
-    # one job per tick, each run once: as many runs in the file as ticks fired (the first ones may have waited
-    # together for the replica's cold start), and ticks created about 2 s apart, never two for one tick
-    assert len({r["job"] for r in runs}) == len(runs) == paused_at, (runs, paused_at)
+    # one job per tick, never two: ticks created about 2 s apart (the first ones may have waited together for the
+    # replica's cold start). Each ran at least once: a job whose runner was killed mid-run (the test above) runs again.
+    assert len({r["job"] for r in runs}) == len(runs) <= paused_at, (runs, paused_at)
     created = sorted(r["created"] for r in runs)
     assert len(set(created)) == len(created)
     assert jobs.fnctl("schedules", "resume", "ticker").exit_code == 0

@@ -141,15 +141,15 @@ def test_a_job_survives_its_replicas_death_and_its_runners(jobs: Platform) -> No
 
     key = f"kill{time.time_ns()}"
     marks = jobs.home / "job-marks" / f"slow-{key}"
-    job = fn.spawn("slow", seconds=4, key=key)
+    job = fn.spawn("slow", seconds=3, key=key)
     pid = int(wait_for(lambda: marks.exists() and marks.read_text(), timeout=60))
     os.kill(pid, signal.SIGKILL)  # the replica running it dies mid-call
-    assert job.result(timeout=120) == 4
+    assert job.result(timeout=120) == 3
     assert job.state["attempts"] == 1  # the platform's failure did not use up the job's attempts
-    second = fn.spawn("slow", seconds=3)
+    second = fn.spawn("slow", seconds=2)
     wait_for(lambda: second.status() == "running", timeout=60)
     ray.kill(ray.get_actor(RUNNER_NAME, namespace=NAMESPACE), no_restart=False)  # Ray restarts the runner
-    assert second.result(timeout=120) == 3
+    assert second.result(timeout=120) == 2
 
 
 def test_a_period_schedule_fires_each_tick_and_stops_when_paused(jobs: Platform) -> None:
@@ -160,7 +160,7 @@ def test_a_period_schedule_fires_each_tick_and_stops_when_paused(jobs: Platform)
     assert jobs.fnctl("schedules", "pause", "ticker").exit_code == 0
     time.sleep(1.5)  # a tick being fired as the pause landed
     paused_at = len(ticks.read_text().split())
-    time.sleep(5)
+    time.sleep(4.5)  # two ticks' time
     assert len(ticks.read_text().split()) == paused_at  # no tick while paused
     history = json.loads(jobs.fnctl("schedules", "history", "ticker", "--limit", "1000", "--json").output)
     runs = history["runs"]

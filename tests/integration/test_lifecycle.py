@@ -155,7 +155,9 @@ def test_reconcile_after_restart_is_idempotent(platform: Platform, tmp_path: Pat
     # A restarted control plane: a new registry connection and deployer over the same state.
     fresh = Deployer(Registry(platform.control.registry.url), platform.control.deployer.ctx)
     fresh.reconcile()
-    fresh.wait_running([row["name"] for row in listed_before])
+    internal = {v.spec.name for v in platform.control.registry.actives() if v.spec.internal}  # no route to wait for
+    waited = fresh.wait_running([row["name"] for row in listed_before], internal)
+    assert set(waited.values()) == {None}, waited
     after = _describe(platform, "keeper")
     assert {r["replica_id"] for r in after["replicas"]} == replicas, "re-applying an unchanged version restarted it"
     listed_after = json.loads(platform.fnctl("ls", "--json").output)

@@ -118,7 +118,9 @@ class Template:
 def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     """The registry, its functions, schedules and keys, made once: each test starts from a copy of its folder."""
     root = tmp_path_factory.mktemp("jobs-template")
-    settings = PlatformSettings.from_env(home=root / "home", store=StoreConfig(kind="local", root=str(root / "store")))
+    # the database named: this module-scoped fixture runs before conftest's isolated_env clears FN_DATABASE_URL
+    settings = PlatformSettings.from_env(home=root / "home", store=StoreConfig(kind="local", root=str(root / "store")),
+                                         database_url=f"sqlite:///{root / 'home' / 'registry.db'}")
     settings.home.mkdir()
     registry = Registry(settings.database_url)
     plane = ControlPlane(settings, registry, open_store(settings.store), FakeDeployer(), InProcessHub(),  # type: ignore[arg-type]
@@ -142,7 +144,8 @@ def platform(template: Template, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(jobs_runner, "poke", lambda store: None)  # the runner is the thread below
     shutil.copytree(template.home, tmp_path / "home")
-    settings = PlatformSettings.from_env(home=tmp_path / "home", store=StoreConfig(kind="local", root=str(tmp_path / "store")))
+    settings = PlatformSettings.from_env(home=tmp_path / "home", store=StoreConfig(kind="local", root=str(tmp_path / "store")),
+                                         database_url=f"sqlite:///{tmp_path / 'home' / 'registry.db'}")
     registry = Registry(settings.database_url)
     plane = ControlPlane(settings, registry, open_store(settings.store), FakeDeployer(), InProcessHub(),  # type: ignore[arg-type]
                          FlowState(settings.database_url))

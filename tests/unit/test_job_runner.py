@@ -10,18 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 import fn
 from fn import ClientError
 from fnplatform.jobs.runner import INLINE_RESULT_BYTES, LOST_TYPES, JobRunner, error_of, outcome, result_key
 from fnplatform.jobs.settings import JobSettings
+from fnplatform.serving.handles import BUSY_TYPE
 from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.db import utcnow
-from fnplatform.storage.jobs import MAX_LOST, Job, JobStore, NewJob
+from fnplatform.storage.jobs import MAX_LOST, Job, JobStore, NewJob, _Job
 
 USER_ERROR = {"type": "KeyError", "status": 500, "message": "'x'"}
 LOST_ERROR = {"type": "ActorDiedError", "status": 500, "message": "the replica died"}
-BUSY_ERROR = {"type": "Unavailable", "status": 503, "message": "f is at capacity"}
+BUSY_ERROR = {"type": BUSY_TYPE, "status": 503, "message": "f is at capacity"}
 INVALID = {"type": "ValidationFailed", "status": 422, "message": "invalid arguments: x: Field required"}
 
 
@@ -32,9 +34,13 @@ def test_outcome_of_the_platform_losing_the_run_is_lost_whatever_its_status(kind
     assert outcome({"type": kind, "status": status, "message": "gone"}) == "lost"
 
 
+def test_outcome_of_a_full_queue_is_busy() -> None:
+    assert outcome({"type": BUSY_TYPE, "status": 503, "message": "at capacity"}) == "busy"
+
+
 @pytest.mark.parametrize("status", [502, 503])
-def test_outcome_of_a_full_queue_is_busy(status: int) -> None:
-    assert outcome({"type": "Unavailable", "status": status, "message": "at capacity"}) == "busy"
+def test_a_function_raising_a_503_is_the_function_failing_not_the_platform_busy(status: int) -> None:
+    assert outcome({"type": "Unavailable", "status": status, "message": "cannot reach the bank"}) == "retry"
 
 
 @pytest.mark.parametrize("status", [500, 504, 408, 429, 501, 599])
@@ -76,7 +82,8 @@ def test_error_of_a_plain_exception_is_a_500_named_after_its_class() -> None:
 def test_errors_of_the_call_map_to_the_outcome_the_runner_acts_on() -> None:
     assert outcome(error_of(fn.ValidationFailed("x"))) == "final"
     assert outcome(error_of(fn.NotFound("x"))) == "final"
-    assert outcome(error_of(fn.Unavailable("x"))) == "busy"
+    assert outcome(error_of(fn.Unavailable("x"))) == "retry"
+    assert outcome(error_of(fn.Unavailable("x", error_type=BUSY_TYPE))) == "busy"
     assert outcome(error_of(fn.Timeout("x"))) == "retry"
     assert outcome(error_of(fn.RemoteError("x", error_type="WorkerCrashedError"))) == "lost"
 
@@ -193,6 +200,16 @@ def test_a_busy_function_is_waited_for_without_using_the_jobs_attempts(runner: J
         assert (after.status, after.attempts) == ("queued", 0)
         assert close_to(after.next_at, utcnow() + timedelta(seconds=2))
         job = again(runner, job)
+
+
+def test_a_job_busy_for_over_an_hour_uses_its_attempts_from_then_on(runner: JobRunner) -> None:
+    old, _ = runner._db.submit(NewJob(function="f", arguments="{}", owner="k1"))
+    with runner._db._session() as session:  # accepted long ago
+        session.execute(update(_Job).where(_Job.id == old.id).values(created=utcnow() - timedelta(hours=2)))
+    job = again(runner, old)
+    runner._failed(job, BUSY_ERROR)
+    after = state(runner, job)
+    assert after.status == "failed" and after.attempts == 1
 
 
 def test_busy_answers_do_not_use_up_the_losses_a_job_survives(runner: JobRunner) -> None:

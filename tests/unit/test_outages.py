@@ -12,6 +12,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import make_url
@@ -125,3 +126,29 @@ def test_an_unreachable_store_is_a_quick_503_and_the_rest_of_the_api_still_answe
         assert_unavailable(response, "the bundle store")
         assert time.monotonic() - started < 15
         assert client.get("/v1/keys", headers=admin).status_code == 200
+
+
+def test_a_gateway_answers_a_database_outage_503_and_other_database_errors_500_without_their_sql() -> None:
+    import asyncio
+    import json
+
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    import fn
+    from fnplatform.serving.http import answered
+    from fnplatform.storage.outages import database_error
+
+    async def failing(exc: BaseException) -> Any:
+        raise exc
+
+    def answer(exc: BaseException) -> tuple[int, dict[str, Any]]:
+        response = asyncio.run(answered("rid-1", failing(exc), lambda e: database_error(e, "the jobs database")))
+        return response.status_code, json.loads(bytes(response.body))["error"]
+
+    status, error = answer(OperationalError("SELECT key_hash FROM keys", {}, Exception("database is locked")))
+    assert status == 503 and "database is locked" in error["message"] and "SELECT" not in error["message"]
+    status, error = answer(IntegrityError("INSERT INTO jobs VALUES ('hash-abc')", {}, Exception("UNIQUE failed")))
+    assert status == 500 and error["message"] == "the jobs database refused the request" and error["request_id"] == "rid-1"
+    assert answer(fn.NotFound("no job 'x'", status=404))[0] == 404
+    status, error = answer(KeyError("k"))
+    assert status == 500 and error["type"] == "KeyError"

@@ -105,3 +105,43 @@ def test_log_store_on_postgresql(postgres_url: str) -> None:
         again.engine.dispose()
     finally:
         logs.engine.dispose()
+
+
+def test_jobs_and_schedules_on_postgresql(postgres_url: str) -> None:
+    """The job store's every write on PostgreSQL (row locks, group commits, the claims' compare and set)."""
+    from datetime import timedelta
+
+    from fnplatform.storage.db import utcnow
+    from fnplatform.storage.jobs import Ending, JobStore, NewJob
+    from fnplatform.storage.schedules import ScheduleStore, tick_job_id
+
+    jobs = JobStore(postgres_url)
+    schedules = ScheduleStore(postgres_url)
+    try:
+        made = jobs.submit_many([NewJob(function="f", arguments=f'{{"x": {i}}}', owner="k", max_attempts=2,
+                                        callback_url="https://example.com/h") for i in range(5)])
+        assert all(created for _, created in made)
+        again, created = jobs.submit(NewJob(function="f", arguments="{}", owner="k", id=made[0][0].id))
+        assert not created and again.arguments == '{"x": 0}'
+        claimed = jobs.claim_many([job.id for job, _ in made], "r1", 60)
+        assert sorted(j.id for j in claimed) == sorted(j.id for j, _ in made) and all(j.attempts == 1 for j in claimed)
+        first, second, third, fourth, fifth = (job.id for job, _ in made)
+        assert jobs.finish_many([Ending(first, "r1", "succeeded", result="1"), Ending(second, "r2", "succeeded")]) == \
+            [True, False]  # another runner's lease: not written
+        assert jobs.retry_later(second, "r1", 0, {"type": "E", "status": 500, "message": "m"})
+        assert jobs.cancel(third) is not None and jobs.cancels("r1") == [third]
+        assert jobs.finish(fourth, "r1", "failed", error={"type": "E", "status": 500, "message": "m"})
+        assert jobs.redrive(fourth) is not None and jobs.get(fourth).status == "queued"  # type: ignore[union-attr]
+        assert jobs.requeue_expired(utcnow() + timedelta(seconds=120)) == 2  # third (cancel asked) and fifth
+        assert jobs.get(third).status == "cancelled" and jobs.get(fifth).status == "queued"  # type: ignore[union-attr]
+        later = utcnow() + timedelta(seconds=121)  # third's webhook is due from the requeue's "now" on
+        hooks = jobs.claim_webhooks(later, limit=10, hold_s=60)
+        assert {j.id for j in hooks} == {first, third} and jobs.claim_webhooks(later, limit=10, hold_s=60) == []
+        assert jobs.purge(utcnow() + timedelta(seconds=1)) == []  # their webhooks are still pending
+        tick = utcnow()
+        schedules.put("f", {"every_s": 30.0}, tick, "k")
+        assert schedules.advance("f", tick, tick, tick_job_id("f", tick), tick + timedelta(seconds=30))
+        assert not schedules.advance("f", tick, tick, tick_job_id("f", tick), tick + timedelta(seconds=30))
+    finally:
+        jobs.engine.dispose()
+        schedules.engine.dispose()

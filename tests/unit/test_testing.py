@@ -53,6 +53,16 @@ class Counter:
 
 FLAKY = {"left": 1}
 
+@fn.function(name="t-count")
+def count(n: int):
+    for i in range(n):
+        yield i
+
+@fn.function(name="t-acount")
+async def acount(n: int):
+    for i in range(n):
+        yield f"t{i}"
+
 @fn.function(name="t-flaky")
 def flaky(x: int) -> int:
     if FLAKY["left"]:
@@ -181,3 +191,16 @@ def test_a_flow_finishes_without_its_optional_input_once_the_inputs_are_closed(m
         assert refused.value.status == 409 and given.status()["inputs_closed"] is False
         given.put("a", 1)
         assert given.result() == 13  # both given: no close needed
+
+
+def test_a_generator_function_streams_its_chunks(module: ModuleType) -> None:
+    with fn.testing.local():
+        assert list(fn.stream("t-count", n=3)) == [0, 1, 2]
+        assert list(fn.stream("t-acount", n=2)) == ["t0", "t1"]
+
+        async def read() -> list[object]:
+            return [chunk async for chunk in fn.stream("t-acount", n=3)]
+
+        assert asyncio.run(read()) == ["t0", "t1", "t2"]
+        with pytest.raises(TypeError, match="not a generator function"):
+            list(fn.stream("t-add", a=1))

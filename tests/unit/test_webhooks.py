@@ -24,6 +24,7 @@ from fnplatform.jobs.webhooks import (
     MAX_DELIVERY_ATTEMPTS,
     Delivery,
     TargetRefused,
+    TargetUnreachable,
     backoff_s,
     check_target,
     deliver,
@@ -350,10 +351,32 @@ def test_a_closed_port_is_a_retryable_connection_failure() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    assert send(f"http://127.0.0.1:{port}/hook") == Delivery(False, True, "connection refused")
+    assert send(f"http://127.0.0.1:{port}/hook") == Delivery(False, True, "could not connect")
 
 
 def test_the_cloud_metadata_service_is_refused_even_where_private_addresses_are_allowed() -> None:
     for address in ("169.254.169.254", "fd00:ec2::254"):
         with pytest.raises(TargetRefused, match="cloud metadata"):
             check_target("http://hooks.example.com/x", allow_private=True, allow_loopback=True, resolve=resolver(address))
+
+
+def test_a_non_ascii_host_is_refused_when_checked_and_never_crashes_a_delivery() -> None:
+    with pytest.raises(TargetRefused, match="IDNA"):
+        check_target("http://☃.example.com/hook", allow_private=False, allow_loopback=False, resolve=resolver("93.184.216.34"))
+    # a name httpx cannot encode: an outcome, not an exception that would stop every other delivery
+    delivery = asyncio.run(deliver("https://xn--.example.com/", b"{}", "s", allow_private=False, allow_loopback=False,
+                                   resolve=resolver("127.0.0.1"), timeout_s=2))
+    assert not delivery.delivered
+
+
+def test_a_resolver_that_fails_for_now_is_tried_again_not_refused() -> None:
+    import socket
+
+    def flaky(host: str, port: int) -> list[Any]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    with pytest.raises(TargetUnreachable):
+        check_target("https://hooks.example.com/", allow_private=False, allow_loopback=False, resolve=flaky)
+    delivery = asyncio.run(deliver("https://hooks.example.com/", b"{}", "s", allow_private=False, allow_loopback=False,
+                                   resolve=flaky))
+    assert not delivery.delivered and delivery.retry

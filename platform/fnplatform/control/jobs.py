@@ -30,6 +30,7 @@ from fnplatform.storage.secrets import SecretCipher
 
 log = logging.getLogger("fnplatform")
 WEBHOOKS_AT_ONCE = 16
+CLAIM_S = 60.0  # a claimed delivery not recorded within this (its control plane died) is due again
 
 
 def _aware(at: datetime) -> datetime:
@@ -48,6 +49,11 @@ class JobsControl:
         self.settings = JobSettings.from_env(registry.url)
         self._cipher = cipher
         self._store = store
+
+    def ensure_runner(self) -> None:
+        """Start the job runner if it is gone for good (Ray restarts it when its process dies, not when its
+        constructor failed), so queued jobs always have a runner."""
+        runner.runner(self._store, fresh=True)
 
     def webhook_secret(self, key_id: str) -> str:
         return webhook_secret(self._cipher.derive(b"fn-webhooks"), key_id)
@@ -71,7 +77,11 @@ class JobsControl:
         now = now or datetime.now(UTC)
         fired = []
         for item in self.schedules.due(_naive(now)):
-            job_id = self._fire(item, now)
+            try:
+                job_id = self._fire(item, now)
+            except Exception as exc:  # noqa: BLE001 - one schedule failing must not hold up the others' ticks
+                log.warning("schedule %s: could not fire its tick: %s: %s", item.name, type(exc).__name__, exc)
+                continue
             if job_id is not None:
                 fired.append(job_id)
         if fired:
@@ -133,8 +143,10 @@ class JobsControl:
 
     # webhooks ---------------------------------------------------------------------------------
     def deliver_webhooks(self) -> int:
-        """Send every due webhook once (at most WEBHOOKS_AT_ONCE at a time); how many were attempted."""
-        due = self.jobs.due_webhooks(utcnow(), limit=200)
+        """Send every due webhook once (at most WEBHOOKS_AT_ONCE at a time); how many were attempted. Each is claimed
+        first, so a second control plane does not send it too (a receiver should still de-duplicate by job id: a
+        control plane that dies after sending and before recording sends it again)."""
+        due = self.jobs.claim_webhooks(utcnow(), limit=200, hold_s=CLAIM_S)
         if due:
             asyncio.run(self._deliver_all(due))
         return len(due)
@@ -146,7 +158,9 @@ class JobsControl:
             async with gate:
                 await self._deliver(job)
 
-        await asyncio.gather(*(one(job) for job in due))
+        for job, outcome in zip(due, await asyncio.gather(*(one(job) for job in due), return_exceptions=True), strict=True):
+            if isinstance(outcome, BaseException):  # one job's failure must not stop the others' deliveries
+                log.warning("job %s: its webhook failed: %s: %s", job.id, type(outcome).__name__, outcome)
 
     async def _deliver(self, job: Job) -> None:
         assert job.callback_url is not None

@@ -164,6 +164,7 @@ def start_job_housekeeping(control: Any, every_s: float = 1.0) -> None:
             if time.monotonic() - last_sync >= 5:
                 last_sync = time.monotonic()
                 report("match schedules to the deployed functions", control.background.sync_schedules)
+                report("make sure the job runner runs", control.background.ensure_runner)
             report("fire schedules", control.background.tick)
             time.sleep(every_s)
 

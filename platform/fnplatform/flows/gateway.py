@@ -24,22 +24,21 @@ import os
 import uuid
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fn import BadRequest, ClientError, Conflict, NotFound, PayloadTooLarge, TooManyRequests, Unavailable
+from fn import BadRequest, Conflict, NotFound, PayloadTooLarge, TooManyRequests, Unavailable
 from fnplatform.keys import Grant
 from fnplatform.serving import tracing
 from fnplatform.serving import versions as routing
 from fnplatform.serving.auth import KeyCache
 from fnplatform.serving.edge import declared_over, limited, number_query
-from fnplatform.serving.http import client_error_response, error_response, read_body, read_form
+from fnplatform.serving.http import answered, read_body, read_form
 from fnplatform.serving.hub import lazy_hub
 from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.db import database_url_from_env
-from fnplatform.storage.outages import registry_outage
+from fnplatform.storage.outages import database_error
 
 from . import run as flow_run
 from .evidence import evidence
@@ -70,18 +69,11 @@ class FlowGateway:
 
     async def __call__(self, request: Request) -> Response:
         request_id = tracing.request_id_of(request.headers)
-        try:
-            grant = await self._keys.authenticate(request.headers)
-            return await self._route(request, grant)
-        except ClientError as exc:
-            return client_error_response(exc, request_id)
-        except SQLAlchemyError as exc:  # the checkpoint database locked or down: 503, the caller tries again
-            outage = registry_outage(exc)
-            if outage is None:
-                return error_response(500, type(exc).__name__, "the checkpoint database refused the request", request_id)
-            return client_error_response(outage, request_id)
-        except Exception as exc:  # noqa: BLE001 - never a traceback to the client; the type and message instead
-            return error_response(500, type(exc).__name__, str(exc), request_id)
+        return await answered(request_id, self._authenticated(request),
+                              lambda exc: database_error(exc, "the checkpoint database"))  # locked or down: 503, try again
+
+    async def _authenticated(self, request: Request) -> Response:
+        return await self._route(request, await self._keys.authenticate(request.headers))
 
     async def _route(self, request: Request, grant: Grant) -> Response:
         parts = [p for p in request.url.path.split("/") if p]

@@ -22,27 +22,26 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fn import BadRequest, ClientError, Conflict, FunctionSpec, NotFound, TooManyRequests
+from fn import BadRequest, Conflict, FunctionSpec, NotFound, TooManyRequests, Unavailable
 from fnplatform.keys import Grant
 from fnplatform.serving import tracing
 from fnplatform.serving import versions as routing
 from fnplatform.serving.auth import KeyCache
 from fnplatform.serving.edge import number_query
-from fnplatform.serving.http import client_error_response, error_response, read_body
+from fnplatform.serving.http import answered, read_body
 from fnplatform.serving.hub import lazy_hub
 from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.jobs import STATUSES, Job, JobStore, NewJob, new_job_id
-from fnplatform.storage.outages import registry_outage
+from fnplatform.storage.outages import database_error
 from fnplatform.storage.registry import Registry
 
 from . import runner
 from .batching import GroupCommit
 from .settings import JobSettings
-from .webhooks import TargetRefused, check_target
+from .webhooks import TargetRefused, TargetUnreachable, check_target
 
 MAX_WAIT_S = 60.0
 MAX_LIST = 1000
@@ -78,18 +77,11 @@ class JobGateway:
 
     async def __call__(self, request: Request) -> Response:
         request_id = tracing.request_id_of(request.headers)
-        try:
-            grant = await self._keys.authenticate(request.headers)
-            return await self._route(request, grant)
-        except ClientError as exc:
-            return client_error_response(exc, request_id)
-        except SQLAlchemyError as exc:  # the database locked or down: 503, the caller tries again
-            outage = registry_outage(exc)
-            if outage is None:
-                return error_response(500, type(exc).__name__, "the jobs database refused the request", request_id)
-            return client_error_response(outage, request_id)
-        except Exception as exc:  # noqa: BLE001 - never a traceback to the client; the type and message instead
-            return error_response(500, type(exc).__name__, str(exc), request_id)
+        return await answered(request_id, self._authenticated(request),
+                              lambda exc: database_error(exc, "the jobs database"))  # locked or down: 503, try again
+
+    async def _authenticated(self, request: Request) -> Response:
+        return await self._route(request, await self._keys.authenticate(request.headers))
 
     async def _route(self, request: Request, grant: Grant) -> Response:
         parts = [p for p in request.url.path.split("/") if p]
@@ -194,6 +186,8 @@ class JobGateway:
             check_callback_url(url)
             await asyncio.to_thread(check_target, url, allow_private=self.settings.allow_private,
                                     allow_loopback=self.settings.allow_loopback)
+        except TargetUnreachable as exc:  # the receiver's DNS failing for a moment: not the caller's mistake
+            raise Unavailable(f"callback_url: {exc}", status=503, retry_after=5) from None
         except (TargetRefused, ValueError) as exc:
             raise BadRequest(f"callback_url: {exc}", status=400) from None
 

@@ -19,6 +19,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -27,7 +28,7 @@ import pydantic_core
 from fn import ClientError, FnError
 from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
 from fnplatform.serving import versions as routing
-from fnplatform.serving.handles import HandleTransport
+from fnplatform.serving.handles import BUSY_TYPE, HandleTransport
 from fnplatform.serving.hub import lazy_hub
 from fnplatform.serving.logs import request_id_var
 from fnplatform.storage.blobs import StoreConfig, open_store
@@ -43,6 +44,7 @@ RUNNER_NAME = "fn-jobs"
 NAMESPACE = "fn"
 LEASE_S = 60.0
 RENEW_S = 10.0
+MAX_BUSY_S = 3600.0  # a function at capacity this long after the job was accepted: its attempts count from then on
 RUNNING_LOOK_S = 0.5  # while jobs run: cancellations asked for, and due jobs a poke did not announce
 IDLE_LOOK_S = 5.0
 INLINE_RESULT_BYTES = 256 * 1024
@@ -72,7 +74,7 @@ def outcome(error: dict[str, Any]) -> str:
     status, kind = int(error.get("status") or 500), str(error.get("type") or "")
     if kind in LOST_TYPES:
         return "lost"
-    if status in {502, 503}:
+    if kind == BUSY_TYPE:  # the platform's back-pressure only: a function raising a 503 is the function failing
         return "busy"
     if status in {408, 429, 500, 504} or status >= 500:
         return "retry"
@@ -85,14 +87,11 @@ class JobRunner:
     def __init__(self, store: dict[str, Any], database_url: str | None = None) -> None:
         self.settings = JobSettings.from_env(database_url)
         self._store_config = store
-        self._db = JobStore(self.settings.database_url)
-        self._registry = Registry(self.settings.database_url)
-        self._blobs = open_store(StoreConfig(**store))
+        self._store_config = store
         self.owner = f"runner-{uuid.uuid4().hex[:12]}"
         self._transport = HandleTransport()
         routing.table(lazy_hub())  # handles in this process choose versions by the published traffic table
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._endings = GroupCommit(self._db.finish_many)  # jobs ending together are written together
         self._per_function: dict[str, int] = {}
         self._caps: dict[str, int] = {}
         self._caps_at = 0.0
@@ -113,15 +112,41 @@ class JobRunner:
 
     # the loop ---------------------------------------------------------------------------------
     def _thread(self) -> None:
-        asyncio.run(self._main())
+        # Whatever ends the loop, it starts again: a live actor whose loop died would run no job, and Ray would
+        # never restart it. Jobs it was running keep their lease until it runs out, then are queued again.
+        while True:
+            try:
+                asyncio.run(self._main())
+            except BaseException as exc:  # noqa: BLE001 - logged, then the loop starts again
+                log.error("job runner loop ended (%s: %s); starting it again", type(exc).__name__, exc)
+            self._running.clear()
+            self._per_function.clear()
+            time.sleep(2)
+
+    def _open(self) -> None:
+        """The database and the store, opened in the loop (not the constructor): an actor whose constructor failed
+        would be dead for good, and the database may be away just when the runner restarts."""
+        self._db = JobStore(self.settings.database_url)
+        self._registry = Registry(self.settings.database_url)
+        self._blobs = open_store(StoreConfig(**self._store_config))
+        self._endings = GroupCommit(self._db.finish_many)  # jobs ending together are written together
+        moved = self._db.requeue_expired(utcnow(), owner_other_than=self.owner)
+        if moved:
+            log.warning("put %d jobs of a runner that is gone back in the queue", moved)
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._ready.set()
-        moved = await asyncio.to_thread(self._db.requeue_expired, utcnow(), owner_other_than=self.owner)
-        if moved:
-            log.warning("put %d jobs of a runner that is gone back in the queue", moved)
+        wait = 1.0
+        while True:
+            try:
+                await asyncio.to_thread(self._open)
+                break
+            except Exception as exc:  # noqa: BLE001 - the database away: try again, more slowly each time
+                log.warning("job runner: cannot open the jobs database yet (%s: %s)", type(exc).__name__, exc)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 30.0)
         last_renew = last_sweep = time.monotonic()
         pause = 0.0
         while True:
@@ -160,6 +185,8 @@ class JobRunner:
         for job in await asyncio.to_thread(self._db.due, utcnow(), min(room * 2, 512), skip=full):
             if len(chosen) >= room:
                 break
+            if job.id in self._running:  # its lease ran out while it runs here (renewals stalled): not a second run
+                continue
             if counts.get(job.function, 0) < self._caps.get(job.function, self.settings.default_cap):
                 counts[job.function] = counts.get(job.function, 0) + 1
                 chosen.append(job.id)
@@ -193,14 +220,16 @@ class JobRunner:
             pending = self._transport.submit(job.function, arguments, job.version)
             result = await self._transport.aresult(pending, job.timeout_s)
         except asyncio.CancelledError:
-            await asyncio.to_thread(self._db.finish, job.id, self.owner, "cancelled",
-                                    error={"type": "Cancelled", "status": 409, "message": "cancelled on request"})
+            cancelled = Ending(job.id, self.owner, "cancelled",
+                               error={"type": "Cancelled", "status": 409, "message": "cancelled on request"})
+            await self._record(lambda: self._endings.write(cancelled))
             return
         except Exception as exc:  # noqa: BLE001 - every failure is recorded with the job, then retried or final
-            await asyncio.to_thread(self._failed, job, error_of(exc))
+            error = error_of(exc)
+            await self._record(lambda: asyncio.to_thread(self._failed, job, error))
         else:
             ending = await asyncio.to_thread(self._success, job, result)
-            await self._endings.write(ending)
+            await self._record(lambda: self._endings.write(ending))
         finally:
             self._running.pop(job.id, None)
             left = self._per_function.get(job.function, 1) - 1
@@ -210,6 +239,17 @@ class JobRunner:
                 self._per_function.pop(job.function, None)
             if self._wake is not None:
                 self._wake.set()  # a slot is free
+
+    async def _record(self, write: Callable[[], Awaitable[Any]]) -> None:
+        """Write a job's end, trying again for about a minute while the database is away: the job stays this runner's
+        (its lease renewed) meanwhile, so it is not run again because one write failed."""
+        for pause in (0.5, 1, 2, 4, 8, 15, 30):
+            try:
+                await write()
+                return
+            except Exception as exc:  # noqa: BLE001 - tried again; after the last, its lease runs out and it is requeued
+                log.warning("job runner: cannot record a job's end yet (%s: %s)", type(exc).__name__, exc)
+                await asyncio.sleep(pause)
 
     def _arguments(self, job: Job) -> dict[str, Any]:
         import json
@@ -237,7 +277,7 @@ class JobRunner:
 
     def _failed(self, job: Job, error: dict[str, Any]) -> None:
         kind = outcome(error)
-        if kind == "busy":
+        if kind == "busy" and utcnow() - job.created < timedelta(seconds=MAX_BUSY_S):
             self._db.retry_later(job.id, self.owner, 2.0, error, busy=True)
             return
         if kind == "lost" and job.lost < self.settings.max_lost:
@@ -285,10 +325,18 @@ def runner(store: dict[str, Any], *, fresh: bool = False) -> Any:
     return handle
 
 
+_looked_up = 0.0
+LOOKUP_S = 30.0  # a kept handle is looked up again this often: a runner that died for good was replaced meanwhile
+
+
 def poke(store: dict[str, Any]) -> None:
-    """Wake the runner (fire and forget); a runner not found is started. Its half-second look finds the job anyway."""
+    """Wake the runner (fire and forget); a runner not found is started. Its own look finds the job anyway."""
+    global _looked_up
+    fresh = time.monotonic() - _looked_up > LOOKUP_S
+    if fresh:
+        _looked_up = time.monotonic()
     try:
-        runner(store).poke.remote()
+        runner(store, fresh=fresh).poke.remote()
     except Exception:  # noqa: BLE001 - a stale handle: look it up again once
         with contextlib.suppress(Exception):
             runner(store, fresh=True).poke.remote()

@@ -38,8 +38,15 @@ def webhook_secret(master_key: bytes, key_id: str) -> str:
     return "whsec_" + hmac.new(master_key, b"fn-webhook-v1:" + key_id.encode(), hashlib.sha256).hexdigest()
 
 
+_TRY_AGAIN = frozenset({getattr(socket, "EAI_AGAIN", -3), getattr(socket, "EAI_SYSTEM", -11)})
+
+
 class TargetRefused(ValueError):
     """A ``callback_url`` the platform will not POST to (bad URL, unresolvable or non-public host); never retried."""
+
+
+class TargetUnreachable(TargetRefused):
+    """The callback host's name could not be resolved for now (the resolver timed out or failed): try again later."""
 
 
 def _embedded(ip: Address) -> ipaddress.IPv4Address | None:
@@ -84,8 +91,14 @@ def _checked(url: str, *, allow_private: bool, allow_loopback: bool, resolve: Re
     host = parts.hostname
     if not host:
         raise TargetRefused("the callback URL has no host; expected http(s)://host/path")
+    if not parts.netloc.isascii():  # what is checked must be what is sent: the resolver and httpx encode names apart
+        raise TargetRefused(f"callback host {host!r} is not ASCII; give its IDNA form (xn--...)")
     try:
         infos = list(resolve(host, port))
+    except socket.gaierror as exc:
+        if exc.errno in _TRY_AGAIN:
+            raise TargetUnreachable(f"callback host {host!r} could not be resolved just now ({exc}); try again") from None
+        raise TargetRefused(f"callback host {host!r} does not resolve ({exc})") from None
     except (OSError, UnicodeError) as exc:
         raise TargetRefused(f"callback host {host!r} does not resolve ({exc})") from None
     addresses: list[Address] = []
@@ -144,29 +157,22 @@ def _judge(status: int, answer: bytes) -> Delivery:
     return Delivery(False, status >= 500 or status in (408, 429), f"{outcome}: {snippet}" if snippet else outcome)
 
 
-def _connect_failure(exc: BaseException) -> str:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ConnectionRefusedError) or "refused" in str(cause).lower():
-            return "connection refused"
-        cause = cause.__cause__ or cause.__context__
-    return f"connection failed: {exc}"
-
-
-async def _post(client: httpx.AsyncClient, urls: list[str], body: bytes, headers: dict[str, str], timeout_s: float) -> Delivery:
-    """POST to each target in turn until one connects (the addresses of one host), then judge its answer."""
+async def _post(client: httpx.AsyncClient, urls: list[str], body: bytes, headers: dict[str, str], timeout_s: float,
+                server_name: str) -> Delivery:
+    """POST to each target in turn until one connects (the addresses of one host), then judge its answer. Why a
+    connection failed is not recorded: the job's state would tell its owner which inside ports are open."""
     failure = Delivery(False, True, "no address to connect to")
     for target in urls:
         try:
             async with client.stream("POST", target, content=body, headers=headers, timeout=timeout_s,
-                                     follow_redirects=False) as answer:
+                                     follow_redirects=False, extensions={"sni_hostname": server_name}) as answer:
                 return _judge(answer.status_code, await _read_some(answer))
-        except httpx.ConnectError as exc:
-            failure = Delivery(False, True, _connect_failure(exc))
+        except httpx.ConnectError:
+            failure = Delivery(False, True, "could not connect")
         except httpx.TimeoutException:
             return Delivery(False, True, f"timed out after {timeout_s:g} s")
-        except httpx.HTTPError as exc:  # the connection dropped, or the answer was not HTTP
-            return Delivery(False, True, f"{type(exc).__name__}: {exc}")
+        except httpx.HTTPError as exc:  # the connection dropped, the answer was not HTTP, or TLS failed
+            return Delivery(False, True, f"the connection failed ({type(exc).__name__})")
     return failure
 
 
@@ -184,18 +190,23 @@ async def deliver(
         async with asyncio.timeout(timeout_s):
             parts, addresses = await asyncio.to_thread(
                 _checked, url, allow_private=allow_private, allow_loopback=allow_loopback, resolve=resolve)
-            targets = [url]
-            if parts.scheme == "http":
-                headers["Host"], port = parts.netloc, parts.port or 80
-                targets = [parts._replace(netloc=f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}").geturl()
-                           for ip in addresses]
+            # Connect to the very addresses checked (a second lookup could answer an internal one), keeping the name
+            # in Host and, for https, as the TLS server name the certificate is checked against.
+            headers["Host"], port = parts.netloc, parts.port or (443 if parts.scheme == "https" else 80)
+            targets = [parts._replace(netloc=f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}").geturl()
+                       for ip in addresses]
+            server_name = parts.hostname or ""
             if client is not None:
-                return await _post(client, targets, body, headers, timeout_s)
+                return await _post(client, targets, body, headers, timeout_s, server_name)
             async with httpx.AsyncClient(trust_env=False) as own:  # no proxy from the environment: it would resolve anew
-                return await _post(own, targets, body, headers, timeout_s)
+                return await _post(own, targets, body, headers, timeout_s, server_name)
+    except TargetUnreachable as exc:
+        return Delivery(False, True, f"not delivered: {exc}")
     except TargetRefused as exc:
         return Delivery(False, False, f"refused: {exc}")
     except TimeoutError:
         return Delivery(False, True, f"timed out after {timeout_s:g} s")
     except httpx.InvalidURL as exc:
         return Delivery(False, False, f"refused: invalid URL ({exc})")
+    except Exception as exc:  # noqa: BLE001 - a URL httpx cannot send: given up, never a crash of every delivery
+        return Delivery(False, False, f"refused: {type(exc).__name__}: {exc}")

@@ -9,6 +9,7 @@ Errors come back as the ``fn`` error the callee raised (type, message and reques
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ from . import versions as routing
 from .logs import request_id_var
 from .streams import passable
 
+BUSY_TYPE = "AtCapacity"  # the error type of a call shed by the callee's back-pressure (jobs wait and try again)
 _SPAN_ATTRIBUTE = "_fn_span"  # the caller's span of a hop, kept on Serve's response object until it is awaited
 
 
@@ -46,9 +48,17 @@ def translate_error(exc: BaseException, name: str) -> BaseException:
         return Timeout(f"{name} did not answer in time", status=504, request_id=request_id_var.get())
     if type(cause).__name__ == "BackPressureError":  # the callee's queue (its max_queued) is full: shed, do not wait
         return Unavailable(f"{name} is at capacity: its queue of waiting calls is full (max_queued); retry shortly",
-                           status=503, request_id=request_id_var.get(), retry_after=1)
+                           status=503, request_id=request_id_var.get(), retry_after=1, error_type=BUSY_TYPE)
     return RemoteError(f"calling {name} failed: {cause}", status=500, error_type=type(cause).__name__,
                        request_id=request_id_var.get())
+
+
+def _cancel(pending: Any) -> None:
+    """Cancel a Serve call nobody waits for any more (awaiting it no longer does not stop it)."""
+    cancel = getattr(pending, "cancel", None)
+    if cancel is not None:
+        with contextlib.suppress(Exception):
+            cancel()
 
 
 class NotDeployed(NotFound):
@@ -95,21 +105,31 @@ class HandleTransport:
 
     def stream(self, name: str, kwargs: dict[str, Any], version: int | None = None) -> Iterator[Any]:
         chunks = self.submit(name, kwargs, version, method="stream")
+        done = False
         try:
             yield from chunks
+            done = True
         except Exception as exc:  # noqa: BLE001 - every failure becomes the fn error it stands for
+            done = True
             raise translate_error(exc, name) from None
         finally:
+            if not done:  # the caller stopped reading: the producer stops too
+                _cancel(chunks)
             self._ended(chunks, False)
 
     async def astream(self, name: str, kwargs: dict[str, Any], version: int | None = None) -> AsyncIterator[Any]:
         chunks = self.submit(name, kwargs, version, method="stream")
+        done = False
         try:
             async for chunk in chunks:
                 yield chunk
+            done = True
         except Exception as exc:  # noqa: BLE001 - every failure becomes the fn error it stands for
+            done = True
             raise translate_error(exc, name) from None
         finally:
+            if not done:
+                _cancel(chunks)
             self._ended(chunks, False)
 
     def submit_http(self, app: str, scope: dict[str, Any], body: bytes) -> Any:
@@ -146,7 +166,11 @@ class HandleTransport:
     async def aresult(self, pending: Any, timeout: float) -> Any:
         try:
             result = await asyncio.wait_for(pending, timeout=timeout)
+        except asyncio.CancelledError:  # the caller stopped waiting (a job cancelled): the callee stops too
+            _cancel(pending)
+            raise
         except TimeoutError:
+            _cancel(pending)
             self._ended(pending, True)
             raise Timeout(f"no answer within {timeout:g} s", status=504, request_id=request_id_var.get()) from None
         except Exception as exc:  # noqa: BLE001 - every failure becomes the fn error it stands for

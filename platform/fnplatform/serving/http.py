@@ -153,6 +153,21 @@ def not_found_response(path: str, request_id: str) -> Response:
     return error_response(404, "NotFound", f"{message}; list functions with 'fnctl ls'", request_id)
 
 
+async def answered(request_id: str, work: Awaitable[Response],
+                   known: Callable[[BaseException], ClientError | None] = lambda _exc: None) -> Response:
+    """A gateway's answer to one request: *work*'s response; an fn error as its JSON error; an exception *known* turns
+    into an fn error (a database outage: 503) as that; anything else as a 500 naming its type, never a traceback."""
+    try:
+        return await work
+    except ClientError as exc:
+        return client_error_response(exc, request_id)
+    except Exception as exc:  # noqa: BLE001 - every failure answers: the type and message, not a traceback
+        mapped = known(exc)
+        if mapped is not None:
+            return client_error_response(mapped, request_id)
+        return error_response(500, type(exc).__name__, str(exc), request_id)
+
+
 def client_error_response(exc: ClientError, request_id: str) -> Response:
     return error_response(exc.status, exc.error_type or type(exc).__name__, exc.message, request_id, exc.detail,
                           exc.retry_after)

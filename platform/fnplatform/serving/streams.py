@@ -57,11 +57,16 @@ class StreamBroker:
         self._seen.pop(sid, None)
 
     async def put(self, sid: str, chunks: list[Any]) -> bool:
-        """Add chunks, waiting while the queue is full; False once the reader cancelled (the producer stops)."""
+        """Add chunks, waiting while the queue is full; False once the reader cancelled, or took nothing for IDLE_S (its
+        replica died without cancelling): the producer stops rather than wait forever."""
         for chunk in chunks:
             if sid in self._cancelled:
                 return False
-            await self._queue(sid).put((_CHUNK, chunk))
+            try:
+                await asyncio.wait_for(self._queue(sid).put((_CHUNK, chunk)), IDLE_S)
+            except TimeoutError:
+                self.cancel(sid)
+                return False
         return sid not in self._cancelled
 
     async def finish(self, sid: str, error: dict[str, Any] | None = None) -> None:
@@ -163,6 +168,14 @@ class StreamReader:
                                    error_type=value.get("type"))
             return
 
+    def _producer_ended(self, finished: bool, error: BaseException | None) -> None:
+        """After a take that waited TAKE_WAIT_S for nothing: a producer whose call ended without ending the stream
+        (its replica died, or the call never started) will send nothing more."""
+        if finished:
+            self._done = True
+            cause = f": {type(error).__name__}: {error}" if error is not None else ""
+            raise Unavailable(f"the stream of {self.source.function} broke: its producer stopped{cause}", status=503)
+
     def __iter__(self) -> Iterator[Any]:
         import ray
 
@@ -170,7 +183,10 @@ class StreamReader:
         queue = broker()
         try:
             while not self._done:
-                yield from self._items(ray.get(queue.take.remote(sid)))
+                batch = ray.get(queue.take.remote(sid))
+                if not batch:
+                    self._producer_ended(*_sync_state(self.producer))
+                yield from self._items(batch)
         except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
             raise Unavailable(f"the stream of {self.source.function} broke: {exc}", status=503) from None
         finally:
@@ -179,9 +195,15 @@ class StreamReader:
     async def __aiter__(self) -> AsyncIterator[Any]:
         sid = self._open()
         queue = broker()
+        watch: asyncio.Future[Any] | None = None
         try:
             while not self._done:
-                for chunk in self._items(await queue.take.remote(sid)):
+                batch = await queue.take.remote(sid)
+                if not batch:
+                    if watch is None:  # the producer's call, awaited once in the background
+                        watch = asyncio.ensure_future(_awaited(self.producer))
+                    self._producer_ended(*_done_state(watch))
+                for chunk in self._items(batch):
                     yield chunk
         except FnError:
             raise
@@ -196,6 +218,28 @@ class StreamReader:
             self._done = True
             with contextlib.suppress(Exception):
                 broker().cancel.remote(self.sid)
+
+
+def _sync_state(producer: Any) -> tuple[bool, BaseException | None]:
+    """(whether the producer's call has ended, its error): from a worker thread."""
+    try:
+        producer.result(timeout_s=0.01)
+    except TimeoutError:
+        return False, None
+    except Exception as exc:  # noqa: BLE001 - its failure is the reader's error
+        return (False, None) if type(exc).__name__ == "GetTimeoutError" else (True, exc)
+    return True, None
+
+
+def _done_state(watch: asyncio.Future[Any]) -> tuple[bool, BaseException | None]:
+    """(whether the producer's call has ended, its error), from its background wait."""
+    if not watch.done():
+        return False, None
+    return True, watch.exception()
+
+
+async def _awaited(producer: Any) -> Any:
+    return await producer
 
 
 def passable(value: Any) -> Any:

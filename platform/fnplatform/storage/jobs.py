@@ -117,6 +117,7 @@ class Job:
     webhook: str | None
     webhook_attempts: int
     webhook_outcome: str | None
+    webhook_next_at: datetime | None = None
 
     @property
     def ended(self) -> bool:
@@ -152,7 +153,8 @@ def _job(row: _Job) -> Job:
                result=row.result, result_blob=row.result_blob, error=json.loads(row.error) if row.error else None,
                created=row.created, started=row.started, finished=row.finished, next_at=row.next_at,
                cancel_requested=bool(row.cancel_requested), callback_url=row.callback_url, webhook=row.webhook,
-               webhook_attempts=row.webhook_attempts, webhook_outcome=row.webhook_outcome)
+               webhook_attempts=row.webhook_attempts, webhook_outcome=row.webhook_outcome,
+               webhook_next_at=row.webhook_next_at)
 
 
 def _cancelled(row: _Job, now: datetime) -> None:
@@ -289,7 +291,7 @@ class JobStore(Database):
         with self._session() as session:
             for end in endings:
                 assert end.status in ENDED
-                row = session.get(_Job, end.job_id)
+                row = session.get(_Job, end.job_id, with_for_update=True)
                 if row is None or row.status in ENDED or (end.owner is not None and row.lease_owner != end.owner):
                     written.append(False)
                     continue
@@ -306,7 +308,7 @@ class JobStore(Database):
         """Back to the queue after a failed attempt. *lost*: the platform failed it (counted in ``lost``), *busy*: the
         function had no room; either way the attempt is given back. A job whose cancellation was asked ends instead."""
         with self._session() as session:
-            row = session.get(_Job, job_id)
+            row = session.get(_Job, job_id, with_for_update=True)  # PostgreSQL: no write lost to a race
             if row is None or row.status != "running" or row.lease_owner != owner:
                 return False
             row.lease_owner = row.lease_until = None
@@ -323,7 +325,7 @@ class JobStore(Database):
     def requeue_expired(self, now: datetime, *, owner_other_than: str | None = None) -> int:
         """Running jobs whose runner is gone (its lease ran out, or, at a runner's start, any other runner's) go back
         to the queue, the attempt given back; past MAX_LOST such losses a job fails instead of looping."""
-        query = select(_Job).where(_Job.status == "running")
+        query = select(_Job).where(_Job.status == "running").with_for_update()
         query = query.where(_Job.lease_owner != owner_other_than) if owner_other_than else query.where(
             _Job.lease_until < now)
         count = 0
@@ -350,7 +352,7 @@ class JobStore(Database):
         """A queued job ends cancelled now; a running one is marked, and its runner stops it within a second."""
         now = utcnow()
         with self._session() as session:
-            row = session.get(_Job, job_id)
+            row = session.get(_Job, job_id, with_for_update=True)  # PostgreSQL: no write lost to a race
             if row is None:
                 return None
             if row.status == "queued":
@@ -362,7 +364,7 @@ class JobStore(Database):
     def redrive(self, job_id: str) -> Job | None:
         """A failed (dead-letter) or cancelled job queued again with all its attempts; None if no such job."""
         with self._session() as session:
-            row = session.get(_Job, job_id)
+            row = session.get(_Job, job_id, with_for_update=True)  # PostgreSQL: no write lost to a race
             if row is None:
                 return None
             if row.status in {"failed", "cancelled"}:
@@ -381,8 +383,9 @@ class JobStore(Database):
                                                            (_Job.webhook.is_(None)) | (_Job.webhook != "pending"))
                                         .limit(limit)))
             keys = [key for row in rows for key in (row.arguments_blob, row.result_blob) if key]
-            if rows:
-                session.execute(delete(_Job).where(_Job.id.in_([row.id for row in rows])))
+            if rows:  # the conditions again: a job re-driven since it was read is kept
+                session.execute(delete(_Job).where(_Job.id.in_([row.id for row in rows]), _Job.status.in_(ENDED),
+                                                   _Job.finished < before))
         return keys
 
     # webhooks ---------------------------------------------------------------------------------
@@ -392,10 +395,23 @@ class JobStore(Database):
                                    .order_by(_Job.webhook_next_at).limit(limit))
             return [_job(row) for row in rows]
 
+    def claim_webhooks(self, now: datetime, limit: int, hold_s: float) -> list[Job]:
+        """Due deliveries, each moved *hold_s* into the future from the time read (compare and set): another control
+        plane reading the same rows claims none of them, and one that dies mid-delivery leaves them due again."""
+        claimed = []
+        for job in self.due_webhooks(now, limit):
+            with self._session() as session:
+                changed = session.execute(update(_Job).where(
+                    _Job.id == job.id, _Job.webhook == "pending", _Job.webhook_next_at == job.webhook_next_at)
+                    .values(webhook_next_at=now + timedelta(seconds=hold_s)))
+                if changed.rowcount == 1:  # type: ignore[attr-defined]
+                    claimed.append(job)
+        return claimed
+
     def webhook_attempted(self, job_id: str, outcome: str, *, delivered: bool, retry_in_s: float | None) -> None:
         """Record one delivery attempt: delivered, to be tried again in *retry_in_s*, or (None) given up."""
         with self._session() as session:
-            row = session.get(_Job, job_id)
+            row = session.get(_Job, job_id, with_for_update=True)  # PostgreSQL: no write lost to a race
             if row is None:
                 return
             row.webhook_attempts += 1

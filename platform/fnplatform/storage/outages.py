@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from fn import Unavailable
+from fn import ClientError, RemoteError, Unavailable
 from fnplatform.deadlines import unavailable
 
 REGISTRY = "the registry database"
@@ -28,3 +28,12 @@ def registry_outage(exc: SQLAlchemyError) -> Unavailable | None:
         lines = str(cause).strip().splitlines()
         return unavailable(REGISTRY, f"{type(cause).__name__}: {lines[0] if lines else 'no message'}")
     return None
+
+
+def database_error(exc: BaseException, database: str) -> ClientError | None:
+    """What a gateway answers for a database error: its outage's 503, or a 500 that names *database* and hides the
+    SQL and its parameters; None for an error that is not the database's."""
+    if not isinstance(exc, SQLAlchemyError):
+        return None
+    return registry_outage(exc) or RemoteError(f"{database} refused the request", status=500,
+                                               error_type=type(exc).__name__)

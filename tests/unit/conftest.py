@@ -30,7 +30,8 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     """Never read the developer's ~/.fn or FN_* settings."""
     home = tmp_path_factory.mktemp("fn-home")
     monkeypatch.setenv("FN_HOME", str(home))
-    for name in ("FN_API_URL", "FN_API_KEY", "FN_HTTP_URL", "FN_ADMIN_KEY", "FN_METRICS_KEY", "FN_DATABASE_URL"):
+    for name in ("FN_API_URL", "FN_API_KEY", "FN_HTTP_URL", "FN_ADMIN_KEY", "FN_METRICS_KEY", "FN_DATABASE_URL",
+                 "FN_WEBHOOK_ALLOW_LOOPBACK", "FN_WEBHOOK_ALLOW_PRIVATE"):
         monkeypatch.delenv(name, raising=False)
     return home
 

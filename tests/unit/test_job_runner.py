@@ -287,3 +287,14 @@ def test_a_result_that_cannot_be_json_encoded_fails_the_job(runner: JobRunner) -
     assert after.status == "failed" and after.error is not None
     assert (after.error["type"], after.error["status"]) == ("ResultNotSerializable", 500)
     assert after.error["message"].startswith("f returned a dict that cannot be JSON-encoded")
+
+
+def test_a_registered_function_not_yet_in_serve_is_waited_for_an_unknown_one_fails(runner: JobRunner) -> None:
+    runner._caps = {"f": 32}  # the registry's active functions (a restarted control plane is still deploying them)
+    not_deployed = {"type": "NotDeployed", "status": 404, "message": "no function named 'f' is deployed"}
+    job = claimed(runner, max_attempts=1)
+    runner._failed(job, not_deployed)
+    assert (state(runner, job).status, state(runner, job).attempts) == ("queued", 0)
+    runner._caps = {}
+    runner._failed(again(runner, job), not_deployed)
+    assert state(runner, job).status == "failed"

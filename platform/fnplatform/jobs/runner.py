@@ -277,6 +277,8 @@ class JobRunner:
 
     def _failed(self, job: Job, error: dict[str, Any]) -> None:
         kind = outcome(error)
+        if error.get("type") == "NotDeployed" and job.function in self._caps:
+            kind = "busy"  # registered but not (yet) in Serve: a restarted control plane is still deploying it
         if kind == "busy" and utcnow() - job.created < timedelta(seconds=MAX_BUSY_S):
             self._db.retry_later(job.id, self.owner, 2.0, error, busy=True)
             return

@@ -28,7 +28,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fn import ClientError, FunctionSpec, RemoteError, Timeout
+from fn import ClientError, FunctionSpec, Timeout
 from fn._platform import install_artifacts, install_transport, shadow_call, status_error
 from fnplatform.bundles.packaging import MANIFEST_NAME, Manifest
 from fnplatform.storage.blobs import StoreConfig, fetch_artifact, fetch_bundle
@@ -472,8 +472,7 @@ class FunctionReplica(streaming.StreamingMethods):
             exc.request_id = exc.request_id or rid
             raise
         except Exception as exc:  # noqa: BLE001 - user exceptions may not unpickle in the caller: send their gist
-            self._shipper.line("ERROR", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-            raise RemoteError(str(exc), status=500, error_type=type(exc).__name__, request_id=rid) from None
+            raise self._gist(exc, rid) from None
         finally:
             for reader in readers:
                 reader.close()

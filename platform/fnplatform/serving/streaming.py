@@ -139,6 +139,11 @@ class StreamingMethods:
     _version: str
     _handles: Any
 
+    def _gist(self, exc: Exception, rid: str) -> RemoteError:
+        """A user's exception, logged with its traceback, as the fn error a handle caller can unpickle."""
+        self._shipper.line("ERROR", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        return RemoteError(str(exc), status=500, error_type=type(exc).__name__, request_id=rid)
+
     def _chunks(self, values: dict[str, Any]) -> AsyncIterator[Any]:
         return chunks(self.loaded.target, values, self._pool, self.spec.name, self.spec.timeout_s)
 
@@ -200,8 +205,7 @@ class StreamingMethods:
                 code[0] = exc.status or 400
                 raise
             except Exception as exc:  # noqa: BLE001 - user exceptions may not unpickle in the caller: send their gist
-                self._shipper.line("ERROR", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
-                raise RemoteError(str(exc), status=500, error_type=type(exc).__name__, request_id=rid) from None
+                raise self._gist(exc, rid) from None
             finally:
                 for reader in readers:
                     reader.close()

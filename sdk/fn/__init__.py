@@ -7,7 +7,7 @@ from . import flows
 from ._artifacts import artifact
 from ._client import Pending, Ref, acall, call, map, ref, spawn, spawn_map, stream
 from ._config import fn_home, load_settings
-from ._decorators import function, model
+from ._decorators import asgi, function, model
 from ._errors import (
     BadRequest,
     ClientError,
@@ -65,6 +65,7 @@ __all__ = [
     "__version__",
     "acall",
     "artifact",
+    "asgi",
     "call",
     "comparator",
     "flows",

@@ -180,3 +180,52 @@ def model(target: Any = None, /, **options: Any) -> Any:
             raise _wrong_target("model", target)
         return decorate(target)
     return decorate
+
+
+@overload
+def asgi(target: T, /) -> T: ...
+@overload
+def asgi(**options: Any) -> Callable[[T], T]: ...
+
+
+def asgi(target: Any = None, /, **options: Any) -> Any:
+    """Serve a whole web app (FastAPI, Starlette or any ASGI app) as one autoscaling function.
+
+    Decorates a function with no required parameters that builds and returns the app; each replica calls it
+    once. Every path under ``/<name>/`` goes to the app: its routes, path parameters, query strings, streaming
+    responses and WebSockets. The platform checks the API key (unless ``public=True``) and the body limit before
+    the app sees a request, and counts its calls like any function's. Takes the options of ``@fn.function``
+    except ``max_batch_size``, ``route``, ``schedule`` and ``internal``. Inside the app, call other functions
+    with ``fn.call`` / ``await fn.acall``.
+
+    Example::
+
+        @fn.asgi(pool="api", min_replicas=1)
+        def shop():
+            from fastapi import FastAPI
+            app = FastAPI()
+
+            @app.get("/items/{item_id}")
+            async def item(item_id: int) -> dict:
+                return {"id": item_id, "score": await fn.acall("ranker", item=item_id)}
+
+            return app
+    """
+    def decorate(obj: T) -> T:
+        where = f"@fn.asgi on {getattr(obj, '__qualname__', obj)!r}"
+        if not inspect.isfunction(obj):
+            raise SpecError(f"{where}: @fn.asgi decorates a function that builds and returns the app, e.g. "
+                            f"def api(): app = FastAPI(); ...; return app")
+        required = [p.name for p in inspect.signature(obj).parameters.values()
+                    if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if required:
+            raise SpecError(f"{where}: the app builder is called with no arguments, but it requires "
+                            f"{', '.join(repr(n) for n in required)}; read settings from fn.artifact, env= or secrets=")
+        _register(where, obj, "asgi", dict(options))
+        return obj
+
+    if target is not None:
+        if options or not inspect.isfunction(target):
+            raise _wrong_target("asgi", target)
+        return decorate(target)
+    return decorate

@@ -78,7 +78,7 @@ class FunctionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=NAME_PATTERN, description=_HINTS['name'])
-    kind: Literal["function", "model"] = "function"
+    kind: Literal["function", "model", "asgi"] = "function"
     entrypoint: str = Field(default="", description="module:qualname inside the bundle")
     pool: str = Field(default="cpu", pattern=POOL_PATTERN, description=_HINTS['pool'])
     cpus: float = Field(default=0.25, gt=0, le=512, description=_HINTS['cpus'])
@@ -216,6 +216,8 @@ class FunctionSpec(BaseModel):
                 f"max_concurrency ({self.max_concurrency}) must be >= target_concurrency "
                 f"({self.target_concurrency}); raise max_concurrency or lower target_concurrency"
             )
+        if self.kind == "asgi":
+            _check_app_options(self)
         if self.internal and (self.public or self.route):
             other = "public=True" if self.public else f"route={self.route!r}"
             raise ValueError(
@@ -223,6 +225,15 @@ class FunctionSpec(BaseModel):
                 f"drop internal=True to serve it over HTTP, or drop {other.split('=')[0]}"
             )
         return self
+
+
+def _check_app_options(spec: FunctionSpec) -> None:
+    """A web app (``@fn.asgi``) answers HTTP itself: options that shape one call's arguments do not apply."""
+    for option, set_to in (("max_batch_size", spec.max_batch_size > 1), ("route", spec.route is not None),
+                           ("schedule", spec.schedule is not None), ("internal", spec.internal)):
+        if set_to:
+            raise ValueError(f"{option} does not apply to @fn.asgi: the app serves every path under /{spec.name}/ "
+                             f"itself and is reached over HTTP only; drop {option}=")
 
 
 def check_callback_url(url: str) -> str:

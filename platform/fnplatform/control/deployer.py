@@ -20,6 +20,7 @@ from typing import Any
 from fn import FunctionSpec
 from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
 from fnplatform.serving import ray_compat
+from fnplatform.serving.apps import AppReplica
 from fnplatform.serving.replica import FunctionReplica, validate_version
 from fnplatform.serving.versions import app_name
 from fnplatform.storage.blobs import StoreConfig
@@ -107,7 +108,8 @@ def build_application(version: VersionRecord, ctx: DeployContext, secrets_tag: s
     from ray import serve
 
     spec = version.spec
-    deployment: Any = serve.deployment(FunctionReplica)
+    # A web app is Serve's ASGI ingress, its app built in the replica (serving.apps): WebSockets and streaming included.
+    deployment: Any = serve.deployment(serve.ingress()(AppReplica) if spec.kind == "asgi" else FunctionReplica)
     deployment = deployment.options(
         name=spec.name,
         ray_actor_options=actor_options(spec),

@@ -69,7 +69,7 @@ class Forwarder:
             # A public function takes calls without a key, but starting a version for one needs a key that may call it.
             if not self.spec.public or not running:
                 (await self._keys.authenticate(request.headers)).require_function(self.spec.name)
-            if request.method not in ALLOWED_METHODS:
+            if request.method not in ALLOWED_METHODS and self.spec.kind != "asgi":  # a web app takes every method
                 raise ClientError(f"method {request.method} is not allowed; use POST", status=405)
             entry = await self.traffic.running(self.spec.name, version, routing.START_WAIT_S)
             body = await read_body(request)

@@ -126,7 +126,7 @@ class Gateway:
         """Before a byte of the body is read: the key (unless the function is public), then the method."""
         if not spec.public and self._keys is not None:
             (await self._keys.authenticate(request.headers)).require_function(spec.name)
-        if request.method not in ALLOWED_METHODS:
+        if request.method not in ALLOWED_METHODS and spec.kind != "asgi":  # a web app takes every method
             raise ClientError(f"method {request.method} is not allowed; use POST", status=405)
 
     async def _forward(self, spec: FunctionSpec, request: Request, request_id: str) -> Response:

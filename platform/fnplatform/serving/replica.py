@@ -155,6 +155,16 @@ def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cach
                 cache_policy: CachePolicy | None = None, start: ReplicaStart | None = None) -> Loaded:
     """Fetch, import and set up the function; raises SetupFailed with the user's error. *start* gets the
     moments its bundle was fetched, its entry point imported and its model set up (serving.coldstart)."""
+    target = load_entry(spec, bundle_sha256, store, cache_dir, cache_policy, start)
+    signature = Signature(target, spec.name, batched=spec.max_batch_size > 1)
+    return Loaded(target=target, signature=signature, is_async=inspect.iscoroutinefunction(target),
+                  is_stream=streaming.is_stream(target))
+
+
+def load_entry(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cache_dir: str,
+               cache_policy: CachePolicy | None = None, start: ReplicaStart | None = None) -> Any:
+    """What serves calls: the function, a model instance's ``__call__`` after ``setup()``, or the ASGI app a web
+    app's builder returned (``@fn.asgi``)."""
     start = start or ReplicaStart()
     _limit_threads(cpu_threads(spec))
     bundle_dir = fetch_bundle(store, bundle_sha256, cache_dir, cache_policy)
@@ -183,6 +193,14 @@ def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cach
                 if inspect.isawaitable(result):
                     asyncio.run(_await(result))
             target = instance.__call__
+        elif spec.kind == "asgi":
+            stage = f"building the app with {qualname}()"
+            target = obj()
+            if inspect.isawaitable(target):
+                target = asyncio.run(_await(target))
+            if not callable(target):
+                raise TypeError(f"{qualname}() returned a {type(target).__name__}, not an ASGI app; return the "
+                                f"FastAPI or Starlette app it builds")
         else:
             target = obj
     except BaseException as exc:  # noqa: BLE001 - any failure of user code becomes a readable deploy error
@@ -190,9 +208,7 @@ def load_target(spec: FunctionSpec, bundle_sha256: str, store: StoreConfig, cach
         raise SetupFailed(f"{stage} raised {type(exc).__name__}: {exc}" + (f"\n{frames}" if frames else "")) from None
     start.stamp("set_up")
     _limit_threads(cpu_threads(spec))
-    signature = Signature(target, spec.name, batched=spec.max_batch_size > 1)
-    return Loaded(target=target, signature=signature, is_async=inspect.iscoroutinefunction(target),
-                  is_stream=streaming.is_stream(target))
+    return target
 
 
 async def _await(awaitable: Any) -> Any:
@@ -205,7 +221,8 @@ def validate_version(spec_json: str, bundle_sha256: str, store: dict[str, Any], 
     try:
         spec = FunctionSpec.model_validate_json(spec_json)
         replica_secrets.install(spec, lazy_hub())  # setup() in the check sees them as a replica would
-        load_target(spec, bundle_sha256, StoreConfig(**store), cache_dir, CachePolicy.from_dict(cache_policy))
+        load = load_entry if spec.kind == "asgi" else load_target
+        load(spec, bundle_sha256, StoreConfig(**store), cache_dir, CachePolicy.from_dict(cache_policy))
     except SetupFailed as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - the deploy check reports every failure as text
@@ -213,31 +230,52 @@ def validate_version(spec_json: str, bundle_sha256: str, store: dict[str, Any], 
     return None
 
 
+@dataclass
+class Boot:
+    """A replica process's first moments, shared by functions and web apps: its log shipper, handle transport and
+    secrets in place before the user's module is imported."""
+
+    spec: FunctionSpec
+    hub: Any
+    shipper: replica_logs.LogShipper
+    start: ReplicaStart
+    started: float
+
+    @classmethod
+    def of(cls, spec_json: str) -> Boot:
+        start = ReplicaStart()
+        spec = FunctionSpec.model_validate_json(spec_json)
+        hub = lazy_hub()
+        install_transport(HandleTransport())  # fn.call inside user code goes through Serve handles
+        shipper = replica_logs.LogShipper(spec.name, uuid.uuid4().hex[:8], hub)
+        replica_logs.install(shipper)
+        started = time.perf_counter()
+        replica_secrets.install(spec, hub)  # before the user's module is imported
+        return cls(spec, hub, shipper, start, started)
+
+    def ready(self, bundle_sha256: str) -> ColdStarts:
+        """The replica serves from now: its cold start counted and shipped, and timed phase by phase."""
+        RECORDER.cold_start(self.spec.name)
+        ship_to_hub(self.hub)
+        self.shipper.line("INFO", f"replica ready: {self.spec.name} bundle {bundle_sha256[:12]} loaded in "
+                                  f"{replica_logs.elapsed_ms(self.started):.0f} ms (pid {os.getpid()})")
+        cold = ColdStarts(self.spec.name, self.start, RECORDER, self.shipper)
+        self.start.stamp("ready")
+        cold.learn_schedule(ray_compat.replica_scheduled_at)
+        return cold
+
+
 class FunctionReplica(streaming.StreamingMethods):
     """The Serve deployment class behind every function."""
 
     def __init__(self, spec_json: str, bundle_sha256: str, store: dict[str, Any], cache_dir: str,
                  cache_policy: dict[str, Any] | None = None, version: int = 0) -> None:
-        start = ReplicaStart()
-        spec = FunctionSpec.model_validate_json(spec_json)
-        replica_id = uuid.uuid4().hex[:8]
-        hub = lazy_hub()
-        install_transport(HandleTransport())  # fn.call inside user code goes through Serve handles
-        shipper = replica_logs.LogShipper(spec.name, replica_id, hub)
-        replica_logs.install(shipper)
-        started = time.perf_counter()
-        replica_secrets.install(spec, hub)  # before the user's module is imported
-        loaded = load_target(spec, bundle_sha256, StoreConfig(**store), cache_dir, CachePolicy.from_dict(cache_policy),
-                             start)
+        up = Boot.of(spec_json)
+        loaded = load_target(up.spec, bundle_sha256, StoreConfig(**store), cache_dir,
+                             CachePolicy.from_dict(cache_policy), up.start)
         # the process's one table: fn.call's handles in this process route by it too
-        self._serve(spec, loaded, hub, shipper, RECORDER, version, routing.table(hub))
-        RECORDER.cold_start(spec.name)
-        ship_to_hub(hub)
-        shipper.line("INFO", f"replica ready: {spec.name} bundle {bundle_sha256[:12]} "
-                             f"loaded in {replica_logs.elapsed_ms(started):.0f} ms (pid {os.getpid()})")
-        self._cold = ColdStarts(spec.name, start, RECORDER, shipper)
-        start.stamp("ready")
-        self._cold.learn_schedule(ray_compat.replica_scheduled_at)
+        self._serve(up.spec, loaded, up.hub, up.shipper, RECORDER, version, routing.table(up.hub))
+        self._cold = up.ready(bundle_sha256)
 
     @classmethod
     def around(cls, spec: FunctionSpec, loaded: Loaded, hub: Any, shipper: replica_logs.LogShipper, *,

@@ -7,6 +7,8 @@
 - ``flows``: the detached flow-run actors, the flows gateway and their checkpoints. May import ``serving`` and ``storage``.
 - ``jobs``: function calls that outlive a request: the job runner actor, the jobs gateway, webhooks. Beside ``flows``
   (neither imports the other); may import ``serving`` and ``storage``.
+- ``state``: the shared-state server (``fn.Dict``, ``fn.Queue``), a detached actor over the database. Beside ``flows``
+  and ``jobs``; may import ``serving`` and ``storage``.
 - ``control``: the control-plane process (server, API, deploy jobs, deployer, settings, the local Ray). May import all.
 
 ``pools``, ``keys``, ``deadlines`` and ``logtext`` (the log line format) are shared leaves.

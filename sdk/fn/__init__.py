@@ -30,6 +30,7 @@ from ._jobs import Job
 from ._schedule import Cron, Period
 from ._shadow import comparator, is_shadow
 from ._spec import FunctionSpec
+from ._state import Dict, Queue
 from ._stream import Stream
 from ._webhooks import WebhookError, verify_webhook
 
@@ -41,6 +42,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "Cron",
+    "Dict",
     "Flow",
     "FlowSpec",
     "FnError",
@@ -51,6 +53,7 @@ __all__ = [
     "PayloadTooLarge",
     "Pending",
     "Period",
+    "Queue",
     "Ref",
     "RemoteError",
     "SpecError",

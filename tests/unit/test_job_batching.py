@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from fnplatform.jobs.batching import MAX_BATCH, GroupCommit
+from fnplatform.storage.group_commit import MAX_BATCH, GroupCommit
 
 
 def test_concurrent_writes_share_transactions_and_each_gets_its_result() -> None:

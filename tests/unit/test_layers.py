@@ -15,12 +15,14 @@ from .test_imports import run_python
 
 PACKAGE = REPO_ROOT / "platform" / "fnplatform"
 # Lower layers never import higher ones; a layer may import its own modules and anything below.
-LAYERS = {"pools": 0, "keys": 0, "bundles": 1, "storage": 2, "serving": 3, "flows": 4, "jobs": 4, "control": 5}
+LAYERS = {"pools": 0, "keys": 0, "bundles": 1, "storage": 2, "serving": 3, "flows": 4, "jobs": 4, "state": 4,
+          "control": 5}
 NEVER = {
     "serving": {"fnplatform.control", "fnplatform.flows", "fnplatform.storage.registry", "fnplatform.storage.db",
                 "sqlalchemy", "fastapi", "prometheus_client"},
     "jobs": {"fnplatform.flows"},  # beside flows, not on top of them
-    "flows": {"fnplatform.jobs"},
+    "flows": {"fnplatform.jobs", "fnplatform.state"},
+    "state": {"fnplatform.flows", "fnplatform.jobs"},  # its own process: the database and the actor, nothing else
     "bundles": {"ray"},
     "storage": {"ray"},
 }

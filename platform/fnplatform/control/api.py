@@ -36,6 +36,8 @@ from .metrics import CONTENT_TYPE
 from .plane import ControlPlane
 from .secrets_api import MAX_BODY_BYTES as SECRET_BODY_BYTES
 from .secrets_api import secrets_router
+from .state_api import MAX_BODY_BYTES as STATE_BODY_BYTES
+from .state_api import state_router
 from .traffic_api import CanaryPlan, traffic_router, who_of
 
 log = logging.getLogger("fnplatform")
@@ -109,7 +111,8 @@ def create_app(control: ControlPlane, use: KeyUse | None = None, history: Histor
     app = _routes(control)
     app.include_router(console_router(control, history or History(), lookup))  # sign-in checks keys as the edge does
     return Edge(app, lookup, {"bundle": control.settings.max_bundle_bytes,
-                              "artifact": control.settings.max_artifact_bytes, "secret": SECRET_BODY_BYTES}, use,
+                              "artifact": control.settings.max_artifact_bytes, "secret": SECRET_BODY_BYTES,
+                              "state": STATE_BODY_BYTES}, use,
                 page_error=error_page)
 
 
@@ -149,6 +152,7 @@ def _routes(control: ControlPlane) -> FastAPI:
 
     app.include_router(secrets_router(control))  # the edge gives /v1/secrets the deploy role
     app.include_router(traffic_router(control))  # and versions, rollback, traffic and shadow the deploy role
+    app.include_router(state_router())  # fn.Dict / fn.Queue (control/edge.py: reads invoke, changes deploy)
     app.include_router(jobs_router(control))  # schedules (deploy role) and the webhook secret (the key's own)
 
     @app.get("/healthz", include_in_schema=False)

@@ -28,7 +28,8 @@ JSON_LIMIT_BYTES = 1024 * 1024
 FORM_LIMIT_BYTES = 4096  # the console's sign-in form: one key
 # Each body limit: what the body is, and the setting that changes the limit.
 LIMITS = {"json": ("the JSON body", ""), "bundle": ("the bundle", "FN_MAX_BUNDLE_MB"),
-          "artifact": ("the artifact", "FN_MAX_ARTIFACT_MB"), "secret": ("the secret", ""), "form": ("the form", "")}
+          "artifact": ("the artifact", "FN_MAX_ARTIFACT_MB"), "secret": ("the secret", ""),
+          "state": ("the value", ""), "form": ("the form", "")}
 GRANT_SCOPE_KEY = "fn.grant"
 CONSOLE_COOKIE = "fn_console"  # the web console's credential: the API key itself, in an HttpOnly cookie
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -84,6 +85,9 @@ RULES = (
     _rule("GET", r"/v1/schedules(/[^/]+)?", "deploy"),
     _rule("POST", r"/v1/schedules/[^/]+/(pause|resume)", "deploy"),
     _rule("GET", r"/v1/webhook-secret", "invoke"),  # the key's own; another key's: admins (the handler)
+    # fn.Dict / fn.Queue: reading with any unscoped key (the handler), changing with deploy; a value is at most 1 MiB
+    _rule("GET", r"/v1/state(/(dicts|queues)/[^/]+(/(value|keys))?)?", "invoke"),
+    _rule("PUT DELETE POST", r"/v1/state/(dicts|queues)/[^/]+(/(value|incr|put|get))?", "deploy", "state"),
     _rule("DELETE", r"/v1/functions/[^/]+", "deploy"),
     _rule(None, r".*", "admin"),
 )

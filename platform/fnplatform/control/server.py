@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fn._platform import CREDENTIALS_FILE
+from fnplatform.state.server import ensure_state_server
 
 from .settings import STATE_FILE, PlatformSettings
 
@@ -150,7 +151,8 @@ def _start_housekeeping(control: Any, use: Any, sample: Any = None, interval_s: 
 
 def start_job_housekeeping(control: Any, every_s: float = 1.0) -> None:
     """Every second, fire due schedules and deliver due webhooks, each on a thread of its own: a slow receiver must
-    hold up neither a tick nor storing logs. Every 5 s the schedules are matched to the active specs first."""
+    hold up neither a tick nor storing logs. Every 5 s the schedules are matched to the active specs first, and the job
+    runner and the shared-state server (fn.Dict, fn.Queue) are started if they are gone for good."""
 
     def report(what: str, task: Any) -> None:
         try:
@@ -165,6 +167,7 @@ def start_job_housekeeping(control: Any, every_s: float = 1.0) -> None:
                 last_sync = time.monotonic()
                 report("match schedules to the deployed functions", control.background.sync_schedules)
                 report("make sure the job runner runs", control.background.ensure_runner)
+                report("make sure the shared-state server runs", ensure_state_server)
             report("fire schedules", control.background.tick)
             time.sleep(every_s)
 

@@ -34,12 +34,12 @@ from fnplatform.serving.edge import number_query
 from fnplatform.serving.http import answered, read_body
 from fnplatform.serving.hub import lazy_hub
 from fnplatform.storage.blobs import StoreConfig, open_store
+from fnplatform.storage.group_commit import GroupCommit
 from fnplatform.storage.jobs import STATUSES, Job, JobStore, NewJob, new_job_id
 from fnplatform.storage.outages import database_error
 from fnplatform.storage.registry import Registry
 
 from . import runner
-from .batching import GroupCommit
 from .settings import JobSettings
 from .webhooks import TargetRefused, TargetUnreachable, check_target
 

@@ -33,10 +33,10 @@ from fnplatform.serving.hub import lazy_hub
 from fnplatform.serving.logs import request_id_var
 from fnplatform.storage.blobs import StoreConfig, open_store
 from fnplatform.storage.db import utcnow
+from fnplatform.storage.group_commit import GroupCommit
 from fnplatform.storage.jobs import Ending, Job, JobStore
 from fnplatform.storage.registry import Registry
 
-from .batching import GroupCommit
 from .settings import JobSettings
 
 log = logging.getLogger("fnplatform.jobs")

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fn import ClientError, FunctionSpec, Timeout
-from fn._platform import install_artifacts, install_transport, shadow_call, status_error
+from fn._platform import install_artifacts, install_state, install_transport, shadow_call, status_error
 from fnplatform.bundles.packaging import MANIFEST_NAME, Manifest
 from fnplatform.storage.blobs import StoreConfig, fetch_artifact, fetch_bundle
 from fnplatform.storage.cache import CachePolicy
@@ -55,6 +55,7 @@ from .metrics import RECORDER, Recorder, ship_now, ship_to_hub
 from .overrun import OverrunCalls, Ticket
 from .shadow import ShadowCopies
 from .signature import Signature
+from .state_client import StateClient
 
 
 class SetupFailed(Exception):
@@ -247,6 +248,7 @@ class Boot:
         spec = FunctionSpec.model_validate_json(spec_json)
         hub = lazy_hub()
         install_transport(HandleTransport())  # fn.call inside user code goes through Serve handles
+        install_state(StateClient())  # fn.Dict / fn.Queue: the state server directly
         shipper = replica_logs.LogShipper(spec.name, uuid.uuid4().hex[:8], hub)
         replica_logs.install(shipper)
         started = time.perf_counter()

@@ -1,7 +1,8 @@
 """Group commit: writes that arrive while one is in progress go to the database together, in the next transaction.
 
-Every accepted job and every ended one is a write, and each transaction pays for a flush to disk (SQLite's WAL
-commit, PostgreSQL's); under load one transaction per job caps jobs per second at commits per second. Here a
+Every accepted job, every ended one and every change of shared state (fn.Dict, fn.Queue) is a write, and each
+transaction pays for a flush to disk (SQLite's WAL commit, PostgreSQL's); under load one transaction per write caps
+writes per second at commits per second. Here a
 caller's write waits for the transaction that holds it, so nothing is acknowledged before it is stored, but the
 transactions carry as many writes as arrived meanwhile.
 """

@@ -74,7 +74,7 @@ def state_router(client: StateClient | None = None) -> APIRouter:
 
     @router.get("/dicts/{name}/keys")
     async def dict_keys(name: str, request: Request,
-                        limit: Annotated[int, Query(ge=1, le=MAX_DICT_KEYS)] = 1000,
+                        limit: Annotated[int, Query(ge=0, le=MAX_DICT_KEYS, description="0: the count only")] = 1000,
                         prefix: Annotated[str, Query(max_length=512)] = "") -> dict[str, Any]:
         _unscoped(request)
         keys, count = await state.aop("dict_keys", check_state_name(name), limit, prefix)

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from harness import Platform, wait_for
 
+import fn
+
 VECTORIZE = Path(__file__).resolve().parents[2] / "functions" / "vectorize"
 QUERIES = Path(__file__).resolve().parents[2] / "functions" / "vectorize" / "tests" / "data" / "queries.jsonl"
 pytestmark = pytest.mark.slow
@@ -39,9 +41,14 @@ def test_text_corpus_is_ingested_once_then_skipped_and_searchable(vectorize: Pla
     code, report = _ingest(vectorize, "text", str(VECTORIZE / "samples" / "docs.jsonl"))
     assert code == 0, report
     assert (report["stored"], report["failed"]) == (80, 0)
+    # ChunkStats counts every replica's chunks in one shared fn.Dict (read here from outside the cluster)
+    shared = fn.Dict("vectorize-stats")
+    chunks, chars = shared["chunks"], shared["chars"]
+    assert chunks >= 80 and 50 < chars / chunks < 2000, (chunks, chars)
     again_code, again = _ingest(vectorize, "text", str(VECTORIZE / "samples" / "docs.jsonl"))
     assert again_code == 0
     assert (again["stored"], again["skipped"]) == (0, 80)  # resumable: content hashes already stored
+    assert shared["chunks"] == chunks  # nothing chunked again, nothing counted twice
     with vectorize.client() as client:
         query = json.loads(QUERIES.read_text().splitlines()[0])
         response = client.post("/search/text", json={"query": query["query"], "top_k": 5})

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
+
+import fn
 
 from .documents import has_text, needs_ocr, pages
 from .milvus_store import milvus
@@ -24,19 +27,38 @@ COLLECTIONS = {
 
 
 class ChunkStats:
-    """A stateful operator: running counts and the mean chunk length, kept in the replica that runs it."""
+    """A stateful operator: how many chunks every replica made and their mean length, in one shared ``fn.Dict``.
+
+    Counting in a replica would give each replica its own numbers and lose them at scale-to-zero; a shared-state
+    call per chunk would cost a hop per chunk. So each call counts here, and ``flush`` (once per ingest) adds what
+    this replica counted to the shared totals with two atomic ``incr`` and answers the totals of all replicas."""
+
+    DICT = "vectorize-stats"
 
     def __init__(self) -> None:
-        self.chunks = 0
-        self.mean_chars = 0.0
+        self._lock = threading.Lock()
+        self._chunks = 0
+        self._chars = 0
 
     def __call__(self, text: str) -> str:
-        self.chunks += 1
-        self.mean_chars += (len(text) - self.mean_chars) / self.chunks
+        with self._lock:
+            self._chunks += 1
+            self._chars += len(text)
         return text
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"chunks_seen": self.chunks, "mean_chunk_chars": round(self.mean_chars, 1)}
+    async def flush(self) -> dict[str, Any]:
+        with self._lock:
+            chunks, chars, self._chunks, self._chars = self._chunks, self._chars, 0, 0
+        shared = fn.Dict(self.DICT)
+        try:
+            total_chars = await shared.aincr("chars", chars)
+            total = await shared.aincr("chunks", chunks)
+        except fn.FnError:
+            with self._lock:  # kept for the next flush: the counts are not lost with a busy state server
+                self._chunks += chunks
+                self._chars += chars
+            raise
+        return {"chunks_seen": total, "mean_chunk_chars": round(total_chars / total, 1) if total else 0.0}
 
 
 chunk_stats = ChunkStats()

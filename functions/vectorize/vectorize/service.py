@@ -285,7 +285,11 @@ async def vector_ingest(pipeline: str, items: Annotated[list[Any], Field(max_len
         rows = []
     report.stored = len({row["item_key"] for row in rows})
     report.partial = len({row["item_key"] for row in rows} & partial)
-    return {**report.to_json(), "pipeline": pipeline, "replica_stats": chunk_stats.snapshot()}
+    try:
+        stats: dict[str, Any] | None = await chunk_stats.flush()  # across every replica, kept through scale-to-zero
+    except fn.FnError:
+        stats = None  # the ingest itself is done; the counts go with the next one
+    return {**report.to_json(), "pipeline": pipeline, "chunk_stats": stats}
 
 
 def _pipeline(kind: str) -> Pipeline:

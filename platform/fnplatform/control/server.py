@@ -166,8 +166,9 @@ def start_job_housekeeping(control: Any, every_s: float = 1.0) -> None:
             if time.monotonic() - last_sync >= 5:
                 last_sync = time.monotonic()
                 report("match schedules to the deployed functions", control.background.sync_schedules)
-                report("make sure the job runner runs", control.background.ensure_runner)
-                report("make sure the shared-state server runs", ensure_state_server)
+                if _ray_connected():  # never reconnect a process that shut Ray down (Ray's calls would init it)
+                    report("make sure the job runner runs", control.background.ensure_runner)
+                    report("make sure the shared-state server runs", ensure_state_server)
             report("fire schedules", control.background.tick)
             time.sleep(every_s)
 
@@ -178,6 +179,12 @@ def start_job_housekeeping(control: Any, every_s: float = 1.0) -> None:
 
     threading.Thread(target=schedules, name="fn-schedules", daemon=True).start()
     threading.Thread(target=webhooks, name="fn-webhooks", daemon=True).start()
+
+
+def _ray_connected() -> bool:
+    import ray
+
+    return bool(ray.is_initialized())
 
 
 def run(settings: PlatformSettings) -> None:

@@ -13,7 +13,7 @@ import re
 import time
 from typing import Any, Protocol
 
-from ._errors import BadRequest, PayloadTooLarge
+from ._errors import BadRequest, PayloadTooLarge, TooManyRequests
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 MAX_KEY_BYTES = 512
@@ -180,7 +180,14 @@ class Queue:
         return f"fn.Queue({self.name!r}, maxsize={self.maxsize})"
 
     def put(self, value: Any, timeout: float = 0.0) -> None:
-        _current().op("queue_put", self.name, _item(value), self.maxsize, _seconds(timeout))
+        text, deadline = _item(value), time.monotonic() + _seconds(timeout)
+        while True:  # one wait at the server is at most MAX_WAIT_S: a longer timeout asks again
+            try:
+                _current().op("queue_put", self.name, text, self.maxsize, _left(deadline))
+                return
+            except TooManyRequests:
+                if time.monotonic() >= deadline:
+                    raise
 
     def get(self, timeout: float | None = None) -> Any:
         deadline = None if timeout is None else time.monotonic() + _seconds(timeout)
@@ -207,7 +214,14 @@ class Queue:
         return int(_current().op("queue_len", self.name))
 
     async def aput(self, value: Any, timeout: float = 0.0) -> None:
-        await _current().aop("queue_put", self.name, _item(value), self.maxsize, _seconds(timeout))
+        text, deadline = _item(value), time.monotonic() + _seconds(timeout)
+        while True:
+            try:
+                await _current().aop("queue_put", self.name, text, self.maxsize, _left(deadline))
+                return
+            except TooManyRequests:
+                if time.monotonic() >= deadline:
+                    raise
 
     async def aget(self, timeout: float | None = None) -> Any:
         deadline = None if timeout is None else time.monotonic() + _seconds(timeout)
@@ -216,6 +230,10 @@ class Queue:
             text = await _current().aop("queue_get", self.name, min(left, MAX_WAIT_S))
             if text is not None or (deadline is not None and time.monotonic() >= deadline):
                 return decode(text)
+
+
+def _left(deadline: float) -> float:
+    return min(max(0.0, deadline - time.monotonic()), MAX_WAIT_S)
 
 
 def _item(value: Any) -> str:

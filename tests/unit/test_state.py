@@ -111,7 +111,7 @@ def test_bad_names_keys_values_and_limits_are_clear_errors(backend: InProcess) -
     d["s"] = "text"
     with pytest.raises(fn.Conflict, match="holds a str, not a whole number"):
         d.incr("s")
-    with pytest.raises(fn.BadRequest, match="by=1.5"):
+    with pytest.raises(fn.BadRequest, match=r"by=1\.5"):
         d.incr("n", by=1.5)  # type: ignore[arg-type]
     with pytest.raises(fn.BadRequest, match="does not hold None"):
         fn.Queue("q").put(None)
@@ -143,3 +143,28 @@ def test_async_twins(backend: InProcess) -> None:
         return await d.aget("k"), await d.aincr("n", 2), await q.aget(timeout=1), await d.adelete("k")
 
     assert backend.loop.run_until_complete(use()) == ([1], 2, "x", True)
+
+
+def test_a_put_longer_than_one_server_wait_asks_again_until_its_own_timeout() -> None:
+    class Full:
+        def __init__(self, refusals: int) -> None:
+            self.refusals, self.waits = refusals, []
+
+        def op(self, method: str, *args: Any) -> Any:
+            self.waits.append(args[3])
+            if len(self.waits) <= self.refusals:
+                raise fn.TooManyRequests("queue 'q' is full", status=429)
+            return None
+
+    room_later = Full(refusals=2)
+    install_state(room_later)  # type: ignore[arg-type]
+    try:
+        fn.Queue("q").put(1, timeout=3600)
+        assert len(room_later.waits) == 3 and all(0 < w <= 20 for w in room_later.waits)
+        never = Full(refusals=10**6)
+        install_state(never)  # type: ignore[arg-type]
+        with pytest.raises(fn.TooManyRequests):
+            fn.Queue("q").put(1, timeout=0.05)
+        assert 1 <= len(never.waits) < 10**6 and max(never.waits) <= 0.05
+    finally:
+        install_state(None)

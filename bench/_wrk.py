@@ -1,4 +1,4 @@
-"""wrk as the HTTP load generator: installed on demand, driven with post_json.lua, its output parsed."""
+"""wrk as the HTTP load generator: installed on demand, driven with post_json.lua (or get.lua), its output parsed."""
 
 from __future__ import annotations
 
@@ -59,10 +59,10 @@ def parse(output: str) -> dict[str, float]:
 
 
 def run_wrk(url: str, key: str, connections: int, duration_s: float, body: str = '{"x": 1}',
-            threads: int = 1, timeout_s: int = 30) -> dict[str, float]:
+            threads: int = 1, timeout_s: int = 30, script: Path = LUA) -> dict[str, float]:
     """One wrk run against *url*; one thread by default so the client takes as little CPU as it can."""
     command = [ensure_wrk(), f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s", f"--timeout={timeout_s}s",
-               "--latency", "-s", str(LUA), url]
+               "--latency", "-s", str(script), url]
     proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=duration_s + timeout_s + 60,
                           env={**os.environ, "WRK_KEY": key, "WRK_BODY": body})
     if proc.returncode != 0:

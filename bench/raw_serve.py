@@ -8,7 +8,8 @@ MODE, prints ``READY {json}`` and then answers one-line commands on stdin (``rep
 
 MODE: ``noop`` / ``noop-moq`` (the no-op, Serve defaults / max_ongoing_requests=100, which also
 deploys ``caller``, a handle-call loop), ``cold`` (a light and a heavy app at zero replicas),
-``burst`` (a 0.2 s function at zero, at most 4 replicas), ``deploy`` (times serve.run itself).
+``burst`` (a 0.2 s function at zero, at most 4 replicas), ``deploy`` (times serve.run itself), ``shop``
+(functions/examples/webapp's FastAPI app through ``serve.ingress`` with its builder, one replica).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ KEY_HASH = hashlib.sha256(b"bench-key").hexdigest()
 # Only a scheduling reservation (Ray does not cap CPU use), the platform's cpus=0.25; with Ray's default of 1
 # CPU a replica, three replicas would not fit on a 2-core machine.
 CPUS = {"ray_actor_options": {"num_cpus": 0.25}}
+WEBAPP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "functions", "examples", "webapp")
 
 
 def _authorized(request: Request) -> bool:
@@ -123,6 +125,15 @@ def _apps(mode: str) -> list[Any]:
             targets.append(RunTarget(target=caller.bind(noop.options(name="callee").bind()), name="caller",
                                      route_prefix="/caller"))
         return targets
+    if mode == "shop":  # the example web app, its builder run in the replica as @fn.asgi does
+        from ray import cloudpickle  # Ray's own copy: the one that pickles deployments
+
+        sys.path.insert(0, str(WEBAPP))
+        import shop  # type: ignore[import-not-found]
+
+        cloudpickle.register_pickle_by_value(shop)  # replicas have no path to it: shipped by value
+        app = dep(serve.ingress(shop.shop)()).options(name="shop", max_ongoing_requests=100)
+        return [RunTarget(target=app.bind(), name="shop", route_prefix="/shop")]
     if mode == "cold":
         return [RunTarget(target=dep(cls).options(name=name, autoscaling_config=at_zero).bind(), name=name,
                           route_prefix=f"/{name}") for name, cls in (("light", Light), ("heavy", Heavy))]
@@ -200,6 +211,8 @@ def main() -> None:
             info = _timed_deploys()
         else:
             serve.run_many(_apps(mode))
+            if mode == "shop":
+                info["url"] = _http_url(port, "shop")
             if mode.startswith("noop"):
                 info["url"] = _http_url(port, "noop")
                 info["caller_url"] = f"http://127.0.0.1:{port}/caller"

@@ -22,6 +22,7 @@ MAX_DICT_KEYS = 100_000
 MAX_QUEUE_ITEMS = 100_000
 MAX_WAIT_S = 20.0  # one wait at the server; a longer get(timeout=...) asks again
 _MISSING = object()
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class StateBackend(Protocol):
@@ -55,12 +56,22 @@ def check_name(name: str) -> str:
     return name
 
 
-def check_key(key: str) -> str:
+def check_key(key: str, what: str = "a key", empty: bool = False) -> str:
+    """A dict key (or a key prefix, *empty* allowed): text of at most MAX_KEY_BYTES, without control characters,
+    which some databases refuse (PostgreSQL: NUL) and which would fail every write committed with it."""
     if not isinstance(key, str):
-        raise BadRequest(f"a key must be a str, not {type(key).__name__}; e.g. d[str(user_id)]", status=400)
-    size = len(key.encode())
-    if not 0 < size <= MAX_KEY_BYTES:
-        raise BadRequest(f"a key must be 1 to {MAX_KEY_BYTES} bytes (UTF-8), not {size}", status=400)
+        raise BadRequest(f"{what} must be a str, not {type(key).__name__}; e.g. d[str(user_id)]", status=400)
+    try:
+        size = len(key.encode())
+    except UnicodeEncodeError:
+        raise BadRequest(f"{what} must be valid Unicode text: it holds a lone surrogate", status=400) from None
+    if not (0 if empty else 1) <= size <= MAX_KEY_BYTES:
+        raise BadRequest(f"{what} must be {0 if empty else 1} to {MAX_KEY_BYTES} bytes (UTF-8), not {size}",
+                         status=400)
+    control = _CONTROL.search(key)
+    if control:
+        raise BadRequest(f"{what} may not hold control characters: {control.group()!r} at position "
+                         f"{control.start()}", status=400)
     return key
 
 
@@ -141,7 +152,7 @@ class Dict:
 
     def keys(self, limit: int = 1000, prefix: str = "") -> list[str]:
         """Up to *limit* keys (1 to 100000), sorted, those starting with *prefix* only if given."""
-        keys, _ = _current().op("dict_keys", self.name, _limit(limit), prefix)
+        keys, _ = _current().op("dict_keys", self.name, _limit(limit), check_key(prefix, "prefix", empty=True))
         return list(keys)
 
     def __len__(self) -> int:

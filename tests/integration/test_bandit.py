@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,13 @@ REWARD = {"ranker-a": 0.25, "ranker-b": 0.8, "ranker-c": 0.15}  # ranker-b is th
 
 
 @pytest.fixture(scope="module")
-def bandit(platform: Platform) -> Platform:
+def bandit(platform: Platform) -> Iterator[Platform]:
     job = platform.deploy(EXAMPLE)
     assert job["exit_code"] == 0 and job["state"] == "succeeded", job["output"]
-    return platform
+    yield platform
+    for name in ("learner", "recommend", "feedback", "ranker-a", "ranker-b", "ranker-c"):
+        # The learner's schedule fires every 2 s: left deployed, it would take CPU from every later test.
+        assert platform.fnctl("rm", name).exit_code == 0
 
 
 def _running(platform: Platform, name: str) -> int:

@@ -1,7 +1,7 @@
 """fn.Dict and fn.Queue on a real cluster: functions on several replicas count into one dict (incr atomic across
 them), functions and a client outside the cluster share a queue both ways, the values survive the state server's
-process being killed (Ray restarts it) and the server being gone for good (the control plane re-creates it), and
-the keys' roles hold on /v1/state."""
+process being killed (Ray restarts it), the server being gone for good (the control plane re-creates it) and a
+restarted control plane, and the keys' roles hold on /v1/state."""
 
 from __future__ import annotations
 
@@ -69,6 +69,25 @@ def test_state_survives_its_server_dying_and_being_replaced(shared: Platform) ->
         wait_for(lambda: _quietly(lambda: fn.Dict("durable").get("k")), 60)
         assert fn.Dict("durable")["k"] == {"v": 1} and fn.Queue("durable-q").get(timeout=5) == "first"
         assert client.post("/bump", json={"key": "hits"}).json() == 41
+
+
+def test_state_outlives_a_control_plane_restart(shared: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import serve_in_thread
+
+    from fnplatform.control.api import create_app
+    from fnplatform.control.plane import ControlPlane
+    from fnplatform.flows.state import FlowState
+
+    fn.Dict("restart")["k"] = [1, 2]
+    assert fn.Dict("restart").incr("n") == 1
+    old = shared.control
+    restarted = ControlPlane(old.settings, old.registry, old.store, old.deployer, old.hub,
+                             FlowState(old.settings.database_url))
+    with serve_in_thread(create_app(restarted)) as api_url:  # a new control plane process's API
+        monkeypatch.setenv("FN_API_URL", api_url)
+        assert fn.Dict("restart")["k"] == [1, 2] and fn.Dict("restart").incr("n") == 2
+        with shared.client() as client:  # and the functions keep counting where the old one left off
+            assert client.post("/bump", json={"key": "hits"}).json() == 42
 
 
 def _quietly(read: object) -> object:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -56,8 +56,24 @@ async def chat(socket: WebSocket) -> None:
     await socket.close()
 
 
+async def listen(socket: WebSocket) -> None:
+    await socket.accept()
+    while True:  # until the client goes: Starlette raises WebSocketDisconnect out of the app
+        await socket.send_text(await socket.receive_text())
+
+
+async def countdown(request: Request) -> StreamingResponse:
+    async def lines() -> Any:
+        for i in (3, 2, 1):
+            yield f"{i}\n"
+            await asyncio.sleep(0.01)
+
+    return StreamingResponse(lines(), media_type="text/plain")
+
+
 APP = Starlette(routes=[Route("/items/{item}", echo, methods=["GET", "POST", "DELETE"]), Route("/crash", crash),
-                        Route("/slow", slow), WebSocketRoute("/ws", chat)])
+                        Route("/slow", slow), Route("/countdown", countdown), WebSocketRoute("/ws", chat),
+                        WebSocketRoute("/listen", listen)])
 
 
 def edge(limit: int = 1000, grants: dict[str, Grant] | None = None, **options: Any) -> tuple[AppEdge, Recorder]:
@@ -151,6 +167,25 @@ def test_a_forwarded_request_is_answered_whole_at_the_apps_root() -> None:
              "headers": [(b"authorization", f"Bearer {KEY}".encode())]}
     status, headers, body = asyncio.run(answer_whole(app, app_scope(scope, "web"), b"abc"))
     assert status == 200 and b'"item":"5"' in body and b'"size":3' in body and (b"fn-version", b"3") in headers
+
+
+def test_a_forwarded_call_to_a_streaming_route_gets_the_whole_stream() -> None:
+    app, _ = edge()
+    scope = {"type": "http", "http_version": "1.1", "scheme": "http", "method": "GET", "path": "/web/countdown",
+             "raw_path": b"/web/countdown", "query_string": b"", "client": None, "server": None,
+             "headers": [(b"authorization", f"Bearer {KEY}".encode())]}
+    status, _, body = asyncio.run(answer_whole(app, app_scope(scope, "web"), b""))
+    assert (status, body) == (200, b"3\n2\n1\n")  # not cancelled as if its client had gone
+
+
+def test_a_websocket_client_leaving_is_a_normal_end_not_a_500() -> None:
+    app, recorder = edge()
+    recorder.drain()
+    with client(app).websocket_connect("/listen") as socket:
+        socket.send_text("hi")
+        assert socket.receive_text() == "hi"
+    codes = {labels[2] for name, labels in recorder.drain().counters if name == "fn_requests_total"}
+    assert codes == {"101"}, codes
 
 
 def test_the_decorator_checks_its_target_and_options() -> None:

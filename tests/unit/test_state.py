@@ -5,6 +5,7 @@ limits and bad input are clear errors, and a new server (a restart) reads back e
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,14 @@ def test_bad_names_keys_values_and_limits_are_clear_errors(backend: InProcess) -
         fn.Queue("q").put(None)
     with pytest.raises(fn.BadRequest, match="maxsize=0"):
         fn.Queue("q", maxsize=0)
+    with pytest.raises(fn.BadRequest, match=r"control characters: '\\x00' at position 1"):
+        d["a\x00"] = 1  # PostgreSQL refuses NUL in text: it would fail every write committed with it
+    with pytest.raises(fn.BadRequest, match="lone surrogate"):
+        d["\ud800"] = 1
+    with pytest.raises(fn.BadRequest, match="prefix must be a str"):
+        d.keys(prefix=5)  # type: ignore[arg-type]
+    with pytest.raises(fn.BadRequest, match="prefix must be a str"):  # straight to the server, as a replica may
+        backend.op("dict_keys", "d", 10, 5)
 
 
 def test_a_failed_commit_is_not_acknowledged_and_the_copy_is_read_again(backend: InProcess) -> None:
@@ -133,6 +142,41 @@ def test_a_failed_commit_is_not_acknowledged_and_the_copy_is_read_again(backend:
         d["lost"] = 2
     store.apply = original  # type: ignore[method-assign]
     assert "lost" not in d and d["kept"] == 1  # the memory copy was dropped and read back from the database
+
+
+def test_a_failed_commit_never_loses_or_repeats_what_later_commits_hold(url: str) -> None:
+    """One transaction fails while the next is still committing: what reads see afterwards is the database."""
+    server = StateServer(url)
+    original = server._store.apply
+    batches: list[list[Any]] = []
+
+    def first_fails_next_slow(writes: Any) -> None:
+        batches.append(list(writes))
+        if len(batches) == 1:
+            time.sleep(0.1)  # so the next writes gather behind it, in a transaction of their own
+            raise OSError("database is locked")
+        time.sleep(0.2)  # long enough that a read arrives while it is in flight
+        original(writes)
+
+    async def scenario() -> tuple[Any, ...]:
+        await server.dict_set("d", "before", '"x"')
+        await server.queue_put("q", '"one"', 10, 0)
+        await server.queue_put("q", '"two"', 10, 0)
+        server._store.apply = first_fails_next_slow  # type: ignore[method-assign]
+        failing = asyncio.ensure_future(server.dict_set("d", "a", "1"))
+        await asyncio.sleep(0.02)
+        acked = asyncio.ensure_future(server.dict_set("d", "b", "2"))
+        taken = asyncio.ensure_future(server.queue_get("q", 0))
+        await asyncio.sleep(0.15)  # the first transaction has failed, the second is committing
+        seen_b, other_get = await server.dict_get("d", "b"), await server.queue_get("q", 0)
+        results = await asyncio.gather(failing, acked, taken, return_exceptions=True)
+        return results, seen_b, other_get, await server.dict_get("d", "a"), await server.queue_len("q")
+
+    (failed, acked, taken), seen_b, other_get, a, left = asyncio.run(scenario())
+    assert isinstance(failed, fn.Unavailable) and acked is None  # a's write was refused, b's acknowledged
+    assert seen_b == "2" and a is None  # the read waited for b's commit instead of reading the database before it
+    assert {taken, other_get} == {'"one"', '"two"'} and left == 0  # each item handed out once
+    server._store.engine.dispose()
 
 
 def test_async_twins(backend: InProcess) -> None:

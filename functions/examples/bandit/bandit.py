@@ -116,18 +116,31 @@ def learner() -> dict[str, Any]:
     """Fold the queued feedback into the weights, publishing after each batch; runs every 2 s, one at a time."""
     queue, state = fn.Queue("bandit-feedback", maxsize=100_000), fn.Dict("bandit")
     weights = state.get("weights") or _prior()
-    learned = 0
+    learned = skipped = 0
     until = time.monotonic() + LEARN_FOR_S
     while time.monotonic() < until:
         batch = queue.get_many(500, timeout=max(0.0, min(0.5, until - time.monotonic())))
         if not batch:
             continue
-        for seen in batch:
+        usable = [seen for seen in batch if _observation(seen)]
+        skipped += len(batch) - len(usable)  # the queue is writable through /v1/state too: never trust its items
+        for seen in usable:
             arm, x, reward = weights["arms"][seen["arm"]], seen["x"], seen["reward"]
             arm["A"] = [[arm["A"][i][j] + x[i] * x[j] for j in range(DIMS)] for i in range(DIMS)]
             arm["b"] = [arm["b"][i] + reward * x[i] for i in range(DIMS)]
-        learned += len(batch)
         weights["version"] += 1
-        weights["observations"] += len(batch)
-        state["weights"] = weights  # what serving replicas read next
-    return {"learned": learned, "version": weights["version"]}
+        weights["observations"] += len(usable)
+        try:
+            state["weights"] = weights  # what serving replicas read next
+        except fn.FnError:
+            for seen in usable:  # taken but not learned: back for the next run (at worst learned twice, never lost)
+                queue.put(seen)
+            raise
+        learned += len(usable)
+    return {"learned": learned, "skipped": skipped, "version": weights["version"]}
+
+
+def _observation(seen: Any) -> bool:
+    return (isinstance(seen, dict) and seen.get("arm") in ARMS and isinstance(seen.get("reward"), int | float)
+            and isinstance(seen.get("x"), list) and len(seen["x"]) == DIMS
+            and all(isinstance(v, int | float) for v in seen["x"]))

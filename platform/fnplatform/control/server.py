@@ -163,12 +163,16 @@ def start_job_housekeeping(control: Any, every_s: float = 1.0) -> None:
     def schedules() -> None:
         last_sync = 0.0
         while True:
+            # Never reconnect a process that shut Ray down: Ray's calls (the runner's, a fired schedule's) would
+            # start a new local Ray instance.
+            if not _ray_connected():
+                time.sleep(every_s)
+                continue
             if time.monotonic() - last_sync >= 5:
                 last_sync = time.monotonic()
                 report("match schedules to the deployed functions", control.background.sync_schedules)
-                if _ray_connected():  # never reconnect a process that shut Ray down (Ray's calls would init it)
-                    report("make sure the job runner runs", control.background.ensure_runner)
-                    report("make sure the shared-state server runs", ensure_state_server)
+                report("make sure the job runner runs", control.background.ensure_runner)
+                report("make sure the shared-state server runs", ensure_state_server)
             report("fire schedules", control.background.tick)
             time.sleep(every_s)
 

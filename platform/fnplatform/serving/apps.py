@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.websockets import WebSocketDisconnect
 
 from fn import BadRequest, ClientError
 from fnplatform.storage.blobs import StoreConfig
@@ -34,7 +35,7 @@ from .edge import declared_over
 from .forwarding import Forwarder
 from .handles import HandleTransport
 from .http import MAX_BODY_BYTES, client_error_response, error_response, replay_receive
-from .metrics import RECORDER, Recorder
+from .metrics import CANCELLED, RECORDER, Recorder
 from .replica import Boot, load_entry
 
 Message = MutableMapping[str, Any]
@@ -83,17 +84,24 @@ class AppEdge:
         request_id = tracing.request_id_of(headers)
         replica_logs.request_id_var.set(request_id)  # fn.call inside the app carries it on
         started = time.perf_counter()
+        if self._forwarder is not None:
+            # As a function's replica does: a call for another version is that version's to admit (key, rate
+            # limit, body limit) and to count, so it is neither checked nor counted twice.
+            try:
+                target = await self._forwarder.route(Request(scope))
+            except ClientError as exc:
+                await client_error_response(exc, request_id)(scope, receive, send)
+                self._log(scope, exc.status or 400, started, request_id)
+                return
+            if target is not None:
+                response = await self._forwarder.http(Request(scope, receive), request_id, target)
+                await response(scope, receive, send)
+                self._log(scope, response.status_code, started, request_id)
+                return
         with self._metrics.call(self.spec.name, self._version) as code:
             try:
                 await self._admit(headers)
                 declared_over(headers, self._limit)
-                if self._forwarder is not None:
-                    target = await self._forwarder.route(Request(scope))
-                    if target is not None:  # another version answers, and counts the call
-                        response = await self._forwarder.http(Request(scope, receive), request_id, target)
-                        code[0] = response.status_code
-                        await response(scope, receive, send)
-                        return
             except ClientError as exc:
                 code[0] = exc.status or 400
                 await client_error_response(exc, request_id)(scope, receive, send)
@@ -109,6 +117,8 @@ class AppEdge:
                 await asyncio.wait_for(self.app(scope, call.receive, call.send), timeout=self.spec.timeout_s)
             except _Refused:
                 pass
+            except ClientDisconnect:
+                call.status = CANCELLED  # nobody to answer; not the app's failure
             except TimeoutError:
                 await call.fail(504, "Timeout", f"{self.spec.name} ran past its timeout_s of {self.spec.timeout_s:g} s")
             except Exception as exc:  # noqa: BLE001 - the app's error becomes a 500 (if it did not answer), never a crash
@@ -134,6 +144,8 @@ class AppEdge:
             code[0] = 101
             try:
                 await self.app(scope, receive, send)
+            except WebSocketDisconnect:
+                pass  # the client left (a closed tab): the session's normal end, whatever the app made of it
             except Exception as exc:  # noqa: BLE001 - a broken session ends; the replica keeps serving
                 code[0] = 500
                 self._shipper.line("ERROR", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}", request_id)
@@ -242,6 +254,17 @@ async def answer_whole(app: ASGIApp, scope: dict[str, Any], body: bytes) -> tupl
         elif message["type"] == "http.response.body":
             parts.append(bytes(message.get("body", b"")))
 
-    await app(scope, replay_receive(body), send)
+    answered = asyncio.Event()
+
+    async def after_body() -> Message:
+        # The caller is waiting for the whole answer: no disconnect until it is made (Starlette cancels a
+        # streaming response whose client seems gone).
+        await answered.wait()
+        return {"type": "http.disconnect"}
+
+    try:
+        await app(scope, replay_receive(body, after_body), send)
+    finally:
+        answered.set()
     return status, headers, b"".join(parts)
 

@@ -5,13 +5,14 @@ change is in memory at once (``incr`` is atomic: one actor, one event loop) and 
 call returns, changes arriving together sharing a transaction (group commit). Ray restarts the actor when its
 process dies and the control plane re-creates it when it is gone for good; either way it reads its state back
 from the database, so a value whose write returned survives a replica, the server itself and the control plane.
-A write whose transaction failed is not acknowledged: the caller gets 503 and the names it touched are read
-again from the database on their next use.
+A write whose transaction failed is not acknowledged: the caller gets 503, and the dict or queue it touched is read
+again from the database once every other write to it in flight has settled (until then its callers wait).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import deque
@@ -46,35 +47,59 @@ class StateServer:
         self._queues: dict[str, _Queue] = {}
         self._loading: dict[str, asyncio.Lock] = {}
         self._commit = GroupCommit[Write, None](self._write_many)
+        # A failed commit leaves memory ahead of the database for its dict or queue. It is read again only once
+        # every write to it still in flight has settled: a read before that would miss a later write that is
+        # committed but not yet acknowledged, and so serve it stale or hand a queue item out twice.
+        self._in_flight: dict[str, int] = {}
+        self._stale: set[str] = set()
+        self._settled = asyncio.Condition()
 
     def _write_many(self, writes: list[Write]) -> list[None]:
         self._store.apply(writes)
         return [None] * len(writes)
 
     async def _stored(self, write: Write) -> None:
+        """Wait for *write*'s commit. Called right after the change went into memory, with no await between, so
+        the write is counted in flight before anything else can see or reload its dict or queue."""
+        tag = ("d:" if write.op in {"set", "delete"} else "q:") + write.name
+        self._in_flight[tag] = self._in_flight.get(tag, 0) + 1
         try:
             await self._commit.write(write)
-        except Exception:  # noqa: BLE001 - the change was not stored: forget the copy, answer 503
-            (self._dicts if write.op in {"set", "delete"} else self._queues).pop(write.name, None)
+        except Exception:  # noqa: BLE001 - the change was not stored: read the name again once it settles
+            self._stale.add(tag)
             raise Unavailable(FAILED, status=503, retry_after=1) from None
+        finally:
+            self._in_flight[tag] -= 1
+            if not self._in_flight[tag]:
+                del self._in_flight[tag]
+                async with self._settled:
+                    self._settled.notify_all()
+
+    async def _loaded(self, tag: str, cache: dict[str, Any], name: str, load: Any, wrap: Any = None) -> Any:
+        found = cache.get(name)
+        if found is not None and tag not in self._stale:
+            return found
+        async with self._loading.setdefault(tag, asyncio.Lock()):
+            if tag in self._stale:
+                async with self._settled:
+                    await self._settled.wait_for(lambda: tag not in self._in_flight)
+                old = cache.pop(name, None)
+                self._stale.discard(tag)
+                if isinstance(old, _Queue):  # its waiters move to the copy read next
+                    async with old.changed:
+                        old.changed.notify_all()
+            if name not in cache:
+                found = await self._read(load, name)
+                cache[name] = wrap(found) if wrap else found
+        return cache[name]
 
     async def _dict(self, name: str) -> dict[str, str]:
-        found = self._dicts.get(name)
-        if found is not None:
-            return found
-        async with self._loading.setdefault(f"d:{name}", asyncio.Lock()):
-            if name not in self._dicts:
-                self._dicts[name] = await self._read(self._store.load_dict, name)
-        return self._dicts[name]
+        entries: dict[str, str] = await self._loaded(f"d:{name}", self._dicts, name, self._store.load_dict)
+        return entries
 
     async def _queue(self, name: str) -> _Queue:
-        found = self._queues.get(name)
-        if found is not None:
-            return found
-        async with self._loading.setdefault(f"q:{name}", asyncio.Lock()):
-            if name not in self._queues:
-                self._queues[name] = _Queue(await self._read(self._store.load_queue, name))
-        return self._queues[name]
+        queue: _Queue = await self._loaded(f"q:{name}", self._queues, name, self._store.load_queue, _Queue)
+        return queue
 
     @staticmethod
     async def _read(load: Any, name: str) -> Any:
@@ -89,6 +114,9 @@ class StateServer:
         return (await self._dict(check_name(name))).get(check_key(key))
 
     async def dict_keys(self, name: str, limit: int, prefix: str = "") -> tuple[list[str], int]:
+        check_key(prefix, "prefix", empty=True)
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise BadRequest(f"limit={limit!r} must be a whole number", status=400)
         entries = await self._dict(check_name(name))
         matching = sorted(k for k in entries if k.startswith(prefix))
         return matching[:max(0, limit)], len(matching)
@@ -129,43 +157,50 @@ class StateServer:
 
     # queues ------------------------------------------------------------------------------------
     async def queue_put(self, name: str, value: str, maxsize: int, timeout: float) -> None:
-        queue = await self._queue(check_name(name))
+        check_name(name)
         check_value(value)
         limit = min(maxsize, MAX_QUEUE_ITEMS)
         deadline = time.monotonic() + min(max(timeout, 0.0), MAX_WAIT_S)
-        async with queue.changed:
-            while len(queue.items) >= limit:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TooManyRequests(f"queue {name!r} is full ({len(queue.items):,} items, maxsize {limit:,}); "
-                                          f"retry later or pass put(..., timeout=S) to wait for room", status=429,
-                                          retry_after=1)
-                try:
-                    await asyncio.wait_for(queue.changed.wait(), left)
-                except TimeoutError:
-                    continue
-            seq = queue.next_seq
-            queue.next_seq += 1
+        while True:
+            queue = await self._queue(name)
+            async with queue.changed:
+                while len(queue.items) >= limit and self._queues.get(name) is queue:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TooManyRequests(f"queue {name!r} is full ({len(queue.items):,} items, maxsize "
+                                              f"{limit:,}); retry later or pass put(..., timeout=S) to wait for room",
+                                              status=429, retry_after=1)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(queue.changed.wait(), left)
+                if self._queues.get(name) is not queue:
+                    continue  # read again from the database meanwhile: wait on that copy
+                seq = queue.next_seq
+                queue.next_seq += 1
+            break
         await self._stored(Write("push", name, seq=seq, value=value))
-        async with queue.changed:  # visible to getters only once stored
-            queue.items.append((seq, value))
-            queue.changed.notify_all()
+        if self._queues.get(name) is queue:  # else the copy read since holds it: it waited for this commit
+            async with queue.changed:  # visible to getters only once stored
+                queue.items.append((seq, value))
+                queue.changed.notify_all()
 
     async def queue_get(self, name: str, timeout: float) -> str | None:
         """The oldest item, waiting up to *timeout* (at most MAX_WAIT_S: callers ask again) for one; None if none came."""
-        queue = await self._queue(check_name(name))
+        check_name(name)
         deadline = time.monotonic() + min(max(timeout, 0.0), MAX_WAIT_S)
-        async with queue.changed:
-            while not queue.items:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                try:
-                    await asyncio.wait_for(queue.changed.wait(), left)
-                except TimeoutError:
+        while True:
+            queue = await self._queue(name)
+            async with queue.changed:
+                while not queue.items and self._queues.get(name) is queue:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return None
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(queue.changed.wait(), left)
+                if self._queues.get(name) is not queue:
                     continue
-            seq, value = queue.items.popleft()
-            queue.changed.notify_all()
+                seq, value = queue.items.popleft()
+                queue.changed.notify_all()
+            break
         await self._stored(Write("pop", name, seq=seq))
         return value
 
@@ -185,7 +220,7 @@ class StateServer:
 def server_options() -> dict[str, Any]:
     from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
 
-    return {"num_cpus": 0, "max_restarts": -1, "max_task_retries": 0, "max_concurrency": 1000, "namespace": NAMESPACE,
+    return {"num_cpus": 0, "max_restarts": -1, "max_task_retries": 0, "max_concurrency": 10_000, "namespace": NAMESPACE,
             "lifetime": "detached", "enable_task_events": False, "resources": {pool_resource("api"): REPLICA_POOL_SHARE}}
 
 

@@ -132,11 +132,7 @@ def function(target: Any = None, /, **options: Any) -> Any:
         _register(where, obj, "function", dict(options))
         return obj
 
-    if target is not None:
-        if options or not inspect.isfunction(target):
-            raise _wrong_target("function", target)
-        return decorate(target)
-    return decorate
+    return _bare_or_called("function", target, options, decorate, inspect.isfunction)
 
 
 @overload
@@ -175,11 +171,17 @@ def model(target: Any = None, /, **options: Any) -> Any:
         _register(where, obj, "model", dict(options))
         return obj
 
-    if target is not None:
-        if options or not inspect.isclass(target):
-            raise _wrong_target("model", target)
-        return decorate(target)
-    return decorate
+    return _bare_or_called("model", target, options, decorate, inspect.isclass)
+
+
+def _bare_or_called(kind: str, target: Any, options: dict[str, Any], decorate: Callable[[T], T],
+                    fits: Callable[[Any], bool]) -> Any:
+    """``@fn.KIND`` (the target given at once, no options) or ``@fn.KIND(...)`` (the decorator to apply)."""
+    if target is None:
+        return decorate
+    if options or not fits(target):
+        raise _wrong_target(kind, target)
+    return decorate(target)
 
 
 @overload
@@ -224,8 +226,4 @@ def asgi(target: Any = None, /, **options: Any) -> Any:
         _register(where, obj, "asgi", dict(options))
         return obj
 
-    if target is not None:
-        if options or not inspect.isfunction(target):
-            raise _wrong_target("asgi", target)
-        return decorate(target)
-    return decorate
+    return _bare_or_called("asgi", target, options, decorate, inspect.isfunction)

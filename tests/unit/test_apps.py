@@ -160,21 +160,23 @@ def test_websockets_need_the_key_on_the_handshake() -> None:
     assert refused.value.code == 1008
 
 
+def forwarded(method: str, path: str, query: bytes = b"") -> dict[str, Any]:
+    """The scope of a request another version (or the gateway) passes on, as the app's replica is given it."""
+    scope = {"type": "http", "http_version": "1.1", "scheme": "http", "method": method, "path": path,
+             "raw_path": path.encode(), "query_string": query, "client": None, "server": None,
+             "headers": [(b"authorization", f"Bearer {KEY}".encode())]}
+    return app_scope(scope, "web")
+
+
 def test_a_forwarded_request_is_answered_whole_at_the_apps_root() -> None:
     app, _ = edge()
-    scope = {"type": "http", "http_version": "1.1", "scheme": "http", "method": "POST", "path": "/web/items/5",
-             "raw_path": b"/web/items/5", "query_string": b"q=z", "client": None, "server": None,
-             "headers": [(b"authorization", f"Bearer {KEY}".encode())]}
-    status, headers, body = asyncio.run(answer_whole(app, app_scope(scope, "web"), b"abc"))
+    status, headers, body = asyncio.run(answer_whole(app, forwarded("POST", "/web/items/5", b"q=z"), b"abc"))
     assert status == 200 and b'"item":"5"' in body and b'"size":3' in body and (b"fn-version", b"3") in headers
 
 
 def test_a_forwarded_call_to_a_streaming_route_gets_the_whole_stream() -> None:
     app, _ = edge()
-    scope = {"type": "http", "http_version": "1.1", "scheme": "http", "method": "GET", "path": "/web/countdown",
-             "raw_path": b"/web/countdown", "query_string": b"", "client": None, "server": None,
-             "headers": [(b"authorization", f"Bearer {KEY}".encode())]}
-    status, _, body = asyncio.run(answer_whole(app, app_scope(scope, "web"), b""))
+    status, _, body = asyncio.run(answer_whole(app, forwarded("GET", "/web/countdown"), b""))
     assert (status, body) == (200, b"3\n2\n1\n")  # not cancelled as if its client had gone
 
 

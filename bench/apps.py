@@ -6,7 +6,8 @@ example web app (functions/examples/webapp: ``shop`` and its two models) and ben
 1. **web app**: the app's own route ``GET /products?category=furniture`` (validation, a SQLite query, JSON)
    through the platform (``/shop/products``, with the key) and the very same FastAPI app under plain uvicorn
    (one worker, no key) on this machine: sequential calls on one keep-alive connection (median, p99), then wrk
-   at 1 and 16 connections (requests/s), the two setups taking turns (A B A B) so drift hits both; then, with
+   at 1 and 16 connections (requests/s), after an unrecorded load at 16 connections so that autoscaling has
+   settled, the two setups taking turns (A B A B) so drift hits both; then, with
    the platform down, the same app on plain Ray Serve (``serve.ingress`` with the builder, one replica, HAProxy
    as the platform runs it, no key). Also ``GET /shop/products/2`` on the platform alone: the app plus one
    ``fn.acall`` to a model.
@@ -89,16 +90,22 @@ def measure(base: str, key: str, quick: bool) -> dict[str, Any]:
 
 
 def web_app(platform: LocalPlatform, quick: bool) -> dict[str, Any]:
-    n, reps, _ = _sizes(quick)
+    n, reps, wrk_s = _sizes(quick)
     port = free_port()
     baseline = uvicorn_app(port)
     setups = {"fn": (f"{platform.http_url}/shop", platform.key), "uvicorn": (f"http://127.0.0.1:{port}", "")}
     result: dict[str, Any] = {name: [] for name in setups}
     try:
+        # Load first, unrecorded, so autoscaling has settled (fn scales the app up to its max_replicas at 16
+        # connections; plain Serve runs one replica) before anything is measured.
+        print(f"web app: warming up at 16 connections for {2 * wrk_s:g} s", flush=True)
+        run_wrk(f"{platform.http_url}/shop{ROUTE}", platform.key, 16, 2 * wrk_s, script=GET_LUA)
         for rep in range(reps):
             for name, (base, key) in setups.items():
                 print(f"web app: {name}, repetition {rep + 1} of {reps}", flush=True)
                 result[name].append(measure(base, key, quick))
+                if name == "fn":
+                    result[name][-1]["replicas"] = platform.running("shop")
         with httpx.Client(headers={"Authorization": f"Bearer {platform.key}"}, timeout=30) as client:
             result["with_model"] = sequential(client, f"{platform.http_url}/shop/products/2", n)
     finally:
@@ -163,9 +170,11 @@ def rows(result: dict[str, Any]) -> list[Row]:
                                ("requests/s, 16 connections", ("wrk16", "rps"), "/s")):
         base = med(web["uvicorn"], *path)
         p99 = ("sequential", "p99_ms") if unit == "ms" else None
-        for setup, runs, note in (("uvicorn, same app", web["uvicorn"], "the baseline"),
-                                  ("plain Serve + HAProxy", result["web_app_raw_serve"], "serve.ingress(builder), no key"),
-                                  ("fn @fn.asgi", web["fn"], "key checked, request id, metrics")):
+        replicas = med(web["fn"], "replicas") or 0
+        setups = (("uvicorn, same app", web["uvicorn"], "the baseline"),
+                  ("plain Serve + HAProxy", result["web_app_raw_serve"], "serve.ingress(builder), 1 replica, no key"),
+                  ("fn @fn.asgi", web["fn"], f"key checked, request id, metrics; {replicas:g} replicas"))
+        for setup, runs, note in setups:
             value = med(runs, *path)
             table.append(Row("web app", setup, metric, value, unit, p99=med(runs, *p99) if p99 else None,
                              ratio=None if runs is web["uvicorn"] else ratio(value, base), note=note))

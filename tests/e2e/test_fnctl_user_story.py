@@ -27,7 +27,10 @@ def test_user_story_from_up_to_down() -> None:
     from fnplatform.control.local import ray_processes
     from fnplatform.control.settings import PlatformSettings
 
-    home = Path(tempfile.mkdtemp(prefix="fne", dir="/tmp"))
+    # A home of 30 characters, as ordinary as /home/alexandra/.fn-staging (test_first_run covers 18 and 120).
+    base = Path(tempfile.mkdtemp(prefix="fne", dir="/tmp"))
+    home = base / ("h" * (30 - len(str(base)) - 1))
+    assert len(str(home)) == 30, home
     api_port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FN_", "RAY_"))}
     env["FN_HOME"] = str(home)
@@ -114,7 +117,7 @@ def test_user_story_from_up_to_down() -> None:
     for port in (api_port, http_port):
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers after down"
-    shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def _identity_case_is_approved(env: dict[str, str]) -> None:

@@ -145,3 +145,33 @@ def test_jobs_and_schedules_on_postgresql(postgres_url: str) -> None:
     finally:
         jobs.engine.dispose()
         schedules.engine.dispose()
+
+
+def test_shared_state_on_postgresql(postgres_url: str) -> None:
+    import asyncio
+
+    from fnplatform.state.server import StateServer
+
+    async def use(server: StateServer) -> tuple[object, ...]:
+        await server.dict_set("weights", "a", '{"w":[0.5,1.5]}')
+        counts = await asyncio.gather(*(server.dict_incr("weights", "hits", 1) for _ in range(50)))
+        await server.dict_set("weights", "ünïcode ключ", '"v"')
+        for item in ('"one"', '"two"', '"three"'):
+            await server.queue_put("work", item, 10, 0)
+        return sorted(counts), await server.queue_get("work", 0)
+
+    server = StateServer(postgres_url)
+    counts, first = asyncio.run(use(server))
+    server._store.engine.dispose()
+    assert counts == list(range(1, 51)) and first == '"one"'  # incr atomic, in one group commit or several
+
+    async def read_back(server: StateServer) -> tuple[object, ...]:  # a restarted server: the database only
+        return (await server.dict_get("weights", "a"), await server.dict_get("weights", "hits"),
+                await server.dict_get("weights", "ünïcode ключ"), await server.queue_get("work", 0),
+                await server.queue_len("work"))
+
+    restarted = StateServer(postgres_url)
+    try:
+        assert asyncio.run(read_back(restarted)) == ('{"w":[0.5,1.5]}', "50", '"v"', '"two"', 1)
+    finally:
+        restarted._store.engine.dispose()

@@ -123,14 +123,17 @@ def platform(workdir: Path, s3_endpoint: str, ray_cluster: dict[str, Any]) -> It
     _, key = registry.create_key("tests", "admin")
     control.push_state()
     deployer.ensure_gateway()
-    start_job_housekeeping(control)  # schedules fire and webhooks go out, as in the server process
+    housekeeping = start_job_housekeeping(control)  # schedules fire and webhooks go out, as in the server process
     with serve_in_thread(create_app(control)) as api_url, pytest.MonkeyPatch.context() as patch:
         settings.api_port = int(api_url.rsplit(":", 1)[1])
         for name, value in {"FN_HOME": str(home), "FN_API_URL": settings.api_url, "FN_API_KEY": key,
                             "FN_HTTP_URL": settings.http_url}.items():
             patch.setenv(name, value)  # the SDK and fnctl find the platform the way a user's shell would
-        yield Platform(api_url=settings.api_url, http_url=settings.http_url, key=key, head_node=ray_cluster["head"],
-                       gpu_node=ray_cluster["gpu"], control=control, home=home)
+        try:
+            yield Platform(api_url=settings.api_url, http_url=settings.http_url, key=key,
+                           head_node=ray_cluster["head"], gpu_node=ray_cluster["gpu"], control=control, home=home)
+        finally:
+            housekeeping.set()
 
 
 @pytest.fixture(scope="session")

@@ -149,7 +149,7 @@ def _start_housekeeping(control: Any, use: Any, sample: Any = None, interval_s: 
     start_job_housekeeping(control, hub_check_s)
 
 
-def start_job_housekeeping(control: Any, every_s: float = 1.0) -> None:
+def start_job_housekeeping(control: Any, every_s: float = 1.0) -> threading.Event:
     """Every second, fire due schedules and deliver due webhooks, each on a thread of its own: a slow receiver must
     hold up neither a tick nor storing logs. Every 5 s the schedules are matched to the active specs first, and the job
     runner and the shared-state server (fn.Dict, fn.Queue) are started if they are gone for good."""
@@ -162,11 +162,11 @@ def start_job_housekeeping(control: Any, every_s: float = 1.0) -> None:
 
     def schedules() -> None:
         last_sync = 0.0
-        while True:
+        while not stop.is_set():
             # Never reconnect a process that shut Ray down: Ray's calls (the runner's, a fired schedule's) would
             # start a new local Ray instance.
             if not _ray_connected():
-                time.sleep(every_s)
+                stop.wait(every_s)
                 continue
             if time.monotonic() - last_sync >= 5:
                 last_sync = time.monotonic()
@@ -174,15 +174,17 @@ def start_job_housekeeping(control: Any, every_s: float = 1.0) -> None:
                 report("make sure the job runner runs", control.background.ensure_runner)
                 report("make sure the shared-state server runs", ensure_state_server)
             report("fire schedules", control.background.tick)
-            time.sleep(every_s)
+            stop.wait(every_s)
 
     def webhooks() -> None:
-        while True:
+        while not stop.is_set():
             report("deliver webhooks", control.background.deliver_webhooks)
-            time.sleep(every_s)
+            stop.wait(every_s)
 
+    stop = threading.Event()  # set it to end both threads (an embedding process that stops its control plane)
     threading.Thread(target=schedules, name="fn-schedules", daemon=True).start()
     threading.Thread(target=webhooks, name="fn-webhooks", daemon=True).start()
+    return stop
 
 
 def _ray_connected() -> bool:

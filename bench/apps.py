@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sdk_client
 from _ab import HERE, SAME_RAY
 from _procs import LocalPlatform, free_port, local_platform
 from _raw import raw_serve
@@ -148,14 +149,7 @@ def state_outside(platform: LocalPlatform, quick: bool) -> dict[str, Any]:
     d["hot"] = {"w": [0.1, 0.2]}
 
     def timed(call: Callable[[], object]) -> dict[str, float]:
-        for _ in range(10):
-            call()
-        samples = []
-        for _ in range(n):
-            start = time.perf_counter()
-            call()
-            samples.append((time.perf_counter() - start) * 1000)
-        return latency_stats(samples)
+        return latency_stats(sdk_client.timed(call, n))  # 10 calls to warm up, then n timed in ms
 
     print(f"state from outside: {n} calls per operation over /v1/state", flush=True)
     return {"api baseline": timed(lambda: platform.api.get("/v1/functions/shop").raise_for_status()),

@@ -79,6 +79,45 @@ def test_failed_setup_reports_the_user_error_and_keeps_the_previous_version(plat
     platform.fnctl("rm", "stable")
 
 
+def test_functions_checked_together_still_name_the_one_whose_setup_kills_its_process(platform: Platform,
+                                                                                      tmp_path: Path) -> None:
+    """Functions of one bundle share one deploy-time check process; a setup() that ends that process is found by
+    checking again one per process, and the others deploy."""
+    project = _project(tmp_path / "crashy", """
+        import os
+
+        import fn
+
+        @fn.function(cpus=0.25)
+        def calm(x: int) -> int:
+            return x + 1
+
+        @fn.model(cpus=0.25)
+        class Steady:
+            def setup(self):
+                self.n = 7
+            def __call__(self) -> int:
+                return self.n
+
+        @fn.model(cpus=0.25)
+        class Exits:
+            def setup(self):
+                os._exit(3)
+            def __call__(self) -> int:
+                return 0
+    """)
+    job = platform.deploy(project)
+    assert job["exit_code"] == 1
+    assert job["results"]["calm"]["status"] == "deployed"
+    assert job["results"]["steady"]["status"] == "deployed"
+    assert job["results"]["exits"]["status"] == "failed"
+    assert "died" in job["results"]["exits"]["error"].lower() or "exit" in job["results"]["exits"]["error"].lower()
+    assert fn.call("calm", x=1) == 2
+    assert fn.call("steady") == 7
+    for name in ("calm", "steady"):
+        platform.fnctl("rm", name)
+
+
 def test_user_syntax_error_names_file_and_line(platform: Platform, tmp_path: Path) -> None:
     project = _project(tmp_path / "bad", "import fn\n\n@fn.function()\ndef f(:\n    pass\n")
     result = platform.fnctl("deploy", str(project))

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 import fn
-from fnplatform.control.deployer import MAX_GRACEFUL_SHUTDOWN_S, DeployContext, Deployer, route_prefix, run_target
+from fnplatform.control.deployer import (
+    MAX_GRACEFUL_SHUTDOWN_S,
+    MODELS_PER_CHECK,
+    DeployContext,
+    Deployer,
+    check_groups,
+    route_prefix,
+    run_target,
+)
 from fnplatform.storage.blobs import StoreConfig
 from fnplatform.storage.registry import Registry, VersionRecord
 
@@ -44,6 +52,26 @@ def test_a_stopping_replica_may_finish_calls_up_to_timeout_s(tmp_path: Path, tim
     config = target.target._bound_deployment._deployment_config  # Serve has no public reader of an Application's options
     assert config.graceful_shutdown_timeout_s == grace_s
     assert config.graceful_shutdown_wait_loop_s == 2  # Serve's default: how often a stopping replica checks it is idle
+def test_deploy_checks_share_a_process_only_within_one_bundle_env_pool_secrets_and_device_kind() -> None:
+    def spec(name: str, **options: Any) -> VersionRecord:
+        return version(fn.FunctionSpec(name=name, **options))
+
+    plain = [spec(f"f{i}", cpus=0.25 * (i % 3 + 1)) for i in range(30)]  # different cpus: still one process
+    others = [spec("with-env", env={"MODE": "x"}), spec("on-gpu-pool", pool="gpu"), spec("uses-gpu", gpus=0.5),
+              spec("has-secret", secrets=["db"]), spec("app", kind="asgi", entrypoint="main:app")]
+    other_bundle = VersionRecord("elsewhere", 1, fn.FunctionSpec(name="elsewhere"), "cd" * 32, "deploying", None,
+                                 datetime(2025, 1, 1))
+    models = [spec(f"m{i}", kind="model", entrypoint=f"main:M{i}") for i in range(MODELS_PER_CHECK + 1)]
+    groups = check_groups(plain + others + [other_bundle] + models)
+    names = sorted(sorted(v.spec.name for v in group) for group in groups)
+    assert sorted(v.spec.name for v in plain) in names
+    for alone in ("with-env", "on-gpu-pool", "uses-gpu", "has-secret", "app", "elsewhere"):
+        assert [alone] in names
+    model_groups = [g for g in names if g[0].startswith("m")]
+    assert sorted(len(g) for g in model_groups) == [1, MODELS_PER_CHECK]  # a few models' setup() per process
+    assert sum(len(g) for g in groups) == len(plain) + len(others) + 1 + len(models)
+
+
 class FakeServe:
     """``serve.status()`` as the deploy's wait reads it: every application RUNNING."""
 

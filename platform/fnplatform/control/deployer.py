@@ -10,6 +10,7 @@ without blocking and polled against a deadline.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -21,7 +22,7 @@ from fn import FunctionSpec
 from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
 from fnplatform.serving import ray_compat
 from fnplatform.serving.apps import AppReplica
-from fnplatform.serving.replica import FunctionReplica, validate_version
+from fnplatform.serving.replica import FunctionReplica, validate_versions
 from fnplatform.serving.versions import app_name
 from fnplatform.storage.blobs import StoreConfig
 from fnplatform.storage.registry import Registry, VersionRecord
@@ -141,6 +142,26 @@ def run_target(version: VersionRecord, ctx: DeployContext, secrets_tag: str = ""
                      logging_config={"enable_access_log": False})
 
 
+MODELS_PER_CHECK = 4
+
+
+def check_groups(versions: list[VersionRecord]) -> list[list[VersionRecord]]:
+    """Versions that may share one deploy-time check process: one bundle, runtime env, pool, secrets and kind of
+    device (a CPU-only function is never checked on a GPU node it would not run on)."""
+    groups: dict[str, list[VersionRecord]] = {}
+    for version in versions:
+        spec = version.spec
+        key = json.dumps([version.bundle_sha256, runtime_env(spec), spec.pool, sorted(spec.secrets), spec.gpus > 0,
+                          spec.kind], sort_keys=True)
+        groups.setdefault(key, []).append(version)
+    chunks = []
+    for group in groups.values():
+        # A model's setup() may hold a large model in memory: a few per process, not every model of the bundle at once.
+        size = MODELS_PER_CHECK if group[0].spec.kind == "model" else len(group)
+        chunks += [group[i:i + size] for i in range(0, len(group), size)]
+    return chunks
+
+
 class Deployer:
     def __init__(self, registry: Registry, ctx: DeployContext, secrets: SecretStore | None = None) -> None:
         self.registry = registry
@@ -168,33 +189,52 @@ class Deployer:
         return None
 
     def validate(self, versions: list[VersionRecord]) -> dict[str, str | None]:
-        """Load every version once in a throwaway task with the replica's resources; errors by name."""
+        """Load every version once in a throwaway process with the replica's resources; errors by name.
+
+        Functions that would get the same kind of process (one bundle, runtime env, pool, secrets) are checked
+        together in one process sized for the largest of them: a worker process started per function made a
+        50-function deploy spend most of a minute starting Python. A group whose process dies (a setup() that
+        exits or crashes the interpreter) is checked again one function per process, so the culprit is named."""
         import ray
 
-        pending: dict[Any, str] = {}
+        groups = check_groups(versions)
         errors: dict[str, str | None] = {}
-        for version in versions:
-            options = actor_options(version.spec)
-            task = ray.remote(max_retries=0, max_calls=1, **options)(validate_version)
-            ref = task.remote(version.spec.model_dump_json(), version.bundle_sha256, self.ctx.store.to_dict(),
-                              self.ctx.cache_dir, self.ctx.cache_policy)
-            pending[ref] = version.spec.name
         deadline = time.monotonic() + self.ctx.timeout_s
+        pending = {self._check(group): group for group in groups}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
             if not ready:
                 break
-            ref = ready[0]
-            name = pending.pop(ref)
+            group = pending.pop(ready[0])
             try:
-                errors[name] = ray.get(ref)
+                results = ray.get(ready[0])
             except Exception as exc:  # noqa: BLE001 - e.g. RuntimeEnvSetupError with pip's own message
-                errors[name] = _ray_error_text(exc)
-        for ref, name in pending.items():
+                if len(group) > 1 and not isinstance(exc, ray.exceptions.RuntimeEnvSetupError):
+                    pending.update({self._check([version]): [version] for version in group})
+                    continue
+                results = [_ray_error_text(exc)] * len(group)
+            errors.update({v.spec.name: error for v, error in zip(group, results, strict=True)})
+        for ref, group in pending.items():
             ray.cancel(ref, force=True)
-            errors[name] = (f"did not load within {self.ctx.timeout_s:g} s: no node of pool could start it "
-                            f"(not enough free CPU/GPU/memory), or installing requirements or setup() is too slow")
+            for version in group:
+                errors[version.spec.name] = (
+                    f"did not load within {self.ctx.timeout_s:g} s: no node of pool could start it (not enough free "
+                    f"CPU/GPU/memory), or installing requirements or setup() is too slow")
         return errors
+
+    def _check(self, group: list[VersionRecord]) -> Any:
+        import ray
+
+        options = actor_options(group[0].spec)
+        options["num_cpus"] = max(v.spec.cpus for v in group)
+        options["num_gpus"] = max(v.spec.gpus for v in group)
+        memory = max(v.spec.memory_mb or 0 for v in group)
+        options.pop("memory", None)
+        if memory:
+            options["memory"] = memory * MIB
+        task = ray.remote(max_retries=0, max_calls=1, **options)(validate_versions)
+        return task.remote([v.spec.model_dump_json() for v in group], group[0].bundle_sha256,
+                           self.ctx.store.to_dict(), self.ctx.cache_dir, self.ctx.cache_policy)
 
     # Serve ---------------------------------------------------------------------------------
     def apply(self, versions: list[VersionRecord], wait: bool = True, extra: bool = False) -> dict[str, str | None]:

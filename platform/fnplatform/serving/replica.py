@@ -231,6 +231,13 @@ def validate_version(spec_json: str, bundle_sha256: str, store: dict[str, Any], 
     return None
 
 
+def validate_versions(spec_jsons: list[str], bundle_sha256: str, store: dict[str, Any], cache_dir: str,
+                      cache_policy: dict[str, Any] | None = None) -> list[str | None]:
+    """The deploy-time check of several functions of one bundle in one process (the deployer groups only
+    functions with the same runtime env, pool and secrets): the bundle is fetched and imported once."""
+    return [validate_version(spec_json, bundle_sha256, store, cache_dir, cache_policy) for spec_json in spec_jsons]
+
+
 @dataclass
 class Boot:
     """A replica process's first moments, shared by functions and web apps: its log shipper, handle transport and

@@ -75,13 +75,20 @@ def _tail(path: Path, lines: int = 30) -> str:
               help="Declare N fake GPUs so GPU-pool functions schedule on this machine (they run on the CPU).")
 @click.option("--cpus", default=None, type=click.FloatRange(min=1),
               help="CPUs Ray may hand out (default: twice the cores, at least 4; replicas cap their threads to their cpus).")
+@click.option("--ray-address", envvar="FN_RAY_ADDRESS", default=None,
+              help="A Ray cluster to run on (HOST:PORT of its head, started with 'ray start'; see docs/operations.md) "
+                   "instead of starting a local Ray. Its nodes declare the pools.")
 @click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for the platform to be ready.")
 @json_option
-def up(api_port: int, http_port: int, host: str, gpus: float, cpus: float | None, timeout: float, as_json: bool) -> None:
+def up(api_port: int, http_port: int, host: str, gpus: float, cpus: float | None, ray_address: str | None,
+       timeout: float, as_json: bool) -> None:
     """Start the local platform (Ray, Serve, control plane) and return once it is ready.
 
     All state lives under FN_HOME; the first admin API key is written to FN_HOME/credentials.json.
     """
+    if ray_address and (cpus is not None or gpus):
+        raise click.UsageError("--cpus and --gpus declare a local Ray's resources; with --ray-address the cluster's "
+                               "nodes declare theirs ('ray start --num-cpus N --num-gpus N'): drop them")
     home = fn_home()
     state = _state(home)
     if state and _alive(int(state["pid"])) and _healthy(state["api_url"]):
@@ -107,6 +114,8 @@ def up(api_port: int, http_port: int, host: str, gpus: float, cpus: float | None
                "--http-host", host, "--http-port", str(http_port), "--gpus", str(gpus)]
     if cpus is not None:
         command += ["--cpus", str(cpus)]
+    if ray_address:
+        command += ["--ray-address", ray_address]
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env={**os.environ, "FN_HOME": str(home)})

@@ -1,7 +1,9 @@
-"""A function's requirements reach its replicas through Ray's runtime_env pip, and pip's own error fails the deploy."""
+"""A function's requirements reach its replicas: met by the pool's environment, with no pip virtualenv at all; otherwise
+through Ray's runtime_env pip, and pip's own error fails the deploy."""
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
@@ -16,18 +18,20 @@ pytestmark = pytest.mark.slow
 def test_satisfied_requirement_deploys_and_missing_one_fails_with_pips_message(platform: Platform, tmp_path: Path) -> None:
     ok = tmp_path / "ok"
     ok.mkdir()
-    # 'six' is already in the platform's environment: the replica's virtualenv inherits it.
+    # 'six' is already in the platform's environment: the replica runs in it, no virtualenv built
     (ok / "main.py").write_text(textwrap.dedent("""
+        import sys
+
         import fn
 
-        @fn.function(cpus=0.25, requirements=["six"])
-        def with_six() -> str:
+        @fn.function(cpus=0.25, requirements=["six>=1.0", "fn-never-installed-zz9 ; python_version < '3'"])
+        def with_six() -> list[str]:
             import six
-            return six.__name__
+            return [six.__name__, sys.prefix]
     """))
     job = platform.deploy(ok)
     assert job["exit_code"] == 0, job["output"]
-    assert fn.call("with-six") == "six"
+    assert fn.call("with-six") == ["six", sys.prefix]
 
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -14,11 +14,12 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from fn import FunctionSpec
+from fn import ConfigError, FunctionSpec
+from fnplatform.bundles.requirements import unsatisfied
 from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
 from fnplatform.serving import ray_compat
 from fnplatform.serving.apps import AppReplica
@@ -69,23 +70,24 @@ def version_tag(version: VersionRecord, secrets_tag: str = "") -> str:
     return digest[:16]
 
 
-def runtime_env(spec: FunctionSpec) -> dict[str, Any]:
+def runtime_env(spec: FunctionSpec, pip: bool = True) -> dict[str, Any]:
     """Only what a function asks for. An empty runtime env lets Ray start the replica on an idle, already
-    started worker process instead of a new one; thread caps are applied inside the replica instead."""
+    started worker process instead of a new one; thread caps are applied inside the replica instead. Without
+    *pip* (the pool's environment already satisfies the requirements: bundles.requirements) no virtualenv either."""
     env: dict[str, Any] = {}
     if spec.env:
         env["env_vars"] = dict(spec.env)
-    if spec.requirements:
+    if spec.requirements and pip:
         env["pip"] = {"packages": sorted(spec.requirements), "pip_check": False}
     return env
 
 
-def actor_options(spec: FunctionSpec) -> dict[str, Any]:
+def actor_options(spec: FunctionSpec, pip: bool = True) -> dict[str, Any]:
     options: dict[str, Any] = {
         "num_cpus": spec.cpus,
         "num_gpus": spec.gpus,
         "resources": {pool_resource(spec.pool): REPLICA_POOL_SHARE},
-        "runtime_env": runtime_env(spec),
+        "runtime_env": runtime_env(spec, pip),
     }
     if spec.memory_mb:
         options["memory"] = spec.memory_mb * MIB
@@ -103,7 +105,7 @@ def autoscaling_config(spec: FunctionSpec) -> dict[str, Any]:
     }
 
 
-def build_application(version: VersionRecord, ctx: DeployContext, secrets_tag: str = "") -> Any:
+def build_application(version: VersionRecord, ctx: DeployContext, secrets_tag: str = "", pip: bool = True) -> Any:
     """The Serve application for one function version: the generic replica bound to its spec. *secrets_tag*
     names the revisions of its secrets (never their values): a changed secret is a new Serve version."""
     from ray import serve
@@ -113,7 +115,7 @@ def build_application(version: VersionRecord, ctx: DeployContext, secrets_tag: s
     deployment: Any = serve.deployment(serve.ingress()(AppReplica) if spec.kind == "asgi" else FunctionReplica)
     deployment = deployment.options(
         name=spec.name,
-        ray_actor_options=actor_options(spec),
+        ray_actor_options=actor_options(spec, pip),
         autoscaling_config=autoscaling_config(spec),
         max_ongoing_requests=spec.max_concurrency,
         max_queued_requests=spec.max_queued,
@@ -131,27 +133,29 @@ def route_prefix(spec: FunctionSpec) -> str | None:
     return None if spec.internal else f"/{spec.name}"
 
 
-def run_target(version: VersionRecord, ctx: DeployContext, secrets_tag: str = "", extra: bool = False) -> Any:
+def run_target(version: VersionRecord, ctx: DeployContext, secrets_tag: str = "", extra: bool = False,
+               pip: bool = True) -> Any:
     """What ``serve.run_many`` takes for one function version: the application ``<name>`` at its route, or with
     *extra* (a canary, shadow or pinned version beside the active one) ``<name>@v<N>``, reached by handles only."""
     from ray.serve.api import RunTarget
 
-    return RunTarget(target=build_application(version, ctx, secrets_tag),
+    return RunTarget(target=build_application(version, ctx, secrets_tag, pip),
                      name=app_name(version.spec.name, version.number if extra else None),
                      route_prefix=None if extra else route_prefix(version.spec),
                      logging_config={"enable_access_log": False})
 
 
 MODELS_PER_CHECK = 4
+REQUIREMENTS_CHECK_S = 30.0
 
 
-def check_groups(versions: list[VersionRecord]) -> list[list[VersionRecord]]:
+def check_groups(versions: list[VersionRecord], pip: Callable[[FunctionSpec], bool] = bool) -> list[list[VersionRecord]]:
     """Versions that may share one deploy-time check process: one bundle, runtime env, pool, secrets and kind of
     device (a CPU-only function is never checked on a GPU node it would not run on)."""
     groups: dict[str, list[VersionRecord]] = {}
     for version in versions:
         spec = version.spec
-        key = json.dumps([version.bundle_sha256, runtime_env(spec), spec.pool, sorted(spec.secrets), spec.gpus > 0,
+        key = json.dumps([version.bundle_sha256, runtime_env(spec, pip(spec)), spec.pool, sorted(spec.secrets), spec.gpus > 0,
                           spec.kind], sort_keys=True)
         groups.setdefault(key, []).append(version)
     chunks = []
@@ -168,6 +172,7 @@ class Deployer:
         self.ctx = ctx
         self.secrets = secrets or SecretStore(registry.url)  # revisions only: the deployer never decrypts
         self._lock = threading.Lock()  # one Serve reconfiguration at a time
+        self._installed: dict[tuple[str, tuple[str, ...]], bool] = {}  # (pool, requirements) -> met by the pool's image
 
     # checks -------------------------------------------------------------------------------
     def placement_problem(self, spec: FunctionSpec) -> str | None:
@@ -197,7 +202,8 @@ class Deployer:
         exits or crashes the interpreter) is checked again one function per process, so the culprit is named."""
         import ray
 
-        groups = check_groups(versions)
+        self.check_requirements(versions)
+        groups = check_groups(versions, self.needs_pip)
         errors: dict[str, str | None] = {}
         deadline = time.monotonic() + self.ctx.timeout_s
         pending = {self._check(group): group for group in groups}
@@ -225,7 +231,7 @@ class Deployer:
     def _check(self, group: list[VersionRecord]) -> Any:
         import ray
 
-        options = actor_options(group[0].spec)
+        options = actor_options(group[0].spec, self.needs_pip(group[0].spec))
         options["num_cpus"] = max(v.spec.cpus for v in group)
         options["num_gpus"] = max(v.spec.gpus for v in group)
         memory = max(v.spec.memory_mb or 0 for v in group)
@@ -236,6 +242,35 @@ class Deployer:
         return task.remote([v.spec.model_dump_json() for v in group], group[0].bundle_sha256,
                            self.ctx.store.to_dict(), self.ctx.cache_dir, self.ctx.cache_policy)
 
+    def needs_pip(self, spec: FunctionSpec) -> bool:
+        return bool(spec.requirements) and not self._installed.get((spec.pool, spec.requirements), False)
+
+    def check_requirements(self, versions: list[VersionRecord]) -> None:
+        """Ask a node of each pool whether its environment already meets each requirement set not asked about yet;
+        met ones then run without a pip virtualenv. A pool that does not answer in time keeps pip (asked again
+        next deploy): a cluster still adding a node of that pool must not hold the deploy."""
+        import ray
+
+        sets = {(v.spec.pool, v.spec.requirements) for v in versions if v.spec.requirements}
+        pending = {}
+        for pool, requirements in sets - self._installed.keys():
+            task = ray.remote(num_cpus=0, max_retries=0, resources={pool_resource(pool): REPLICA_POOL_SHARE})(unsatisfied)
+            pending[task.remote(list(requirements))] = (pool, requirements)
+        if not pending:
+            return
+        ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=REQUIREMENTS_CHECK_S)
+        for ref in ready:
+            try:
+                missing = ray.get(ref)
+            except Exception:  # undecided: pip decides, as before
+                log.warning("could not check requirements %s on pool %s", pending[ref][1], pending[ref][0], exc_info=True)
+                continue
+            self._installed[pending[ref]] = not missing
+            log.info("pool %s: requirements %s %s", pending[ref][0], ", ".join(pending[ref][1]),
+                     "already installed: no pip environment" if not missing else f"need pip for {', '.join(missing)}")
+        for ref in late:
+            ray.cancel(ref, force=True)
+
     # Serve ---------------------------------------------------------------------------------
     def apply(self, versions: list[VersionRecord], wait: bool = True, extra: bool = False) -> dict[str, str | None]:
         """Submit the versions to Serve without blocking; with *wait*, poll until each runs or fails (errors by
@@ -244,7 +279,8 @@ class Deployer:
 
         if not versions:
             return {}
-        targets = [run_target(v, self.ctx, self.secrets_tag(v.spec), extra) for v in versions]
+        self.check_requirements(versions)
+        targets = [run_target(v, self.ctx, self.secrets_tag(v.spec), extra, self.needs_pip(v.spec)) for v in versions]
         with self._lock:
             serve.run_many(targets, wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
         if not wait:
@@ -351,7 +387,14 @@ class Deployer:
                       route_prefix="/jobs", logging_config={"enable_access_log": False}),
         ]
         with self._lock:
-            serve.run_many(targets)
+            try:
+                serve.run_many(targets)
+            except RuntimeError as exc:  # Serve says only "Failed to update the deployments": the replicas' own reason
+                apps = serve.status().applications
+                reasons = [d.message.strip().splitlines()[-1] for t in targets if t.name in apps
+                           for d in apps[t.name].deployments.values() if d.message.strip()]
+                raise ConfigError(f"the platform's own Serve applications did not start: {exc}"
+                                  + "".join(f"\n  {reason}" for reason in reasons)) from exc
         runner(self.ctx.store.to_dict())
 
     def reconcile(self, extras: Collection[VersionRecord] = ()) -> dict[str, str | None]:

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,7 +159,7 @@ def _wait_nodes(cluster: Cluster, count: int, timeout: float = 120) -> None:
 
 
 def test_functions_run_on_their_pools_nodes_and_come_back_on_a_surviving_node_when_theirs_is_killed(
-        cluster: Cluster, tmp_path: Path) -> None:
+        cluster: Cluster, tmp_path: Path, report_figure: Callable[[str], None]) -> None:
     env = cluster.env
     api_port, http_port = free_port(), free_port()
     up = fnctl(env, "up", "--ray-address", cluster.address, "--api-port", str(api_port), "--http-port", str(http_port),
@@ -174,10 +174,14 @@ def test_functions_run_on_their_pools_nodes_and_come_back_on_a_surviving_node_wh
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", headers=headers, timeout=60) as client, \
             httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers=headers, timeout=30) as api:
-        _placed_served_and_recovered(cluster, client, api)
+        figures = placed_served_and_recovered(cluster, client, api)
+    report_figure(f"multinode: where-cpu back to 2 replicas {figures['recovered_s']:.1f} s after its node was killed "
+                  f"({figures['failed_calls']} of {figures['calls']} calls meanwhile failed); all {figures['jobs']} jobs "
+                  f"accepted before the kill succeeded {figures['jobs_done_s']:.1f} s after it")
 
 
-def _placed_served_and_recovered(cluster: Cluster, client: httpx.Client, api: httpx.Client) -> None:
+def placed_served_and_recovered(cluster: Cluster, client: httpx.Client, api: httpx.Client) -> dict[str, Any]:
+    """The scenario after deploy (bench/multinode.py runs it too): its figures."""
     # placement: the cpu function spreads over the two cpu nodes, the gpu function sits on the gpu worker
     assert _replica_nodes(cluster, "where-cpu") == ["cpu-worker", "head"]
     gpu_answer = client.post("/where-gpu", json={})
@@ -211,8 +215,6 @@ def _placed_served_and_recovered(cluster: Cluster, client: httpx.Client, api: ht
         time.sleep(0.25)
     assert recovered_s is not None, f"where-cpu did not come back to 2 replicas on the head within 180 s: " \
                                     f"{_replica_nodes(cluster, 'where-cpu')}"
-    print(f"\nmultinode: where-cpu back to 2 replicas {recovered_s:.1f} s after its node was killed; "
-          f"{len(failures)} of {calls} calls meanwhile failed {sorted(set(failures))}")
     for _ in range(20):
         assert client.post("/where-cpu", json={}).status_code == 200
 
@@ -227,4 +229,5 @@ def _placed_served_and_recovered(cluster: Cluster, client: httpx.Client, api: ht
     assert len(outcomes) == len(jobs), f"jobs still unfinished: {set(jobs) - set(outcomes)}"
     assert sorted(r["result"] for r in outcomes.values() if r["status"] == "succeeded") == [x * x for x in range(12)], \
         [(r["status"], r.get("error")) for r in outcomes.values()]
-    print(f"multinode: all {len(jobs)} jobs succeeded {time.monotonic() - killed_at:.1f} s after the kill")
+    return {"recovered_s": recovered_s, "failed_calls": len(failures), "failed_statuses": sorted(set(failures)),
+            "calls": calls, "jobs": len(jobs), "jobs_done_s": time.monotonic() - killed_at}

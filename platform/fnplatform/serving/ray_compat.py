@@ -7,7 +7,11 @@ release. Ray is imported inside each function, so importing this module costs no
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import os
+import sys
 import uuid
 from typing import Any
 
@@ -156,3 +160,62 @@ def harden_haproxy_config() -> int:
 
 if os.environ.get(HARDEN_HAPROXY_ENV) == "1":  # set by the local platform for its Ray workers (PRELOAD_MODULES)
     harden_haproxy_config()
+
+
+# Serve's controller, on every control-loop step, builds HAProxy's target groups: for each application it asks for
+# every deployment's running replicas (one dict over all deployments, per application: quadratic in the number of
+# functions) and then builds the ingress deployment's details (pydantic models, deep copies) even when none runs.
+# With 100 functions at zero that was a quarter of the controller's CPU at idle (py-spy). The patch computes the
+# running replicas once per broadcast and skips the details of a deployment with none; the result is the same.
+# Missing public API: none, this is Serve's own cost; the fix belongs upstream. Applied in the controller's process
+# only, when Serve imports its controller module (so replicas never import it).
+CONTROLLER_MODULE = "ray.serve._private.controller"
+
+
+def speed_up_target_groups(controller_cls: Any) -> None:
+    from ray.serve._private.common import DeploymentID
+
+    broadcast = controller_cls.broadcast_target_groups_if_changed
+    details = controller_cls._get_running_replica_details_for_deployment
+
+    def broadcast_once(self: Any) -> None:
+        manager = self.deployment_state_manager
+        running = manager.get_running_replica_infos()
+        manager.get_running_replica_infos = lambda: running  # shadows the method for this synchronous call only
+        try:
+            broadcast(self)
+        finally:
+            del manager.get_running_replica_infos
+
+    def running_details(self: Any, app_name: str, deployment_name: str) -> Any:
+        if not self.deployment_state_manager.get_running_replica_infos().get(DeploymentID(name=deployment_name,
+                                                                                          app_name=app_name)):
+            return []  # what Serve's own method returns then, without building the deployment's details
+        return details(self, app_name, deployment_name)
+
+    controller_cls.broadcast_target_groups_if_changed = broadcast_once
+    controller_cls._get_running_replica_details_for_deployment = running_details
+
+
+class _PatchController(importlib.abc.MetaPathFinder):
+    """Applies speed_up_target_groups right after Serve's controller module is imported in this process."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if name != CONTROLLER_MODULE:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_and_patch(module: Any) -> None:
+            exec_module(module)
+            speed_up_target_groups(module.ServeController)
+
+        spec.loader.exec_module = exec_and_patch  # type: ignore[method-assign]
+        return spec
+
+
+if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" and CONTROLLER_MODULE not in sys.modules:  # target groups: HAProxy's
+    sys.meta_path.insert(0, _PatchController())

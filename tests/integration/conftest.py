@@ -33,6 +33,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if HERE in Path(str(item.path)).parents:
             for rule in _RAY_LEFTOVERS:
                 item.add_marker(pytest.mark.filterwarnings(rule))
+    # The density test loads the session's Serve controller with 200 applications: last, so no other test meets them.
+    dense = [item for item in items if Path(str(item.path)).name == "test_density.py"]
+    if dense:
+        rest = [item for item in items if item not in dense]
+        integration = [n for n, item in enumerate(rest) if HERE in Path(str(item.path)).parents]
+        at = integration[-1] + 1 if integration else len(rest)
+        items[:] = rest[:at] + dense + rest[at:]
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from typing import Any
 
 from _procs import LEFTOVERS, local_platform
 from _report import Ctx, Row, Scenario, print_table, save
+from _targets import check_targets, print_targets
 from _wrk import ensure_wrk
 from scenarios_flows import COMPOSITION
 from scenarios_ops import DEPLOY, IDLE
@@ -88,15 +89,18 @@ def main() -> None:
                                      "", note=errors[0][:160]))
         rows += scenario_rows
     wall = time.perf_counter() - started
+    targets = check_targets(rows)
     save("suite", {
         "config": {**ctx.__dict__, "scenarios": [s.name for s in selected], "cpus": os.cpu_count(),
                    "python": host.python_version(), "host": host.node()},
         "wall_s": wall, "leftover_processes": LEFTOVERS, "results": results, "table": [r.as_json() for r in rows],
+        "targets": targets,
     })
     print()
     print(f"fn benchmark suite: {ctx.reps} repetition(s), medians; ratio = median / the scenario's baseline "
           f"({'quick' if ctx.quick else 'full'} run, {os.cpu_count()} cores, {wall / 60:.1f} min)")
     print_table(rows)
+    print_targets(targets)
     if LEFTOVERS:
         print(f"\nwarning: {len(LEFTOVERS)} processes were left behind by a stopped cluster (killed): {LEFTOVERS[:3]}")
     print("\nall numbers: bench/results/suite.json")

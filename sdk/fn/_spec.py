@@ -40,7 +40,8 @@ _HINTS: dict[str, str] = {
     "idle_timeout_s": "seconds at zero load before scaling to zero, >= 0, e.g. idle_timeout_s=60",
     "timeout_s": "seconds one call may run before the caller gets 504, > 0 and <= 86400",
     "requirements": "pip requirement strings, installed per replica on top of the platform's environment (the "
-                    "project's requirements.txt is added), e.g. requirements=['numpy>=2']",
+                    "project's requirements.txt is added), e.g. requirements=['numpy>=2']; a set the pool's "
+                    "environment already meets is not installed again",
     "env": "environment variables for the replicas, a dict of str to str; stored and shown in plain text, so "
            "never put a password or token here: use secrets",
     "secrets": f"names of secrets ('fnctl secrets set NAME KEY=-') whose keys become environment variables of "

@@ -20,6 +20,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,13 @@ def _replica_nodes(cluster: Cluster, function: str) -> list[str | None]:
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
+    with started_cluster() as made:
+        yield made
+
+
+@contextmanager
+def started_cluster() -> Iterator[Cluster]:
+    """moto's S3 on loopback, a head (pools api, cpu), a cpu worker and a gpu worker; all of it gone after."""
     from moto.server import ThreadedMotoServer
 
     base = Path(tempfile.mkdtemp(prefix="fnm", dir="/tmp"))
@@ -160,12 +168,20 @@ def _wait_nodes(cluster: Cluster, count: int, timeout: float = 120) -> None:
 
 def test_functions_run_on_their_pools_nodes_and_come_back_on_a_surviving_node_when_theirs_is_killed(
         cluster: Cluster, tmp_path: Path, report_figure: Callable[[str], None]) -> None:
+    figures = run_scenario(cluster, tmp_path)
+    report_figure(f"multinode: where-cpu back to 2 replicas {figures['recovered_s']:.1f} s after its node was killed "
+                  f"({figures['failed_calls']} of {figures['calls']} calls meanwhile failed); all {figures['jobs']} jobs "
+                  f"accepted before the kill succeeded {figures['jobs_done_s']:.1f} s after it")
+
+
+def run_scenario(cluster: Cluster, workdir: Path) -> dict[str, Any]:
+    """`fnctl up --ray-address`, deploy, then placement, service and a killed node (bench/multinode.py runs it too)."""
     env = cluster.env
     api_port, http_port = free_port(), free_port()
     up = fnctl(env, "up", "--ray-address", cluster.address, "--api-port", str(api_port), "--http-port", str(http_port),
                timeout=300)
     assert up.returncode == 0, up.stdout + up.stderr
-    project = tmp_path / "multinode"
+    project = workdir / "multinode"
     project.mkdir()
     (project / "main.py").write_text(textwrap.dedent(PROJECT))
     deploy = fnctl(env, "deploy", str(project), timeout=300)
@@ -174,14 +190,10 @@ def test_functions_run_on_their_pools_nodes_and_come_back_on_a_surviving_node_wh
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", headers=headers, timeout=60) as client, \
             httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers=headers, timeout=30) as api:
-        figures = placed_served_and_recovered(cluster, client, api)
-    report_figure(f"multinode: where-cpu back to 2 replicas {figures['recovered_s']:.1f} s after its node was killed "
-                  f"({figures['failed_calls']} of {figures['calls']} calls meanwhile failed); all {figures['jobs']} jobs "
-                  f"accepted before the kill succeeded {figures['jobs_done_s']:.1f} s after it")
+        return placed_served_and_recovered(cluster, client, api)
 
 
 def placed_served_and_recovered(cluster: Cluster, client: httpx.Client, api: httpx.Client) -> dict[str, Any]:
-    """The scenario after deploy (bench/multinode.py runs it too): its figures."""
     # placement: the cpu function spreads over the two cpu nodes, the gpu function sits on the gpu worker
     assert _replica_nodes(cluster, "where-cpu") == ["cpu-worker", "head"]
     gpu_answer = client.post("/where-gpu", json={})

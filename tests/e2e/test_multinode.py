@@ -95,7 +95,7 @@ class Cluster:
         return None
 
 
-def _replica_nodes(cluster: Cluster, function: str) -> list[str | None]:
+def replica_nodes(cluster: Cluster, function: str) -> list[str | None]:
     title = f"ServeReplica:{function}:{function}"
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
@@ -195,10 +195,10 @@ def run_scenario(cluster: Cluster, workdir: Path) -> dict[str, Any]:
 
 def placed_served_and_recovered(cluster: Cluster, client: httpx.Client, api: httpx.Client) -> dict[str, Any]:
     # placement: the cpu function spreads over the two cpu nodes, the gpu function sits on the gpu worker
-    assert _replica_nodes(cluster, "where-cpu") == ["cpu-worker", "head"]
+    assert replica_nodes(cluster, "where-cpu") == ["cpu-worker", "head"]
     gpu_answer = client.post("/where-gpu", json={})
     assert gpu_answer.status_code == 200, gpu_answer.text
-    assert _replica_nodes(cluster, "where-gpu") == ["gpu-worker"]
+    assert replica_nodes(cluster, "where-gpu") == ["gpu-worker"]
     assert client.post("/where-cpu", json={}).status_code == 200
 
     # jobs accepted before the kill, some running on the cpu worker when it dies
@@ -208,9 +208,9 @@ def placed_served_and_recovered(cluster: Cluster, client: httpx.Client, api: htt
         assert spawned.status_code == 202, spawned.text
         jobs.append(spawned.json()["id"])
     deadline = time.monotonic() + 60
-    while "cpu-worker" not in _replica_nodes(cluster, "slow-square") and time.monotonic() < deadline:
+    while "cpu-worker" not in replica_nodes(cluster, "slow-square") and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert "cpu-worker" in _replica_nodes(cluster, "slow-square"), "slow-square never ran on the cpu worker"
+    assert "cpu-worker" in replica_nodes(cluster, "slow-square"), "slow-square never ran on the cpu worker"
 
     killed_at = time.monotonic()
     cluster.kill("cpu-worker")
@@ -221,12 +221,12 @@ def placed_served_and_recovered(cluster: Cluster, client: httpx.Client, api: htt
         if answer.status_code != 200:
             failures.append(answer.status_code)
         running = api.get("/v1/functions/where-cpu").json().get("running")
-        if _replica_nodes(cluster, "where-cpu") == ["head", "head"] and running == 2:
+        if replica_nodes(cluster, "where-cpu") == ["head", "head"] and running == 2:
             recovered_s = time.monotonic() - killed_at
             break
         time.sleep(0.25)
     assert recovered_s is not None, f"where-cpu did not come back to 2 replicas on the head within 180 s: " \
-                                    f"{_replica_nodes(cluster, 'where-cpu')}"
+                                    f"{replica_nodes(cluster, 'where-cpu')}"
     for _ in range(20):
         assert client.post("/where-cpu", json={}).status_code == 200
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fn import ConfigError, FunctionSpec
-from fnplatform.bundles.requirements import unsatisfied
 from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
 from fnplatform.serving import ray_compat
 from fnplatform.serving.apps import AppReplica
@@ -28,6 +27,8 @@ from fnplatform.serving.versions import app_name
 from fnplatform.storage.blobs import StoreConfig
 from fnplatform.storage.registry import Registry, VersionRecord
 from fnplatform.storage.secrets import SecretStore
+
+from .installed import InstalledRequirements
 
 log = logging.getLogger("fnplatform")
 GATEWAY_APP = "_fn_gateway"
@@ -146,7 +147,6 @@ def run_target(version: VersionRecord, ctx: DeployContext, secrets_tag: str = ""
 
 
 MODELS_PER_CHECK = 4
-REQUIREMENTS_CHECK_S = 30.0
 
 
 def check_groups(versions: list[VersionRecord], pip: Callable[[FunctionSpec], bool] = bool) -> list[list[VersionRecord]]:
@@ -172,7 +172,7 @@ class Deployer:
         self.ctx = ctx
         self.secrets = secrets or SecretStore(registry.url)  # revisions only: the deployer never decrypts
         self._lock = threading.Lock()  # one Serve reconfiguration at a time
-        self._installed: dict[tuple[str, tuple[str, ...]], bool] = {}  # (pool, requirements) -> met by the pool's image
+        self.requirements = InstalledRequirements()  # requirement sets a pool's image already meets: no pip
 
     # checks -------------------------------------------------------------------------------
     def placement_problem(self, spec: FunctionSpec) -> str | None:
@@ -202,8 +202,8 @@ class Deployer:
         exits or crashes the interpreter) is checked again one function per process, so the culprit is named."""
         import ray
 
-        self.check_requirements(versions)
-        groups = check_groups(versions, self.needs_pip)
+        self.requirements.check(versions)
+        groups = check_groups(versions, self.requirements.needs_pip)
         errors: dict[str, str | None] = {}
         deadline = time.monotonic() + self.ctx.timeout_s
         pending = {self._check(group): group for group in groups}
@@ -231,7 +231,7 @@ class Deployer:
     def _check(self, group: list[VersionRecord]) -> Any:
         import ray
 
-        options = actor_options(group[0].spec, self.needs_pip(group[0].spec))
+        options = actor_options(group[0].spec, self.requirements.needs_pip(group[0].spec))
         options["num_cpus"] = max(v.spec.cpus for v in group)
         options["num_gpus"] = max(v.spec.gpus for v in group)
         memory = max(v.spec.memory_mb or 0 for v in group)
@@ -242,35 +242,6 @@ class Deployer:
         return task.remote([v.spec.model_dump_json() for v in group], group[0].bundle_sha256,
                            self.ctx.store.to_dict(), self.ctx.cache_dir, self.ctx.cache_policy)
 
-    def needs_pip(self, spec: FunctionSpec) -> bool:
-        return bool(spec.requirements) and not self._installed.get((spec.pool, spec.requirements), False)
-
-    def check_requirements(self, versions: list[VersionRecord]) -> None:
-        """Ask a node of each pool whether its environment already meets each requirement set not asked about yet;
-        met ones then run without a pip virtualenv. A pool that does not answer in time keeps pip (asked again
-        next deploy): a cluster still adding a node of that pool must not hold the deploy."""
-        import ray
-
-        sets = {(v.spec.pool, v.spec.requirements) for v in versions if v.spec.requirements}
-        pending = {}
-        for pool, requirements in sets - self._installed.keys():
-            task = ray.remote(num_cpus=0, max_retries=0, resources={pool_resource(pool): REPLICA_POOL_SHARE})(unsatisfied)
-            pending[task.remote(list(requirements))] = (pool, requirements)
-        if not pending:
-            return
-        ready, late = ray.wait(list(pending), num_returns=len(pending), timeout=REQUIREMENTS_CHECK_S)
-        for ref in ready:
-            try:
-                missing = ray.get(ref)
-            except Exception:  # undecided: pip decides, as before
-                log.warning("could not check requirements %s on pool %s", pending[ref][1], pending[ref][0], exc_info=True)
-                continue
-            self._installed[pending[ref]] = not missing
-            log.info("pool %s: requirements %s %s", pending[ref][0], ", ".join(pending[ref][1]),
-                     "already installed: no pip environment" if not missing else f"need pip for {', '.join(missing)}")
-        for ref in late:
-            ray.cancel(ref, force=True)
-
     # Serve ---------------------------------------------------------------------------------
     def apply(self, versions: list[VersionRecord], wait: bool = True, extra: bool = False) -> dict[str, str | None]:
         """Submit the versions to Serve without blocking; with *wait*, poll until each runs or fails (errors by
@@ -279,8 +250,9 @@ class Deployer:
 
         if not versions:
             return {}
-        self.check_requirements(versions)
-        targets = [run_target(v, self.ctx, self.secrets_tag(v.spec), extra, self.needs_pip(v.spec)) for v in versions]
+        self.requirements.check(versions)
+        pip = self.requirements.needs_pip
+        targets = [run_target(v, self.ctx, self.secrets_tag(v.spec), extra, pip(v.spec)) for v in versions]
         with self._lock:
             serve.run_many(targets, wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
         if not wait:

@@ -24,21 +24,16 @@ def _row(rows: list[Row], scenario: str, setup: str, metric: str) -> Row | None:
                  and r.median is not None), None)
 
 
-def _at_most(scenario: str, setup: str, metric: str, limit: float, unit: str) -> Check:
+def _at_most(scenario: str, setup: str, metric: str, limit: float, unit: str, of_baseline: bool = False) -> Check:
+    """The row's median (or, *of_baseline*, its ratio to the scenario's baseline, *unit* naming that) <= *limit*."""
     def check(rows: list[Row]) -> tuple[bool, str] | None:
         row = _row(rows, scenario, setup, metric)
-        if row is None or row.median is None:
+        value = None if row is None else row.ratio if of_baseline else row.median
+        if value is None:
             return None
-        return row.median <= limit, f"{row.median:.3g} {unit} (target <= {limit:g} {unit})"
-    return check
-
-
-def _ratio_at_most(scenario: str, setup: str, metric: str, limit: float, of: str) -> Check:
-    def check(rows: list[Row]) -> tuple[bool, str] | None:
-        row = _row(rows, scenario, setup, metric)
-        if row is None or row.ratio is None:
-            return None
-        return row.ratio <= limit, f"{row.ratio:.2f}x {of} (target <= {limit:g}x)"
+        if of_baseline:
+            return value <= limit, f"{value:.2f}x {unit} (target <= {limit:g}x)"
+        return value <= limit, f"{value:.3g} {unit} (target <= {limit:g} {unit})"
     return check
 
 
@@ -69,7 +64,7 @@ TARGETS = [
     Target("50-request burst at zero: last answer", _at_most("burst", "platform", "time to last answer", 2.0, "s")),
     Target("warm HTTP, 32 connections: throughput", _warm_throughput),
     Target("SDK call inside a function vs a plain Serve handle call",
-           _ratio_at_most("warm", "(c) SDK fn.call inside", "per call", 1.3, "a Serve handle call")),
+           _at_most("warm", "(c) SDK fn.call inside", "per call", 1.3, "a Serve handle call", of_baseline=True)),
     Target("deploying 50 functions", _at_most("deploy", "platform", "50 functions at once", 10.0, "s")),
     Target("fnctl ls", _at_most("deploy", "platform: fnctl ls", "CLI start", 1.0, "s")),
     Target("100 functions at zero: Serve controller CPU (1,000 at <= 10 % is the goal)",

@@ -149,9 +149,11 @@ def run_target(version: VersionRecord, ctx: DeployContext, secrets_tag: str = ""
 MODELS_PER_CHECK = 4
 
 
-def check_groups(versions: list[VersionRecord], pip: Callable[[FunctionSpec], bool] = bool) -> list[list[VersionRecord]]:
+def check_groups(versions: list[VersionRecord], pip: Callable[[FunctionSpec], bool] = lambda spec: True
+                 ) -> list[list[VersionRecord]]:
     """Versions that may share one deploy-time check process: one bundle, runtime env, pool, secrets and kind of
-    device (a CPU-only function is never checked on a GPU node it would not run on)."""
+    device (a CPU-only function is never checked on a GPU node it would not run on). *pip*: whether a spec's
+    requirements need a pip virtualenv (by default they all do)."""
     groups: dict[str, list[VersionRecord]] = {}
     for version in versions:
         spec = version.spec

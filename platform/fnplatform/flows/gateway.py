@@ -166,10 +166,11 @@ class FlowGateway:
             raise NotFound(f"flow {flow!r} has no input {name!r}; its inputs are {list(spec.inputs)}", status=404)
         if name in record.values:
             raise Conflict(f"input {name!r} of run {run_id} was already given; the first one is kept", status=409)
-        if record.status in {"succeeded", "failed"}:
-            raise Conflict(f"run {run_id} has already {record.status}", status=409)
+        # Closed inputs first: a run that ends the instant its inputs close must refuse a late input the same way.
         if record.inputs_closed:
             raise Conflict(f"inputs of run {run_id} are closed: input {name!r} is refused", status=409)
+        if record.status in {"succeeded", "failed"}:
+            raise Conflict(f"run {run_id} has already {record.status}", status=409)
         what = f"input {name!r}"
         declared_over(request.headers, spec.max_input_bytes, what)
         request = Request(request.scope, limited(request.receive, spec.max_input_bytes, what))

@@ -205,6 +205,38 @@ def test_reconcile_after_restart_is_idempotent(platform: Platform, tmp_path: Pat
     platform.fnctl("rm", "keeper")
 
 
+def test_an_idle_function_gives_its_cpus_to_one_waiting_for_room(platform: Platform, tmp_path: Path) -> None:
+    """Without giving way, the waiting function would wait out the idle one's idle_timeout_s (10 minutes)."""
+    import ray
+
+    head_cpus = next(n["Resources"]["CPU"] for n in ray.nodes() if n["Alive"] and n["NodeID"] == platform.head_node)
+    holder = _project(tmp_path / "holder", """
+        import fn
+
+        @fn.function(pool="cpu", cpus=1.5, idle_timeout_s=600)
+        def holder() -> str:
+            return "held"
+    """)
+    assert platform.deploy(holder)["exit_code"] == 0
+    assert fn.call("holder") == "held"
+    assert _describe(platform, "holder")["running"] == 1
+    # Fits on the head only once the holder's replica is gone, whatever else is idle there.
+    needy = _project(tmp_path / "needy", f"""
+        import fn
+
+        @fn.function(pool="cpu", cpus={head_cpus - 1.5 + 0.25})
+        def needy() -> str:
+            return "served"
+    """)
+    deployed = platform.deploy(needy)
+    assert deployed["exit_code"] == 0, deployed["output"]
+    assert fn.call("needy") == "served"
+    assert _describe(platform, "holder")["running"] == 0
+    assert fn.call("holder") == "held", "the holder comes back from zero when called"
+    for name in ("needy", "holder"):
+        platform.fnctl("rm", name)
+
+
 def test_replicas_unpack_into_the_bounded_node_cache(basic: Platform) -> None:
     """The replica went through the checked extraction (it records the bytes it wrote) and keeps its entry fresh."""
     from fnplatform.storage.cache import MARKER, SIZE_FILE

@@ -20,7 +20,7 @@ from typing import Any
 
 from fn import ConfigError, FunctionSpec
 from fnplatform.pools import REPLICA_POOL_SHARE, pool_resource
-from fnplatform.serving import ray_compat
+from fnplatform.serving import autoscaling, ray_compat
 from fnplatform.serving.apps import AppReplica
 from fnplatform.serving.replica import FunctionReplica, validate_versions
 from fnplatform.serving.versions import app_name
@@ -96,14 +96,11 @@ def actor_options(spec: FunctionSpec, pip: bool = True) -> dict[str, Any]:
 
 
 def autoscaling_config(spec: FunctionSpec) -> dict[str, Any]:
-    return {
-        **AUTOSCALING_PROFILE,
-        "min_replicas": spec.min_replicas,
-        "max_replicas": spec.max_replicas,
-        "target_ongoing_requests": spec.target_concurrency,
-        "downscale_delay_s": max(1.0, min(spec.idle_timeout_s, 10.0)),
-        "downscale_to_zero_delay_s": max(spec.idle_timeout_s, 0.1),
-    }
+    # Serve's delays are 0: the policy holds each downscale for idle_timeout_s itself, and shortens it for an idle
+    # function while another one waits for room (serving.autoscaling).
+    return {**AUTOSCALING_PROFILE, "min_replicas": spec.min_replicas, "max_replicas": spec.max_replicas,
+            "target_ongoing_requests": spec.target_concurrency, "downscale_delay_s": 0.0,
+            "downscale_to_zero_delay_s": 0.0, "policy": autoscaling.policy(spec)}
 
 
 def build_application(version: VersionRecord, ctx: DeployContext, secrets_tag: str = "", pip: bool = True) -> Any:

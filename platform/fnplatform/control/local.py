@@ -69,6 +69,11 @@ def prepare_environment(settings: PlatformSettings) -> None:
             "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
         })
+        # A stopping replica stays reachable this long so HAProxy can drop it first, holding its CPUs and GPUs
+        # meanwhile: Serve's 30 s kept a flow's steps from the room an idle function had just given back. On one
+        # node HAProxy reloads about a second after the controller stops a replica, and closes the old
+        # process's idle connections, so late requests are those already dispatched; refused later ones retry.
+        os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", str(LOCAL_DRAINING_PERIOD_S))
     # Token auth with a token of this platform's own, kept under FN_HOME (Ray would write ~/.ray).
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN"] = _auth_token(settings.home / "ray-auth-token")
@@ -86,6 +91,7 @@ RAY_RECORD_BOUNDS = {
 # steps (3.75 CPUs) could not all be placed on 2 cores, and each case waited minutes for idle replicas
 # to time out (functions/auth/bench/on_defaults.py measures both).
 CPUS_PER_CORE = 2
+LOCAL_DRAINING_PERIOD_S = 5.0
 MIN_DEFAULT_CPUS = 4
 
 

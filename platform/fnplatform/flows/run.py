@@ -77,6 +77,7 @@ class RayRuntime:
     def __init__(self, handles: dict[str, Any] | None = None, on_exit: Callable[[], None] | None = None) -> None:
         self._handles: dict[str, Any] = {} if handles is None else handles  # shared by a host's runs
         self._on_exit = on_exit
+        self._warming: dict[str, Any] = {}
 
     async def pick(self, function: str, pinned: int | None) -> int | None:
         """The version a step's call goes to: its pin, else one drawn by the function's split (None: the active one)."""
@@ -88,6 +89,11 @@ class RayRuntime:
     async def call(self, function: str, request_id: str, kwargs: dict[str, Any], version: int | None = None) -> Any:
         from ray import serve
 
+        # The step's own call scales its function up now: its warm request, still queued beside it, would count
+        # as a second caller and start a second replica for nothing.
+        warming = self._warming.pop(function, None)
+        if warming is not None:
+            warming.cancel()
         app = routing.choose(function, version, kwargs)[0] if version is not None else function
         if app not in self._handles:
             self._handles[app] = serve.get_deployment_handle(function, app_name=app).options(method_name="call")
@@ -99,7 +105,8 @@ class RayRuntime:
         for function in functions:
             # Prewarming is an optimisation; a missing function is reported by its step.
             with contextlib.suppress(Exception):
-                serve.get_deployment_handle(function, app_name=function).options(method_name="warm").remote()
+                handle = serve.get_deployment_handle(function, app_name=function).options(method_name="warm")
+                self._warming[function] = handle.remote()
 
     def hold(self, data: bytes) -> Any:
         """Large values travel to steps through Ray's object store, put there once."""

@@ -83,6 +83,17 @@ def replica_scheduled_at(timeout_s: float = SERVE_CALL_TIMEOUT_S) -> float | Non
     return None
 
 
+def pending_demands(timeout_s: int = 5) -> list[dict[str, float]]:
+    """The resources of each task and actor waiting for room in the cluster (what ``ray status`` lists as pending
+    demands). Missing public API: Ray's pending demands are read through the autoscaler's own SDK."""
+    import ray
+    from ray.autoscaler.v2.sdk import get_cluster_status
+
+    status = get_cluster_status(ray.get_runtime_context().gcs_address, timeout=timeout_s)
+    return [dict(request.bundle) for demand in status.resource_demands.ray_task_actor_demand
+            for request in demand.bundles_by_count]
+
+
 def request_id(headers: Any) -> str:
     """The id Serve gave the current HTTP request (so log lines match Serve's own), else the caller's
     ``x-request-id``, else a new one. Missing public API: reading the request context in a deployment."""

@@ -1,0 +1,168 @@
+"""The functions' autoscaling policy: Serve's delays kept by the policy, and idle replicas giving way to waiting work.
+
+Ray's view (pending demands, nodes) is set on the board directly; the integration test
+test_lifecycle::test_an_idle_function_gives_its_cpus_to_one_waiting_for_room runs it in Serve's controller.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from ray.serve.config import AutoscalingConfig
+
+from fnplatform.pools import pool_resource
+from fnplatform.serving import autoscaling
+from fnplatform.serving.autoscaling import DRAINING_ENV, WAIT_S, Board, IdleYields
+
+NODES = [{"CPU": 4.0, pool_resource("cpu"): 1000.0, pool_resource("api"): 1000.0},
+         {"CPU": 2.0, "GPU": 1.0, pool_resource("gpu"): 1000.0}]
+WAITING = {"CPU": 1.0, pool_resource("cpu"): 0.001}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(autoscaling.time, "time", clock)
+    return clock
+
+
+@pytest.fixture
+def board(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> Board:
+    board = Board()
+    board.reported: list[dict[str, float]] = []  # type: ignore[attr-defined]
+    monkeypatch.setattr(autoscaling, "BOARD", board)
+    monkeypatch.setattr("fnplatform.serving.ray_compat.pending_demands", lambda: board.reported)  # type: ignore[attr-defined]
+    monkeypatch.setenv(DRAINING_ENV, "5")
+    board._nodes = (float("inf"), NODES)
+    return board
+
+
+def see(board: Board, clock: Clock, demands: list[dict[str, float]]) -> None:
+    """What Ray reports from now on, read by the board at once (its cache expired)."""
+    board.reported = demands  # type: ignore[attr-defined]
+    board._demands = (-float("inf"), [])
+    board.demands(clock.now)
+
+
+class Deployment:
+    def __init__(self, name: str, pool: str = "cpu", idle_timeout_s: float = 60.0, min_replicas: int = 0) -> None:
+        self.name = name
+        self.policy = IdleYields(pool, downscale_delay_s=min(idle_timeout_s, 10.0), idle_timeout_s=idle_timeout_s)
+        self.config = AutoscalingConfig(min_replicas=min_replicas, max_replicas=4, target_ongoing_requests=1)
+        self.min_replicas = min_replicas
+        self.state: dict[str, Any] = {}
+        self.target = self.running = 1
+
+    def step(self, requests: float = 0.0) -> int:
+        ctx = SimpleNamespace(app_name=self.name, deployment_name=self.name, target_num_replicas=self.target,
+                              current_num_replicas=self.running, total_num_requests=requests, config=self.config,
+                              capacity_adjusted_min_replicas=self.min_replicas, policy_state=self.state)
+        desired, self.state = self.policy(ctx)
+        return int(desired if desired == int(desired) else int(desired) + 1)
+
+
+def test_an_idle_replica_is_kept_for_idle_timeout_s_then_stopped(board: Board, clock: Clock) -> None:
+    add = Deployment("add", idle_timeout_s=30)
+    assert add.step(requests=1) == 1
+    held = []
+    for _ in range(30):  # idle from the first step without requests
+        clock.now += 1
+        held.append(add.step())
+    assert held == [1] * 30
+    clock.now += 1
+    assert add.step() == 0
+
+
+def test_a_second_replica_goes_after_the_downscale_delay_and_a_call_resets_the_wait(board: Board, clock: Clock) -> None:
+    add = Deployment("add", idle_timeout_s=30)
+    add.target = add.running = 2
+    assert add.step(requests=0.5) == 2  # wants 1: held
+    clock.now += 9
+    assert add.step(requests=0.5) == 2
+    clock.now += 1
+    assert add.step(requests=0.5) == 1  # the downscale delay, min(idle_timeout_s, 10)
+    add.target = add.running = 2
+    assert add.step(requests=0.5) == 2
+    clock.now += 5
+    assert add.step(requests=2) == 2  # busy again: the wait starts over
+    clock.now += 9
+    assert add.step(requests=0.5) == 2
+
+
+def test_replicas_asked_for_and_no_longer_wanted_are_dropped_before_they_run(board: Board, clock: Clock) -> None:
+    back = Deployment("kyc-back")
+    back.target, back.running = 3, 1
+    assert back.step(requests=0.5) == 1
+
+
+def test_the_function_idle_longest_gives_way_to_a_demand_waiting_for_room(board: Board, clock: Clock) -> None:
+    older, newer = Deployment("older"), Deployment("newer", pool="api")
+    older.step()
+    clock.now += 1
+    newer.step()
+    see(board, clock, [WAITING])
+    clock.now += WAIT_S - 0.5
+    assert (older.step(), newer.step()) == (1, 1), "a demand waits WAIT_S first: it may just be starting"
+    clock.now += 1
+    assert newer.step() == 1, "the older one gives way first"
+    assert older.step() == 0
+    clock.now += 1
+    see(board, clock, [WAITING])
+    assert newer.step() == 1, "the next one waits for the first one's replicas to drain"
+    clock.now += 5 + WAIT_S
+    see(board, clock, [WAITING])
+    assert newer.step() == 0, "the demand still waits after the drain: the next one gives way"
+
+
+@pytest.mark.parametrize(("demand", "why"), [
+    ({"CPU": 1.0, "GPU": 1.0, pool_resource("gpu"): 0.001}, "on a node of another pool"),
+    ({"CPU": 8.0, pool_resource("cpu"): 0.001}, "more than any node has"),
+    ({"CPU": 1.0}, "not a function's (no pool)"),
+])
+def test_no_function_gives_way_to_a_demand_it_cannot_help(board: Board, clock: Clock, demand: dict[str, float],
+                                                          why: str) -> None:
+    add = Deployment("add")
+    add.step()
+    see(board, clock, [demand])
+    clock.now += WAIT_S + 1
+    assert add.step() == 1, why
+
+
+def test_busy_functions_and_those_at_min_replicas_never_give_way(board: Board, clock: Clock) -> None:
+    busy, floor = Deployment("busy"), Deployment("floor", min_replicas=1)
+    see(board, clock, [WAITING])
+    clock.now += WAIT_S + 1
+    assert busy.step(requests=0.4) == 1
+    assert floor.step() == 1
+    assert board.waiting_since, "the demand is still unserved"
+
+
+def test_ray_unreadable_keeps_the_replica(board: Board, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fails() -> list[dict[str, float]]:
+        raise ConnectionError("GCS unreachable")
+
+    add = Deployment("add")
+    add.step()
+    monkeypatch.setattr("fnplatform.serving.ray_compat.pending_demands", fails)
+    clock.now += WAIT_S + 1
+    assert add.step() == 1
+
+
+def test_the_policy_is_named_in_each_functions_autoscaling_config() -> None:
+    from fn import FunctionSpec
+    from fnplatform.control.deployer import autoscaling_config
+
+    config = AutoscalingConfig(**autoscaling_config(FunctionSpec(name="add", idle_timeout_s=30)))
+    assert config.policy.policy_function == autoscaling.POLICY_PATH
+    assert config.policy.policy_kwargs == {"pool": "cpu", "downscale_delay_s": 10.0, "idle_timeout_s": 30.0}
+    assert config.downscale_delay_s == 0 and config.downscale_to_zero_delay_s == 0

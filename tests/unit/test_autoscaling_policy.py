@@ -41,8 +41,9 @@ def board(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> Board:
     board = Board()
     board.reported: list[dict[str, float]] = []  # type: ignore[attr-defined]
     monkeypatch.setattr(autoscaling, "BOARD", board)
-    monkeypatch.setattr("fnplatform.serving.ray_compat.pending_demands", lambda: board.reported)  # type: ignore[attr-defined]
+    monkeypatch.setattr("fnplatform.serving.ray_compat.pending_demands", lambda timeout_s=5: board.reported)  # type: ignore[attr-defined]
     monkeypatch.setenv(DRAINING_ENV, "5")
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")  # a stopping replica stays reachable 5 s
     board._nodes = (float("inf"), NODES)
     return board
 
@@ -55,9 +56,11 @@ def see(board: Board, clock: Clock, demands: list[dict[str, float]]) -> None:
 
 
 class Deployment:
-    def __init__(self, name: str, pool: str = "cpu", idle_timeout_s: float = 60.0, min_replicas: int = 0) -> None:
+    def __init__(self, name: str, pool: str = "cpu", idle_timeout_s: float = 60.0, min_replicas: int = 0,
+                 give_way: bool = True) -> None:
         self.name = name
-        self.policy = IdleYields(pool, downscale_delay_s=min(idle_timeout_s, 10.0), idle_timeout_s=idle_timeout_s)
+        self.policy = IdleYields(pool, downscale_delay_s=min(idle_timeout_s, 10.0), idle_timeout_s=idle_timeout_s,
+                                 give_way=give_way)
         self.config = AutoscalingConfig(min_replicas=min_replicas, max_replicas=4, target_ongoing_requests=1)
         self.min_replicas = min_replicas
         self.state: dict[str, Any] = {}
@@ -147,22 +150,67 @@ def test_busy_functions_and_those_at_min_replicas_never_give_way(board: Board, c
     assert board.waiting_since, "the demand is still unserved"
 
 
-def test_ray_unreadable_keeps_the_replica(board: Board, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
-    def fails() -> list[dict[str, float]]:
+def test_giving_way_goes_on_down_to_min_replicas(board: Board, clock: Clock) -> None:
+    wide, other = Deployment("wide"), Deployment("other")
+    wide.target = wide.running = 3
+    wide.step()
+    clock.now += 1
+    other.step()
+    see(board, clock, [WAITING])
+    clock.now += WAIT_S + 1
+    assert wide.step() == 0
+    wide.target = wide.running = 1  # Serve stops all but one replica first
+    clock.now += 0.1
+    assert other.step() == 1, "the demand was served: the other function keeps its replica"
+    assert wide.step() == 0, "the one giving way goes on to min_replicas, not back to the end of the queue"
+
+
+def test_without_give_way_an_idle_function_keeps_its_replicas(board: Board, clock: Clock) -> None:
+    add = Deployment("add", give_way=False)
+    add.step()
+    see(board, clock, [WAITING])
+    clock.now += WAIT_S + 1
+    assert add.step() == 1
+
+
+def test_behind_serves_python_proxy_the_next_one_gives_way_after_wait_s(board: Board, clock: Clock,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_SERVE_ENABLE_HA_PROXY")  # a stopping replica keeps nothing once its calls end
+    first, second = Deployment("first"), Deployment("second")
+    first.step()
+    clock.now += 1
+    second.step()
+    see(board, clock, [WAITING])
+    clock.now += WAIT_S + 1
+    assert (first.step(), second.step()) == (0, 1)
+    clock.now += WAIT_S + 0.1
+    see(board, clock, [WAITING])
+    assert second.step() == 0
+
+
+def test_ray_unreadable_or_no_board_keeps_the_replica(board: Board, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fails(timeout_s: int = 5) -> list[dict[str, float]]:
         raise ConnectionError("GCS unreachable")
 
     add = Deployment("add")
     add.step()
     monkeypatch.setattr("fnplatform.serving.ray_compat.pending_demands", fails)
+    board._demands = (-float("inf"), [])
     clock.now += WAIT_S + 1
     assert add.step() == 1
+    monkeypatch.setattr(autoscaling, "board", lambda: None)
+    clock.now += 1
+    assert add.step() == 1
+    clock.now += 60
+    assert add.step() == 0, "idle_timeout_s still applies"
 
 
 def test_the_policy_is_named_in_each_functions_autoscaling_config() -> None:
     from fn import FunctionSpec
     from fnplatform.control.deployer import autoscaling_config
 
-    config = AutoscalingConfig(**autoscaling_config(FunctionSpec(name="add", idle_timeout_s=30)))
+    config = AutoscalingConfig(**autoscaling_config(FunctionSpec(name="add", idle_timeout_s=30), give_way=False))
     assert config.policy.policy_function == autoscaling.POLICY_PATH
-    assert config.policy.policy_kwargs == {"pool": "cpu", "downscale_delay_s": 10.0, "idle_timeout_s": 30.0}
+    assert config.policy.policy_kwargs == {"pool": "cpu", "downscale_delay_s": 10.0, "idle_timeout_s": 30.0,
+                                           "give_way": False}
     assert config.downscale_delay_s == 0 and config.downscale_to_zero_delay_s == 0

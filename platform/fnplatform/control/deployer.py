@@ -95,12 +95,12 @@ def actor_options(spec: FunctionSpec, pip: bool = True) -> dict[str, Any]:
     return options
 
 
-def autoscaling_config(spec: FunctionSpec) -> dict[str, Any]:
+def autoscaling_config(spec: FunctionSpec, give_way: bool = True) -> dict[str, Any]:
     # Serve's delays are 0: the policy holds each downscale for idle_timeout_s itself, and shortens it for an idle
     # function while another one waits for room (serving.autoscaling).
     return {**AUTOSCALING_PROFILE, "min_replicas": spec.min_replicas, "max_replicas": spec.max_replicas,
             "target_ongoing_requests": spec.target_concurrency, "downscale_delay_s": 0.0,
-            "downscale_to_zero_delay_s": 0.0, "policy": autoscaling.policy(spec)}
+            "downscale_to_zero_delay_s": 0.0, "policy": autoscaling.policy(spec, give_way)}
 
 
 def build_application(version: VersionRecord, ctx: DeployContext, secrets_tag: str = "", pip: bool = True) -> Any:
@@ -114,7 +114,7 @@ def build_application(version: VersionRecord, ctx: DeployContext, secrets_tag: s
     deployment = deployment.options(
         name=spec.name,
         ray_actor_options=actor_options(spec, pip),
-        autoscaling_config=autoscaling_config(spec),
+        autoscaling_config=autoscaling_config(spec, give_way=ctx.strict_resources),
         max_ongoing_requests=spec.max_concurrency,
         max_queued_requests=spec.max_queued,
         graceful_shutdown_timeout_s=graceful_shutdown_timeout_s(spec),

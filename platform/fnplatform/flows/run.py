@@ -93,7 +93,8 @@ class RayRuntime:
         # as a second caller and start a second replica for nothing.
         warming = self._warming.pop(function, None)
         if warming is not None:
-            warming.cancel()
+            with contextlib.suppress(Exception):  # its assignment may have failed already: the step's call says why
+                warming.cancel()
         app = routing.choose(function, version, kwargs)[0] if version is not None else function
         if app not in self._handles:
             self._handles[app] = serve.get_deployment_handle(function, app_name=app).options(method_name="call")

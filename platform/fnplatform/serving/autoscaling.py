@@ -16,14 +16,19 @@ process imports it by name, never the pickled class's own globals.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fn import FunctionSpec
 from fnplatform.pools import POOL_RESOURCE_PREFIX, pool_resource
+
+if TYPE_CHECKING:  # the controller imports this module: not the SDK
+    from fn import FunctionSpec
+
+log = logging.getLogger("ray.serve")
 
 POLICY_PATH = "fnplatform.serving.autoscaling:IdleYields"
 # How long a demand must wait for room before an idle function gives way: Ray reports a waiting replica within
@@ -34,6 +39,7 @@ DEMANDS_TTL_S = 1.0
 NODES_TTL_S = 30.0
 DRAINING_ENV = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"  # how long a stopping replica keeps its resources
 SINCE_KEY = "fn_downscale_wanted_since"
+YIELDING_KEY = "fn_giving_way"
 
 
 def _shape(bundle: dict[str, float]) -> tuple[tuple[str, float], ...]:
@@ -63,7 +69,7 @@ class Board:
             if self._longer_idle(key, idle_since, bundle, now):
                 return None
             # Served: the next function gives way only once these replicas have drained and the demand still waits.
-            self.waiting_since[_shape(bundle)] = now + float(os.environ.get(DRAINING_ENV, "30"))
+            self.waiting_since[_shape(bundle)] = now + draining_s()
             self.idle.pop(key, None)
             return bundle
         return None
@@ -73,7 +79,8 @@ class Board:
 
         stamp, demands = self._demands
         if now - stamp > DEMANDS_TTL_S:
-            demands = ray_compat.pending_demands()
+            self._demands = (now, demands)  # first: a failing call is not retried on every step of the control loop
+            demands = ray_compat.pending_demands(timeout_s=1)
             self._demands = (now, demands)
             shapes = {_shape(bundle) for bundle in demands}
             self.waiting_since = {shape: self.waiting_since.get(shape, now) for shape in shapes}
@@ -86,6 +93,7 @@ class Board:
 
         stamp, nodes = self._nodes
         if now - stamp > NODES_TTL_S:
+            self._nodes = (now, nodes)
             listed = ray.nodes()  # type: ignore[no-untyped-call]
             nodes = [dict(node.get("Resources", {})) for node in listed if node.get("Alive")]
             self._nodes = (now, nodes)
@@ -103,63 +111,92 @@ class Board:
         return False
 
 
+def draining_s() -> float:
+    """How long a stopping replica keeps its resources: behind HAProxy it stays reachable while HAProxy drops it;
+    behind Serve's Python proxy it stops as soon as its calls end."""
+    return float(os.environ.get(DRAINING_ENV, "30")) if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else 0.0
+
+
 BOARD = Board()
+_WARNED: list[bool] = []
 
 
-def board() -> Board:
-    # By name, so that every deployment's unpickled policy class finds the one board of this process.
-    import fnplatform.serving.autoscaling as this
+def board() -> Board | None:
+    """This process's one board, imported by name so that every deployment's unpickled policy class finds it; None
+    when it cannot be had (fnplatform missing on the controller's node, or another version of it there)."""
+    try:
+        import fnplatform.serving.autoscaling as this
 
-    return this.BOARD
+        shared: Board = this.BOARD
+        return shared
+    except Exception:  # raised into Serve's control loop, it would stop the autoscaling of every application
+        if not _WARNED:
+            _WARNED.append(True)
+            log.exception("fn's autoscaling board is unavailable: idle functions keep their replicas to idle_timeout_s")
+        return None
 
 
 class IdleYields:
     """One deployment's policy: Serve's queue-length policy, holding a downscale as Serve's delays would."""
 
-    def __init__(self, pool: str, downscale_delay_s: float, idle_timeout_s: float) -> None:
+    def __init__(self, pool: str, downscale_delay_s: float, idle_timeout_s: float, give_way: bool = True) -> None:
         self.pool = pool
         self.downscale_delay_s = downscale_delay_s
         self.idle_timeout_s = idle_timeout_s
+        self.give_way = give_way
 
     def __call__(self, ctx: Any) -> tuple[float, dict[str, Any]]:
         from ray.serve.autoscaling_policy import replica_queue_length_autoscaling_policy
 
         now = time.time()
         key = f"{ctx.app_name}/{ctx.deployment_name}"
-        shared = board()
         state = dict(ctx.policy_state)
         target, running = ctx.target_num_replicas, ctx.current_num_replicas
         desired, _ = replica_queue_length_autoscaling_policy(ctx)
         wanted = math.ceil(desired)
         if wanted >= target:
-            shared.busy(key)
+            self._board_call("busy", key)
             state.pop(SINCE_KEY, None)
+            state.pop(YIELDING_KEY, None)
             return desired, state
         if running < target:  # replicas asked for, not running yet and no longer wanted: no warmth to keep
             return max(wanted, running), state
         since = state.setdefault(SINCE_KEY, now)
+        if state.get(YIELDING_KEY) and not ctx.total_num_requests:
+            return desired, state  # giving way goes on down to min_replicas (Serve takes one step to 1, then 0)
         hold_s = self.idle_timeout_s if target == 1 else self.downscale_delay_s
-        if now - since >= hold_s or self._yields(ctx, key, shared, since, now):
-            shared.busy(key)
+        if now - since >= hold_s:
+            self._board_call("busy", key)
             state.pop(SINCE_KEY, None)
+            return desired, state
+        if self._yields(ctx, key, since, now):
+            state[YIELDING_KEY] = True
             return desired, state
         return target, state
 
-    def _yields(self, ctx: Any, key: str, shared: Board, since: float, now: float) -> bool:
-        if ctx.total_num_requests or ctx.current_num_replicas <= ctx.capacity_adjusted_min_replicas:
-            shared.busy(key)
+    def _yields(self, ctx: Any, key: str, since: float, now: float) -> bool:
+        if not self.give_way or ctx.total_num_requests or ctx.current_num_replicas <= ctx.capacity_adjusted_min_replicas:
+            self._board_call("busy", key)
             return False
+        return self._board_call("yield_to", key, self.pool, since, now) is not None
+
+    @staticmethod
+    def _board_call(method: str, *args: Any) -> Any:
+        shared = board()
+        if shared is None:
+            return None
         try:
-            return shared.yield_to(key, self.pool, since, now) is not None
+            return getattr(shared, method)(*args)
         except Exception:  # noqa: BLE001 - Ray's state unreadable: keep the replica, as Serve alone would
-            return False
+            return None
 
 
-def policy(spec: FunctionSpec) -> dict[str, Any]:
-    """The ``policy`` entry of a function's autoscaling config."""
+def policy(spec: FunctionSpec, give_way: bool = True) -> dict[str, Any]:
+    """The ``policy`` entry of a function's autoscaling config. *give_way* only where the cluster cannot grow: on
+    one that can, a waiting demand is what makes Ray's autoscaler add a node, and idle replicas keep their warmth."""
     return {"policy_function": POLICY_PATH, "policy_kwargs": {
         "pool": spec.pool, "downscale_delay_s": max(1.0, min(spec.idle_timeout_s, 10.0)),
-        "idle_timeout_s": max(spec.idle_timeout_s, 0.1)}}
+        "idle_timeout_s": max(spec.idle_timeout_s, 0.1), "give_way": give_way}}
 
 
 __all__ = ["BOARD", "POLICY_PATH", "Board", "IdleYields", "policy"]

@@ -18,7 +18,7 @@ import psutil
 
 from fn import ConfigError
 from fnplatform.pools import DEFAULT_POOLS, NODE_POOL_CAPACITY, pool_resource
-from fnplatform.serving import arrival, ray_compat
+from fnplatform.serving import arrival, autoscaling, ray_compat
 
 from .settings import PlatformSettings, ensure_private_dir
 
@@ -73,7 +73,7 @@ def prepare_environment(settings: PlatformSettings) -> None:
         # meanwhile: Serve's 30 s kept a flow's steps from the room an idle function had just given back. On one
         # node HAProxy reloads about a second after the controller stops a replica, and closes the old
         # process's idle connections, so late requests are those already dispatched; refused later ones retry.
-        os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", str(LOCAL_DRAINING_PERIOD_S))
+        os.environ.setdefault(autoscaling.DRAINING_ENV, "5")
     # Token auth with a token of this platform's own, kept under FN_HOME (Ray would write ~/.ray).
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN"] = _auth_token(settings.home / "ray-auth-token")
@@ -91,7 +91,6 @@ RAY_RECORD_BOUNDS = {
 # steps (3.75 CPUs) could not all be placed on 2 cores, and each case waited minutes for idle replicas
 # to time out (functions/auth/bench/on_defaults.py measures both).
 CPUS_PER_CORE = 2
-LOCAL_DRAINING_PERIOD_S = 5.0
 MIN_DEFAULT_CPUS = 4
 
 

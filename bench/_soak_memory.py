@@ -8,7 +8,10 @@ import os
 import re
 import statistics
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+import psutil
 
 TOTAL = "platform total"
 # Ray titles a worker "ray::<Class>" while its actor is idle and "ray::<Class>.<method>" while it runs one;
@@ -157,3 +160,42 @@ def table(rows: list[RoleSummary]) -> str:
 def growing(rows: list[RoleSummary]) -> list[str]:
     return [f"{r.role}: {r.slope_mib_per_h:+.1f} MiB/h{' per process' if r.per_process else ''} (median {r.median_mib:.0f} MiB)"
             for r in rows if r.verdict == "GROWS" and r.slope_mib_per_h is not None]
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def gcs_debug_state(processes: list[psutil.Process]) -> str | None:
+    """Ray's GCS writes its own counters (tables, caches, queues) to ``debug_state_gcs.txt`` in its log
+    folder every few seconds: what the soak compares when the GCS's RSS climbs."""
+    for proc in processes:
+        try:
+            cmdline = proc.cmdline()
+        except psutil.Error:
+            continue
+        if cmdline and cmdline[0].endswith("gcs_server"):
+            log_dir = next((a.split("=", 1)[1] for a in cmdline if a.startswith("--log_dir=")), None)
+            if log_dir is not None:
+                try:
+                    return (Path(log_dir) / "debug_state_gcs.txt").read_text()
+                except OSError:
+                    return None
+    return None
+
+
+def debug_growth(first: str, last: str, top: int = 15) -> list[str]:
+    """The GCS's counter lines whose numbers grew most between two snapshots, as 'line: a -> b'.
+    Lines are matched by their text with the numbers taken out (Ray's format has one counter per line)."""
+    def index(text: str) -> dict[str, list[float]]:
+        return {_NUMBER.sub("#", line.strip()): [float(n) for n in _NUMBER.findall(line)]
+                for line in text.splitlines() if _NUMBER.search(line)}
+    before, after = index(first), index(last)
+    grew: list[tuple[float, str]] = []
+    for key, values in after.items():
+        old = before.get(key)
+        if old is None or len(old) != len(values):
+            continue
+        delta = max((b - a for a, b in zip(old, values, strict=True)), default=0.0)
+        if delta > 0:
+            grew.append((delta, f"{key}: {old} -> {values}"))
+    return [line for _, line in sorted(grew, reverse=True)[:top]]

@@ -42,7 +42,7 @@ from _chaos_load import PROJECT, Load, Rates
 from _chaos_outcomes import KINDS, OK, FaultRow, fill
 from _procs import LEFTOVERS, LocalPlatform, local_platform
 from _report import save
-from _soak_memory import Sample, Threshold, add, growing, role, summarize, table
+from _soak_memory import Sample, Threshold, add, debug_growth, gcs_debug_state, growing, role, summarize, table
 
 NAP_IDLE_S = 20  # nap's idle_timeout_s
 NAP = f'''
@@ -217,15 +217,19 @@ def main() -> int:
             bursts.start()
             redeployer.start()
             next_progress = began + PROGRESS_S
+            gcs_first: str | None = None
             while True:
                 now = time.monotonic()
                 samples.append(Sample(now - began, measure(platform)))
+                if gcs_first is None and now - began >= duration / 3:  # where the slopes' window starts
+                    gcs_first = gcs_debug_state(platform.processes())
                 if now >= next_progress:
                     progress(began, load, bursts, redeployer, samples[-1])
                     next_progress += PROGRESS_S
                 if now - began >= duration:
                     break
                 time.sleep(max(0.0, min(began + len(samples) * SAMPLE_S, began + duration) - time.monotonic()))
+            gcs_last = gcs_debug_state(platform.processes())
             print(f"[{time.strftime('%H:%M:%S')}] stopping the load; waiting up to {GRACE_S:g} s for runs", flush=True)
             end = time.monotonic()
             bursts.stopping.set()
@@ -248,6 +252,8 @@ def main() -> int:
         "burst_log": [asdict(b) for b in bursts.bursts], "memory": [r.as_json() for r in roles],
         "growing": growing(roles), "samples": [{"t_s": round(s.t_s, 1), "roles": s.roles} for s in samples],
         "leftover_processes": LEFTOVERS,
+        "gcs_debug_state": {"window_start": gcs_first, "end": gcs_last},
+        "gcs_debug_growth": debug_growth(gcs_first, gcs_last) if gcs_first and gcs_last else None,
     }
     save("soak", results)
     if args.json:
@@ -265,6 +271,9 @@ def main() -> int:
     b = bursts.counts()
     print(f"nap: {b['bursts']} bursts, {b['at_zero']} found it at zero, {b['cold_starts']} answered by a new replica "
           f"(cold starts), {b['slow_first_call']} with a first call over {COLD_S:g} s")
+    if results["gcs_debug_growth"]:
+        print("\nGCS counters that grew over the slopes' window (debug_state_gcs.txt):\n  "
+              + "\n  ".join(results["gcs_debug_growth"]))
     print("\nmemory: " + ("no role grows" if not results["growing"] else "GROWS: " + "; ".join(results["growing"])))
     print("all numbers: bench/results/soak.json" + (f" and {args.json}" if args.json else ""))
     return 0

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 # bench/ is not a package: its folder goes on the path first
-from _soak_memory import TOTAL, Sample, Threshold, add, role, slope, summarize, table, verdict
+from _soak_memory import TOTAL, Sample, Threshold, add, debug_growth, role, slope, summarize, table, verdict
 
 
 @pytest.mark.parametrize(("cmdline", "expected"), [
@@ -98,3 +98,15 @@ def test_a_role_whose_process_count_changes_is_judged_per_process() -> None:
     row = next(r for r in summarize(samples) if r.role == "ray::ServeReplica:echo:echo")
     assert row.per_process and row.verdict == "flat" and row.slope_mib_per_h == pytest.approx(0.0, abs=1e-9)
     assert "/proc" in table([row])
+
+
+def test_the_gcs_counters_that_grew_are_listed_largest_first_and_the_others_left_out() -> None:
+    first = "GcsActorManager:\n- Registered actors: 12\n- Destroyed actors: 40\nTaskEvents bytes: 1000\nUptime 5 s\n"
+    last = "GcsActorManager:\n- Registered actors: 12\n- Destroyed actors: 55\nTaskEvents bytes: 9000\nUptime 900 s\nNew: 3\n"
+    assert debug_growth(first, last) == [
+        "TaskEvents bytes: #: [1000.0] -> [9000.0]",
+        "Uptime # s: [5.0] -> [900.0]",
+        "- Destroyed actors: #: [40.0] -> [55.0]",
+    ]
+    assert debug_growth(first, last, top=1) == ["TaskEvents bytes: #: [1000.0] -> [9000.0]"]
+    assert debug_growth(last, first) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sys
 import textwrap
 import threading
 import time
@@ -26,14 +27,19 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Never read the developer's ~/.fn or FN_* settings."""
+def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Never read the developer's ~/.fn or FN_* settings; and no test starts Ray (several Ray calls start a
+    local cluster on their own when none is connected: seconds per test, and not a unit test any more)."""
     home = tmp_path_factory.mktemp("fn-home")
     monkeypatch.setenv("FN_HOME", str(home))
     for name in ("FN_API_URL", "FN_API_KEY", "FN_HTTP_URL", "FN_ADMIN_KEY", "FN_METRICS_KEY", "FN_DATABASE_URL",
                  "FN_WEBHOOK_ALLOW_LOOPBACK", "FN_WEBHOOK_ALLOW_PRIVATE"):
         monkeypatch.delenv(name, raising=False)
-    return home
+    yield home
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+        pytest.fail("this unit test started Ray (a Ray call with no cluster connected starts a local one)")
 
 
 ProjectFactory = Callable[[dict[str, str]], Path]

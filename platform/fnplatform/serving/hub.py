@@ -189,6 +189,9 @@ def get_or_create_hub() -> Any:
 def find_hub() -> Any:
     import ray
 
+    # ray.get_actor would otherwise start a whole local Ray in a process that has none
+    if not ray.is_initialized():
+        raise HubUnavailable("this process is not connected to Ray")
     return ray.get_actor(HUB_NAME, namespace=NAMESPACE)
 
 

@@ -9,6 +9,7 @@ our runtime folder in their command line.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import time
@@ -21,6 +22,8 @@ from fnplatform.pools import DEFAULT_POOLS, NODE_POOL_CAPACITY, pool_resource
 from fnplatform.serving import arrival, autoscaling, ray_compat
 
 from .settings import PlatformSettings, ensure_private_dir
+
+log = logging.getLogger("fnplatform")
 
 
 def prepare_environment(settings: PlatformSettings) -> None:
@@ -168,13 +171,19 @@ def ray_processes(runtime_dir: Path) -> list[psutil.Process]:
 
 def kill_survivors(runtime_dir: Path, grace_s: float = 5.0) -> int:
     procs = ray_processes(runtime_dir)
+    names = {}
     for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
+        with contextlib.suppress(psutil.Error):
+            names[proc.pid] = proc.name()
             proc.terminate()
+    started = time.monotonic()
     _, alive = psutil.wait_procs(procs, timeout=grace_s)
     for proc in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
+    if procs:
+        log.info("stopped %d processes left by Ray's node (%s) in %.1f s; %d of them killed after %g s",
+                 len(procs), ", ".join(sorted(set(names.values()))), time.monotonic() - started, len(alive), grace_s)
     return len(procs)
 
 
@@ -186,6 +195,8 @@ def stop_ray(settings: PlatformSettings) -> None:
         return
     # The whole local node goes: no serve.shutdown(), which waits out Serve's 30 s ingress draining period
     # (made for replicas leaving a live cluster) and made 'fnctl down' take 35 s. The API stopped first.
+    started = time.monotonic()
     ray.shutdown()
+    log.info("Ray's node shut down in %.1f s", time.monotonic() - started)
     time.sleep(0.5)
     kill_survivors(settings.runtime_dir)

@@ -237,8 +237,9 @@ def run(settings: PlatformSettings) -> None:
     state_path = settings.home / STATE_FILE
     start_ray(settings)
     try:
-        start_serve(settings)
+        # Created first: its worker process starts while Serve's controller and proxies start theirs.
         hub = get_or_create_hub()
+        start_serve(settings)
         deployer = Deployer(registry, DeployContext(store=settings.store, cache_dir=settings.cache_dir,
                                                     strict_resources=settings.ray_address is None,
                                                     timeout_s=settings.deploy_timeout_s,
@@ -255,15 +256,16 @@ def run(settings: PlatformSettings) -> None:
         use = KeyUse()
         history = History()
         _start_housekeeping(control, use, sampler(control, history))
-        if settings.ray_address is None and settings.warm_workers:
-            from .warm_pool import keep_workers_warm
-
-            keep_workers_warm(settings.warm_workers)
         deployer.ensure_gateway()
         deployer.reconcile(control.traffic.extras())
         resumed = control.resume_runs()
         if resumed:
             log.info("resumed %d unfinished flow runs from their checkpoints", resumed)
+        if settings.ray_address is None and settings.warm_workers:
+            from .warm_pool import keep_workers_warm
+
+            # Only now: on 2 cores its new worker processes would slow the gateways' own to start.
+            keep_workers_warm(settings.warm_workers)
         _write_private(state_path, {"pid": os.getpid(), "api_url": settings.api_url, "http_url": settings.http_url,
                                     "runtime_dir": str(settings.runtime_dir), "home": str(settings.home)})
         log.info("fn platform ready: API %s, functions %s", settings.api_url, settings.http_url)

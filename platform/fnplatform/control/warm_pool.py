@@ -26,7 +26,8 @@ def keep_workers_warm(idle: int, interval_s: float = 1.0) -> threading.Thread:
     """Start the background top-up loop (local platforms only: it places no tasks on other nodes)."""
     import ray
 
-    task = ray.remote(num_cpus=0, max_retries=0)(_noop)
+    # No task events: two tasks a second would each leave a record in the GCS (up to its cap, tens of MiB).
+    task = ray.remote(num_cpus=0, max_retries=0)(_noop).options(enable_task_events=False)
 
     def loop() -> None:
         while ray.is_initialized():

@@ -227,3 +227,24 @@ def fake_platform(fake_server: FakePlatform, monkeypatch: pytest.MonkeyPatch) ->
             client.close()
         _client._sync_clients.clear()
         _client._http_urls.clear()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3 API over HTTP on loopback (moto's server), without the developer's AWS settings."""
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as patch:
+        empty = tmp_path_factory.mktemp("aws")
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(empty / "config"),
+                            "AWS_SHARED_CREDENTIALS_FILE": str(empty / "credentials")}.items():
+            patch.setenv(name, value)
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION"):
+            patch.delenv(name, raising=False)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            yield f"http://127.0.0.1:{server._server.server_port}"
+        finally:
+            server.stop()

@@ -7,7 +7,6 @@ import io
 import shutil
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -170,26 +169,6 @@ def test_fetch_bundle_missing(local: LocalStore, tmp_path: Path) -> None:
 
 
 # --- S3 over HTTP (moto's server) -------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    with pytest.MonkeyPatch.context() as patch:
-        empty = tmp_path_factory.mktemp("aws")
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(empty / "config"),
-                            "AWS_SHARED_CREDENTIALS_FILE": str(empty / "credentials")}.items():
-            patch.setenv(name, value)
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION"):
-            patch.delenv(name, raising=False)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            yield f"http://127.0.0.1:{server._server.server_port}"
-        finally:
-            server.stop()
 
 
 @pytest.fixture

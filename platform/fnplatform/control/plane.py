@@ -41,6 +41,7 @@ from fnplatform.storage.registry import Registry, VersionRecord
 from fnplatform.storage.secrets import SecretStore, open_cipher
 
 from . import otlp
+from .blob_gc import BlobCollector, Collected
 from .deployer import Deployer
 from .jobs import JobsControl
 from .logbook import Logbook
@@ -98,6 +99,9 @@ class ControlPlane:
         self.deployer = deployer
         self.hub = hub
         self.jobs: dict[str, DeployJob] = {}
+        self.blobs = BlobCollector(store, lambda: registry.bundles_in_use() | flows.bundles_in_use(),
+                                   self._bundle_artifacts, settings.bundle_gc_after_s)
+        self._blob_lock = threading.Lock()  # a deploy's bundle is checked and its job recorded between passes
         self._filled_hub: str | None = None  # the start id of the hub last refilled whole
         self.metrics = ControlMetrics()
         secret_store = secrets or SecretStore(registry.url, open_cipher(settings.home))
@@ -147,9 +151,25 @@ class ControlPlane:
                 raise Conflict(f"{spec.name}: route {spec.route} is already served by {seen[shape]!r}", status=409)
             seen[shape] = spec.name
 
+    def _bundle_artifacts(self, sha256: str) -> set[str]:
+        manifest = bundle_manifest_from_store(self.store, sha256, self.settings.max_bundle_bytes,
+                                              self.settings.bundle_limits)
+        return {ref.sha256 for ref in manifest.artifacts.values()}
+
+    def collect_blobs(self) -> Collected | None:
+        """Delete the store's bundles and artifacts that no version or deploy uses (control.blob_gc)."""
+        if self.settings.bundle_gc_after_s <= 0:
+            return None
+        with self._blob_lock:
+            return self.blobs.collect(job.bundle_sha256 for job in list(self.jobs.values()) if job.state == "running")
+
     def start_deploy(self, sha256: str, canary: dict[str, Any] | None = None, by: str | None = None) -> DeployJob:
         """Deploy the bundle's functions; with *canary* (percent, steps, interval_s, gates), each changed function
         that has an active version runs the new one beside it at the first weight (control.traffic)."""
+        with self._blob_lock:
+            return self._start_deploy(sha256, canary, by)
+
+    def _start_deploy(self, sha256: str, canary: dict[str, Any] | None, by: str | None) -> DeployJob:
         manifest = bundle_manifest_from_store(self.store, sha256, self.settings.max_bundle_bytes,
                                               self.settings.bundle_limits)
         missing = sorted(path for path, ref in manifest.artifacts.items() if not self.has_artifact(ref.sha256))

@@ -102,6 +102,10 @@ def ensure_metrics_key(settings: PlatformSettings, registry: Any) -> None:
                     or record.flows is not None else "", METRICS_KEY_ROLE)
 
 
+BLOB_GC_INTERVAL_S = 3600.0
+BLOB_GC_FIRST_S = 60.0  # the first pass reads every bundle in use: not while the platform starts
+
+
 def _start_housekeeping(control: Any, use: Any, sample: Any = None, interval_s: float = 10.0,
                         hub_check_s: float = 1.0) -> None:
     """Every second, refill a hub that restarted empty and store new log lines (the hub's, the control plane's);
@@ -122,6 +126,7 @@ def _start_housekeeping(control: Any, use: Any, sample: Any = None, interval_s: 
 
     def loop() -> None:
         last = time.monotonic()
+        collected = last - BLOB_GC_INTERVAL_S + BLOB_GC_FIRST_S
         while True:
             time.sleep(hub_check_s)
             attempt("refill the hub", refill)
@@ -136,6 +141,9 @@ def _start_housekeeping(control: Any, use: Any, sample: Any = None, interval_s: 
             attempt("prune stored log lines", control.logbook.prune)
             if sample is not None:
                 attempt("sample the metrics for the console", sample)
+            if time.monotonic() - collected >= BLOB_GC_INTERVAL_S:
+                collected = time.monotonic()
+                attempt("delete unused bundles and artifacts from the store", control.collect_blobs)
 
     def traffic() -> None:
         # A thread of its own: a traffic change may wait for Serve to start a version, which must not hold up

@@ -240,6 +240,13 @@ class FlowState(Database):
             row.status = "failed" if error else "succeeded"
             row.output, row.error, row.updated_at = output_json, json.dumps(error) if error else None, utcnow()
 
+    def bundles_in_use(self) -> set[str]:
+        """The bundles of the deployed flows and of every run still kept (a run's evidence names its bundle)."""
+        with self._session() as session:
+            flows = set(session.scalars(select(_Flow.bundle_sha256).distinct()))
+            runs = session.scalars(select(_Run.bundle_sha256).where(_Run.bundle_sha256.is_not(None)).distinct())
+            return flows | {sha for sha in runs if sha is not None}
+
     def expire_runs(self, finished_before: datetime, limit: int = 500) -> list[str]:
         """Delete up to *limit* runs that finished before *finished_before*, with their values; the store keys
         of their blobs are returned for the caller to delete."""

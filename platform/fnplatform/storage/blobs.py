@@ -7,10 +7,12 @@ bytes whose hash does not match their name, and an existing hash is never upload
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,6 +69,7 @@ class BundleStore(Protocol):
     def write_file(self, key: str, path: Path) -> None: ...
     def download(self, key: str, dest: Path) -> None: ...
     def delete(self, key: str) -> None: ...
+    def listing(self, prefix: str) -> Iterator[tuple[str, float, int]]: ...
 
 
 class LocalStore:
@@ -107,6 +110,17 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, float, int]]:
+        """(key, last modified as epoch seconds, size) of each object under *prefix*, an unfinished upload too."""
+        folder = self.root / prefix
+        if not folder.is_dir():
+            return
+        for path in folder.rglob("*"):
+            with contextlib.suppress(FileNotFoundError):  # deleted since the folder was listed
+                if path.is_file():
+                    stat = path.stat()
+                    yield path.relative_to(self.root).as_posix(), stat.st_mtime, stat.st_size
 
 
 class S3Store:
@@ -195,6 +209,18 @@ class S3Store:
             self._client.delete_object(Bucket=self.config.bucket, Key=self._key(key))  # no error if it is gone
         except (BotoCoreError, ClientError) as exc:
             raise self._unavailable("delete", exc) from None
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, float, int]]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        base = self._key("")
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.config.bucket,
+                                                                                 Prefix=self._key(prefix)):
+                for item in page.get("Contents", []):
+                    yield str(item["Key"])[len(base):], item["LastModified"].timestamp(), int(item["Size"])
+        except (BotoCoreError, ClientError) as exc:
+            raise self._unavailable("list", exc) from None
 
     def write_file(self, key: str, path: Path) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -168,6 +168,12 @@ class Registry(Database):
             for row in session.scalars(select(_Version).where(_Version.function == name, _Version.number.in_(numbers))):
                 row.status = "collected"
 
+    def bundles_in_use(self) -> set[str]:
+        """The bundles of every version that may still run: deploying or ready, collected and failed ones not."""
+        with self._session() as session:
+            return set(session.scalars(select(_Version.bundle_sha256).where(
+                _Version.status.in_(("deploying", "ready"))).distinct()))
+
     def version(self, name: str, number: int) -> VersionRecord | None:
         with self._session() as session:
             row = session.scalar(select(_Version).where(_Version.function == name, _Version.number == number))

@@ -196,3 +196,23 @@ def test_a_deployed_flow_and_a_kept_runs_evidence_keep_their_bundle(plane: Contr
     plane.flows.finish_run(run_id, output_json="3")
     plane.flows.expire_runs(utcnow() + timedelta(days=1))  # its retention over
     assert plane.blobs.collect(now=LATER).bundles == 1 and stored(plane) == set()
+
+
+def test_runs_past_fn_run_retention_days_take_their_uploads_out_of_the_store(
+        plane: ControlPlane, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    flow = FlowSpec(name="f", inputs=("a",), output="s", ttl_s=60, max_input_bytes=10,
+                    steps=(StepSpec(name="s", function="add", inputs={"a": "input:a", "b": "input:a"}, retries=0),))
+    done, running = plane.flows.create_run(flow), plane.flows.create_run(flow)
+    for run_id in (done, running):
+        plane.store.write(f"flows/{run_id}/inputs/a", b"a selfie")
+        assert plane.flows.add_input(run_id, "a", blob_key=f"flows/{run_id}/inputs/a")
+    plane.flows.finish_run(done, output_json="1")
+    assert plane.expire_runs() == 0  # finished just now: kept for FN_RUN_RETENTION_DAYS
+    plane.settings.run_retention_s = 0.001
+    time.sleep(0.01)
+    assert plane.expire_runs() == 1
+    left = {key for key, _, _ in plane.store.listing("flows/")}
+    assert left == {f"flows/{running}/inputs/a"}  # the unfinished run keeps its upload
+    monkeypatch.setenv("FN_RUN_RETENTION_DAYS", "0")
+    with pytest.raises(ConfigError, match="FN_RUN_RETENTION_DAYS must be a positive number of days"):
+        PlatformSettings.from_env(home=tmp_path)

@@ -155,3 +155,19 @@ def test_an_mrz_whose_check_digits_hold_but_letters_do_not_is_a_review() -> None
     mrz = {"valid": False, "failed_checks": ["birth_date"], "misread_length": True, "fields": dict(FIELDS)}
     assert codes(run(back__mrz=mrz)) == ["mrz_unclear"]
     assert codes(run(back__mrz={**mrz, "misread_length": False})) == ["mrz_invalid"]
+
+
+def test_a_name_is_found_in_its_national_spelling_and_only_as_whole_words() -> None:
+    from kyc.verify import DIFFERS, FOUND, NOT_FOUND, check_front
+
+    mrz = {"surname": "MUELLER", "given_names": "JOERG"}
+    # ICAO 9303 writes Ü as UE in the MRZ: the front's MÜLLER and JÖRG are the same names
+    checks = check_front(["Name / Nom", "MÜLLER", "Vornamen", "JÖRG"], {}, mrz)
+    assert (checks["surname"].status, checks["given_names"].status) == (FOUND, FOUND)
+    # MARTIN is not inside MARTINEZ, nor LI inside the caption NATIONALITY
+    checks = check_front(["Surname", "MARTINEZ", "Nationality", "ESP"], {"surname": "MARTINEZ"},
+                         {"surname": "MARTIN", "given_names": "LI"})
+    assert checks["surname"].status == DIFFERS and checks["surname"].front == "MARTINEZ"
+    assert checks["given_names"].status == NOT_FOUND
+    # a name that wrapped onto the next line is still found
+    assert check_front(["VAN DER", "MEER"], {}, {"surname": "VANDERMEER"})["surname"].status == FOUND

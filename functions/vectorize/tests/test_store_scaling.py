@@ -17,9 +17,10 @@ import fn
 SERVER = {"FN_MILVUS_URI": "http://milvus.vectors.svc:19530"}
 
 
-@pytest.mark.parametrize(("env", "replicas"), [({}, 1), (SERVER, 1), ({**SERVER, REPLICAS: "4"}, 4),
-                                               ({REPLICAS: "1"}, 1), ({**SERVER, REPLICAS: " 16 "}, 16)])
-def test_the_store_scales_out_only_on_a_milvus_server(env: dict[str, str], replicas: int) -> None:
+@pytest.mark.parametrize(("env", "replicas"), [({}, 1), (SERVER, 4), ({**SERVER, REPLICAS: "1"}, 1),
+                                               ({REPLICAS: "1"}, 1), ({**SERVER, REPLICAS: " 16 "}, 16),
+                                               ({"FN_MILVUS_URI": "/mnt/efs/milvus.db"}, 1)])
+def test_the_store_scales_out_only_on_a_milvus_server_by_default(env: dict[str, str], replicas: int) -> None:
     assert store_replicas(env) == replicas
 
 

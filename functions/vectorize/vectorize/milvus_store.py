@@ -38,6 +38,7 @@ SERVER_SCHEMES = ("http://", "https://", "tcp://", "grpc://")
 SHARED_STORAGE = "VECTORIZE_SHARED_STORAGE"  # "1": the Lite file is on storage that follows the replica
 REPLICAS = "VECTORIZE_STORE_REPLICAS"  # vector-store's max_replicas: more than 1 only with a Milvus server
 MAX_REPLICAS = 16
+SERVER_REPLICAS = 4  # with a Milvus server and no VECTORIZE_STORE_REPLICAS: reads scale out by default
 STORE_SETTINGS = ("FN_MILVUS_URI", SHARED_STORAGE, REPLICAS)  # read by the vector-store replica (service.store_env)
 LEXICAL_MAX_AGE_S = 30.0  # with several store replicas: a BM25 index is rebuilt when older (others' writes)
 KEYS_PER_QUERY = 100  # item keys per leftover-rows query: keeps each filter expression short
@@ -111,11 +112,11 @@ def check_placement(env: Mapping[str, str] = os.environ) -> None:
 
 
 def store_replicas(env: Mapping[str, str] = os.environ) -> int:
-    """vector-store's max_replicas: 1 with Milvus Lite (one process may open its file), up to 16 with a Milvus server
-    (``VECTORIZE_STORE_REPLICAS=4 FN_MILVUS_URI=http://milvus:19530 fnctl deploy functions/vectorize``)."""
+    """vector-store's max_replicas: 1 with Milvus Lite (one process may open its file); with a Milvus server
+    ``SERVER_REPLICAS`` unless ``VECTORIZE_STORE_REPLICAS`` says otherwise (1 to 16)."""
     raw = env.get(REPLICAS, "").strip()
     if not raw:
-        return 1
+        return SERVER_REPLICAS if is_server(env.get("FN_MILVUS_URI", "")) else 1
     try:
         replicas = int(raw)
     except ValueError:

@@ -142,6 +142,13 @@ def test_sign_in_see_a_function_and_its_chart_and_a_flow_runs_timeline(site: Sit
     _wait(driver, "div.chart.wide[data-drawn='true'] svg.chart-svg")
     assert "req0001" in driver.find_element(By.CSS_SELECTOR, "table.calls").text
     driver.save_screenshot(str(artifacts / "console-3-function.png"))
+    # where add's calls go, drawn: the stable and canary parts of the split at 90 % and 10 % of its width
+    split = driver.find_element(By.CSS_SELECTOR, "svg.split")
+    driver.execute_script("arguments[0].scrollIntoView()", split)
+    parts = [r.rect["width"] for r in split.find_elements(By.CSS_SELECTOR, "rect")]
+    assert len(parts) == 2 and abs(parts[0] / split.rect["width"] - 0.9) < 0.02, (parts, split.rect)
+    assert "a canary by hand" in driver.find_element(By.CSS_SELECTOR, "table.history").text
+    driver.save_screenshot(str(artifacts / "console-3-traffic.png"))
 
     driver.find_element(By.LINK_TEXT, "Flows").click()
     driver.find_element(By.LINK_TEXT, site.run_id).click()

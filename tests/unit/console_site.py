@@ -1,5 +1,5 @@
 """A control plane with something to show in the console, and no Ray: a real registry (SQLite) with two
-deployed functions, calls counted in the in-process hub and sampled twice, their replicas' log lines, a flow
+deployed functions (add with a second version taking 10 % of its calls), calls counted in the in-process hub and sampled twice, their replicas' log lines, a flow
 with a finished run, and keys of each kind. The unit tests and the browser test (tests/e2e) share it."""
 
 from __future__ import annotations
@@ -66,6 +66,11 @@ def build_site(tmp: Path) -> Site:
     for name in ("add", "mul"):
         version = registry.create_version(fn.FunctionSpec(name=name, entrypoint=f"main:{name}"), SHA)
         registry.finish_version(name, version.number)
+    # add's version 2 takes 10 % of its calls beside version 1, the active one
+    canary = registry.create_version(fn.FunctionSpec(name="add", entrypoint="main:add", cpus=0.5), "cd" * 32)
+    registry.finish_version("add", canary.number)
+    plane.traffic.set_split("add", {1: 100.0}, "admin key (a1b2)", "back to version 1")  # finished, v2 was active
+    plane.traffic.set_split("add", {1: 90.0, canary.number: 10.0}, "admin key (a1b2)", "a canary by hand")
     keys = {role: registry.create_key(f"{role} key", role)[1] for role in ("admin", "deploy", "invoke")}
     keys["scoped"] = registry.create_key("scoped key", "invoke", functions=["add"], flows=[])[1]
     keys["other"] = registry.create_key("other key", "invoke")[1]

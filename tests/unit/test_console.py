@@ -139,6 +139,17 @@ def test_an_admin_sees_functions_with_their_numbers_flows_runs_and_keys(site: Si
     cold_bar = page.text.split("<code>req0001</code>")[1].split("</tr>")[0]  # its phases, then its work, stacked
     assert [c.split('"')[0] for c in cold_bar.split('<rect class="')[1:]] == [
         "cold scale", "cold place", "cold start", "cold fetch", "cold import", "cold setup", "cold route", "work"]
+    # where its calls go: version 1 active at 90 %, version 2 a canary at 10 %, who split them and why
+    split = page.text.split('<svg class="split"')[1].split("</svg>")[0]
+    assert 'aria-label="version 1 90%, version 2 10%"' in split
+    assert [c.split('"')[0] for c in split.split('<rect class="')[1:]] == ["stable", "canary"]
+    history = page.text.split('<table class="history">')[1].split("</table>")[0]
+    assert "split" in history and "v1 90 %, v2 10 %" in history and "a canary by hand" in history
+    assert "admin key (a1b2)" in history
+    versions = page.text.split('<table class="versions">')[1].split("</table>")[0]
+    rows = versions.split("<tr>")[2:]  # newest first
+    assert ">2<" in rows[0] and "state-canary" in rows[0] and "code; cpus: 0.25 -&gt; 0.5" in rows[0]
+    assert ">1<" in rows[1] and "state-active" in rows[1] and "first version" in rows[1]
     found = browser.get("/console/functions/add", params={"grep": "HELLO"}).text.split('<pre class="logs">')[1]
     assert "hello from the user" in found and "req0001" not in found
     flows = browser.get("/console/flows").text

@@ -17,6 +17,7 @@ from .history import History, Point
 
 LOG_TAIL = 200  # log lines a function's page shows
 RUNS_SHOWN = 20  # runs per flow on the flows page
+HISTORY_SHOWN = 10  # traffic changes on a function's page
 # The line a replica writes for each answered call (serving.replica): "GET /add -> 200 in 3.1 ms" for HTTP,
 # "call add -> ok in 2.0 ms" (or "-> 404") for a handle call, after the stamp, level, replica and request id;
 # an HTTP call that waited for its replica ends with ", cold start: total=1.21, scale=0.66, ..." (serving.coldstart).
@@ -126,10 +127,29 @@ def function_page(control: ControlPlane, history: History, grant: Grant, name: s
     page: dict[str, Any] = {"function": described, "problem": problem, "points": history.points(name),
                             "logs_allowed": grant.has_role("deploy"), "grep": grep, "lines": [], "calls": []}
     page["series"] = series(page["points"])
+    page["versions"], page["traffic"] = versions_and_traffic(control, name, described)
     if page["logs_allowed"]:
         page["lines"] = log_lines(control, name, grep)
         page["calls"] = calls(log_lines(control, name))[:50]
     return page
+
+
+def versions_and_traffic(control: ControlPlane, name: str, described: dict[str, Any]
+                         ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Each version with its state (active, canary, shadow, pinned, retired...) and what changed, newest first;
+    where calls go (split, shadow, rollout, pins) and the latest changes, as ``fnctl versions``/``traffic`` show."""
+    try:
+        rows = control.traffic.versions(name)["versions"]
+    except ClientError:  # gone since described: the versions described are still worth showing
+        rows = [{**v, "state": v.get("status")} for v in described.get("versions", [])]
+    try:
+        traffic = control.traffic.traffic(name) if described.get("active_version") is not None else None
+    except ClientError:
+        traffic = None
+    if traffic is not None:
+        traffic = {**traffic, "split": [(int(v), w) for v, w in traffic["weights"].items()],
+                   "history": traffic["history"][-HISTORY_SHOWN:][::-1]}
+    return rows[::-1], traffic
 
 
 def flows(control: ControlPlane, grant: Grant) -> list[dict[str, Any]]:

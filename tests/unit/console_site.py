@@ -1,6 +1,7 @@
 """A control plane with something to show in the console, and no Ray: a real registry (SQLite) with two
-deployed functions (add with a second version taking 10 % of its calls), calls counted in the in-process hub and sampled twice, their replicas' log lines, a flow
-with a finished run, and keys of each kind. The unit tests and the browser test (tests/e2e) share it."""
+deployed functions (add with a second version taking 10 % of its calls), calls counted in the in-process hub
+and sampled twice, their replicas' log lines, a flow with a finished run, and keys of each kind. The unit
+tests and the browser test (tests/e2e) share it."""
 
 from __future__ import annotations
 

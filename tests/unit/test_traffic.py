@@ -185,6 +185,39 @@ def test_a_pinned_version_is_started_when_a_call_asks_for_it(plane: ControlPlane
     assert plane.traffic.versions("ver")["versions"][0]["state"] == "pinned"
 
 
+def test_a_pinned_version_no_pinned_call_reaches_for_fn_pin_idle_hours_is_stopped(
+        plane: ControlPlane, deploy: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("fnplatform.control.traffic.PIN_CHECK_S", 0.0)
+    plane.traffic.pin_idle_s = 0.3
+    deploy(1)
+    deploy(2)
+    asyncio.run(plane.hub.hub.want("ver", 1))  # type: ignore[attr-defined]
+    plane.traffic.tick()
+    deadline = time.monotonic() + 5
+    while published(plane)["ver"]["running"] != [1] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    recorder, seq = Recorder(), [0]
+    for _ in range(4):  # pinned calls keep coming for longer than the idle time: it keeps running
+        _count(recorder, 1, 2)
+        _push(plane, recorder, seq)
+        plane.traffic.tick()
+        time.sleep(0.15)
+    assert published(plane)["ver"]["running"] == [1] and extras(plane, [1]) == [1]
+    time.sleep(0.35)  # none for longer than pin_idle_s
+    plane.traffic.tick()
+    plane.traffic.tick()
+    assert "running" not in published(plane)["ver"] or published(plane)["ver"]["running"] == []
+    assert extras(plane, []) == []
+    assert plane.traffic.versions("ver")["versions"][0]["state"] == "retired"
+    assert plane.traffic.traffic("ver")["history"][-1]["action"] == "unpin"
+    asyncio.run(plane.hub.hub.want("ver", 1))  # type: ignore[attr-defined]  # a later pinned call starts it again
+    plane.traffic.tick()
+    deadline = time.monotonic() + 5
+    while published(plane)["ver"].get("running") != [1] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert published(plane)["ver"]["running"] == [1]
+
+
 def test_retention_keeps_the_newest_and_what_runs(plane: ControlPlane, deploy: Any) -> None:
     for answer in range(1, 6):
         deploy(answer)  # keep_versions is 3

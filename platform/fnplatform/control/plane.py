@@ -108,7 +108,8 @@ class ControlPlane:
         self.secrets = Secrets(secret_store, registry, hub, deployer, deploying=self._deploying)
         self.logbook = Logbook(LogStore(registry.url), hub, retention_s=settings.log_retention_s,
                                max_bytes=settings.log_max_bytes, export=otlp.from_environment())
-        self.traffic = TrafficControl(registry, deployer, hub, self.push_state, settings.keep_versions)
+        self.traffic = TrafficControl(registry, deployer, hub, self.push_state, settings.keep_versions,
+                                      settings.pin_idle_s)
         assert settings.store is not None
         self.background = JobsControl(registry, secret_store.cipher, settings.store.to_dict())  # schedules, webhooks
 

@@ -63,6 +63,7 @@ class PlatformSettings:
     log_retention_s: float = 72 * 3600  # FN_LOG_RETENTION_HOURS: stored log lines are deleted after this
     log_max_bytes: int = 512 * 2**20  # FN_LOG_MAX_MB: the oldest stored log lines are deleted past this (estimated)
     keep_versions: int = 10  # FN_KEEP_VERSIONS: each function's newest versions kept callable (and running ones)
+    pin_idle_s: float = 3600.0  # FN_PIN_IDLE_HOURS: a version started for pinned calls stops after this without one
     bundle_gc_after_s: float = 24 * 3600  # FN_BUNDLE_GC_HOURS: unused bundles, artifacts kept this long; 0: kept
     ingress: str = "haproxy"  # FN_INGRESS: "haproxy" (in front of the replicas' own ports) or "proxy" (Serve's)
     warm_workers: int = 2  # idle worker processes kept ready for replicas starting from zero (FN_WARM_WORKERS)
@@ -114,6 +115,9 @@ class PlatformSettings:
         if settings.keep_versions < 1:
             raise ConfigError(f"FN_KEEP_VERSIONS must be at least 1 (the versions kept for rollback), "
                               f"not {env['FN_KEEP_VERSIONS']}")
+        settings.pin_idle_s = _float("FN_PIN_IDLE_HOURS", settings.pin_idle_s / 3600) * 3600
+        if settings.pin_idle_s <= 0:
+            raise ConfigError(f"FN_PIN_IDLE_HOURS must be a positive number of hours, not {env['FN_PIN_IDLE_HOURS']}")
         settings.bundle_gc_after_s = _float("FN_BUNDLE_GC_HOURS", settings.bundle_gc_after_s / 3600) * 3600
         if settings.bundle_gc_after_s < 0:
             raise ConfigError(f"FN_BUNDLE_GC_HOURS must be a number of hours (0: never delete unused bundles), "

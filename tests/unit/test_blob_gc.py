@@ -13,7 +13,7 @@ import pytest
 
 from fn import ConfigError
 from fn._flow import FlowSpec, StepSpec
-from fnplatform.bundles.packaging import build_bundle
+from fnplatform.bundles.packaging import Bundle, build_bundle
 from fnplatform.control.plane import ControlPlane, DeployJob
 from fnplatform.control.settings import PlatformSettings
 from fnplatform.flows.state import FlowState
@@ -69,15 +69,21 @@ def deploy(plane: ControlPlane, make_project: ProjectFactory) -> Deploy:
     """Upload the project's bundle and artifacts as fnctl does, deploy it to its end; its bundle and artifact hashes."""
 
     def run(files: dict[str, str]) -> tuple[str, set[str]]:
-        bundle = build_bundle(make_project(files))
-        for sha, path in bundle.artifact_files.items():
-            put_artifact(plane.store, sha, path)
-        put_bundle(plane.store, bundle.sha256, bundle.data)
+        bundle = upload(plane, make_project(files))
         finished(plane.start_deploy(bundle.sha256))
         plane.traffic.retain("add")
         return bundle.sha256, set(bundle.artifact_files)
 
     return run
+
+
+def upload(plane: ControlPlane, folder: Path) -> Bundle:
+    """What fnctl deploy uploads before it deploys: the artifacts, then the bundle."""
+    bundle = build_bundle(folder)
+    for sha, path in bundle.artifact_files.items():
+        put_artifact(plane.store, sha, path)
+    put_bundle(plane.store, bundle.sha256, bundle.data)
+    return bundle
 
 
 def finished(job: DeployJob) -> DeployJob:
@@ -130,10 +136,7 @@ def test_a_removed_function_leaves_nothing_behind_once_old(plane: ControlPlane, 
 
 def test_an_upload_no_deploy_named_yet_and_a_deploy_under_way_keep_their_bundles(plane: ControlPlane,
                                                                                 make_project: ProjectFactory) -> None:
-    bundle = build_bundle(make_project(project("return a + b", b"weights")))
-    for sha, path in bundle.artifact_files.items():
-        put_artifact(plane.store, sha, path)
-    put_bundle(plane.store, bundle.sha256, bundle.data)
+    bundle = upload(plane, make_project(project("return a + b", b"weights")))
     assert plane.blobs.collect(now=time.time()).bundles == 0  # just uploaded: fnctl deploy names it next
     # a deploy under way (its versions not recorded yet) keeps its bundle and, through its manifest, its artifacts
     assert plane.blobs.collect(in_flight=[bundle.sha256], now=LATER).bundles == 0
@@ -182,10 +185,7 @@ def test_the_s3_listing_pages_and_strips_the_stores_prefix(s3_endpoint: str) -> 
 
 def test_a_deployed_flow_and_a_kept_runs_evidence_keep_their_bundle(plane: ControlPlane,
                                                                      make_project: ProjectFactory) -> None:
-    bundle = build_bundle(make_project(project("return a + b", b"weights")))
-    for sha, path in bundle.artifact_files.items():
-        put_artifact(plane.store, sha, path)
-    put_bundle(plane.store, bundle.sha256, bundle.data)
+    bundle = upload(plane, make_project(project("return a + b", b"weights")))
     flow = FlowSpec(name="f", inputs=("a",), output="s", ttl_s=60, max_input_bytes=10,
                     steps=(StepSpec(name="s", function="add", inputs={"a": "input:a", "b": "input:a"}, retries=0),))
     plane.flows.put_flow(flow, bundle.sha256)

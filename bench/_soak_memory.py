@@ -163,6 +163,7 @@ def growing(rows: list[RoleSummary]) -> list[str]:
 
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_CLOCKS = re.compile(r"uptime|time|timestamp|since", re.IGNORECASE)  # lines that grow with the clock alone
 
 
 def gcs_debug_state(processes: list[psutil.Process]) -> str | None:
@@ -188,7 +189,7 @@ def debug_growth(first: str, last: str, top: int = 15) -> list[str]:
     Lines are matched by their text with the numbers taken out (Ray's format has one counter per line)."""
     def index(text: str) -> dict[str, list[float]]:
         return {_NUMBER.sub("#", line.strip()): [float(n) for n in _NUMBER.findall(line)]
-                for line in text.splitlines() if _NUMBER.search(line)}
+                for line in text.splitlines() if _NUMBER.search(line) and not _CLOCKS.search(line)}
     before, after = index(first), index(last)
     grew: list[tuple[float, str]] = []
     for key, values in after.items():

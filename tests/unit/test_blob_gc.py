@@ -14,6 +14,7 @@ import pytest
 from fn import ConfigError
 from fn._flow import FlowSpec, StepSpec
 from fnplatform.bundles.packaging import Bundle, build_bundle
+from fnplatform.control.blob_gc import Collected
 from fnplatform.control.plane import ControlPlane, DeployJob
 from fnplatform.control.settings import PlatformSettings
 from fnplatform.flows.state import FlowState
@@ -139,7 +140,7 @@ def test_an_upload_no_deploy_named_yet_and_a_deploy_under_way_keep_their_bundles
     bundle = upload(plane, make_project(project("return a + b", b"weights")))
     assert plane.blobs.collect(now=time.time()).bundles == 0  # just uploaded: fnctl deploy names it next
     # a deploy under way (its versions not recorded yet) keeps its bundle and, through its manifest, its artifacts
-    assert plane.blobs.collect(in_flight=[bundle.sha256], now=LATER).bundles == 0
+    assert plane.blobs.collect(in_flight=lambda: {bundle.sha256}, now=LATER).bundles == 0
     assert len(stored(plane)) == 2
     assert plane.blobs.collect(now=LATER).bundles == 1 and stored(plane) == set()
 
@@ -216,3 +217,32 @@ def test_runs_past_fn_run_retention_days_take_their_uploads_out_of_the_store(
     monkeypatch.setenv("FN_RUN_RETENTION_DAYS", "0")
     with pytest.raises(ConfigError, match="FN_RUN_RETENTION_DAYS must be a positive number of days"):
         PlatformSettings.from_env(home=tmp_path)
+
+
+def test_a_running_deploy_job_keeps_its_bundle_through_the_control_planes_pass(plane: ControlPlane,
+                                                                                make_project: ProjectFactory) -> None:
+    bundle = upload(plane, make_project(project("return a + b", b"weights")))
+    plane.jobs["j1"] = DeployJob(id="j1", bundle_sha256=bundle.sha256, functions=["add"])  # its versions not recorded yet
+    assert plane.collect_blobs(now=LATER) == Collected() and len(stored(plane)) == 2
+    plane.jobs["j1"].state = "failed"
+    done = plane.collect_blobs(now=LATER)
+    assert done is not None and (done.bundles, done.artifacts) == (1, 1) and stored(plane) == set()
+
+
+def test_what_fnctl_deploy_was_told_the_store_has_stays_for_its_deploy(plane: ControlPlane,
+                                                                       make_project: ProjectFactory) -> None:
+    bundle = upload(plane, make_project(project("return a + b", b"weights")))
+    plane.blobs.min_age_s = 0.5
+    time.sleep(0.6)  # old enough to go, and not named for a while
+    (artifact,) = bundle.artifact_files
+    assert plane.has_bundle(bundle.sha256) and plane.has_artifact(artifact)  # fnctl deploy will not upload them
+    assert plane.blobs.collect() == Collected() and len(stored(plane)) == 2
+    time.sleep(0.6)  # no deploy named them: they go
+    assert plane.blobs.collect().bundles == 1 and stored(plane) == set()
+
+
+def test_no_artifact_goes_while_a_bundle_in_use_cannot_be_read(plane: ControlPlane, deploy: Deploy) -> None:
+    sha, artifacts = deploy(project("return a + b", b"weights"))
+    plane.store.delete(bundle_key(sha))  # by hand: putting it back must find its artifacts still there
+    assert plane.blobs.collect(now=LATER) == Collected()
+    assert stored(plane) == {artifact_key(a) for a in artifacts}

@@ -163,10 +163,14 @@ def test_an_invoke_key_sees_no_logs_and_no_keys_page(site: Site, browser: TestCl
     sign_in(browser, site.keys["invoke"])
     page = browser.get("/console/functions/add")
     assert page.status_code == 200 and "need a deploy key" in page.text and "req0001" not in page.text
+    # where calls go and who changed it are the deploy role's, as in the API; the versions are listed
+    assert '<svg class="split"' not in page.text and "a canary by hand" not in page.text
+    assert "cdcdcdcdcdcd" in page.text.split('<table class="versions">')[1]
     refused = browser.get("/console/keys")
     assert refused.status_code == 403 and "admin" in refused.text and "scoped key" not in refused.text
     sign_in(browser, site.keys["deploy"])
-    assert "req0001" in browser.get("/console/functions/add").text
+    page = browser.get("/console/functions/add")
+    assert "req0001" in page.text and "a canary by hand" in page.text
     assert browser.get("/console/keys").status_code == 403
 
 

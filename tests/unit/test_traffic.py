@@ -186,35 +186,43 @@ def test_a_pinned_version_is_started_when_a_call_asks_for_it(plane: ControlPlane
 
 
 def test_a_pinned_version_no_pinned_call_reaches_for_fn_pin_idle_hours_is_stopped(
-        plane: ControlPlane, deploy: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("fnplatform.control.traffic.PIN_CHECK_S", 0.0)
-    plane.traffic.pin_idle_s = 0.3
+        plane: ControlPlane, deploy: Any) -> None:
+    clock = [0.0]
+    plane.traffic.pins.clock = lambda: clock[0]
+    plane.traffic.pins.idle_s = 3600.0
+
+    def tick_at(at: float) -> None:
+        clock[0] = at
+        plane.traffic.tick()
+
     deploy(1)
     deploy(2)
     asyncio.run(plane.hub.hub.want("ver", 1))  # type: ignore[attr-defined]
-    plane.traffic.tick()
+    tick_at(0)
     deadline = time.monotonic() + 5
     while published(plane)["ver"]["running"] != [1] and time.monotonic() < deadline:
         time.sleep(0.05)
     recorder, seq = Recorder(), [0]
-    for _ in range(4):  # pinned calls keep coming for longer than the idle time: it keeps running
-        _count(recorder, 1, 2)
+    for minute in range(0, 100, 20):  # a pinned call every 20 minutes for 100 minutes: it keeps running
+        _count(recorder, 1, 1)
         _push(plane, recorder, seq)
-        plane.traffic.tick()
-        time.sleep(0.15)
+        tick_at(minute * 60.0)
     assert published(plane)["ver"]["running"] == [1] and extras(plane, [1]) == [1]
-    time.sleep(0.35)  # none for longer than pin_idle_s
-    plane.traffic.tick()
-    plane.traffic.tick()
-    assert "running" not in published(plane)["ver"] or published(plane)["ver"]["running"] == []
+    tick_at(80 * 60 + 3599)  # an hour less a second since the last one
+    assert published(plane)["ver"]["running"] == [1]
+    tick_at(80 * 60 + 3610)
+    assert not published(plane)["ver"].get("running")
     assert extras(plane, []) == []
     assert plane.traffic.versions("ver")["versions"][0]["state"] == "retired"
     assert plane.traffic.traffic("ver")["history"][-1]["action"] == "unpin"
-    asyncio.run(plane.hub.hub.want("ver", 1))  # type: ignore[attr-defined]  # a later pinned call starts it again
-    plane.traffic.tick()
+    # a later pinned call starts it again, and its idle hour starts then, not where the last one ended
+    asyncio.run(plane.hub.hub.want("ver", 1))  # type: ignore[attr-defined]
+    tick_at(80 * 60 + 3620)
     deadline = time.monotonic() + 5
     while published(plane)["ver"].get("running") != [1] and time.monotonic() < deadline:
         time.sleep(0.05)
+    tick_at(80 * 60 + 3640)
+    tick_at(80 * 60 + 3640 + 1800)
     assert published(plane)["ver"]["running"] == [1]
 
 

@@ -115,6 +115,7 @@ class ControlPlane:
 
     # bundles -------------------------------------------------------------------------------
     def has_bundle(self, sha256: str) -> bool:
+        self.blobs.named(bundle_key(sha256))  # fnctl deploy skips what is there: kept for its deploy (blob_gc)
         return self.store.exists(bundle_key(sha256))
 
     def upload_bundle(self, sha256: str, data: bytes) -> dict[str, Any]:
@@ -123,13 +124,16 @@ class ControlPlane:
                                       limits=self.settings.bundle_limits)
         except BundleTooLarge as exc:
             raise PayloadTooLarge(str(exc), status=413) from None
+        self.blobs.named(bundle_key(sha256))
         uploaded = put_bundle(self.store, sha256, data)
         return {"sha256": sha256, "uploaded": uploaded, "functions": [s.name for s in manifest.functions]}
 
     def has_artifact(self, sha256: str) -> bool:
+        self.blobs.named(artifact_key(sha256))
         return self.store.exists(artifact_key(sha256))
 
     def upload_artifact(self, sha256: str, path: Path) -> dict[str, Any]:
+        self.blobs.named(artifact_key(sha256))
         return {"sha256": sha256, "uploaded": put_artifact(self.store, sha256, path)}
 
     # deploys -------------------------------------------------------------------------------
@@ -157,38 +161,41 @@ class ControlPlane:
                                               self.settings.bundle_limits)
         return {ref.sha256 for ref in manifest.artifacts.values()}
 
-    def collect_blobs(self) -> Collected | None:
+    def collect_blobs(self, now: float | None = None) -> Collected | None:
         """Delete the store's bundles and artifacts that no version or deploy uses (control.blob_gc)."""
         if self.settings.bundle_gc_after_s <= 0:
             return None
-        with self._blob_lock:
-            return self.blobs.collect(job.bundle_sha256 for job in list(self.jobs.values()) if job.state == "running")
+        return self.blobs.collect(self._running_bundles, self._blob_lock, now)
+
+    def _running_bundles(self) -> set[str]:
+        return {job.bundle_sha256 for job in list(self.jobs.values()) if job.state == "running"}
 
     def start_deploy(self, sha256: str, canary: dict[str, Any] | None = None, by: str | None = None) -> DeployJob:
         """Deploy the bundle's functions; with *canary* (percent, steps, interval_s, gates), each changed function
         that has an active version runs the new one beside it at the first weight (control.traffic)."""
-        with self._blob_lock:
-            return self._start_deploy(sha256, canary, by)
-
-    def _start_deploy(self, sha256: str, canary: dict[str, Any] | None, by: str | None) -> DeployJob:
         manifest = bundle_manifest_from_store(self.store, sha256, self.settings.max_bundle_bytes,
                                               self.settings.bundle_limits)
-        missing = sorted(path for path, ref in manifest.artifacts.items() if not self.has_artifact(ref.sha256))
-        if missing:
-            raise NotFound(f"artifact(s) {', '.join(missing)} of bundle {sha256[:12]} are not in the store; "
-                           f"'fnctl deploy' uploads them (PUT /v1/artifacts/<sha256>)", status=404)
         specs = [spec.model_copy(update={"requirements": tuple(sorted(set(spec.requirements) | set(manifest.requirements)))})
                  for spec in manifest.functions]
         self._check_routes(specs)
         self.secrets.check(specs)
-        clash = sorted(self._deploying() & {s.name for s in specs})
-        if clash:
-            raise Conflict(f"a deploy of {', '.join(clash)} is already running; wait for it ('fnctl deploy' shows it)",
-                           status=409)
-        job = DeployJob(id=uuid.uuid4().hex[:12], bundle_sha256=sha256,
-                        functions=[s.name for s in specs] + [f"flow:{f.name}" for f in manifest.flows])
-        self.secrets.hold(job.id, specs)
-        self.jobs[job.id] = job
+        with self._blob_lock:  # the store collection deletes only under it: what is here now stays for the job
+            if not self.store.exists(bundle_key(sha256)):
+                raise NotFound(f"bundle {sha256} is not in the store; upload it first (PUT /v1/bundles/{sha256})",
+                               status=404)
+            missing = sorted(path for path, ref in manifest.artifacts.items()
+                             if not self.store.exists(artifact_key(ref.sha256)))
+            if missing:
+                raise NotFound(f"artifact(s) {', '.join(missing)} of bundle {sha256[:12]} are not in the store; "
+                               f"'fnctl deploy' uploads them (PUT /v1/artifacts/<sha256>)", status=404)
+            clash = sorted(self._deploying() & {s.name for s in specs})
+            if clash:
+                raise Conflict(f"a deploy of {', '.join(clash)} is already running; wait for it ('fnctl deploy' shows "
+                               f"it)", status=409)
+            job = DeployJob(id=uuid.uuid4().hex[:12], bundle_sha256=sha256,
+                            functions=[s.name for s in specs] + [f"flow:{f.name}" for f in manifest.flows])
+            self.secrets.hold(job.id, specs)
+            self.jobs[job.id] = job
         self._forget_old_jobs()
         threading.Thread(target=self._run_deploy, args=(job, specs, manifest.flows, canary, by),
                          name=f"deploy-{job.id}", daemon=True).start()

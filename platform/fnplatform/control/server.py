@@ -126,7 +126,6 @@ def _start_housekeeping(control: Any, use: Any, sample: Any = None, interval_s: 
 
     def loop() -> None:
         last = time.monotonic()
-        collected = last - BLOB_GC_INTERVAL_S + BLOB_GC_FIRST_S
         while True:
             time.sleep(hub_check_s)
             attempt("refill the hub", refill)
@@ -141,9 +140,6 @@ def _start_housekeeping(control: Any, use: Any, sample: Any = None, interval_s: 
             attempt("prune stored log lines", control.logbook.prune)
             if sample is not None:
                 attempt("sample the metrics for the console", sample)
-            if time.monotonic() - collected >= BLOB_GC_INTERVAL_S:
-                collected = time.monotonic()
-                attempt("delete unused bundles and artifacts from the store", control.collect_blobs)
 
     def traffic() -> None:
         # A thread of its own: a traffic change may wait for Serve to start a version, which must not hold up
@@ -152,7 +148,15 @@ def _start_housekeeping(control: Any, use: Any, sample: Any = None, interval_s: 
             time.sleep(hub_check_s)
             attempt("advance traffic (pinned versions, rollouts)", control.traffic.tick)
 
+    def store_collection() -> None:
+        # A thread of its own: a pass lists the whole store and reads every bundle in use the first time.
+        time.sleep(BLOB_GC_FIRST_S)
+        while True:
+            attempt("delete unused bundles and artifacts from the store", control.collect_blobs)
+            time.sleep(BLOB_GC_INTERVAL_S)
+
     threading.Thread(target=loop, name="fn-housekeeping", daemon=True).start()
+    threading.Thread(target=store_collection, name="fn-store-collection", daemon=True).start()
     threading.Thread(target=traffic, name="fn-traffic", daemon=True).start()
     start_job_housekeeping(control, hub_check_s)
 

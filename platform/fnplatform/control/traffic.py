@@ -24,12 +24,12 @@ from fnplatform.storage.registry import Registry, VersionRecord
 from fnplatform.storage.traffic import Traffic, TrafficStore
 
 from .deployer import Deployer
+from .pins import PinExpiry
 from .rollout_gates import Gates, judge, window
 
 log = logging.getLogger("fnplatform")
 MAX_SHADOW_PERCENT = 100.0
 DROP_AFTER_S = REFRESH_S + 1.5  # a version's application outlives its last place in the table by this much
-PIN_CHECK_S = 10.0  # how often pinned versions' calls are counted
 
 
 def _no_function(name: str) -> NotFound:
@@ -59,10 +59,7 @@ class TrafficControl:
         self.keep_versions = keep_versions
         self._windows: dict[str, Delta] = {}  # function -> the metrics when its rollout's current step began
         self._starting: set[tuple[str, int]] = set()
-        self.pin_idle_s = pin_idle_s
-        # (function, pinned version) -> (its calls counted by the hub, since when that count has not moved)
-        self._pin_calls: dict[tuple[str, int], tuple[int, float]] = {}
-        self._pins_checked = -float("inf")
+        self.pins = PinExpiry(pin_idle_s, self._unpin)
         self._lock = threading.Lock()  # one traffic change at a time
 
     # the data plane's table --------------------------------------------------------------------
@@ -295,35 +292,17 @@ class TrafficControl:
             self._start_pinned(name, number)
         everything = self.store.all()
         rollouts = [t for t in everything if t.rollout is not None]
-        pinned = [t for t in everything if t.pinned]
-        if time.monotonic() - self._pins_checked < PIN_CHECK_S:
-            pinned = []
+        pinned = [t for t in everything if t.pinned] if self.pins.due() else []
         if not rollouts and not pinned:
             return
         now = self.hub.metrics()
         if pinned:
-            self._pins_checked = time.monotonic()
-            self._expire_pins(pinned, now, time.monotonic())
+            self.pins.check(pinned, now)
         for traffic in rollouts:
             try:
                 self._advance(traffic, now)
             except Exception as exc:  # noqa: BLE001 - one function's rollout must not stop the others'
                 log.warning("rollout of %s: %s: %s", traffic.function, type(exc).__name__, exc)
-
-    def _expire_pins(self, pinned: list[Traffic], now: Delta, at: float) -> None:
-        """Stop a version started for pinned calls once no pinned call has reached it for ``pin_idle_s``
-        (its replicas scale to zero sooner; this ends its Serve application, which costs the controller)."""
-        for traffic in pinned:
-            for number in traffic.pinned:
-                key = (traffic.function, number)
-                calls = window(None, now, traffic.function, number).calls
-                seen = self._pin_calls.get(key)
-                if seen is None or seen[0] != calls:
-                    self._pin_calls[key] = (calls, at)
-                elif at - seen[1] >= self.pin_idle_s:
-                    self._unpin(traffic.function, number)
-        for key in set(self._pin_calls) - {(t.function, n) for t in pinned for n in t.pinned}:
-            del self._pin_calls[key]  # unpinned meanwhile (a split change, a rollback, a deploy)
 
     def _unpin(self, name: str, number: int) -> None:
         with self._lock:
@@ -332,11 +311,11 @@ class TrafficControl:
                 return
             traffic.pinned = [n for n in traffic.pinned if n != number]
             self.store.put(traffic)
-            self.store.record(name, "unpin", f"v{number}: no pinned call for {self.pin_idle_s / 3600:g} h",
+            self.store.record(name, "unpin", f"v{number}: no pinned call for {self.pins.idle_s / 3600:g} h",
                               version=number)
-            self._pin_calls.pop((name, number), None)
-        log.info("stopped v%d of %s: no pinned call for %g h", number, name, self.pin_idle_s / 3600)
+        log.info("stopped v%d of %s: no pinned call for %g h", number, name, self.pins.idle_s / 3600)
         self.publish()
+        self.retain(name)  # a version kept only because it ran may be past retention now
         self._drop_extras_later(name)
 
     def _start_pinned(self, name: str, number: int) -> None:
@@ -355,6 +334,7 @@ class TrafficControl:
                     traffic = self.store.get(name)
                     self._run_beside([version])
                     traffic.pinned = sorted(set(traffic.pinned) | {number})
+                    self.pins.started(name, number)
                     self.store.put(traffic)
                     self.store.record(name, "pin", f"v{number} started for a pinned call", version=number)
                 self.publish()

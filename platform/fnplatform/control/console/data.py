@@ -127,7 +127,10 @@ def function_page(control: ControlPlane, history: History, grant: Grant, name: s
     page: dict[str, Any] = {"function": described, "problem": problem, "points": history.points(name),
                             "logs_allowed": grant.has_role("deploy"), "grep": grep, "lines": [], "calls": []}
     page["series"] = series(page["points"])
-    page["versions"], page["traffic"] = versions_and_traffic(control, name, described)
+    if grant.has_role("deploy"):  # as GET /v1/functions/{name}/versions and /traffic: who changed what, and why
+        page["versions"], page["traffic"] = versions_and_traffic(control, name, described)
+    else:
+        page["versions"], page["traffic"] = [{**v, "state": v.get("status")} for v in described["versions"]][::-1], None
     if page["logs_allowed"]:
         page["lines"] = log_lines(control, name, grep)
         page["calls"] = calls(log_lines(control, name))[:50]

@@ -240,15 +240,18 @@ def main() -> int:
             load.drain(GRACE_S)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    # The samples first, before anything that could fail on them: an hour's run is not lost to a report's bug.
+    save("soak-samples", {"samples": [{"t_s": round(s.t_s, 1), "roles": s.roles} for s in samples],
+                          "gcs_debug_state": {"window_start": gcs_first, "end": gcs_last}})
     row = FaultRow("soak", start=began, end=float("inf"))  # every request the load sent, to its last burst
-    fill(row, load.outcomes, load.runs)
+    fill(row, load.outcomes, load.runs, load.jobs)
     roles = summarize(samples, Threshold())
     results: dict[str, Any] = {
         "config": {"minutes": args.minutes, "deploy_every_s": deploy_every, "sample_s": SAMPLE_S, "rates": asdict(RATES),
                    "nap_idle_timeout_s": NAP_IDLE_S, "gap_s": GAP_S, "threshold": asdict(Threshold()),
                    "cpus": os.cpu_count(), "python": host.python_version(), "host": host.node()},
         "wall_s": end - began, "requests": row.requests, "by_caller": row.by_caller, "examples": row.examples,
-        "flows": row.flows, "deploys": redeployer.deploys, "bursts": bursts.counts(),
+        "flows": row.flows, "jobs": row.jobs, "deploys": redeployer.deploys, "bursts": bursts.counts(),
         "burst_log": [asdict(b) for b in bursts.bursts], "memory": [r.as_json() for r in roles],
         "growing": growing(roles), "samples": [{"t_s": round(s.t_s, 1), "roles": s.roles} for s in samples],
         "leftover_processes": LEFTOVERS,
@@ -266,6 +269,8 @@ def main() -> int:
     f = row.flows
     print(f"\nflow runs: {f['runs']} given every input; right {f['right']}, failed {f['failed']}, wrong {f['wrong']}, "
           f"lost {f['lost']}")
+    j = row.jobs
+    print(f"jobs: {j['accepted']} accepted; " + ", ".join(f"{k} {v}" for k, v in j.items() if k != "accepted"))
     print(f"redeploys: {len(redeployer.deploys) - len(failed)} done, {len(failed)} failed; versions now "
           f"{redeployer.deploys[-1].get('versions') if redeployer.deploys else '-'}")
     b = bursts.counts()

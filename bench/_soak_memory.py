@@ -162,13 +162,16 @@ def growing(rows: list[RoleSummary]) -> list[str]:
             for r in rows if r.verdict == "GROWS" and r.slope_mib_per_h is not None]
 
 
+_GCS_MARKER = "Gcs Debug state:"
+_LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d ")  # the next log line ends a debug-state block
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _CLOCKS = re.compile(r"uptime|time|timestamp|since", re.IGNORECASE)  # lines that grow with the clock alone
 
 
 def gcs_debug_state(processes: list[psutil.Process]) -> str | None:
-    """Ray's GCS writes its own counters (tables, caches, queues) to ``debug_state_gcs.txt`` in its log
-    folder every few seconds: what the soak compares when the GCS's RSS climbs."""
+    """Ray's GCS logs its own counters (tables, caches, queues, task events) to ``gcs_server.out`` in its log
+    folder every minute, each block after a "Gcs Debug state:" line: the latest block, what the soak compares
+    when the GCS's RSS climbs."""
     for proc in processes:
         try:
             cmdline = proc.cmdline()
@@ -176,11 +179,18 @@ def gcs_debug_state(processes: list[psutil.Process]) -> str | None:
             continue
         if cmdline and cmdline[0].endswith("gcs_server"):
             log_dir = next((a.split("=", 1)[1] for a in cmdline if a.startswith("--log_dir=")), None)
-            if log_dir is not None:
-                try:
-                    return (Path(log_dir) / "debug_state_gcs.txt").read_text()
-                except OSError:
-                    return None
+            if log_dir is None:
+                return None
+            try:
+                text = (Path(log_dir) / "gcs_server.out").read_text(errors="replace")
+            except OSError:
+                return None
+            _, marker, block = text.rpartition(_GCS_MARKER)
+            if not marker:
+                return None
+            lines = block.splitlines()[1:]
+            end = next((i for i, line in enumerate(lines) if _LOG_LINE.match(line)), len(lines))
+            return "\n".join(lines[:end])
     return None
 
 

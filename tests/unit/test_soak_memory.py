@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 # bench/ is not a package: its folder goes on the path first
-from _soak_memory import TOTAL, Sample, Threshold, add, debug_growth, role, slope, summarize, table, verdict
+from _soak_memory import TOTAL, Sample, Threshold, add, debug_growth, gcs_debug_state, role, slope, summarize, table, verdict
 
 
 @pytest.mark.parametrize(("cmdline", "expected"), [
@@ -109,3 +109,18 @@ def test_the_gcs_counters_that_grew_are_listed_largest_first_and_the_others_left
     ]
     assert debug_growth(first, last, top=1) == ["TaskEvents bytes: #: [1000.0] -> [9000.0]"]
     assert debug_growth(last, first) == []
+
+
+def test_the_gcs_debug_state_is_the_last_block_the_gcs_logged(tmp_path: Path) -> None:
+    (tmp_path / "gcs_server.out").write_text(
+        "[2026-12-03 18:32:47,668 I 1 1] (gcs_server) gcs_server.cc:1307: Gcs Debug state:\n\nTask events: 1\n"
+        "[2026-12-03 18:32:48,000 I 1 1] (gcs_server) other line\n"
+        "[2026-12-03 18:33:47,669 I 1 1] (gcs_server) gcs_server.cc:1307: Gcs Debug state:\n\nTask events: 9\nActors: 3\n"
+        "[2026-12-03 18:33:48,000 I 1 1] (gcs_server) a later line\n")
+
+    class Gcs:
+        def cmdline(self) -> list[str]:
+            return ["/ray/core/src/ray/gcs/gcs_server", f"--log_dir={tmp_path}"]
+
+    assert gcs_debug_state([Gcs()]) == "\nTask events: 9\nActors: 3"  # type: ignore[list-item]
+    assert gcs_debug_state([]) is None

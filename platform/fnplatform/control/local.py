@@ -169,6 +169,9 @@ def ray_processes(runtime_dir: Path) -> list[psutil.Process]:
     return found
 
 
+STOPPED_NODE_GRACE_S = 1.0
+
+
 def kill_survivors(runtime_dir: Path, grace_s: float = 5.0) -> int:
     procs = ray_processes(runtime_dir)
     names = {}
@@ -199,4 +202,6 @@ def stop_ray(settings: PlatformSettings) -> None:
     ray.shutdown()
     log.info("Ray's node shut down in %.1f s", time.monotonic() - started)
     time.sleep(0.5)
-    kill_survivors(settings.runtime_dir)
+    # What is left is the node's own (its GCS still flushing events, an agent): nothing of ours is in it, and
+    # the 5 s it took some of them to heed SIGTERM was half of 'fnctl down'.
+    kill_survivors(settings.runtime_dir, grace_s=STOPPED_NODE_GRACE_S)

@@ -14,7 +14,7 @@ from ray.serve.config import AutoscalingConfig
 
 from fnplatform.pools import pool_resource
 from fnplatform.serving import autoscaling
-from fnplatform.serving.autoscaling import DRAINING_ENV, WAIT_S, Board, IdleYields
+from fnplatform.serving.autoscaling import DRAINING_ENV, MIN_IDLE_S, WAIT_S, Board, IdleYields
 
 NODES = [{"CPU": 4.0, pool_resource("cpu"): 1000.0, pool_resource("api"): 1000.0},
          {"CPU": 2.0, "GPU": 1.0, pool_resource("gpu"): 1000.0}]
@@ -53,6 +53,14 @@ def see(board: Board, clock: Clock, demands: list[dict[str, float]]) -> None:
     board.reported = demands  # type: ignore[attr-defined]
     board._demands = (-float("inf"), [])
     board.demands(clock.now)
+
+
+def idle_for(clock: Clock, seconds: float, *deployments: Deployment) -> None:
+    """*seconds* pass with every deployment idle, each asked every second as Serve's loop would."""
+    for _ in range(int(seconds)):
+        clock.now += 1
+        for deployment in deployments:
+            deployment.step()
 
 
 class Deployment:
@@ -113,6 +121,7 @@ def test_the_function_idle_longest_gives_way_to_a_demand_waiting_for_room(board:
     older.step()
     clock.now += 1
     newer.step()
+    idle_for(clock, MIN_IDLE_S, older, newer)
     see(board, clock, [WAITING])
     clock.now += WAIT_S - 0.5
     assert (older.step(), newer.step()) == (1, 1), "a demand waits WAIT_S first: it may just be starting"
@@ -153,9 +162,11 @@ def test_busy_functions_and_those_at_min_replicas_never_give_way(board: Board, c
 def test_giving_way_goes_on_down_to_min_replicas(board: Board, clock: Clock) -> None:
     wide, other = Deployment("wide"), Deployment("other")
     wide.target = wide.running = 3
+    wide.policy.downscale_delay_s = 60.0  # its extra replicas held longer than MIN_IDLE_S
     wide.step()
     clock.now += 1
     other.step()
+    idle_for(clock, MIN_IDLE_S, wide, other)
     see(board, clock, [WAITING])
     clock.now += WAIT_S + 1
     assert wide.step() == 0
@@ -180,6 +191,7 @@ def test_behind_serves_python_proxy_the_next_one_gives_way_after_wait_s(board: B
     first.step()
     clock.now += 1
     second.step()
+    idle_for(clock, MIN_IDLE_S, first, second)
     see(board, clock, [WAITING])
     clock.now += WAIT_S + 1
     assert (first.step(), second.step()) == (0, 1)
@@ -214,3 +226,19 @@ def test_the_policy_is_named_in_each_functions_autoscaling_config() -> None:
     assert config.policy.policy_kwargs == {"pool": "cpu", "downscale_delay_s": 10.0, "idle_timeout_s": 30.0,
                                            "give_way": False}
     assert config.downscale_delay_s == 0 and config.downscale_to_zero_delay_s == 0
+
+
+def test_a_function_idle_for_less_than_min_idle_s_keeps_its_replica(board: Board, clock: Clock) -> None:
+    # A flow's step between two cases, while another step of it asks for a second replica (a prewarm and a call at
+    # once): it keeps its only replica, or the next case waits for its cold start.
+    decide = Deployment("kyc-decide")
+    decide.step(requests=1)
+    decide.step()
+    see(board, clock, [WAITING])
+    held = []
+    for _ in range(int(MIN_IDLE_S) - 1):
+        clock.now += 1
+        held.append(decide.step())
+    assert held == [1] * (int(MIN_IDLE_S) - 1)
+    clock.now += 1
+    assert decide.step() == 0, "idle for MIN_IDLE_S with the demand still waiting: it gives way"

@@ -5,9 +5,9 @@ steps then queued behind replicas of other functions that had finished their cal
 passed idle_timeout_s (on 2 cores the identity flow's case took 64-77 s with hello's two functions idle, 15 s
 without). This policy keeps the same delays itself (the deployment's own Serve delays are 0) and cuts them short
 when Ray has had a replica or task waiting for room for WAIT_S on a node an idle function's replicas could
-free: then the function idle longest gives back its replicas down to min_replicas, and the next one may give
-way only once those have drained (a stopping replica holds its resources while it drains) and the demand
-still waits.
+free: then the function idle longest, if idle for MIN_IDLE_S at least, gives back its replicas down to
+min_replicas, and the next one may give way only once those have drained (a stopping replica holds its
+resources while it drains) and the demand still waits.
 
 Serve's controller runs this: it imports the class named in each deployment's autoscaling config, pickled by
 value, and instantiates it per deployment. What the deployments share (the Board) is this module as that
@@ -34,6 +34,11 @@ POLICY_PATH = "fnplatform.serving.autoscaling:IdleYields"
 # How long a demand must wait for room before an idle function gives way: Ray reports a waiting replica within
 # about a second, and room being freed anyway (a replica finishing its drain) should get there first.
 WAIT_S = 3.0
+# How long a function must have been idle before it may give way. A flow's steps are idle for seconds between its
+# cases while one of them asks for a second replica (a prewarm and a call at once): giving way to that, they took
+# each other's only replicas and every case waited for cold starts (on 2 cores a warm identity case went from
+# 1.8 s to a 3.8 s median, p90 18.6 s). A function idle this long is not in the middle of a run of calls.
+MIN_IDLE_S = 15.0
 IDLE_SEEN_S = 2.0  # an idle entry not refreshed for this long: each deployment's policy runs every control-loop step
 DEMANDS_TTL_S = 1.0
 NODES_TTL_S = 30.0
@@ -62,6 +67,8 @@ class Board:
         """The demand that *key*, idle on *pool* since *idle_since*, should give its replicas to now, if any: one
         waiting for WAIT_S on a node *key*'s replicas could free, when no function idle longer could give way."""
         self.idle[key] = (pool, idle_since, now)
+        if now - idle_since < MIN_IDLE_S:
+            return None
         for bundle in self.demands(now):
             since = self.waiting_since.get(_shape(bundle), now)
             if now - since < WAIT_S or not self.could_free(pool, bundle, now):

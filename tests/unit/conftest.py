@@ -35,9 +35,11 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     for name in ("FN_API_URL", "FN_API_KEY", "FN_HTTP_URL", "FN_ADMIN_KEY", "FN_METRICS_KEY", "FN_DATABASE_URL",
                  "FN_WEBHOOK_ALLOW_LOOPBACK", "FN_WEBHOOK_ALLOW_PRIVATE"):
         monkeypatch.delenv(name, raising=False)
+    ray = sys.modules.get("ray")
+    connected = ray is not None and ray.is_initialized()  # scripts/test runs these after the integration session
     yield home
     ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
+    if not connected and ray is not None and ray.is_initialized():
         ray.shutdown()
         pytest.fail("this unit test started Ray (a Ray call with no cluster connected starts a local one)")
 

@@ -246,3 +246,13 @@ def test_no_artifact_goes_while_a_bundle_in_use_cannot_be_read(plane: ControlPla
     plane.store.delete(bundle_key(sha))  # by hand: putting it back must find its artifacts still there
     assert plane.blobs.collect(now=LATER) == Collected()
     assert stored(plane) == {artifact_key(a) for a in artifacts}
+
+
+def test_the_objects_clients_asked_about_are_remembered_within_a_bound_newest_kept(plane: ControlPlane) -> None:
+    from fnplatform.control.blob_gc import MAX_NAMED
+
+    now = time.time()
+    for i in range(MAX_NAMED + 1):  # a flood of HEADs for hashes no deploy will name
+        plane.blobs.named(f"bundles/{i}.zip", now=now + i * 1e-6)
+    assert len(plane.blobs._named) <= MAX_NAMED
+    assert f"bundles/{MAX_NAMED}.zip" in plane.blobs._named and "bundles/0.zip" not in plane.blobs._named

@@ -27,6 +27,7 @@ from fnplatform.storage.blobs import BundleStore, artifact_key, bundle_key
 log = logging.getLogger("fnplatform")
 
 BUNDLES, ARTIFACTS = "bundles/", "artifacts/"
+MAX_NAMED = 10_000  # objects a client asked about, remembered at once
 
 
 @dataclass
@@ -54,8 +55,9 @@ class BlobCollector:
         now = time.time() if now is None else now
         with self._named_lock:
             self._named[key] = now
-            if len(self._named) > 10_000:  # bounded: forget what is past its keep
-                self._named = {k: t for k, t in self._named.items() if now - t < self.min_age_s}
+            if len(self._named) > MAX_NAMED:  # bounded: what is past its keep, then the oldest, even under a flood
+                kept = sorted(((t, k) for k, t in self._named.items() if now - t < self.min_age_s), reverse=True)
+                self._named = {k: t for t, k in kept[:MAX_NAMED // 2]}
 
     def _kept(self, in_flight: set[str], now: float) -> tuple[set[str], bool]:
         """The keys in use now, and whether every manifest in use was read (else no artifact may go)."""

@@ -32,6 +32,7 @@ from fnplatform.storage.blobs import (
     artifact_key,
     bundle_key,
     bundle_manifest_from_store,
+    bundle_missing,
     put_artifact,
     put_bundle,
 )
@@ -181,8 +182,7 @@ class ControlPlane:
         self.secrets.check(specs)
         with self._blob_lock:  # the store collection deletes only under it: what is here now stays for the job
             if not self.store.exists(bundle_key(sha256)):
-                raise NotFound(f"bundle {sha256} is not in the store; upload it first (PUT /v1/bundles/{sha256})",
-                               status=404)
+                raise bundle_missing(sha256)
             missing = sorted(path for path, ref in manifest.artifacts.items()
                              if not self.store.exists(artifact_key(ref.sha256)))
             if missing:

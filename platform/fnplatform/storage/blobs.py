@@ -334,12 +334,15 @@ def fetch_artifact(config: StoreConfig, sha256: str, cache_dir: str | Path, poli
     return target
 
 
+def bundle_missing(sha256: str) -> NotFound:
+    return NotFound(f"bundle {sha256} is not in the store; upload it first (PUT /v1/bundles/{sha256})", status=404)
+
+
 def bundle_manifest_from_store(store: BundleStore, sha256: str, max_bytes: int,
                                limits: BundleLimits | None = None) -> Manifest:
     """The manifest of a bundle already in the store, checked again as it is read."""
     try:
         data = store.read(bundle_key(sha256))
     except FileNotFoundError:
-        raise NotFound(f"bundle {sha256} is not in the store; upload it first (PUT /v1/bundles/{sha256})",
-                       status=404) from None
+        raise bundle_missing(sha256) from None
     return inspect_bundle(data, expected_sha256=sha256, max_bytes=max_bytes, limits=limits)
